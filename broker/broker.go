@@ -1,0 +1,175 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/sockguard/sockguard/policy"
+)
+
+// Config is everything the daemon needs; cmd/broker fills it from flags and
+// the config file.
+type Config struct {
+	Upstream    string // unix:///var/run/docker.sock or tcp://host:port
+	AdminSocket string // gRPC admin socket path
+	AdminGroup  int    // gid allowed on the admin socket besides root; -1 for none
+	SocketDir   string // tenant sockets live at SocketDir/<name>/sockguard.sock
+	// HostSocketDir is SocketDir as the Docker daemon sees it, when the
+	// broker runs in a container; empty means the same as SocketDir.
+	HostSocketDir     string
+	StateDir          string        // persistent state (state.db)
+	DenyLogMaxRecords int           // retention by count; 0 keeps all
+	DenyLogMaxAge     time.Duration // retention by age; 0 keeps all
+	ShutdownTimeout   time.Duration // how long SIGTERM waits for requests and streams
+	Version           string
+	Logger            *slog.Logger
+}
+
+// Broker is a running daemon.
+type Broker struct {
+	cfg      Config
+	log      *slog.Logger
+	up       *Upstream
+	catalog  *policy.Catalog
+	store    *Store
+	denials  *DenyLog
+	reg      *Registry
+	started  time.Time
+	stopping chan struct{} // closed when shutdown begins
+}
+
+// Run starts the broker and serves until ctx is cancelled, then drains and
+// returns after everything it started has stopped. Errors before serving
+// (bad config, a second broker on the same paths) are returned at once and
+// leave every existing file as it was.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	for _, p := range []struct{ name, val string }{
+		{"admin socket", cfg.AdminSocket}, {"socket dir", cfg.SocketDir}, {"state dir", cfg.StateDir},
+	} {
+		if !filepath.IsAbs(p.val) {
+			return fmt.Errorf("%w: %s %q must be an absolute path", ErrInvalidArgument, p.name, p.val)
+		}
+	}
+	cfg.SocketDir = filepath.Clean(cfg.SocketDir)
+	if cfg.HostSocketDir == "" {
+		cfg.HostSocketDir = cfg.SocketDir
+	}
+	up, err := ParseUpstream(cfg.Upstream)
+	if err != nil {
+		return err
+	}
+	defer up.Close()
+	catalog, err := policy.BuiltinCatalog()
+	if err != nil {
+		return fmt.Errorf("load presets: %w", err)
+	}
+
+	// The state lock comes first: a second broker on the same state dir
+	// stops here, before it touches any socket.
+	store, err := OpenStore(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	if err := os.MkdirAll(filepath.Dir(cfg.SocketDir), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(cfg.SocketDir), err)
+	}
+	if err := ensureDir(cfg.SocketDir, 0o755); err != nil {
+		return fmt.Errorf("socket dir: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.AdminSocket), 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(cfg.AdminSocket), err)
+	}
+	adminGID, adminMode := 0, os.FileMode(0o600)
+	if cfg.AdminGroup >= 0 {
+		adminGID, adminMode = cfg.AdminGroup, 0o660
+	}
+	adminLn, err := listenUnix(cfg.AdminSocket, 0, adminGID, adminMode)
+	if errors.Is(err, ErrSocketInUse) {
+		return fmt.Errorf("another broker is already serving the admin socket %s: %w", cfg.AdminSocket, err)
+	}
+	if err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+
+	b := &Broker{
+		cfg: cfg, log: log, up: up, catalog: catalog, store: store,
+		started: time.Now().UTC(), stopping: make(chan struct{}),
+	}
+	b.denials = NewDenyLog(store, log, cfg.DenyLogMaxRecords, cfg.DenyLogMaxAge)
+	stopWriter := make(chan struct{})
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		b.denials.run(stopWriter)
+	}()
+	b.reg = &Registry{
+		socketDir:     cfg.SocketDir,
+		hostSocketDir: cfg.HostSocketDir,
+		catalog:       catalog,
+		store:         store,
+		proxy:         NewProxy(up, b.denials, log),
+		denials:       b.denials,
+		log:           log,
+		tenants:       make(map[string]*tenantServer),
+	}
+	if p := up.SocketPath(); p != "" {
+		b.reg.daemonSockets = []string{p}
+	}
+	if err := b.reg.load(); err != nil {
+		adminLn.Close()
+		close(stopWriter)
+		<-writerDone
+		return fmt.Errorf("load tenants: %w", err)
+	}
+
+	srv, hs := newAdminServer(&service{b: b}, adminAuth{gid: cfg.AdminGroup}, log)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(adminLn) }()
+	log.Info("broker_started", "version", cfg.Version, "upstream", up.String(),
+		"admin_socket", cfg.AdminSocket, "socket_dir", cfg.SocketDir, "sockets", len(b.reg.tenants))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+	}
+
+	log.Info("broker_stopping")
+	close(b.stopping)
+	hs.Shutdown()
+	drain, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	b.reg.shutdown(drain)
+	select {
+	case <-stopped:
+	case <-drain.Done():
+		srv.Stop()
+		<-stopped
+	}
+	close(stopWriter)
+	<-writerDone
+	log.Info("broker_stopped")
+	if serveErr != nil {
+		return fmt.Errorf("admin server: %w", serveErr)
+	}
+	return nil
+}

@@ -1,0 +1,344 @@
+package broker
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
+)
+
+// mockDocker is a tiny stand-in for dockerd: ping, a slow streaming logs
+// endpoint, and an exec start that upgrades and echoes stdin after the
+// client half-closes, like a `cat` process would.
+func mockDocker(t *testing.T, path string) (stop func()) {
+	t.Helper()
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1.41/_ping", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Api-Version", "1.41")
+		io.WriteString(w, "OK")
+	})
+	mux.HandleFunc("/containers/c1/logs", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		for i := range 3 {
+			fmt.Fprintf(w, "line %d\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	mux.HandleFunc("/exec/e1/start", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "tcp" {
+			http.Error(w, "want upgrade", 400)
+			return
+		}
+		io.ReadAll(r.Body) // the start config, before the stream begins
+		c, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		rw.WriteString("HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+		rw.Flush()
+		in, _ := io.ReadAll(rw) // until the client's half-close arrives
+		c.Write(append([]byte("got:"), in...))
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	return func() { srv.Close() }
+}
+
+type testBroker struct {
+	dir, admin, socketDir string
+	client                sockguardv1.SockguardServiceClient
+	cancel                context.CancelFunc
+	done                  chan error
+}
+
+func startBroker(t *testing.T, dir, upstream string) *testBroker {
+	t.Helper()
+	tb := &testBroker{dir: dir, admin: filepath.Join(dir, "admin.sock"), socketDir: filepath.Join(dir, "s"), done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	tb.cancel = cancel
+	go func() {
+		tb.done <- Run(ctx, Config{
+			Upstream: upstream, AdminSocket: tb.admin, AdminGroup: -1,
+			SocketDir: tb.socketDir, StateDir: filepath.Join(dir, "state"),
+			ShutdownTimeout: 2 * time.Second, Version: "test",
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+	}()
+	for i := 0; ; i++ {
+		if c, err := net.Dial("unix", tb.admin); err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case err := <-tb.done:
+			t.Fatalf("broker exited: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cc, err := grpc.NewClient("unix://"+tb.admin, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	tb.client = sockguardv1.NewSockguardServiceClient(cc)
+	return tb
+}
+
+func (tb *testBroker) stop(t *testing.T) {
+	t.Helper()
+	tb.cancel()
+	if err := <-tb.done; err != nil {
+		t.Fatalf("broker Run: %v", err)
+	}
+}
+
+func unixClient(path string) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}}
+}
+
+func dockerMessage(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("Content-Type = %q, want application/json", ct)
+	}
+	var m struct{ Message string }
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.Message
+}
+
+func TestBrokerProxy(t *testing.T) {
+	dir, err := os.MkdirTemp("/tmp", "sgt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	upPath := filepath.Join(dir, "docker.sock")
+	stopMock := mockDocker(t, upPath)
+	tb := startBroker(t, dir, "unix://"+upPath)
+	ctx := context.Background()
+
+	if fi, err := os.Stat(tb.admin); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin socket mode: %v %v", fi.Mode(), err)
+	}
+	created, err := tb.client.CreateSocket(ctx, &sockguardv1.CreateSocketRequest{Socket: &sockguardv1.Socket{Name: "r1", Preset: "github-actions-runner"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := created.GetSocket().GetPath()
+	if want := filepath.Join(tb.socketDir, "r1", "sockguard.sock"); sock != want {
+		t.Fatalf("socket path %q, want %q", sock, want)
+	}
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("tenant socket mode: %v %v", fi.Mode(), err)
+	}
+	hc := unixClient(sock)
+
+	t.Run("allowed ping is forwarded", func(t *testing.T) {
+		resp, err := hc.Get("http://docker/v1.41/_ping")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "OK" || resp.Header.Get("Api-Version") != "1.41" {
+			t.Fatalf("ping: %d %q %v", resp.StatusCode, body, resp.Header)
+		}
+	})
+
+	t.Run("build is denied like dockerd", func(t *testing.T) {
+		resp, err := hc.Post("http://docker/v1.41/build", "application/x-tar", strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("status %d, want 403", resp.StatusCode)
+		}
+		if msg := dockerMessage(t, resp); !strings.HasPrefix(msg, "sockguard: denied by policy: ") {
+			t.Fatalf("message %q", msg)
+		}
+	})
+
+	t.Run("streaming body arrives in pieces", func(t *testing.T) {
+		resp, err := hc.Get("http://docker/containers/c1/logs?follow=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		br := bufio.NewReader(resp.Body)
+		line, err := br.ReadString('\n')
+		if err != nil || line != "line 0\n" {
+			t.Fatalf("first line %q %v", line, err)
+		}
+		rest, _ := io.ReadAll(br)
+		if string(rest) != "line 1\nline 2\n" {
+			t.Fatalf("rest %q", rest)
+		}
+	})
+
+	t.Run("hijacked exec keeps output after stdin half-close", func(t *testing.T) {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		body := `{"Detach":false,"Tty":false}`
+		fmt.Fprintf(c, "POST /exec/e1/start HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 101 {
+			t.Fatalf("status %d, want 101", resp.StatusCode)
+		}
+		io.WriteString(c, "hello")
+		c.(*net.UnixConn).CloseWrite()
+		out, err := io.ReadAll(br)
+		if err != nil || string(out) != "got:hello" {
+			t.Fatalf("output %q %v", out, err)
+		}
+	})
+
+	t.Run("upstream down is a 502 and recovers", func(t *testing.T) {
+		stopMock()
+		os.Remove(upPath)
+		resp, err := hc.Get("http://docker/v1.41/_ping")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("status %d, want 502", resp.StatusCode)
+		}
+		if msg := dockerMessage(t, resp); !strings.Contains(msg, "cannot reach the Docker daemon") {
+			t.Fatalf("message %q", msg)
+		}
+		stopMock = mockDocker(t, upPath)
+		resp, err = hc.Get("http://docker/v1.41/_ping")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("after recovery: status %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("bad names and presets create nothing", func(t *testing.T) {
+		for _, s := range []*sockguardv1.Socket{
+			{Name: "../x", Preset: "read-only"},
+			{Name: "A B", Preset: "read-only"},
+			{Name: "ok", Preset: "no-such-preset"},
+			{Name: "r1", Preset: "read-only"},
+		} {
+			_, err := tb.client.CreateSocket(ctx, &sockguardv1.CreateSocketRequest{Socket: s})
+			code := status.Code(err)
+			if code != codes.InvalidArgument && code != codes.AlreadyExists {
+				t.Fatalf("create %q/%q: %v", s.Name, s.Preset, err)
+			}
+		}
+		ents, _ := os.ReadDir(tb.socketDir)
+		if len(ents) != 1 {
+			t.Fatalf("socket dir has %d entries, want only r1", len(ents))
+		}
+	})
+
+	t.Run("symlinked tenant dir is refused", func(t *testing.T) {
+		target := t.TempDir()
+		if err := os.Symlink(target, filepath.Join(tb.socketDir, "evil")); err != nil {
+			t.Fatal(err)
+		}
+		_, err := tb.client.CreateSocket(ctx, &sockguardv1.CreateSocketRequest{Socket: &sockguardv1.Socket{Name: "evil", Preset: "read-only"}})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "symlink") {
+			t.Fatalf("create through symlink: %v", err)
+		}
+		if ents, _ := os.ReadDir(target); len(ents) != 0 {
+			t.Fatalf("something was created through the symlink: %v", ents)
+		}
+	})
+
+	// The denial is recorded off the request path; wait for the writer.
+	var denials []*sockguardv1.Denial
+	for range 100 {
+		resp, err := tb.client.ListDenials(ctx, &sockguardv1.ListDenialsRequest{Socket: "r1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if denials = resp.GetDenials(); len(denials) > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(denials) != 1 || denials[0].GetPath() != "/build" || denials[0].GetMethod() != "POST" {
+		t.Fatalf("denials: %v", denials)
+	}
+
+	t.Run("second broker on the same paths refuses to start", func(t *testing.T) {
+		err := Run(ctx, Config{
+			Upstream: "unix://" + upPath, AdminSocket: tb.admin, AdminGroup: -1,
+			SocketDir: tb.socketDir, StateDir: filepath.Join(dir, "state"),
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		if err == nil || !strings.Contains(err.Error(), "another broker") {
+			t.Fatalf("second broker: %v", err)
+		}
+		// The first broker still serves.
+		if _, err := tb.client.GetSocket(ctx, &sockguardv1.GetSocketRequest{Name: "r1"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	tb.stop(t)
+
+	// Restart on the same state: the socket and the denial come back.
+	tb = startBroker(t, dir, "unix://"+upPath)
+	defer tb.stop(t)
+	got, err := tb.client.GetSocket(ctx, &sockguardv1.GetSocketRequest{Name: "r1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetSocket().GetTenantId() != created.GetSocket().GetTenantId() || got.GetSocket().GetState() != sockguardv1.SocketState_SOCKET_STATE_SERVING {
+		t.Fatalf("after restart: %v", got.GetSocket())
+	}
+	resp, err := unixClient(sock).Get("http://docker/v1.41/_ping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("ping after restart: %d", resp.StatusCode)
+	}
+	list, err := tb.client.ListDenials(ctx, &sockguardv1.ListDenialsRequest{})
+	if err != nil || len(list.GetDenials()) != 1 {
+		t.Fatalf("denials after restart: %v %v", list, err)
+	}
+	stopMock()
+}
+

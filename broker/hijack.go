@@ -1,0 +1,174 @@
+package broker
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// hopHeaders are the hop-by-hop headers (RFC 9110 section 7.6.1) that are
+// never forwarded. Connection and Upgrade are rebuilt for hijacked requests.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// isUpgrade reports whether the client asks to switch protocols, as the
+// docker CLI does for attach and exec start ("Connection: Upgrade",
+// "Upgrade: tcp").
+func isUpgrade(h http.Header) bool {
+	for _, v := range h.Values("Connection") {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return h.Get("Upgrade") != ""
+			}
+		}
+	}
+	return false
+}
+
+// hijackBodyLimit caps the JSON body of attach/exec start requests, which
+// are read before the connection is taken over.
+const hijackBodyLimit = 1 << 20
+
+// hijack forwards an upgrade request on a dedicated upstream connection.
+// On 101 Switching Protocols both connections are taken over and copied in
+// both directions; a half-close on one side (stdin EOF from docker exec -i)
+// is passed on as a half-close to the other, so output keeps flowing until
+// the daemon ends the stream.
+func (p *Proxy) hijack(w http.ResponseWriter, r *http.Request, f *forward, ts *tenantServer) {
+	body := f.body
+	if !f.bodyRead {
+		var err error
+		if body, err = readCapped(r.Body, hijackBodyLimit); err != nil {
+			writeDockerError(w, http.StatusRequestEntityTooLarge, "sockguard: denied by policy: request body is too large or unreadable")
+			return
+		}
+	}
+	out := &http.Request{
+		Method:     f.req.Method,
+		URL:        &url.URL{Path: f.req.UpstreamPath(), RawQuery: f.req.RawQuery},
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Host:       r.Host,
+		Header:     r.Header.Clone(),
+	}
+	for _, h := range hopHeaders {
+		out.Header.Del(h)
+	}
+	out.Header.Set("Connection", "Upgrade")
+	out.Header.Set("Upgrade", r.Header.Get("Upgrade"))
+	setBody(out, body)
+
+	ctx := r.Context()
+	upc, err := p.up.Dial(ctx)
+	if err != nil {
+		p.upstreamError(w, r, err)
+		return
+	}
+	if err := out.Write(upc); err != nil {
+		upc.Close()
+		p.upstreamError(w, r, err)
+		return
+	}
+	upr := bufio.NewReader(upc)
+	resp, err := http.ReadResponse(upr, out)
+	if err != nil {
+		upc.Close()
+		p.upstreamError(w, r, err)
+		return
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		// An ordinary answer (404 no such exec instance, 409 not running,
+		// or a pre-upgrade daemon streaming the raw body): pass it on.
+		defer upc.Close()
+		copyResponse(w, resp)
+		return
+	}
+
+	cc, cbuf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		upc.Close()
+		p.log.Error("hijack_failed", "err", err)
+		return
+	}
+	defer ts.trackStream(cc, upc)()
+
+	fmt.Fprintf(cbuf, "HTTP/1.1 %s\r\n", resp.Status)
+	resp.Header.Write(cbuf)
+	cbuf.WriteString("\r\n")
+	if err := cbuf.Flush(); err != nil {
+		cc.Close()
+		upc.Close()
+		return
+	}
+
+	in := make(chan struct{})
+	go func() {
+		defer close(in)
+		// cbuf.Reader first yields what the client sent right after the
+		// request, then reads the connection.
+		io.Copy(upc, cbuf.Reader)
+		closeWrite(upc)
+	}()
+	// upr likewise holds any stream bytes read along with the 101 head.
+	io.Copy(cc, upr)
+	closeWrite(cc)
+	// The daemon has ended the stream. Give the client a moment to close
+	// its side (closing a socket with unread input would reset it and could
+	// lose output still in flight), then close both, which ends the input
+	// copy in any case.
+	select {
+	case <-in:
+	case <-time.After(hijackLinger):
+	}
+	cc.Close()
+	upc.Close()
+	<-in
+}
+
+// hijackLinger bounds how long a finished stream waits for the client to
+// close its side.
+const hijackLinger = 10 * time.Second
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
+}
+
+// copyResponse writes an upstream response to w, dropping hop-by-hop
+// headers and flushing as data arrives.
+func copyResponse(w http.ResponseWriter, resp *http.Response) {
+	defer resp.Body.Close()
+	h := w.Header()
+	for k, vv := range resp.Header {
+		h[k] = vv
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			rc.Flush()
+		}
+		if err != nil {
+			return // io.EOF, or the daemon or client went away
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"syscall"
+	"time"
+)
+
+// ErrSocketInUse means a live process is already serving a socket path.
+var ErrSocketInUse = errors.New("socket is in use")
+
+// ensureDir makes sure path is a directory the broker can trust: created by
+// the broker if missing, never a symlink (it is not followed), owned by the
+// broker's own uid and not writable by group or others. An existing path
+// that fails any check is refused, never repaired.
+func ensureDir(path string, perm fs.FileMode) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.Mkdir(path, perm); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create directory %s: %w", path, err)
+		}
+		// Mkdir honours the umask; set the mode we mean.
+		if err := os.Chmod(path, perm); err != nil {
+			return fmt.Errorf("chmod %s: %w", path, err)
+		}
+		fi, err = os.Lstat(path)
+	}
+	if err != nil {
+		return fmt.Errorf("inspect %s: %w", path, err)
+	}
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%w: %s is a symlink; refusing to follow it", ErrInvalidArgument, path)
+	case !fi.IsDir():
+		return fmt.Errorf("%w: %s exists and is not a directory", ErrInvalidArgument, path)
+	case fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("%w: directory %s is writable by group or others (mode %#o); refusing to use it", ErrInvalidArgument, path, fi.Mode().Perm())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%w: directory %s is owned by uid %d, not the broker's uid %d; refusing to use it", ErrInvalidArgument, path, st.Uid, os.Geteuid())
+	}
+	return nil
+}
+
+// listenUnix listens on path. A stale socket file (nobody answers a dial) is
+// replaced; a live one fails with ErrSocketInUse; any other kind of file at
+// path is refused. The socket is then given mode perm and owner uid:gid.
+func listenUnix(path string, uid, gid int, perm fs.FileMode) (*net.UnixListener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&fs.ModeSocket == 0 {
+			return nil, fmt.Errorf("%w: %s exists and is not a socket; refusing to replace it", ErrInvalidArgument, path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%w: another process is serving %s", ErrSocketInUse, path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("inspect %s: %w", path, err)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	ln.SetUnlinkOnClose(true)
+	// The process umask (set by cmd/broker) keeps the file private until
+	// these two calls hand it to its owner.
+	if err := os.Chown(path, uid, gid); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("chown %s: %w", path, err)
+	}
+	if err := os.Chmod(path, perm); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return ln, nil
+}

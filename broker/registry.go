@@ -1,0 +1,427 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sockguard/sockguard/policy"
+)
+
+// tenantState is one immutable snapshot of a tenant's settings and its
+// compiled policy. Updates swap the whole snapshot, so a request sees
+// either the old policy or the new one, never a mix.
+type tenantState struct {
+	t   *Tenant
+	pol *policy.Policy
+}
+
+// tenantServer serves one tenant socket.
+type tenantServer struct {
+	state atomic.Pointer[tenantState]
+	path  string
+
+	srv    *http.Server // nil when the socket failed to start
+	failed string       // why the socket is not serving
+
+	allowed atomic.Uint64
+	denied  atomic.Uint64
+	active  atomic.Int64
+	streams sync.WaitGroup // hijacked attach/exec streams in flight
+	served  chan struct{}  // closed when Serve returns
+
+	hmu      sync.Mutex                // guards hijacked
+	hijacked map[*[2]net.Conn]struct{} // both ends of each stream in flight
+}
+
+// trackStream registers a hijacked stream so a forced shutdown can cut it.
+func (s *tenantServer) trackStream(client, upstream net.Conn) (untrack func()) {
+	c := &[2]net.Conn{client, upstream}
+	s.streams.Add(1)
+	s.hmu.Lock()
+	if s.hijacked == nil {
+		s.hijacked = make(map[*[2]net.Conn]struct{})
+	}
+	s.hijacked[c] = struct{}{}
+	s.hmu.Unlock()
+	return func() {
+		s.hmu.Lock()
+		delete(s.hijacked, c)
+		s.hmu.Unlock()
+		s.streams.Done()
+	}
+}
+
+// SocketInfo is a tenant with its live status.
+type SocketInfo struct {
+	Tenant   Tenant
+	Path     string
+	Serving  bool
+	Failed   string
+	Allowed  uint64
+	Denied   uint64
+	OpenConn int64
+}
+
+// Registry owns the tenant sockets: their records in the store and their
+// listeners. mu serializes admin changes; the request path never takes it.
+type Registry struct {
+	socketDir     string
+	hostSocketDir string
+	daemonSockets []string
+	catalog       *policy.Catalog
+	store         *Store
+	proxy         *Proxy
+	denials       *DenyLog
+	log           *slog.Logger
+
+	mu      sync.Mutex // guards tenants; held across listener and store changes
+	tenants map[string]*tenantServer
+}
+
+func (r *Registry) socketPath(name string) string {
+	return filepath.Join(r.socketDir, name, "sockguard.sock")
+}
+
+func (r *Registry) compile(t *Tenant) (*policy.Policy, error) {
+	p, err := r.catalog.Get(t.Preset)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+	}
+	self := ""
+	if r.hostSocketDir != "" {
+		self = path.Join(r.hostSocketDir, t.Name, "sockguard.sock")
+	}
+	pol, err := policy.NewPolicy(p, policy.Overrides{
+		AllowBinds:    t.AllowBinds,
+		SelfSocket:    self,
+		DaemonSockets: r.daemonSockets,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+	}
+	return pol, nil
+}
+
+// validate checks and normalizes a tenant record's user-settable fields.
+func validate(t *Tenant) error {
+	if err := ValidateName(t.Name); err != nil {
+		return err
+	}
+	if t.Preset == "" {
+		return fmt.Errorf("%w: a preset is required", ErrInvalidArgument)
+	}
+	if t.FileMode == 0 {
+		t.FileMode = 0o660
+	}
+	if t.FileMode&^0o777 != 0 {
+		return fmt.Errorf("%w: file mode %#o: only permission bits (at most 0777) are allowed", ErrInvalidArgument, t.FileMode)
+	}
+	switch t.Mode {
+	case "":
+		t.Mode = ModeEnforce
+	case ModeEnforce, ModeAudit:
+	default:
+		return fmt.Errorf("%w: policy mode %q: use enforce or audit", ErrInvalidArgument, t.Mode)
+	}
+	for i, b := range t.AllowBinds {
+		if !path.IsAbs(b.Path) {
+			return fmt.Errorf("%w: allowed bind root %q is not an absolute path", ErrInvalidArgument, b.Path)
+		}
+		t.AllowBinds[i].Path = path.Clean(b.Path)
+	}
+	return nil
+}
+
+func newTenantID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return "t-" + hex.EncodeToString(b[:])
+}
+
+// load starts every stored tenant. A tenant that cannot be served is kept
+// (and reported as failed); nothing stored is lost.
+func (r *Registry) load() error {
+	ts, err := r.store.Tenants()
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range ts {
+		s, err := r.startLocked(t)
+		if err != nil {
+			r.log.Error("socket_start_failed", "socket", t.Name, "err", err)
+		}
+		r.tenants[t.Name] = s
+	}
+	return nil
+}
+
+// startLocked builds the tenant's policy and listener. On error it still
+// returns a tenantServer, marked failed.
+func (r *Registry) startLocked(t *Tenant) (*tenantServer, error) {
+	s := &tenantServer{path: r.socketPath(t.Name), served: make(chan struct{})}
+	pol, err := r.compile(t)
+	if err == nil {
+		s.state.Store(&tenantState{t: t, pol: pol})
+		err = r.listenLocked(s)
+	} else {
+		s.state.Store(&tenantState{t: t})
+	}
+	if err != nil {
+		s.failed = err.Error()
+		close(s.served)
+	}
+	return s, err
+}
+
+func (r *Registry) listenLocked(s *tenantServer) error {
+	t := s.state.Load().t
+	// The per-tenant directory is what gets mounted into a runner, so it
+	// must be the broker's own: created here, never a symlink.
+	if err := ensureDir(filepath.Dir(s.path), 0o755); err != nil {
+		return err
+	}
+	ln, err := listenUnix(s.path, int(t.OwnerUID), int(t.OwnerGID), os.FileMode(t.FileMode))
+	if err != nil {
+		return err
+	}
+	pl := &peerListener{
+		UnixListener: ln,
+		allow: func(c PeerCred) bool {
+			t := s.state.Load().t
+			if len(t.AllowUIDs) == 0 && len(t.AllowGIDs) == 0 {
+				return true // the socket file's owner and mode are the gate
+			}
+			return slices.Contains(t.AllowUIDs, c.UID) || slices.Contains(t.AllowGIDs, c.GID)
+		},
+		refuse: func(c PeerCred) {
+			t := s.state.Load().t
+			s.denied.Add(1)
+			r.denials.Record(Denial{
+				Time: time.Now().UTC(), Socket: t.Name, TenantID: t.ID,
+				PeerUID: c.UID, PeerGID: c.GID, PeerPID: c.PID,
+				Code:   policy.ReasonPeerNotAllowed,
+				Reason: fmt.Sprintf("connection from uid %d gid %d pid %d is not allowed on this socket", c.UID, c.GID, c.PID),
+				Rule:   "allowed peers", Mode: ModeEnforce,
+			})
+		},
+	}
+	s.srv = &http.Server{
+		Handler:           &tenantHandler{p: r.proxy, ts: s},
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if cc, ok := c.(*credConn); ok {
+				return withCred(ctx, cc.cred)
+			}
+			return ctx
+		},
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				s.active.Add(1)
+			case http.StateHijacked, http.StateClosed:
+				s.active.Add(-1)
+			}
+		},
+	}
+	go func() {
+		defer close(s.served)
+		if err := s.srv.Serve(pl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.log.Error("socket_serve_failed", "socket", t.Name, "err", err)
+		}
+	}()
+	r.log.Info("socket_serving", "socket", t.Name, "path", s.path, "preset", t.Preset)
+	return nil
+}
+
+// Create validates t, starts its socket and stores it.
+func (r *Registry) Create(t Tenant) (SocketInfo, error) {
+	if err := validate(&t); err != nil {
+		return SocketInfo{}, err
+	}
+	t.ID = newTenantID()
+	t.Created = time.Now().UTC().Truncate(time.Second)
+	if _, err := r.compile(&t); err != nil {
+		return SocketInfo{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.tenants[t.Name]; ok {
+		return SocketInfo{}, fmt.Errorf("%w: socket %q already exists", ErrAlreadyExists, t.Name)
+	}
+	s, err := r.startLocked(&t)
+	if err != nil {
+		return SocketInfo{}, err
+	}
+	if err := r.store.CreateTenant(&t); err != nil {
+		r.stop(context.Background(), s)
+		return SocketInfo{}, err
+	}
+	r.tenants[t.Name] = s
+	return s.info(), nil
+}
+
+// Get returns one socket.
+func (r *Registry) Get(name string) (SocketInfo, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.tenants[name]
+	if !ok {
+		return SocketInfo{}, fmt.Errorf("%w: socket %q", ErrNotFound, name)
+	}
+	return s.info(), nil
+}
+
+// List returns every socket ordered by name.
+func (r *Registry) List() []SocketInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]SocketInfo, 0, len(r.tenants))
+	for _, s := range r.tenants {
+		out = append(out, s.info())
+	}
+	slices.SortFunc(out, func(a, b SocketInfo) int {
+		switch {
+		case a.Tenant.Name < b.Tenant.Name:
+			return -1
+		case a.Tenant.Name > b.Tenant.Name:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Policy returns the compiled policy of a serving socket.
+func (r *Registry) Policy(name string) (*policy.Policy, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.tenants[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: socket %q", ErrNotFound, name)
+	}
+	if st := s.state.Load(); st.pol != nil {
+		return st.pol, nil
+	}
+	return nil, fmt.Errorf("%w: socket %q has no valid policy: %s", ErrUnavailable, name, s.failed)
+}
+
+// Update applies change to a copy of the tenant, validates, persists and
+// then swaps in the new policy. Requests already in flight finish under the
+// policy they started with.
+func (r *Registry) Update(name string, change func(*Tenant)) (SocketInfo, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.tenants[name]
+	if !ok {
+		return SocketInfo{}, fmt.Errorf("%w: socket %q", ErrNotFound, name)
+	}
+	t := *s.state.Load().t
+	t.AllowBinds = slices.Clone(t.AllowBinds)
+	t.AllowUIDs = slices.Clone(t.AllowUIDs)
+	t.AllowGIDs = slices.Clone(t.AllowGIDs)
+	change(&t)
+	t.Name, t.ID, t.Created = name, s.state.Load().t.ID, s.state.Load().t.Created
+	if err := validate(&t); err != nil {
+		return SocketInfo{}, err
+	}
+	pol, err := r.compile(&t)
+	if err != nil {
+		return SocketInfo{}, err
+	}
+	if err := r.store.PutTenant(&t); err != nil {
+		return SocketInfo{}, err
+	}
+	s.state.Store(&tenantState{t: &t, pol: pol})
+	return s.info(), nil
+}
+
+// Delete stops serving a socket and forgets it.
+func (r *Registry) Delete(ctx context.Context, name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.tenants[name]
+	if !ok {
+		return fmt.Errorf("%w: socket %q", ErrNotFound, name)
+	}
+	if err := r.store.DeleteTenant(name); err != nil {
+		return err
+	}
+	delete(r.tenants, name)
+	r.stop(ctx, s)
+	// The listener unlinked its socket; the directory is ours and empty.
+	if err := os.Remove(filepath.Dir(s.path)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		r.log.Warn("socket_dir_remove_failed", "socket", name, "err", err)
+	}
+	r.log.Info("socket_deleted", "socket", name)
+	return nil
+}
+
+// stop drains a socket's server: in-flight requests and streams get until
+// ctx is done, then are cut.
+func (r *Registry) stop(ctx context.Context, s *tenantServer) {
+	if s.srv == nil {
+		return
+	}
+	if err := s.srv.Shutdown(ctx); err != nil {
+		s.srv.Close()
+	}
+	<-s.served
+	done := make(chan struct{})
+	go func() { s.streams.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		// Out of time: cut the streams still running (closing the client
+		// end makes the hijack goroutines return) and wait for them.
+		s.hmu.Lock()
+		for c := range s.hijacked {
+			c[0].Close()
+			c[1].Close()
+		}
+		s.hmu.Unlock()
+		<-done
+	}
+}
+
+// shutdown drains every socket concurrently.
+func (r *Registry) shutdown(ctx context.Context) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range r.tenants {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.stop(ctx, s)
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *tenantServer) info() SocketInfo {
+	return SocketInfo{
+		Tenant:   *s.state.Load().t,
+		Path:     s.path,
+		Serving:  s.srv != nil,
+		Failed:   s.failed,
+		Allowed:  s.allowed.Load(),
+		Denied:   s.denied.Load(),
+		OpenConn: s.active.Load(),
+	}
+}

@@ -1,0 +1,359 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/sockguard/sockguard/policy"
+	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
+)
+
+// service adapts the registry, the presets and the deny log to the gRPC
+// API. It is the only place where errors become status codes (toStatus).
+type service struct {
+	sockguardv1.UnimplementedSockguardServiceServer
+	b *Broker
+}
+
+var _ sockguardv1.SockguardServiceServer = (*service)(nil)
+
+// toStatus converts an error class into a gRPC status, once.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := codes.Internal
+	switch {
+	case errors.Is(err, ErrInvalidArgument), errors.Is(err, policy.ErrUnknownPreset), errors.Is(err, policy.ErrMalformed):
+		code = codes.InvalidArgument
+	case errors.Is(err, ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, ErrAlreadyExists), errors.Is(err, ErrSocketInUse):
+		code = codes.AlreadyExists
+	case errors.Is(err, ErrUnavailable):
+		code = codes.FailedPrecondition
+	case errors.Is(err, ErrUnimplemented):
+		code = codes.Unimplemented
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	}
+	return status.Error(code, err.Error())
+}
+
+func modeFromProto(m sockguardv1.PolicyMode) Mode {
+	if m == sockguardv1.PolicyMode_POLICY_MODE_AUDIT {
+		return ModeAudit
+	}
+	return ModeEnforce
+}
+
+func modeToProto(m Mode) sockguardv1.PolicyMode {
+	if m == ModeAudit {
+		return sockguardv1.PolicyMode_POLICY_MODE_AUDIT
+	}
+	return sockguardv1.PolicyMode_POLICY_MODE_ENFORCE
+}
+
+func bindsFromProto(o *sockguardv1.SocketOverrides) []policy.BindRoot {
+	var out []policy.BindRoot
+	for _, b := range o.GetAllowedBindRoots() {
+		out = append(out, policy.BindRoot{Path: b.GetPath(), ReadOnly: b.GetReadOnly()})
+	}
+	return out
+}
+
+func socketToProto(si SocketInfo) *sockguardv1.Socket {
+	t := si.Tenant
+	s := &sockguardv1.Socket{
+		Name:         t.Name,
+		TenantId:     t.ID,
+		Path:         si.Path,
+		Preset:       t.Preset,
+		Overrides:    &sockguardv1.SocketOverrides{},
+		OwnerUid:     t.OwnerUID,
+		OwnerGid:     t.OwnerGID,
+		FileMode:     t.FileMode,
+		AllowedPeers: &sockguardv1.AllowedPeers{Uids: t.AllowUIDs, Gids: t.AllowGIDs},
+		PolicyMode:   modeToProto(t.Mode),
+		State:        sockguardv1.SocketState_SOCKET_STATE_SERVING,
+		CreateTime:   timestamppb.New(t.Created),
+		Counters: &sockguardv1.SocketCounters{
+			RequestsAllowed:   si.Allowed,
+			RequestsDenied:    si.Denied,
+			ActiveConnections: uint64(max(si.OpenConn, 0)),
+		},
+	}
+	for _, b := range t.AllowBinds {
+		s.Overrides.AllowedBindRoots = append(s.Overrides.AllowedBindRoots, &sockguardv1.BindRoot{Path: b.Path, ReadOnly: b.ReadOnly})
+	}
+	if !si.Serving {
+		s.State = sockguardv1.SocketState_SOCKET_STATE_FAILED
+		s.StateMessage = si.Failed
+	}
+	return s
+}
+
+func (s *service) CreateSocket(_ context.Context, req *sockguardv1.CreateSocketRequest) (*sockguardv1.CreateSocketResponse, error) {
+	in := req.GetSocket()
+	if in == nil {
+		return nil, status.Error(codes.InvalidArgument, "socket is required")
+	}
+	si, err := s.b.reg.Create(Tenant{
+		Name:       in.GetName(),
+		Preset:     in.GetPreset(),
+		AllowBinds: bindsFromProto(in.GetOverrides()),
+		OwnerUID:   in.GetOwnerUid(),
+		OwnerGID:   in.GetOwnerGid(),
+		FileMode:   in.GetFileMode(),
+		AllowUIDs:  in.GetAllowedPeers().GetUids(),
+		AllowGIDs:  in.GetAllowedPeers().GetGids(),
+		Mode:       modeFromProto(in.GetPolicyMode()),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &sockguardv1.CreateSocketResponse{Socket: socketToProto(si)}, nil
+}
+
+func (s *service) GetSocket(_ context.Context, req *sockguardv1.GetSocketRequest) (*sockguardv1.GetSocketResponse, error) {
+	si, err := s.b.reg.Get(req.GetName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &sockguardv1.GetSocketResponse{Socket: socketToProto(si)}, nil
+}
+
+func (s *service) ListSockets(context.Context, *sockguardv1.ListSocketsRequest) (*sockguardv1.ListSocketsResponse, error) {
+	resp := &sockguardv1.ListSocketsResponse{}
+	for _, si := range s.b.reg.List() {
+		resp.Sockets = append(resp.Sockets, socketToProto(si))
+	}
+	return resp, nil
+}
+
+func (s *service) UpdateSocket(_ context.Context, req *sockguardv1.UpdateSocketRequest) (*sockguardv1.UpdateSocketResponse, error) {
+	in := req.GetSocket()
+	paths := req.GetUpdateMask().GetPaths()
+	if in.GetName() == "" || len(paths) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "socket.name and a non-empty update_mask are required")
+	}
+	for _, p := range paths {
+		switch p {
+		case "preset", "overrides", "policy_mode", "allowed_peers":
+		default:
+			return nil, status.Errorf(codes.InvalidArgument, "update_mask path %q cannot be updated (use preset, overrides, policy_mode, allowed_peers)", p)
+		}
+	}
+	si, err := s.b.reg.Update(in.GetName(), func(t *Tenant) {
+		for _, p := range paths {
+			switch p {
+			case "preset":
+				t.Preset = in.GetPreset()
+			case "overrides":
+				t.AllowBinds = bindsFromProto(in.GetOverrides())
+			case "policy_mode":
+				t.Mode = modeFromProto(in.GetPolicyMode())
+			case "allowed_peers":
+				t.AllowUIDs = in.GetAllowedPeers().GetUids()
+				t.AllowGIDs = in.GetAllowedPeers().GetGids()
+			}
+		}
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &sockguardv1.UpdateSocketResponse{Socket: socketToProto(si)}, nil
+}
+
+func (s *service) DeleteSocket(ctx context.Context, req *sockguardv1.DeleteSocketRequest) (*sockguardv1.DeleteSocketResponse, error) {
+	if req.GetPurge() {
+		return nil, toStatus(errors.Join(ErrUnimplemented, errors.New("--purge needs tenant ownership labels, which this broker version does not stamp yet; delete without --purge and remove the tenant's containers by hand")))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.b.reg.Delete(ctx, req.GetName()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &sockguardv1.DeleteSocketResponse{}, nil
+}
+
+func presetToProto(p *policy.Preset) *sockguardv1.Preset {
+	return &sockguardv1.Preset{Name: p.Name, Description: p.Description, Yaml: string(p.Source), Builtin: p.Builtin}
+}
+
+func (s *service) ListPresets(context.Context, *sockguardv1.ListPresetsRequest) (*sockguardv1.ListPresetsResponse, error) {
+	resp := &sockguardv1.ListPresetsResponse{}
+	for _, p := range s.b.catalog.List() {
+		resp.Presets = append(resp.Presets, presetToProto(p))
+	}
+	return resp, nil
+}
+
+func (s *service) GetPreset(_ context.Context, req *sockguardv1.GetPresetRequest) (*sockguardv1.GetPresetResponse, error) {
+	p, err := s.b.catalog.Get(req.GetName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &sockguardv1.GetPresetResponse{Preset: presetToProto(p)}, nil
+}
+
+func (s *service) CheckRequest(_ context.Context, req *sockguardv1.CheckRequestRequest) (*sockguardv1.CheckRequestResponse, error) {
+	var pol *policy.Policy
+	var err error
+	switch {
+	case req.GetSocket() != "":
+		pol, err = s.b.reg.Policy(req.GetSocket())
+	case req.GetPreset() != "":
+		var p *policy.Preset
+		if p, err = s.b.catalog.Get(req.GetPreset()); err == nil {
+			pol, err = policy.NewPolicy(p, policy.Overrides{})
+		}
+	default:
+		err = errors.Join(ErrInvalidArgument, errors.New("a preset or a socket is required"))
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if req.GetMethod() == "" || req.GetTarget() == "" {
+		return nil, status.Error(codes.InvalidArgument, "method and target are required")
+	}
+	var body []byte
+	if len(req.GetBody()) > 0 {
+		body = req.GetBody()
+	}
+	creq, d := pol.Evaluate(req.GetMethod(), req.GetTarget(), http.Header{}, body)
+	resp := &sockguardv1.CheckRequestResponse{
+		Allowed: d.Allow, Method: creq.Method, Path: creq.Path, Rule: d.Rule, Reason: d.Reason,
+	}
+	if !d.Allow {
+		resp.ReasonCode = sockguardv1.DenialReason(d.Code)
+	}
+	return resp, nil
+}
+
+func denialToProto(d *Denial) *sockguardv1.Denial {
+	return &sockguardv1.Denial{
+		Id: d.ID, Time: timestamppb.New(d.Time), Socket: d.Socket, TenantId: d.TenantID,
+		PeerUid: d.PeerUID, PeerGid: d.PeerGID, PeerPid: d.PeerPID,
+		Method: d.Method, Path: d.Path, RawTarget: d.RawTarget,
+		ReasonCode: sockguardv1.DenialReason(d.Code), Reason: d.Reason, Rule: d.Rule,
+		PolicyMode: modeToProto(d.Mode), RequestId: d.RequestID,
+	}
+}
+
+func denialFilter(socket string, start, end *timestamppb.Timestamp, code sockguardv1.DenialReason, method, prefix string) DenialFilter {
+	f := DenialFilter{Socket: socket, Code: int(code), Method: method, PathPrefix: prefix}
+	if start != nil {
+		f.Since = start.AsTime()
+	}
+	if end != nil {
+		f.Until = end.AsTime()
+	}
+	return f
+}
+
+func (s *service) ListDenials(_ context.Context, req *sockguardv1.ListDenialsRequest) (*sockguardv1.ListDenialsResponse, error) {
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
+	case size == 0:
+		size = 100
+	case size > 1000:
+		size = 1000
+	}
+	var before uint64
+	if tok := req.GetPageToken(); tok != "" {
+		n, err := strconv.ParseUint(tok, 10, 64)
+		if err != nil || n == 0 {
+			return nil, status.Error(codes.InvalidArgument, "invalid page_token")
+		}
+		before = n
+	}
+	f := denialFilter(req.GetSocket(), req.GetStartTime(), req.GetEndTime(), req.GetReasonCode(), req.GetMethod(), req.GetPathPrefix())
+	recs, next, err := s.b.store.ListDenials(f, before, size)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &sockguardv1.ListDenialsResponse{}
+	for i := range recs {
+		resp.Denials = append(resp.Denials, denialToProto(&recs[i]))
+	}
+	if next != 0 {
+		resp.NextPageToken = strconv.FormatUint(next, 10)
+	}
+	return resp, nil
+}
+
+// WatchDenials streams committed records with ids after the cursor. It
+// reads from the store, never from the request path, so a slow watcher
+// cannot slow the broker; it catches up from the store at its own pace and
+// loses nothing that is still retained.
+func (s *service) WatchDenials(req *sockguardv1.WatchDenialsRequest, stream sockguardv1.SockguardService_WatchDenialsServer) error {
+	ctx := stream.Context()
+	cursor := req.GetAfterId()
+	if cursor == 0 {
+		last, err := s.b.store.LastDenialID()
+		if err != nil {
+			return toStatus(err)
+		}
+		cursor = last
+	}
+	f := DenialFilter{Socket: req.GetSocket()}
+	for {
+		changed := s.b.denials.Changed()
+		recs, last, err := s.b.store.DenialsAfter(f, cursor, 256)
+		if err != nil {
+			return toStatus(err)
+		}
+		for i := range recs {
+			if err := stream.Send(&sockguardv1.WatchDenialsResponse{Denial: denialToProto(&recs[i])}); err != nil {
+				return err
+			}
+		}
+		if last != cursor {
+			cursor = last
+			continue // there may be more
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.b.stopping:
+			return status.Error(codes.Unavailable, "broker is shutting down")
+		case <-changed:
+		}
+	}
+}
+
+func (s *service) GetBrokerInfo(ctx context.Context, _ *sockguardv1.GetBrokerInfoRequest) (*sockguardv1.GetBrokerInfoResponse, error) {
+	b := s.b
+	resp := &sockguardv1.GetBrokerInfoResponse{
+		Version:        b.cfg.Version,
+		Upstream:       b.up.String(),
+		StartTime:      timestamppb.New(b.started),
+		SocketCount:    uint32(len(b.reg.List())),
+		DenialsDropped: b.denials.Dropped(),
+		AdminSocket:    b.cfg.AdminSocket,
+		SocketDir:      b.cfg.SocketDir,
+		StateDir:       b.cfg.StateDir,
+	}
+	if v, err := b.up.Version(ctx); err == nil {
+		resp.UpstreamReachable, resp.UpstreamVersion = true, v
+	}
+	if n, err := b.store.CountDenials(); err == nil {
+		resp.DenialsStored = n
+	}
+	return resp, nil
+}

@@ -1,0 +1,309 @@
+package broker
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Store is the broker's persistent state: one bbolt file, state.db, under
+// the state directory. bbolt takes an exclusive flock on the file, so a
+// second broker on the same state directory fails to open it.
+//
+// Schema (version 1):
+//
+//	meta/
+//	  "schema"        -> "1"
+//	tenants/
+//	  <socket name>   -> JSON Tenant
+//	denials/
+//	  <uint64 id, big-endian> -> JSON Denial   (ids from the bucket sequence,
+//	                                            so key order is time order)
+//
+// A schema version newer than this binary knows is refused at open.
+type Store struct {
+	db *bolt.DB
+}
+
+const schemaVersion = "1"
+
+var (
+	bucketMeta    = []byte("meta")
+	bucketTenants = []byte("tenants")
+	bucketDenials = []byte("denials")
+	keySchema     = []byte("schema")
+)
+
+// ErrStateLocked means another process holds the state database.
+var ErrStateLocked = errors.New("state database is locked by another process")
+
+// OpenStore opens (creating if needed) the store under dir. dir is created
+// with mode 0700.
+func OpenStore(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	p := filepath.Join(dir, "state.db")
+	db, err := bolt.Open(p, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: %w (is another broker running with --state-dir %s?)", p, ErrStateLocked, dir)
+		}
+		return nil, fmt.Errorf("open %s: %w", p, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		switch v := meta.Get(keySchema); {
+		case v == nil:
+			if err := meta.Put(keySchema, []byte(schemaVersion)); err != nil {
+				return err
+			}
+		case string(v) != schemaVersion:
+			return fmt.Errorf("state schema version %q is not supported by this broker (wants %s)", v, schemaVersion)
+		}
+		for _, b := range [][]byte{bucketTenants, bucketDenials} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("initialise %s: %w", p, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// CreateTenant stores a new tenant; ErrAlreadyExists if the name is taken.
+func (s *Store) CreateTenant(t *Tenant) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTenants)
+		if b.Get([]byte(t.Name)) != nil {
+			return fmt.Errorf("%w: socket %q", ErrAlreadyExists, t.Name)
+		}
+		return putJSON(b, []byte(t.Name), t)
+	})
+}
+
+// PutTenant replaces an existing tenant.
+func (s *Store) PutTenant(t *Tenant) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTenants)
+		if b.Get([]byte(t.Name)) == nil {
+			return fmt.Errorf("%w: socket %q", ErrNotFound, t.Name)
+		}
+		return putJSON(b, []byte(t.Name), t)
+	})
+}
+
+// DeleteTenant removes a tenant record.
+func (s *Store) DeleteTenant(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketTenants)
+		if b.Get([]byte(name)) == nil {
+			return fmt.Errorf("%w: socket %q", ErrNotFound, name)
+		}
+		return b.Delete([]byte(name))
+	})
+}
+
+// Tenants returns every stored tenant ordered by name.
+func (s *Store) Tenants() ([]*Tenant, error) {
+	var out []*Tenant
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketTenants).ForEach(func(k, v []byte) error {
+			t := new(Tenant)
+			if err := json.Unmarshal(v, t); err != nil {
+				return fmt.Errorf("decode tenant %q: %w", k, err)
+			}
+			out = append(out, t)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// AppendDenials stores records in one transaction, assigning ids in order.
+// The ids are written back into recs.
+func (s *Store) AppendDenials(recs []Denial) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDenials)
+		for i := range recs {
+			id, err := b.NextSequence()
+			if err != nil {
+				return err
+			}
+			recs[i].ID = id
+			if err := putJSON(b, idKey(id), &recs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// DenialFilter selects denial records. Zero fields match everything.
+type DenialFilter struct {
+	Socket     string
+	Since      time.Time // inclusive
+	Until      time.Time // exclusive
+	Code       int
+	Method     string
+	PathPrefix string
+}
+
+func (f *DenialFilter) match(d *Denial) bool {
+	switch {
+	case f.Socket != "" && d.Socket != f.Socket,
+		!f.Since.IsZero() && d.Time.Before(f.Since),
+		!f.Until.IsZero() && !d.Time.Before(f.Until),
+		f.Code != 0 && int(d.Code) != f.Code,
+		f.Method != "" && d.Method != f.Method,
+		f.PathPrefix != "" && !strings.HasPrefix(d.Path, f.PathPrefix):
+		return false
+	}
+	return true
+}
+
+// ListDenials returns up to limit records matching f, newest first, with ids
+// below before (0: from the newest). next is the cursor for the following
+// page, 0 when there is none.
+func (s *Store) ListDenials(f DenialFilter, before uint64, limit int) (recs []Denial, next uint64, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDenials).Cursor()
+		var k, v []byte
+		if before == 0 {
+			k, v = c.Last()
+		} else {
+			c.Seek(idKey(before))
+			k, v = c.Prev()
+		}
+		for ; k != nil; k, v = c.Prev() {
+			var d Denial
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("decode denial %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			if !f.match(&d) {
+				continue
+			}
+			if len(recs) == limit {
+				next = recs[len(recs)-1].ID
+				return nil
+			}
+			recs = append(recs, d)
+		}
+		return nil
+	})
+	return recs, next, err
+}
+
+// DenialsAfter returns up to limit records with id > after matching f,
+// oldest first, and the id of the last record it looked at (matching or
+// not), which is where the next call should resume.
+func (s *Store) DenialsAfter(f DenialFilter, after uint64, limit int) ([]Denial, uint64, error) {
+	var recs []Denial
+	last := after
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDenials).Cursor()
+		for k, v := c.Seek(idKey(after + 1)); k != nil && len(recs) < limit; k, v = c.Next() {
+			var d Denial
+			if err := json.Unmarshal(v, &d); err != nil {
+				return err
+			}
+			last = d.ID
+			if f.match(&d) {
+				recs = append(recs, d)
+			}
+		}
+		return nil
+	})
+	return recs, last, err
+}
+
+// LastDenialID returns the id of the newest record, 0 when empty.
+func (s *Store) LastDenialID() (uint64, error) {
+	var id uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if k, _ := tx.Bucket(bucketDenials).Cursor().Last(); k != nil {
+			id = binary.BigEndian.Uint64(k)
+		}
+		return nil
+	})
+	return id, err
+}
+
+// CountDenials returns the number of stored records.
+func (s *Store) CountDenials() (uint64, error) {
+	var n int
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketDenials).Stats().KeyN
+		return nil
+	})
+	return uint64(n), err
+}
+
+// PruneDenials keeps at most maxCount records and none older than maxAge
+// (zero disables either bound). It returns how many were removed.
+func (s *Store) PruneDenials(maxCount int, maxAge time.Duration, now time.Time) (int, error) {
+	removed := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDenials)
+		excess := 0
+		if maxCount > 0 {
+			if n := b.Stats().KeyN; n > maxCount {
+				excess = n - maxCount
+			}
+		}
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.First() {
+			if excess == 0 {
+				if maxAge <= 0 {
+					return nil
+				}
+				var d Denial
+				if err := json.Unmarshal(v, &d); err == nil && now.Sub(d.Time) < maxAge {
+					return nil
+				}
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			removed++
+			if excess > 0 {
+				excess--
+			}
+		}
+		return nil
+	})
+	return removed, err
+}
+
+func putJSON(b *bolt.Bucket, k []byte, v any) error {
+	buf, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(k, buf)
+}
+
+func idKey(id uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], id)
+	return k[:]
+}

@@ -1,0 +1,213 @@
+// Command broker is the sockguard daemon: it owns the connection to the
+// Docker daemon and serves one policy-filtered unix socket per tenant, plus
+// the gRPC admin API that sgctl talks to.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"os/user"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sockguard/sockguard/broker"
+)
+
+var version = "dev"
+
+const usageHead = `Usage: broker [flags]
+
+The sockguard broker owns the only connection to the Docker daemon and serves
+one policy-filtered Docker API socket per tenant (CI runner) at
+<socket-dir>/<name>/sockguard.sock. Tenants are created with sgctl over the
+admin socket and survive restarts. SIGTERM or SIGINT drains and exits.
+
+Every flag can also be set in the --config YAML file, using the flag name as
+the key (for example "upstream: unix:///var/run/docker.sock"); flags given on
+the command line win over the file.
+
+Flags:
+`
+
+type options struct {
+	config            string
+	upstream          string
+	adminSocket       string
+	adminGroup        string
+	socketDir         string
+	hostSocketDir     string
+	stateDir          string
+	denyLogMaxRecords int
+	denyLogMaxAge     time.Duration
+	shutdownTimeout   time.Duration
+	logLevel          string
+	logFormat         string
+	showVersion       bool
+}
+
+func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&o.config, "config", "", "read settings from this YAML `file` (keys are flag names)")
+	fs.StringVar(&o.upstream, "upstream", "unix:///var/run/docker.sock", "the real Docker daemon: unix:///path/to/docker.sock or tcp://host:port")
+	fs.StringVar(&o.adminSocket, "admin-socket", "/run/sockguard/admin.sock", "`path` of the gRPC admin socket (mode 0600, root only; 0660 with --admin-group)")
+	fs.StringVar(&o.adminGroup, "admin-group", "", "`group` (name or gid) whose members may use the admin API besides root")
+	fs.StringVar(&o.socketDir, "socket-dir", "/run/sockguard", "`directory` holding one sub-directory per tenant with its sockguard.sock")
+	fs.StringVar(&o.hostSocketDir, "host-socket-dir", "", "the socket directory as the Docker daemon sees it, when the broker runs in a container (used to rewrite docker.sock binds); default: --socket-dir")
+	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/sockguard", "`directory` for persistent state (tenants and deny log, in state.db)")
+	fs.IntVar(&o.denyLogMaxRecords, "deny-log-max-records", 100000, "keep at most this many deny-log records (0: no count limit)")
+	fs.DurationVar(&o.denyLogMaxAge, "deny-log-max-age", 30*24*time.Hour, "drop deny-log records older than this (0: no age limit)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long in-flight requests and streams may finish before they are cut")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprint(out, usageHead)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// applyConfigFile sets every flag named in the YAML file that was not given
+// on the command line. Unknown keys and non-scalar values are errors.
+func applyConfigFile(fs *flag.FlagSet, file string) error {
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		return fmt.Errorf("config %s: %w", file, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil // empty file
+	}
+	m := doc.Content[0]
+	if m.Kind != yaml.MappingNode {
+		return fmt.Errorf("config %s: line %d: want a mapping of flag names to values", file, m.Line)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		switch {
+		case k.Value == "config" || fs.Lookup(k.Value) == nil:
+			return fmt.Errorf("config %s: line %d: unknown key %q (keys are broker flag names, see broker --help)", file, k.Line, k.Value)
+		case seen[k.Value]:
+			return fmt.Errorf("config %s: line %d: key %q given twice", file, k.Line, k.Value)
+		case v.Kind != yaml.ScalarNode:
+			return fmt.Errorf("config %s: line %d: %q must be a single value", file, v.Line, k.Value)
+		}
+		seen[k.Value] = true
+		if set[k.Value] {
+			continue
+		}
+		if err := fs.Set(k.Value, v.Value); err != nil {
+			return fmt.Errorf("config %s: line %d: %s: %w", file, v.Line, k.Value, err)
+		}
+	}
+	return nil
+}
+
+func resolveGroup(s string) (int, error) {
+	if s == "" {
+		return -1, nil
+	}
+	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
+		return n, nil
+	}
+	g, err := user.LookupGroup(s)
+	if err != nil {
+		return 0, fmt.Errorf("--admin-group %q: %w", s, err)
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	ho := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, ho)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, ho)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var o options
+	fs := newFlagSet(&o, stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "broker: unexpected argument %q (see broker --help)\n", fs.Arg(0))
+		return 2
+	}
+	if o.showVersion {
+		fmt.Fprintf(stdout, "broker %s\n", version)
+		return 0
+	}
+	if o.config != "" {
+		if err := applyConfigFile(fs, o.config); err != nil {
+			fmt.Fprintf(stderr, "broker: %v\n", err)
+			return 2
+		}
+	}
+	log, err := newLogger(o.logLevel, o.logFormat, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "broker: %v\n", err)
+		return 2
+	}
+	gid, err := resolveGroup(o.adminGroup)
+	if err != nil {
+		fmt.Fprintf(stderr, "broker: %v\n", err)
+		return 2
+	}
+	err = broker.Run(ctx, broker.Config{
+		Upstream:          o.upstream,
+		AdminSocket:       o.adminSocket,
+		AdminGroup:        gid,
+		SocketDir:         o.socketDir,
+		HostSocketDir:     o.hostSocketDir,
+		StateDir:          o.stateDir,
+		DenyLogMaxRecords: o.denyLogMaxRecords,
+		DenyLogMaxAge:     o.denyLogMaxAge,
+		ShutdownTimeout:   o.shutdownTimeout,
+		Version:           version,
+		Logger:            log,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "broker: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func main() {
+	// Files the broker creates are private until it sets their mode
+	// explicitly (sockets get their mode right after listen).
+	syscall.Umask(0o077)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
