@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
+)
+
+// maxCheckBody bounds --body so the request stays under gRPC's default 4 MiB
+// message limit.
+const maxCheckBody = 4<<20 - 64<<10
+
+type checkOptions struct {
+	preset string
+	socket string
+	body   string
+}
+
+func checkCommand() *command {
+	return &command{
+		name:  "check",
+		usage: "check (--preset PRESET | --socket NAME) METHOD TARGET [--body FILE|-]",
+		short: "Dry-run one Docker API request against a preset or a socket's policy",
+		long: "Asks the broker whether it would forward the request METHOD TARGET (for example POST /v1.45/containers/create) " +
+			"under PRESET, or under the preset and overrides of the socket NAME, without contacting Docker. " +
+			"Prints allow or deny, the canonical method and path, the rule that decided and the reason.\n\n" +
+			"Exit status: 0 allow, 1 deny (or error), 2 usage error.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			o := &checkOptions{}
+			fs.StringVar(&o.preset, "preset", "", "judge against the preset `PRESET`")
+			fs.StringVar(&o.socket, "socket", "", "judge against the preset and overrides of the socket `NAME`")
+			fs.StringVar(&o.body, "body", "", "request body from `FILE`, or - for standard input (container create, exec, ... are judged by their body)")
+			return func(ctx context.Context, c *cli, args []string) error {
+				return c.runCheck(ctx, o, args)
+			}
+		},
+	}
+}
+
+func (c *cli) runCheck(ctx context.Context, o *checkOptions, args []string) error {
+	if err := wantArgs(args, "METHOD", "TARGET"); err != nil {
+		return err
+	}
+	switch {
+	case o.preset == "" && o.socket == "":
+		return usagef("one of --preset or --socket is required")
+	case o.preset != "" && o.socket != "":
+		return usagef("give --preset or --socket, not both (a socket brings its own preset)")
+	}
+	req := &sockguardv1.CheckRequestRequest{
+		Preset: o.preset,
+		Socket: o.socket,
+		Method: args[0],
+		Target: args[1],
+	}
+	if o.body != "" {
+		b, err := c.readBody(o.body)
+		if err != nil {
+			return err
+		}
+		req.Body = b
+	}
+	var resp *sockguardv1.CheckRequestResponse
+	err := c.call(ctx, func(ctx context.Context, api sockguardv1.SockguardServiceClient) (err error) {
+		resp, err = api.CheckRequest(ctx, req)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if c.jsonOutput() {
+		err = c.printJSON(resp)
+	} else {
+		err = c.printCheck(resp)
+	}
+	if err != nil {
+		return err
+	}
+	if !resp.GetAllowed() {
+		return exitCodeError(exitFailure)
+	}
+	return nil
+}
+
+func (c *cli) printCheck(resp *sockguardv1.CheckRequestResponse) error {
+	verdict := "deny"
+	if resp.GetAllowed() {
+		verdict = "allow"
+	}
+	fmt.Fprintln(c.stdout, verdict)
+	lines := []kv{
+		{"method", resp.GetMethod()},
+		{"path", resp.GetPath()},
+		{"rule", resp.GetRule()},
+	}
+	if !resp.GetAllowed() {
+		lines = append(lines, kv{"reason code", reasonName(resp.GetReasonCode())})
+	}
+	lines = append(lines, kv{"reason", resp.GetReason()})
+	return printKV(c.stdout, lines)
+}
+
+func (c *cli) readBody(name string) ([]byte, error) {
+	var r io.Reader = c.stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("--body: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxCheckBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("--body: %w", err)
+	}
+	if len(b) > maxCheckBody {
+		return nil, fmt.Errorf("--body: larger than %d bytes", maxCheckBody)
+	}
+	return b, nil
+}

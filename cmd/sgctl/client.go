@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// adminSocketPath returns the admin socket as an absolute path: the unix://
+// target of gRPC takes only absolute paths.
+func (c *cli) adminSocketPath() string {
+	if p, err := filepath.Abs(c.adminSocket); err == nil {
+		return p
+	}
+	return c.adminSocket
+}
+
+// connect returns a client of the admin API. gRPC dials lazily, so a broker
+// that is not there shows up as the first call's error, which rpcError
+// rewrites.
+func (c *cli) connect() (sockguardv1.SockguardServiceClient, func(), error) {
+	// The admin socket is local and protected by its file mode and by the
+	// broker's peer-credential check; there is no transport security to add.
+	conn, err := grpc.NewClient("unix://"+c.adminSocketPath(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, fmt.Errorf("admin socket %s: %w", c.adminSocketPath(), err)
+	}
+	return sockguardv1.NewSockguardServiceClient(conn), func() { conn.Close() }, nil
+}
+
+// call runs fn against the admin API under the --timeout deadline and turns
+// its error into a sentence for the operator.
+func (c *cli) call(ctx context.Context, fn func(context.Context, sockguardv1.SockguardServiceClient) error) error {
+	api, closeConn, err := c.connect()
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return c.rpcError(fn(ctx, api))
+}
+
+// errUnreachable marks the broker not answering on the admin socket at all.
+var errUnreachable = errors.New("broker not reachable")
+
+// unreachableError is the error for a broker that is not listening.
+type unreachableError struct {
+	path  string
+	cause string
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("cannot reach the broker at %s (%s): is it running? Start it with: broker --admin-socket %s "+
+		"(or point sgctl at another socket with --admin-socket or $%s)", e.path, e.cause, e.path, adminSocketEnv)
+}
+
+func (e *unreachableError) Is(target error) bool { return target == errUnreachable }
+
+// rpcError is the one place that turns gRPC errors into what the operator
+// reads: the broker's own message, plus a hint when the fix is on this side.
+func (c *cli) rpcError(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	path := c.adminSocketPath()
+	msg := st.Message()
+	switch st.Code() {
+	case codes.Unavailable:
+		switch {
+		case strings.Contains(msg, "permission denied"):
+			return fmt.Errorf("cannot open the admin socket %s: permission denied; run sgctl as root (for example with sudo) "+
+				"or as a member of the broker's admin group", path)
+		case strings.Contains(msg, "no such file or directory"):
+			if _, statErr := os.Stat(path); errors.Is(statErr, os.ErrNotExist) {
+				return &unreachableError{path: path, cause: "no socket file"}
+			}
+			return &unreachableError{path: path, cause: "no such file or directory"}
+		case strings.Contains(msg, "connection refused"):
+			return &unreachableError{path: path, cause: "connection refused"}
+		case strings.Contains(msg, "Error while dialing"), strings.Contains(msg, "server preface"):
+			return &unreachableError{path: path, cause: "cannot connect"}
+		}
+		return fmt.Errorf("broker at %s unavailable: %s", path, msg)
+	case codes.PermissionDenied:
+		return fmt.Errorf("%s (the admin API is for root and the broker's admin group: run sgctl with sudo "+
+			"or as a member of that group)", msg)
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("the broker at %s did not answer within %s (raise --timeout if it is busy)", path, c.timeout)
+	case codes.Canceled:
+		return errors.New("interrupted")
+	case codes.Unimplemented:
+		return fmt.Errorf("the broker does not support this request (%s); is it older than sgctl %s?", msg, version)
+	}
+	return errors.New(msg)
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+
+	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
+)
+
+func deleteSocketCommand() *command {
+	return &command{
+		name:    "delete-socket",
+		aliases: []string{"rm"},
+		usage:   "delete-socket NAME [--purge]",
+		short:   "Stop serving a tenant socket and forget it",
+		long: "Stops serving the tenant socket NAME, closes its connections, removes the socket file and forgets the tenant. " +
+			"Docker objects the tenant created stay unless --purge is given. A later socket of the same name is a new tenant.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			var purge bool
+			fs.BoolVar(&purge, "purge", false, "also remove every Docker object (containers, volumes, networks...) the tenant owns")
+			return func(ctx context.Context, c *cli, args []string) error {
+				return c.runDeleteSocket(ctx, purge, args)
+			}
+		},
+	}
+}
+
+func (c *cli) runDeleteSocket(ctx context.Context, purge bool, args []string) error {
+	if err := wantArgs(args, "socket NAME"); err != nil {
+		return err
+	}
+	var resp *sockguardv1.DeleteSocketResponse
+	err := c.call(ctx, func(ctx context.Context, api sockguardv1.SockguardServiceClient) (err error) {
+		resp, err = api.DeleteSocket(ctx, &sockguardv1.DeleteSocketRequest{Name: args[0], Purge: purge})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if c.jsonOutput() {
+		return c.printJSON(resp)
+	}
+	if purge {
+		_, err = fmt.Fprintf(c.stdout, "deleted socket %s and purged its Docker objects\n", cell(args[0]))
+	} else {
+		_, err = fmt.Fprintf(c.stdout, "deleted socket %s\n", cell(args[0]))
+	}
+	return err
+}
