@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ import (
 // mockDocker is a tiny stand-in for dockerd: ping, a slow streaming logs
 // endpoint, and an exec start that upgrades and echoes stdin after the
 // client half-closes, like a `cat` process would.
-func mockDocker(t *testing.T, path string) (stop func()) {
+func mockDocker(t *testing.T, path string, owner *atomic.Value) (stop func()) {
 	t.Helper()
 	ln, err := net.Listen("unix", path)
 	if err != nil {
@@ -37,7 +38,26 @@ func mockDocker(t *testing.T, path string) (stop func()) {
 		w.Header().Set("Api-Version", "1.41")
 		io.WriteString(w, "OK")
 	})
-	mux.HandleFunc("/containers/c1/logs", func(w http.ResponseWriter, r *http.Request) {
+	// Inspect answers for isolation: c1 belongs to the tenant whose id the
+	// test stores in owner, c2 to somebody else; e1 is an exec in c1.
+	mux.HandleFunc("/containers/{ref}/json", func(w http.ResponseWriter, r *http.Request) {
+		id, o := "", ""
+		switch r.PathValue("ref") {
+		case "c1", "c1full":
+			id, o = "c1full", owner.Load().(string)
+		case "c2":
+			id, o = "c2full", "t-other"
+		default:
+			w.WriteHeader(404)
+			io.WriteString(w, `{"message":"No such container"}`)
+			return
+		}
+		fmt.Fprintf(w, `{"Id":%q,"Config":{"Labels":{%q:%q}}}`, id, OwnerLabel, o)
+	})
+	mux.HandleFunc("/exec/e1/json", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"ID":"e1","ContainerID":"c1full"}`)
+	})
+	mux.HandleFunc("/containers/c1full/logs", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(200)
 		for i := range 3 {
 			fmt.Fprintf(w, "line %d\n", i)
@@ -141,7 +161,9 @@ func TestBrokerProxy(t *testing.T) {
 	}
 	defer os.RemoveAll(dir)
 	upPath := filepath.Join(dir, "docker.sock")
-	stopMock := mockDocker(t, upPath)
+	var owner atomic.Value
+	owner.Store("")
+	stopMock := mockDocker(t, upPath, &owner)
 	tb := startBroker(t, dir, "unix://"+upPath)
 	ctx := context.Background()
 
@@ -153,6 +175,7 @@ func TestBrokerProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := created.GetSocket().GetPath()
+	owner.Store(created.GetSocket().GetTenantId())
 	if want := filepath.Join(tb.socketDir, "r1", "sockguard.sock"); sock != want {
 		t.Fatalf("socket path %q, want %q", sock, want)
 	}
@@ -203,6 +226,19 @@ func TestBrokerProxy(t *testing.T) {
 		}
 	})
 
+	t.Run("another tenant's container looks missing", func(t *testing.T) {
+		resp, err := hc.Get("http://docker/v1.41/containers/c2/logs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("status %d, want 404", resp.StatusCode)
+		}
+		if msg := dockerMessage(t, resp); msg != "No such container: c2" {
+			t.Fatalf("message %q", msg)
+		}
+	})
+
 	t.Run("hijacked exec keeps output after stdin half-close", func(t *testing.T) {
 		c, err := net.Dial("unix", sock)
 		if err != nil {
@@ -240,7 +276,7 @@ func TestBrokerProxy(t *testing.T) {
 		if msg := dockerMessage(t, resp); !strings.Contains(msg, "cannot reach the Docker daemon") {
 			t.Fatalf("message %q", msg)
 		}
-		stopMock = mockDocker(t, upPath)
+		stopMock = mockDocker(t, upPath, &owner)
 		resp, err = hc.Get("http://docker/v1.41/_ping")
 		if err != nil {
 			t.Fatal(err)
@@ -291,12 +327,13 @@ func TestBrokerProxy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if denials = resp.GetDenials(); len(denials) > 0 {
+		if denials = resp.GetDenials(); len(denials) >= 2 {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if len(denials) != 1 || denials[0].GetPath() != "/build" || denials[0].GetMethod() != "POST" {
+	if len(denials) != 2 || denials[1].GetPath() != "/build" || denials[1].GetMethod() != "POST" ||
+		denials[0].GetReasonCode() != sockguardv1.DenialReason_DENIAL_REASON_FOREIGN_OBJECT {
 		t.Fatalf("denials: %v", denials)
 	}
 
@@ -336,9 +373,8 @@ func TestBrokerProxy(t *testing.T) {
 		t.Fatalf("ping after restart: %d", resp.StatusCode)
 	}
 	list, err := tb.client.ListDenials(ctx, &sockguardv1.ListDenialsRequest{})
-	if err != nil || len(list.GetDenials()) != 1 {
+	if err != nil || len(list.GetDenials()) != 2 {
 		t.Fatalf("denials after restart: %v %v", list, err)
 	}
 	stopMock()
 }
-

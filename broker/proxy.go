@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -123,100 +124,169 @@ type tenantHandler struct {
 	ts *tenantServer
 }
 
+// bodyIsolated reports whether isolation must see (and may rewrite) the
+// body of this request: creates get the owner label, network connect and
+// disconnect name a container.
+func bodyIsolated(req policy.Request) bool {
+	if req.Method != http.MethodPost {
+		return false
+	}
+	switch req.Path {
+	case "/containers/create", "/networks/create", "/volumes/create":
+		return true
+	}
+	return strings.HasPrefix(req.Path, "/networks/") &&
+		(strings.HasSuffix(req.Path, "/connect") || strings.HasSuffix(req.Path, "/disconnect"))
+}
+
+const isolationBodyLimit = 1 << 20
+
 func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := h.p
 	st := h.ts.state.Load()
-	cred, _ := credFrom(r.Context())
+	ctx := r.Context()
+	cred, _ := credFrom(ctx)
 	reqID := p.reqBase + "-" + strconv.FormatUint(p.reqSeq.Add(1), 36)
 
-	deny := func(req policy.Request, d policy.Decision) (refused bool) {
+	var req policy.Request
+	record := func(d policy.Decision, mode Mode) {
 		h.ts.denied.Add(1)
 		p.denials.Record(Denial{
 			Time: time.Now().UTC(), Socket: st.t.Name, TenantID: st.t.ID, RequestID: reqID,
 			PeerUID: cred.UID, PeerGID: cred.GID, PeerPID: cred.PID,
 			Method: req.Method, Path: req.Path, RawTarget: rawTarget(r),
-			Code: d.Code, Reason: d.Reason, Rule: d.Rule, Mode: st.t.Mode,
+			Code: d.Code, Reason: d.Reason, Rule: d.Rule, Mode: mode,
 		})
+	}
+	// refuse answers a decision that is never forwarded, whatever the mode.
+	refuse := func(d policy.Decision) {
+		record(d, ModeEnforce)
+		writeDockerError(w, d.Status, "sockguard: denied by policy: "+d.Reason)
+	}
+	// deny applies the socket's mode: it refuses (and returns true), or in
+	// audit mode records a would-deny and lets the request through.
+	deny := func(d policy.Decision) bool {
 		if st.t.Mode == ModeAudit {
+			record(d, ModeAudit)
 			return false
 		}
-		status := d.Status
-		if status == 0 {
-			status = http.StatusForbidden
-		}
-		writeDockerError(w, status, "sockguard: denied by policy: "+d.Reason)
+		refuse(d)
 		return true
 	}
+	// isolationFailed answers an isolation error. A foreign or missing
+	// object gets dockerd's own 404, so its existence is not confirmed.
+	isolationFailed := func(err error) {
+		var foreign *errForeign
+		var amb errAmbiguous
+		switch {
+		case errors.As(err, &foreign):
+			record(policy.Decision{Code: policy.ReasonForeignObject, Reason: "not owned by this tenant: " + foreign.Error(), Rule: "tenant isolation"}, ModeEnforce)
+			writeDockerError(w, foreign.status(), foreign.Error())
+		case errors.As(err, &amb):
+			refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed, Reason: string(amb), Rule: "tenant isolation"})
+		default:
+			p.upstreamError(w, r, err)
+		}
+	}
 
-	req, err := policy.Canonicalize(r.Method, r.URL.Path, r.URL.RawQuery)
-	if err != nil {
+	var err error
+	if req, err = policy.Canonicalize(r.Method, r.URL.Path, r.URL.RawQuery); err != nil {
 		// Never forwarded, not even in audit mode: there is no canonical
 		// form to judge or to send.
-		h.denyMalformed(w, r, st, cred, reqID, err)
+		req = policy.Request{Method: r.Method}
+		refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed, Reason: err.Error(), Rule: "canonical request"})
 		return
 	}
-	// Fail closed on form bodies: dockerd's ParseForm would read query
-	// parameters from them that the policy never saw. No Docker endpoint
-	// takes a form body.
+	// Fail closed on form bodies on every endpoint: dockerd's ParseForm
+	// reads parameters from them that win over the query the policy and the
+	// isolation filters saw (a prune could drop its owner filter). No
+	// Docker endpoint takes a form body.
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "application/x-www-form-urlencoded" || ct == "multipart/form-data" {
-		if deny(req, policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed,
-			Reason: "form-encoded request bodies are not accepted", Rule: "canonical request"}) {
+		refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed,
+			Reason: "form-encoded request bodies are not accepted", Rule: "canonical request"})
+		return
+	}
+
+	// Tenant isolation is enforced in every mode: audit relaxes the
+	// policy, never the boundary between tenants. Object routes are
+	// resolved before the rules so that another tenant's object looks
+	// missing whatever the rules would say.
+	iso := isolator{up: p.up, owner: st.t.ID}
+	if k, ref, prefix, suffix, ok := objectRoute(req.Method, req.Path); ok {
+		id, err := iso.resolve(ctx, k, ref)
+		if err != nil {
+			isolationFailed(err)
 			return
 		}
+		req.Path = prefix + id + suffix
+	}
+	if req.RawQuery, err = iso.isolateQuery(ctx, &req); err != nil {
+		isolationFailed(err)
+		return
 	}
 
 	f := &forward{req: req}
 	d := st.pol.Decide(req)
-	if d.Allow {
-		if inspect, limit := st.pol.BodyPolicy(req); inspect {
-			// The body is read whatever Content-Length or Transfer-Encoding
-			// claim, and never beyond the cap.
-			body, err := readCapped(r.Body, limit)
-			switch {
-			case errors.Is(err, errTooLarge):
-				d = policy.Decision{Status: http.StatusRequestEntityTooLarge, Code: policy.ReasonBodyTooLarge,
-					Reason: fmt.Sprintf("request body is larger than %d bytes", limit), Rule: "body limit"}
-				if deny(req, d) {
-					return
-				}
-				// Audit mode: nothing to inspect, forward unread.
-				goto send
-			case err != nil:
-				d = policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed,
-					Reason: "cannot read request body: " + err.Error(), Rule: "body"}
-				deny(req, d)
+	if !d.Allow && deny(d) {
+		return
+	}
+	inspect, limit := st.pol.BodyPolicy(req)
+	inspect = inspect && d.Allow // in audit mode a denied route is not inspected
+	isolated := bodyIsolated(req)
+	if inspect || isolated {
+		if !inspect {
+			limit = isolationBodyLimit
+		}
+		// The body is read whatever Content-Length or Transfer-Encoding
+		// claim, and never beyond the cap.
+		body, err := readCapped(r.Body, limit)
+		switch {
+		case errors.Is(err, errTooLarge):
+			refuse(policy.TooLarge(limit))
+			return
+		case err != nil:
+			refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed,
+				Reason: "cannot read request body: " + err.Error(), Rule: "body"})
+			return
+		}
+		f.body, f.bodyRead = body, true
+		if inspect {
+			d, nb := st.pol.InspectBody(req, r.Header, body)
+			if !d.Allow && (d.Code == policy.ReasonMalformed || d.Code == policy.ReasonBodyTooLarge) {
+				// An ambiguous body is never forwarded, even in audit mode.
+				refuse(d)
 				return
 			}
-			f.body, f.bodyRead = body, true
-			var nb []byte
-			d, nb = st.pol.InspectBody(req, r.Header, body)
+			if !d.Allow && deny(d) {
+				return
+			}
 			if nb != nil {
 				f.body = nb
 			}
 		}
+		if isolated {
+			var err error
+			if req.Path == "/containers/create" {
+				f.body, err = iso.isolateContainerCreate(ctx, f.body)
+			} else if strings.HasSuffix(req.Path, "/create") {
+				f.body, err = stampOwner(f.body, st.t.ID)
+			} else {
+				f.body, err = iso.isolateNetworkConnect(ctx, f.body)
+			}
+			if err != nil {
+				isolationFailed(err)
+				return
+			}
+		}
 	}
-	if !d.Allow && deny(req, d) {
-		return
-	}
-send:
+
 	h.ts.allowed.Add(1)
-	ctx := context.WithValue(r.Context(), forwardKey{}, f)
+	ctx = context.WithValue(ctx, forwardKey{}, f)
 	if isUpgrade(r.Header) {
 		p.hijack(w, r.WithContext(ctx), f, h.ts)
 		return
 	}
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
-}
-
-func (h *tenantHandler) denyMalformed(w http.ResponseWriter, r *http.Request, st *tenantState, cred PeerCred, reqID string, err error) {
-	h.ts.denied.Add(1)
-	h.p.denials.Record(Denial{
-		Time: time.Now().UTC(), Socket: st.t.Name, TenantID: st.t.ID, RequestID: reqID,
-		PeerUID: cred.UID, PeerGID: cred.GID, PeerPID: cred.PID,
-		Method: r.Method, RawTarget: rawTarget(r),
-		Code: policy.ReasonMalformed, Reason: err.Error(), Rule: "canonical request", Mode: ModeEnforce,
-	})
-	writeDockerError(w, http.StatusBadRequest, "sockguard: denied by policy: "+err.Error())
 }
 
 // rawTarget is the request target as received, bounded for storage.

@@ -1,0 +1,477 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/sockguard/sockguard/policy"
+)
+
+// OwnerLabel is stamped on every container, network and volume a tenant
+// creates; its value is the tenant's stable id (never its name, which a
+// later tenant may reuse).
+const OwnerLabel = "io.sockguard.owner"
+
+// Tenant isolation. A tenant sees a daemon that holds only its own objects:
+//
+//   - per-object routes (/containers/{ref}/..., /exec/{id}/..., /networks/{ref},
+//     /volumes/{name}) resolve the reference upstream once, answer exactly
+//     like dockerd's "no such object" when it is missing or owned by someone
+//     else, and forward the resolved full id so a rename between check and use
+//     cannot redirect the request;
+//   - lists, events and prunes get the owner label added to their filters;
+//   - create bodies get the owner label stamped by the broker, overwriting
+//     whatever the client sent, and every object a body refers to is resolved
+//     the same way.
+//
+// Nothing is cached: every check asks the daemon, so a rename or delete is
+// seen at once and a "not found" is never remembered.
+
+type objectKind int
+
+const (
+	kindContainer objectKind = iota
+	kindExec
+	kindNetwork
+	kindVolume
+)
+
+// notFoundMessage is what dockerd 20.10+ answers for a missing object.
+func notFoundMessage(k objectKind, ref string) string {
+	switch k {
+	case kindExec:
+		return "No such exec instance: " + ref
+	case kindNetwork:
+		return "network " + ref + " not found"
+	case kindVolume:
+		return "get " + ref + ": no such volume"
+	}
+	return "No such container: " + ref
+}
+
+// errForeign means the object is missing or belongs to another tenant; the
+// two are deliberately indistinguishable.
+type errForeign struct {
+	kind objectKind
+	ref  string
+	// inBody is set for a reference inside a create body, which dockerd
+	// answers with 400 rather than 404 (and a 404 on create would make the
+	// docker CLI try to pull the image).
+	inBody bool
+}
+
+// status is the HTTP status dockerd uses for this missing object.
+func (e *errForeign) status() int {
+	if e.inBody {
+		return http.StatusBadRequest
+	}
+	return http.StatusNotFound
+}
+
+func (e *errForeign) Error() string { return notFoundMessage(e.kind, e.ref) }
+
+// objectRoute finds the object a canonical path addresses. prefix and
+// suffix are what surrounds the reference, so the path can be rebuilt
+// around the resolved id. Lists, creates and prunes are not object routes.
+func objectRoute(method, p string) (k objectKind, ref, prefix, suffix string, ok bool) {
+	segs := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	if len(segs) < 2 {
+		return 0, "", "", "", false
+	}
+	top := segs[0]
+	switch top {
+	case "containers", "exec", "networks", "volumes":
+	default:
+		return 0, "", "", "", false
+	}
+	if len(segs) == 2 {
+		switch {
+		case top == "containers" && method == http.MethodGet && segs[1] == "json",
+			segs[1] == "create" && method == http.MethodPost,
+			segs[1] == "prune" && method == http.MethodPost:
+			return 0, "", "", "", false
+		}
+	}
+	switch top {
+	case "containers", "exec":
+		k = kindContainer
+		if top == "exec" {
+			k = kindExec
+		}
+		if len(segs) == 2 {
+			if top == "exec" {
+				return 0, "", "", "", false
+			}
+			return k, segs[1], "/containers/", "", true // DELETE /containers/{ref}
+		}
+		// dockerd's routes are "/containers/{name:.*}/<op>": the reference
+		// is everything between the first and the last segment.
+		return k, strings.Join(segs[1:len(segs)-1], "/"), "/" + top + "/", "/" + segs[len(segs)-1], true
+	case "networks":
+		if last := segs[len(segs)-1]; len(segs) > 2 && (last == "connect" || last == "disconnect") {
+			return kindNetwork, strings.Join(segs[1:len(segs)-1], "/"), "/networks/", "/" + last, true
+		}
+		return kindNetwork, strings.Join(segs[1:], "/"), "/networks/", "", true
+	default: // volumes: "/volumes/{name:.*}"
+		return kindVolume, strings.Join(segs[1:], "/"), "/volumes/", "", true
+	}
+}
+
+// isolator resolves references against the upstream daemon for one tenant.
+type isolator struct {
+	up    *Upstream
+	owner string // tenant id
+}
+
+// get fetches an upstream JSON document. found is false on 404.
+func (iso isolator) get(ctx context.Context, p string, v any) (found bool, err error) {
+	u := url.URL{Scheme: "http", Host: "docker", Path: p}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := iso.up.transport.RoundTrip(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return true, json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(v)
+	case resp.StatusCode >= 400 && resp.StatusCode < 500:
+		// Not found, or an ambiguous id prefix: either way the tenant
+		// gets "no such object".
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return false, nil
+	}
+	return false, fmt.Errorf("GET %s: upstream answered %s", p, resp.Status)
+}
+
+// resolve returns the full id (name, for volumes) of an object the tenant
+// owns, or *errForeign.
+func (iso isolator) resolve(ctx context.Context, k objectKind, ref string) (string, error) {
+	if ref == "" || strings.ContainsAny(ref, "?#") {
+		return "", &errForeign{kind: k, ref: ref}
+	}
+	var found bool
+	var err error
+	var id string
+	var labels map[string]string
+	switch k {
+	case kindContainer:
+		var c struct {
+			ID     string `json:"Id"`
+			Config struct{ Labels map[string]string }
+		}
+		found, err = iso.get(ctx, "/containers/"+ref+"/json", &c)
+		id, labels = c.ID, c.Config.Labels
+	case kindExec:
+		var e struct {
+			ID          string
+			ContainerID string
+		}
+		if found, err = iso.get(ctx, "/exec/"+ref+"/json", &e); err != nil || !found {
+			break
+		}
+		// An exec instance belongs to the tenant that owns its container.
+		if _, err := iso.resolve(ctx, kindContainer, e.ContainerID); err != nil {
+			var f *errForeign
+			if errors.As(err, &f) {
+				return "", &errForeign{kind: k, ref: ref}
+			}
+			return "", err
+		}
+		return e.ID, nil
+	case kindNetwork:
+		var n struct {
+			ID     string `json:"Id"`
+			Labels map[string]string
+		}
+		found, err = iso.get(ctx, "/networks/"+ref, &n)
+		id, labels = n.ID, n.Labels
+	case kindVolume:
+		var v struct {
+			Name   string
+			Labels map[string]string
+		}
+		found, err = iso.get(ctx, "/volumes/"+ref, &v)
+		id, labels = v.Name, v.Labels
+	}
+	if err != nil {
+		return "", err
+	}
+	if !found || id == "" || labels[OwnerLabel] != iso.owner {
+		return "", &errForeign{kind: k, ref: ref}
+	}
+	return id, nil
+}
+
+// listRoutes are the requests whose answers are filtered to the tenant by
+// adding the owner label to their "filters" query parameter.
+func isListRoute(method, p string) bool {
+	switch method + " " + p {
+	case "GET /containers/json", "GET /networks", "GET /volumes", "GET /events",
+		"POST /containers/prune", "POST /networks/prune", "POST /volumes/prune":
+		return true
+	}
+	return false
+}
+
+// mergeOwnerFilter adds label=<OwnerLabel>=<owner> to a Docker filters
+// argument, accepting both encodings dockerd accepts: {"label":{"k=v":true}}
+// and the older {"label":["k=v"]}. The caller's own filters are kept; dockerd
+// ANDs label filters, so the result is the caller's view of its own objects.
+func mergeOwnerFilter(raw, owner string) (string, error) {
+	args := map[string]map[string]bool{}
+	if strings.TrimSpace(raw) != "" {
+		if err := json.Unmarshal([]byte(raw), &args); err != nil {
+			var legacy map[string][]string
+			if err2 := json.Unmarshal([]byte(raw), &legacy); err2 != nil {
+				return "", fmt.Errorf("filters is not valid JSON filter arguments: %v", err)
+			}
+			args = map[string]map[string]bool{}
+			for k, vs := range legacy {
+				args[k] = map[string]bool{}
+				for _, v := range vs {
+					args[k][v] = true
+				}
+			}
+		}
+		if args == nil { // "null"
+			args = map[string]map[string]bool{}
+		}
+	}
+	if args["label"] == nil {
+		args["label"] = map[string]bool{}
+	}
+	args["label"][OwnerLabel+"="+owner] = true
+	out, err := json.Marshal(args)
+	return string(out), err
+}
+
+// isolateQuery rewrites the query of list, event and prune requests and of
+// POST /commit?container=. It returns the new raw query.
+func (iso isolator) isolateQuery(ctx context.Context, req *policy.Request) (string, error) {
+	q := req.Query
+	if isListRoute(req.Method, req.Path) {
+		if len(q["filters"]) > 1 {
+			return "", errAmbiguous("more than one filters parameter")
+		}
+		f, err := mergeOwnerFilter(q.Get("filters"), iso.owner)
+		if err != nil {
+			return "", errAmbiguous(err.Error())
+		}
+		q = cloneValues(q)
+		q.Set("filters", f)
+		return q.Encode(), nil
+	}
+	if req.Method == http.MethodPost && req.Path == "/commit" {
+		if len(q["container"]) != 1 {
+			return "", errAmbiguous("commit needs exactly one container parameter")
+		}
+		id, err := iso.resolve(ctx, kindContainer, q.Get("container"))
+		if err != nil {
+			return "", err
+		}
+		q = cloneValues(q)
+		q.Set("container", id)
+		return q.Encode(), nil
+	}
+	return req.RawQuery, nil
+}
+
+type errAmbiguous string
+
+func (e errAmbiguous) Error() string { return string(e) }
+
+func cloneValues(v url.Values) url.Values {
+	out := make(url.Values, len(v))
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+// stampOwner sets the owner label in a create body (container, network or
+// volume create all keep labels in a top-level "Labels" object), replacing
+// any value the client sent. The body has passed policy's strict decoding,
+// so there is exactly one key equal to "Labels" under case folding, which
+// is the one dockerd reads.
+func stampOwner(body []byte, owner string) ([]byte, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		return nil, errAmbiguous("request body is not a JSON object")
+	}
+	if top == nil {
+		top = map[string]json.RawMessage{}
+	}
+	key := "Labels"
+	for k := range top {
+		if strings.EqualFold(k, "Labels") {
+			key = k
+		}
+	}
+	labels := map[string]string{}
+	if raw, ok := top[key]; ok {
+		if err := json.Unmarshal(raw, &labels); err != nil {
+			return nil, errAmbiguous("Labels must be an object of strings")
+		}
+		if labels == nil {
+			labels = map[string]string{}
+		}
+	}
+	labels[OwnerLabel] = owner
+	raw, err := json.Marshal(labels)
+	if err != nil {
+		return nil, err
+	}
+	top[key] = raw
+	return json.Marshal(top)
+}
+
+// builtinNetworks may be named in a create body without owning them: they
+// are how a container gets no network or the default one. "host" is not
+// here; the policy refuses it.
+var builtinNetworks = map[string]bool{"none": true, "bridge": true, "default": true, "": true}
+
+// createRefs are the references to other objects inside a container-create
+// body that isolation checks (policy.ContainerCreateRefs gives the
+// container references).
+type createRefs struct {
+	HostConfig *struct {
+		NetworkMode string
+		Binds       []string
+		Mounts      []struct {
+			Type   string
+			Source string
+		}
+	}
+	NetworkingConfig *struct {
+		EndpointsConfig map[string]json.RawMessage
+	}
+}
+
+// isolateContainerCreate checks every object a container-create body names
+// and returns the body with the owner label stamped.
+func (iso isolator) isolateContainerCreate(ctx context.Context, body []byte) ([]byte, error) {
+	b, err := iso.checkCreateRefs(ctx, body)
+	var f *errForeign
+	if errors.As(err, &f) {
+		f.inBody = true
+	}
+	return b, err
+}
+
+func (iso isolator) checkCreateRefs(ctx context.Context, body []byte) ([]byte, error) {
+	crefs, err := policy.ContainerCreateRefs(body)
+	if err != nil {
+		return nil, errAmbiguous(err.Error())
+	}
+	for _, r := range crefs {
+		if _, err := iso.resolve(ctx, kindContainer, r.Ref); err != nil {
+			return nil, err
+		}
+	}
+	var refs createRefs
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := json.Unmarshal(body, &refs); err != nil {
+			return nil, errAmbiguous(err.Error())
+		}
+	}
+	if hc := refs.HostConfig; hc != nil {
+		if nm := hc.NetworkMode; !builtinNetworks[nm] && !strings.Contains(nm, ":") && nm != "host" {
+			if _, err := iso.resolve(ctx, kindNetwork, nm); err != nil {
+				return nil, err
+			}
+		}
+		for _, b := range hc.Binds {
+			src, _, ok := strings.Cut(b, ":")
+			if ok && src != "" && !strings.HasPrefix(src, "/") {
+				if err := iso.ownVolume(ctx, src); err != nil {
+					return nil, err
+				}
+			}
+		}
+		for _, m := range hc.Mounts {
+			if strings.EqualFold(m.Type, "volume") && m.Source != "" {
+				if err := iso.ownVolume(ctx, m.Source); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if nc := refs.NetworkingConfig; nc != nil {
+		for name := range nc.EndpointsConfig {
+			if !builtinNetworks[name] {
+				if _, err := iso.resolve(ctx, kindNetwork, name); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return stampOwner(body, iso.owner)
+}
+
+// ownVolume checks a named volume a container will mount. dockerd creates
+// a missing named volume on the fly, unlabelled; the broker creates it
+// first, labelled, so the tenant owns it like any volume it creates.
+func (iso isolator) ownVolume(ctx context.Context, name string) error {
+	_, err := iso.resolve(ctx, kindVolume, name)
+	var f *errForeign
+	if !errors.As(err, &f) {
+		return err
+	}
+	var v struct{ Name string }
+	if found, gerr := iso.get(ctx, "/volumes/"+name, &v); gerr != nil || found {
+		return err // exists and is not ours: "no such volume"
+	}
+	body, _ := json.Marshal(map[string]any{"Name": name, "Labels": map[string]string{OwnerLabel: iso.owner}})
+	req, rerr := http.NewRequestWithContext(ctx, http.MethodPost, "http://docker/volumes/create", bytes.NewReader(body))
+	if rerr != nil {
+		return rerr
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, rerr := iso.up.transport.RoundTrip(req)
+	if rerr != nil {
+		return rerr
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	// Another tenant may have won a race for the name: check again.
+	_, err = iso.resolve(ctx, kindVolume, name)
+	return err
+}
+
+// isolateNetworkConnect resolves the container named in a network
+// connect/disconnect body and forwards its full id.
+func (iso isolator) isolateNetworkConnect(ctx context.Context, body []byte) ([]byte, error) {
+	ref, err := policy.NetworkConnectContainer(body)
+	if err != nil {
+		return nil, errAmbiguous(err.Error())
+	}
+	id, err := iso.resolve(ctx, kindContainer, ref)
+	if err != nil {
+		return nil, err
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		return nil, errAmbiguous("request body is not a JSON object")
+	}
+	for k := range top {
+		if strings.EqualFold(k, "Container") {
+			delete(top, k)
+		}
+	}
+	top["Container"], _ = json.Marshal(id)
+	return json.Marshal(top)
+}

@@ -1,0 +1,808 @@
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// containerCreateBody is the part of dockerd's container-create body
+// (ContainerConfigWrapper) that the rails judge. Field names and JSON types
+// follow the Docker API; unknown fields are ignored, as dockerd ignores them.
+type containerCreateBody struct {
+	User       string
+	WorkingDir string
+	MacAddress string // deprecated top-level form (API < 1.44)
+
+	HostConfig       *hostConfigBody
+	NetworkingConfig *networkingConfigBody
+
+	// dockerd's wrapper (20.10 and later for years) also embeds a HostConfig,
+	// so HostConfig fields at the top level are read too (deprecated, but
+	// live). The rails judge both; a zero value passes every rail.
+	hostConfigBody
+}
+
+type hostConfigBody struct {
+	Binds        []string
+	NetworkMode  string
+	PidMode      string
+	IpcMode      string
+	UTSMode      string
+	UsernsMode   string
+	CgroupnsMode string
+	Privileged   bool
+	CapAdd       strSlice
+	SecurityOpt  []string
+	// MaskedPaths and ReadonlyPaths: nil (absent or null) means dockerd's
+	// defaults; an explicit list replaces them.
+	MaskedPaths    []string
+	ReadonlyPaths  []string
+	Sysctls        map[string]string
+	Runtime        string
+	Links          []string
+	VolumesFrom    []string
+	Tmpfs          map[string]string
+	Mounts         []mountBody
+	ReadonlyRootfs bool
+	Annotations    map[string]string
+
+	// Resources, embedded in dockerd's HostConfig.
+	CgroupParent      string
+	Devices           []deviceMapping
+	DeviceRequests    []deviceRequest
+	DeviceCgroupRules []string
+	Memory            int64
+	NanoCPUs          int64 `json:"NanoCpus"`
+	CPUQuota          int64 `json:"CpuQuota"`
+	PidsLimit         *int64
+}
+
+type deviceMapping struct {
+	PathOnHost        string
+	PathInContainer   string
+	CgroupPermissions string
+}
+
+type deviceRequest struct {
+	Driver       string
+	Count        int
+	DeviceIDs    []string
+	Capabilities [][]string
+	Options      map[string]string
+}
+
+type mountBody struct {
+	Type        string
+	Source      string
+	Target      string
+	ReadOnly    bool
+	BindOptions *struct {
+		ReadOnlyNonRecursive bool
+	}
+	VolumeOptions *struct {
+		DriverConfig *struct {
+			Name    string
+			Options map[string]string
+		}
+	}
+	TmpfsOptions *struct {
+		Options [][]string
+	}
+}
+
+type networkingConfigBody struct {
+	EndpointsConfig map[string]*endpointSettingsBody
+}
+
+type endpointSettingsBody struct {
+	IPAMConfig *struct {
+		IPv4Address  string
+		IPv6Address  string
+		LinkLocalIPs []string
+	}
+	Links      []string
+	MacAddress string
+}
+
+// containerCreateDataMaps lists the data maps of a container-create body. The
+// HostConfig ones appear twice: under HostConfig and at the top level.
+func containerCreateDataMaps() dataMaps {
+	paths := []string{"Labels", "ExposedPorts", "Volumes",
+		"NetworkingConfig.EndpointsConfig", "NetworkingConfig.EndpointsConfig.*.DriverOpts"}
+	for _, p := range []string{
+		"Sysctls", "StorageOpt", "LogConfig.Config", "PortBindings", "Tmpfs", "Annotations",
+		"Mounts.[].VolumeOptions.Labels", "Mounts.[].VolumeOptions.DriverConfig.Options",
+		"DeviceRequests.[].Options",
+	} {
+		paths = append(paths, p, "HostConfig."+p)
+	}
+	return newDataMaps(paths...)
+}
+
+const ruleContainer = "container create"
+
+func (p *Policy) inspectContainerCreate(body []byte) (Decision, []byte) {
+	var b containerCreateBody
+	if d, ok := readBody(body, containerCreateDataMaps(), &b, ruleContainer); !ok {
+		return d, nil
+	}
+	c := &p.preset.ctr
+
+	if c.requireNonRoot {
+		if d := requireNonRootUser("User", b.User, "container.require_non_root"); !d.Allow {
+			return d, nil
+		}
+	}
+	if d := checkWorkingDir("WorkingDir", b.WorkingDir); !d.Allow {
+		return d, nil
+	}
+	if b.MacAddress != "" {
+		return forbid(ReasonBodyDenied, "container create", "MacAddress %s: static MAC addresses are not allowed", q(b.MacAddress)), nil
+	}
+
+	var rw rewrites
+	// Both host configs are judged: the HostConfig member and the deprecated
+	// top-level fields dockerd still merges.
+	for _, hc := range []struct {
+		prefix string
+		h      *hostConfigBody
+		rw     *map[int]string
+		rwm    *map[int]string
+	}{
+		{"", &b.hostConfigBody, &rw.topBinds, &rw.topMounts},
+		{"HostConfig.", b.HostConfig, &rw.binds, &rw.mounts},
+	} {
+		if hc.h == nil {
+			continue
+		}
+		if d := p.checkHostConfig(hc.prefix, hc.h, hc.rw, hc.rwm); !d.Allow {
+			return d, nil
+		}
+	}
+	if c.requireNoNewPrivileges || c.requireReadOnlyRootfs || c.requireMemoryLimit || c.requireCPULimit || c.requirePidsLimit {
+		if d := p.checkRequiredRails(&b); !d.Allow {
+			return d, nil
+		}
+	}
+	if b.NetworkingConfig != nil {
+		names := make([]string, 0, len(b.NetworkingConfig.EndpointsConfig))
+		for n := range b.NetworkingConfig.EndpointsConfig {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			field := "NetworkingConfig.EndpointsConfig[" + strconv.Quote(n) + "]"
+			if d := checkEndpoint(field, b.NetworkingConfig.EndpointsConfig[n]); !d.Allow {
+				return d, nil
+			}
+		}
+	}
+
+	if rw.empty() {
+		return allow(ruleContainer), nil
+	}
+	newBody, err := rw.apply(body)
+	if err != nil {
+		return malformed(ruleContainer, "rewriting the daemon socket bind: %v", err), nil
+	}
+	d := allow("container.daemon_socket_bind: rewrite")
+	d.Reason = "daemon socket bind rewritten to the tenant's own socket " + q(p.selfSocket)
+	return d, newBody
+}
+
+// checkHostConfig applies every HostConfig rail. prefix is "HostConfig." or
+// "" (the top-level form). Daemon-socket binds to rewrite are recorded in
+// binds/mounts by index.
+func (p *Policy) checkHostConfig(prefix string, h *hostConfigBody, binds, mounts *map[int]string) Decision {
+	c := &p.preset.ctr
+	if h.Privileged && !c.allowPrivileged {
+		return forbid(ReasonPrivileged, "container.allow_privileged",
+			"%sPrivileged is true: privileged containers are not allowed", prefix)
+	}
+	for _, ns := range []struct {
+		field, value, what string
+		joinable           bool
+	}{
+		{"NetworkMode", h.NetworkMode, "network", true},
+		{"PidMode", h.PidMode, "PID", true},
+		{"IpcMode", h.IpcMode, "IPC", true},
+		{"UTSMode", h.UTSMode, "UTS", false},
+		{"UsernsMode", h.UsernsMode, "user", false},
+		{"CgroupnsMode", h.CgroupnsMode, "cgroup", false},
+	} {
+		// dockerd compares exactly "host"; case variants are refused too (fail closed).
+		if strings.EqualFold(ns.value, "host") {
+			return forbid(ReasonHostNamespace, "host namespaces",
+				"%s%s %s: sharing the host %s namespace is not allowed", prefix, ns.field, q(ns.value), ns.what)
+		}
+		if hasPrefixFold(ns.value, "ns:") {
+			return forbid(ReasonHostNamespace, "host namespaces",
+				"%s%s %s: joining a namespace by path is not allowed", prefix, ns.field, q(ns.value))
+		}
+		if !ns.joinable && hasPrefixFold(ns.value, "container:") {
+			return forbid(ReasonHostNamespace, "host namespaces",
+				"%s%s %s: joining another container's %s namespace is not allowed", prefix, ns.field, q(ns.value), ns.what)
+		}
+	}
+
+	for i, bind := range h.Binds {
+		field := fmt.Sprintf("%sBinds[%d]", prefix, i)
+		parts := strings.Split(bind, ":")
+		if len(parts) > 3 || parts[0] == "" {
+			return malformed(ruleContainer, "%s %s: not a src:dst[:options] bind", field, q(bind))
+		}
+		if len(parts) == 1 || !strings.HasPrefix(parts[0], "/") {
+			continue // an anonymous or named volume, not a host path
+		}
+		ro := false
+		if len(parts) == 3 {
+			var ok bool
+			if ro, ok = bindReadOnly(parts[2]); !ok {
+				return malformed(ruleContainer, "%s %s: both ro and rw given", field, q(bind))
+			}
+		}
+		rewrite, d := p.checkBindSource(field, parts[0], ro, false)
+		if !d.Allow {
+			return d
+		}
+		if rewrite {
+			setRewrite(binds, i, p.selfSocket+bind[len(parts[0]):])
+		}
+	}
+
+	for i, m := range h.Mounts {
+		field := fmt.Sprintf("%sMounts[%d]", prefix, i)
+		switch strings.ToLower(m.Type) {
+		case "bind":
+			if !strings.HasPrefix(m.Source, "/") {
+				return forbid(ReasonBindMount, "container.allowed_bind_roots", "%s.Source %s: a bind source must be an absolute host path", field, q(m.Source))
+			}
+			nonRec := m.BindOptions != nil && m.BindOptions.ReadOnlyNonRecursive
+			rewrite, d := p.checkBindSource(field+".Source", m.Source, m.ReadOnly, nonRec)
+			if !d.Allow {
+				return d
+			}
+			if rewrite {
+				setRewrite(mounts, i, p.selfSocket)
+			}
+		case "volume":
+			if m.VolumeOptions != nil && m.VolumeOptions.DriverConfig != nil {
+				dc := m.VolumeOptions.DriverConfig
+				if d := p.checkVolumeDriver(field+".VolumeOptions.DriverConfig.Name", dc.Name); !d.Allow {
+					return d
+				}
+				if d := checkLocalVolumeOptions(field+".VolumeOptions.DriverConfig.Options", dc.Options); !d.Allow {
+					return d
+				}
+			}
+		case "tmpfs":
+			if m.TmpfsOptions != nil {
+				for _, opt := range m.TmpfsOptions.Options {
+					if len(opt) > 0 {
+						if d := checkTmpfsOption(field+".TmpfsOptions.Options", opt[0]); !d.Allow {
+							return d
+						}
+					}
+				}
+			}
+		case "image":
+			// A read-only view of an image: no host path involved.
+		default:
+			return forbid(ReasonBindMount, "mounts", "%s.Type %s: only bind, volume, tmpfs and image mounts are allowed", field, q(m.Type))
+		}
+	}
+
+	for _, dst := range sortedKeys(h.Tmpfs) {
+		for _, opt := range strings.Split(h.Tmpfs[dst], ",") {
+			if d := checkTmpfsOption(prefix+"Tmpfs["+strconv.Quote(dst)+"]", opt); !d.Allow {
+				return d
+			}
+		}
+	}
+
+	if len(h.VolumesFrom) > 0 && !c.allowVolumesFrom {
+		return forbid(ReasonBodyDenied, "container.allow_volumes_from", "%sVolumesFrom: mounting another container's volumes is not allowed", prefix)
+	}
+	if len(h.Links) > 0 && !c.allowLinks {
+		return forbid(ReasonBodyDenied, "container.allow_links", "%sLinks: container links are not allowed", prefix)
+	}
+	if len(h.Devices) > 0 {
+		return forbid(ReasonEscalation, "devices", "%sDevices: host devices (%s) are not allowed", prefix, q(h.Devices[0].PathOnHost))
+	}
+	if len(h.DeviceRequests) > 0 {
+		return forbid(ReasonEscalation, "devices", "%sDeviceRequests: device requests (GPUs) are not allowed", prefix)
+	}
+	if len(h.DeviceCgroupRules) > 0 {
+		return forbid(ReasonEscalation, "devices", "%sDeviceCgroupRules %s: device cgroup rules are not allowed", prefix, q(h.DeviceCgroupRules[0]))
+	}
+	for _, cp := range h.CapAdd {
+		n := normalizeCap(cp)
+		if n == "ALL" {
+			return forbid(ReasonEscalation, "container.allowed_capabilities", "%sCapAdd %s: adding all capabilities is not allowed", prefix, q(cp))
+		}
+		if !c.allowedCaps[n] {
+			return forbid(ReasonEscalation, "container.allowed_capabilities", "%sCapAdd %s: capability %s is not in this preset's allowlist", prefix, q(cp), n)
+		}
+	}
+	for _, so := range h.SecurityOpt {
+		if d := checkSecurityOpt(prefix+"SecurityOpt", so); !d.Allow {
+			return d
+		}
+	}
+	if d := checkSystemPaths(prefix+"MaskedPaths", h.MaskedPaths, "/proc/kcore", "/proc/keys", "/sys/firmware"); !d.Allow {
+		return d
+	}
+	if d := checkSystemPaths(prefix+"ReadonlyPaths", h.ReadonlyPaths, "/proc/sys", "/proc/sysrq-trigger"); !d.Allow {
+		return d
+	}
+	if len(h.Sysctls) > 0 {
+		return forbid(ReasonEscalation, "sysctls", "%sSysctls %s: setting kernel parameters is not allowed", prefix, q(sortedKeys(h.Sysctls)[0]))
+	}
+	if h.Runtime != "" && !c.allowedRuntimes[h.Runtime] {
+		return forbid(ReasonEscalation, "container.allowed_runtimes", "%sRuntime %s: runtime is not in this preset's allowlist", prefix, q(h.Runtime))
+	}
+	if h.CgroupParent != "" {
+		return forbid(ReasonEscalation, "cgroup parent", "%sCgroupParent %s: choosing the cgroup parent is not allowed", prefix, q(h.CgroupParent))
+	}
+	if len(h.Annotations) > 0 {
+		// Some runtimes act on OCI annotations (host paths, hypervisor settings).
+		return forbid(ReasonEscalation, "annotations", "%sAnnotations %s: OCI annotations are not allowed", prefix, q(sortedKeys(h.Annotations)[0]))
+	}
+	return allow(ruleContainer)
+}
+
+// checkRequiredRails applies the optional require_* rails on the effective
+// host config (the HostConfig member, else the deprecated top-level one).
+func (p *Policy) checkRequiredRails(b *containerCreateBody) Decision {
+	c := &p.preset.ctr
+	h, prefix := b.HostConfig, "HostConfig."
+	if h == nil {
+		h, prefix = &b.hostConfigBody, ""
+	}
+	if c.requireReadOnlyRootfs && !h.ReadonlyRootfs {
+		return forbid(ReasonBodyDenied, "container.require_read_only_rootfs", "%sReadonlyRootfs is false: this preset requires a read-only root filesystem (--read-only)", prefix)
+	}
+	if c.requireNoNewPrivileges && !hasNoNewPrivileges(h.SecurityOpt) {
+		return forbid(ReasonEscalation, "container.require_no_new_privileges", "%sSecurityOpt: this preset requires no-new-privileges", prefix)
+	}
+	if c.requireMemoryLimit && h.Memory <= 0 {
+		return forbid(ReasonBodyDenied, "container.require_memory_limit", "%sMemory is not set: this preset requires a memory limit (--memory)", prefix)
+	}
+	if c.requireCPULimit && h.NanoCPUs <= 0 && h.CPUQuota <= 0 {
+		return forbid(ReasonBodyDenied, "container.require_cpu_limit", "%sNanoCpus and CpuQuota are not set: this preset requires a CPU limit (--cpus)", prefix)
+	}
+	if c.requirePidsLimit && (h.PidsLimit == nil || *h.PidsLimit <= 0) {
+		return forbid(ReasonBodyDenied, "container.require_pids_limit", "%sPidsLimit is not set: this preset requires a PIDs limit (--pids-limit)", prefix)
+	}
+	return allow(ruleContainer)
+}
+
+// bindReadOnly parses a bind's options; ok is false when they are ambiguous.
+func bindReadOnly(opts string) (ro, ok bool) {
+	rw := false
+	for _, o := range strings.Split(opts, ",") {
+		switch o {
+		case "ro":
+			ro = true
+		case "rw":
+			rw = true
+		}
+	}
+	return ro, !(ro && rw)
+}
+
+// checkBindSource judges one host path bind. It reports rewrite=true when the
+// source is the daemon socket and the preset rewrites it to the tenant socket.
+func (p *Policy) checkBindSource(field, src string, readOnly, nonRecursiveRO bool) (rewrite bool, d Decision) {
+	const rule = "container.allowed_bind_roots"
+	clean := path.Clean(src)
+	for _, s := range p.daemonSockets {
+		if clean == s {
+			// The daemon socket is root on the host: never forwarded as is.
+			if p.preset.ctr.rewriteDaemonSocket && p.selfSocket != "" {
+				return true, allow(rule)
+			}
+			return false, forbid(ReasonBindMount, "container.daemon_socket_bind", "%s %s: binding the Docker daemon socket is not allowed", field, q(src))
+		}
+	}
+	if p.selfSocket != "" && clean == p.selfSocket {
+		return false, allow(rule) // the tenant's own, policy-filtered socket
+	}
+	for _, s := range p.daemonSockets {
+		if isUnder(s, clean) {
+			return false, forbid(ReasonBindMount, rule, "%s %s: the bind would expose the Docker daemon socket %s", field, q(src), s)
+		}
+	}
+	if p.selfSocket != "" && isUnder(p.selfSocket, clean) {
+		return false, forbid(ReasonBindMount, rule, "%s %s: the bind would expose the broker's sockets", field, q(src))
+	}
+	underRO := false
+	for _, r := range p.bindRoots {
+		if clean != r.path && !isUnder(clean, r.path) {
+			continue // roots match on whole segments: /a/b allows /a/b/c, not /a/bc
+		}
+		if !r.readOnly {
+			return false, allow(rule)
+		}
+		underRO = true
+	}
+	if underRO {
+		if readOnly && !nonRecursiveRO {
+			return false, allow(rule)
+		}
+		return false, forbid(ReasonBindMount, rule, "%s %s: this bind root is read-only; mount it read-only (:ro)", field, q(src))
+	}
+	return false, forbid(ReasonBindMount, rule, "%s %s: host path is not under an allowed bind root", field, q(src))
+}
+
+func checkLocalVolumeOptions(field string, opts map[string]string) Decision {
+	for _, k := range sortedKeys(opts) {
+		v := opts[k]
+		switch {
+		case strings.EqualFold(k, "type") && (strings.EqualFold(v, "none") || strings.EqualFold(v, "bind") || strings.EqualFold(v, "rbind")):
+			return forbid(ReasonBindMount, "local volume options", "%s[%s] %s: a volume that binds a host path is not allowed", field, q(k), q(v))
+		case strings.EqualFold(k, "o"):
+			for _, o := range strings.Split(v, ",") {
+				if strings.EqualFold(o, "bind") || strings.EqualFold(o, "rbind") {
+					return forbid(ReasonBindMount, "local volume options", "%s[%s] %s: a volume that binds a host path is not allowed", field, q(k), q(v))
+				}
+			}
+		case strings.EqualFold(k, "device") && strings.HasPrefix(v, "/") && !strings.HasPrefix(v, "//"):
+			return forbid(ReasonBindMount, "local volume options", "%s[%s] %s: a volume backed by a host path or device is not allowed", field, q(k), q(v))
+		}
+	}
+	return allow("local volume options")
+}
+
+func checkTmpfsOption(field, opt string) Decision {
+	o := strings.TrimSpace(opt)
+	for _, bad := range []string{"exec", "suid", "dev"} {
+		if strings.EqualFold(o, bad) {
+			return forbid(ReasonEscalation, "tmpfs options", "%s option %s: tmpfs mounts must stay noexec, nosuid and nodev", field, q(o))
+		}
+	}
+	return allow("tmpfs options")
+}
+
+// normalizeCap upper-cases a capability and drops the CAP_ prefix, as dockerd does.
+func normalizeCap(c string) string {
+	n := strings.ToUpper(strings.TrimSpace(c))
+	return strings.TrimPrefix(n, "CAP_")
+}
+
+// checkSecurityOpt refuses the options that turn a confinement off.
+func checkSecurityOpt(field, opt string) Decision {
+	const rule = "security options"
+	if opt == "no-new-privileges" {
+		return allow(rule)
+	}
+	key, val, found := strings.Cut(opt, "=")
+	if !found {
+		key, val, found = strings.Cut(opt, ":") // the legacy "label:disable" form
+	}
+	if !found {
+		return forbid(ReasonEscalation, rule, "%s %s: unrecognized security option", field, q(opt))
+	}
+	switch {
+	case strings.EqualFold(key, "seccomp"):
+		if !strings.EqualFold(val, "builtin") && !strings.EqualFold(val, "default") {
+			return forbid(ReasonEscalation, rule, "%s %s: disabling seccomp or replacing its profile is not allowed", field, q(truncate(opt)))
+		}
+	case strings.EqualFold(key, "apparmor"):
+		if strings.EqualFold(val, "unconfined") {
+			return forbid(ReasonEscalation, rule, "%s %s: disabling AppArmor is not allowed", field, q(opt))
+		}
+	case strings.EqualFold(key, "label"):
+		if strings.EqualFold(val, "disable") || hasPrefixFold(val, "type:") {
+			return forbid(ReasonEscalation, rule, "%s %s: disabling SELinux labels or choosing the process type is not allowed", field, q(opt))
+		}
+	case strings.EqualFold(key, "systempaths"):
+		if strings.EqualFold(val, "unconfined") {
+			return forbid(ReasonEscalation, rule, "%s %s: unmasking /proc and /sys is not allowed", field, q(opt))
+		}
+	case strings.EqualFold(key, "no-new-privileges"):
+		if b, err := strconv.ParseBool(val); err != nil || !b {
+			return forbid(ReasonEscalation, rule, "%s %s: turning no-new-privileges off is not allowed", field, q(opt))
+		}
+	case strings.EqualFold(key, "writable-cgroups"):
+		if b, err := strconv.ParseBool(val); err != nil || b {
+			return forbid(ReasonEscalation, rule, "%s %s: writable cgroups are not allowed", field, q(opt))
+		}
+	default:
+		return forbid(ReasonEscalation, rule, "%s %s: unrecognized security option", field, q(truncate(opt)))
+	}
+	return allow(rule)
+}
+
+func hasNoNewPrivileges(opts []string) bool {
+	for _, o := range opts {
+		if o == "no-new-privileges" {
+			return true
+		}
+		k, v, found := strings.Cut(o, "=")
+		if !found {
+			k, v, found = strings.Cut(o, ":")
+		}
+		if found && k == "no-new-privileges" {
+			if b, err := strconv.ParseBool(v); err == nil && b {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkSystemPaths refuses an explicit MaskedPaths/ReadonlyPaths list that
+// is empty or drops one of the essential defaults (nil keeps the defaults).
+func checkSystemPaths(field string, paths []string, essential ...string) Decision {
+	const rule = "system paths"
+	if paths == nil {
+		return allow(rule)
+	}
+	if len(paths) == 0 {
+		return forbid(ReasonEscalation, rule, "%s is empty: unmasking /proc and /sys is not allowed", field)
+	}
+	for _, e := range essential {
+		found := false
+		for _, p := range paths {
+			if path.Clean(p) == e {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return forbid(ReasonEscalation, rule, "%s omits %s: replacing the default list is not allowed", field, e)
+		}
+	}
+	return allow(rule)
+}
+
+// checkWorkingDir refuses working directories under /proc (CVE-2024-21626:
+// /proc/self/fd/N leaks a host directory into the container).
+func checkWorkingDir(field, wd string) Decision {
+	if wd == "" {
+		return allow("working dir")
+	}
+	c := path.Clean("/" + wd)
+	if c == "/proc" || isUnder(c, "/proc") {
+		return forbid(ReasonEscalation, "working dir", "%s %s: a working directory under /proc is not allowed", field, q(wd))
+	}
+	return allow("working dir")
+}
+
+// requireNonRootUser accepts only a numeric, non-zero UID: a user name can
+// map to UID 0 inside a crafted image, so names are refused under this rail.
+func requireNonRootUser(field, user, rule string) Decision {
+	name, _, _ := strings.Cut(user, ":")
+	if name == "" || strings.EqualFold(name, "root") {
+		return forbid(ReasonBodyDenied, rule, "%s %s: this preset requires a non-root user", field, q(user))
+	}
+	uid, err := strconv.ParseInt(name, 10, 64)
+	switch {
+	case err != nil:
+		return forbid(ReasonBodyDenied, rule, "%s %s: this preset requires a numeric non-root UID (a name may map to root inside the image)", field, q(user))
+	case uid <= 0:
+		// "0", "00", "+0", "-0" all parse to UID 0 in the runtime.
+		return forbid(ReasonBodyDenied, rule, "%s %s: this preset requires a non-root user", field, q(user))
+	}
+	return allow(rule)
+}
+
+func checkEndpoint(field string, ep *endpointSettingsBody) Decision {
+	const rule = "static addresses"
+	if ep == nil {
+		return allow(rule)
+	}
+	if ep.IPAMConfig != nil {
+		if ep.IPAMConfig.IPv4Address != "" || ep.IPAMConfig.IPv6Address != "" || len(ep.IPAMConfig.LinkLocalIPs) > 0 {
+			return forbid(ReasonBodyDenied, rule, "%s.IPAMConfig: static IP addresses are not allowed", field)
+		}
+	}
+	if ep.MacAddress != "" {
+		return forbid(ReasonBodyDenied, rule, "%s.MacAddress %s: static MAC addresses are not allowed", field, q(ep.MacAddress))
+	}
+	return allow(rule)
+}
+
+func truncate(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// rewrites records daemon-socket binds to replace, by index, in the
+// HostConfig member and in the deprecated top-level host config.
+type rewrites struct {
+	binds, mounts, topBinds, topMounts map[int]string
+}
+
+func setRewrite(m *map[int]string, i int, v string) {
+	if *m == nil {
+		*m = map[int]string{}
+	}
+	(*m)[i] = v
+}
+
+func (r *rewrites) empty() bool {
+	return len(r.binds)+len(r.mounts)+len(r.topBinds)+len(r.topMounts) == 0
+}
+
+// apply re-encodes body with the rewrites: the whole body is decoded into
+// generic values (numbers kept exact), the fields are replaced, and it is
+// marshalled again. The strict pre-pass guarantees one key per field.
+func (r *rewrites) apply(body []byte) ([]byte, error) {
+	var doc map[string]any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	if err := rewriteHostConfig(doc, r.topBinds, r.topMounts); err != nil {
+		return nil, err
+	}
+	if len(r.binds)+len(r.mounts) > 0 {
+		hc, ok := lookupFold(doc, "HostConfig").(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("HostConfig is not an object")
+		}
+		if err := rewriteHostConfig(hc, r.binds, r.mounts); err != nil {
+			return nil, err
+		}
+	}
+	return json.Marshal(doc)
+}
+
+func rewriteHostConfig(hc map[string]any, binds, mounts map[int]string) error {
+	if len(binds) > 0 {
+		arr, ok := lookupFold(hc, "Binds").([]any)
+		if !ok {
+			return fmt.Errorf("Binds is not an array")
+		}
+		for i, v := range binds {
+			if i >= len(arr) {
+				return fmt.Errorf("Binds[%d] is missing", i)
+			}
+			arr[i] = v
+		}
+	}
+	if len(mounts) > 0 {
+		arr, ok := lookupFold(hc, "Mounts").([]any)
+		if !ok {
+			return fmt.Errorf("Mounts is not an array")
+		}
+		for i, v := range mounts {
+			if i >= len(arr) {
+				return fmt.Errorf("Mounts[%d] is missing", i)
+			}
+			m, ok := arr[i].(map[string]any)
+			if !ok {
+				return fmt.Errorf("Mounts[%d] is not an object", i)
+			}
+			key := "Source"
+			for k := range m {
+				if strings.EqualFold(k, "Source") {
+					key = k
+				}
+			}
+			m[key] = v
+		}
+	}
+	return nil
+}
+
+// lookupFold returns the member whose key matches name under case folding
+// (the strict pre-pass guarantees at most one).
+func lookupFold(m map[string]any, name string) any {
+	if v, ok := m[name]; ok {
+		return v
+	}
+	for k, v := range m {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return nil
+}
+
+// ContainerRef is a reference to another container inside a create body.
+type ContainerRef struct {
+	Field string // e.g. "HostConfig.NetworkMode"
+	Ref   string // the container name or ID, e.g. "db"
+}
+
+// ContainerCreateRefs returns the other containers a container-create body
+// refers to (namespace joins "container:<ref>", VolumesFrom, Links), so the
+// broker's tenant isolation can check each one. It applies the same strict
+// decoding as InspectBody.
+func ContainerCreateRefs(body []byte) ([]ContainerRef, error) {
+	var b containerCreateBody
+	if err := checkStrictJSON(body, containerCreateDataMaps()); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if err := decodeTyped(body, &b); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	var refs []ContainerRef
+	add := func(prefix string, h *hostConfigBody) {
+		if h == nil {
+			return
+		}
+		for _, f := range []struct{ name, v string }{
+			{"NetworkMode", h.NetworkMode}, {"PidMode", h.PidMode}, {"IpcMode", h.IpcMode},
+		} {
+			if hasPrefixFold(f.v, "container:") {
+				refs = append(refs, ContainerRef{Field: prefix + f.name, Ref: f.v[len("container:"):]})
+			}
+		}
+		for i, v := range h.VolumesFrom {
+			ref, _, _ := strings.Cut(v, ":")
+			refs = append(refs, ContainerRef{Field: fmt.Sprintf("%sVolumesFrom[%d]", prefix, i), Ref: ref})
+		}
+		for i, l := range h.Links {
+			ref, _, _ := strings.Cut(l, ":")
+			refs = append(refs, ContainerRef{Field: fmt.Sprintf("%sLinks[%d]", prefix, i), Ref: strings.TrimPrefix(ref, "/")})
+		}
+	}
+	add("", &b.hostConfigBody)
+	add("HostConfig.", b.HostConfig)
+	return refs, nil
+}
+
+// inspectContainerStart refuses a body on container start: before API 1.24
+// dockerd applied a HostConfig sent there, after every create-time rail.
+func inspectContainerStart(body []byte) Decision {
+	switch string(bytes.TrimSpace(body)) {
+	case "", "{}", "null":
+		return allow("container start")
+	}
+	return forbid(ReasonBodyDenied, "container start", "a request body on container start is not allowed (it could carry a HostConfig)")
+}
+
+// containerUpdateBody is the part of dockerd's UpdateConfig the rails judge.
+type containerUpdateBody struct {
+	CgroupParent      string
+	Devices           []deviceMapping
+	DeviceRequests    []deviceRequest
+	DeviceCgroupRules []string
+	Memory            int64
+	NanoCPUs          int64 `json:"NanoCpus"`
+	CPUQuota          int64 `json:"CpuQuota"`
+	PidsLimit         *int64
+}
+
+func (p *Policy) inspectContainerUpdate(body []byte) Decision {
+	const rule = "container update"
+	var b containerUpdateBody
+	if d, ok := readBody(body, newDataMaps("DeviceRequests.[].Options"), &b, rule); !ok {
+		return d
+	}
+	c := &p.preset.ctr
+	switch {
+	case len(b.Devices) > 0 || len(b.DeviceRequests) > 0 || len(b.DeviceCgroupRules) > 0:
+		return forbid(ReasonEscalation, "devices", "Devices, DeviceRequests, DeviceCgroupRules: host devices are not allowed")
+	case b.CgroupParent != "":
+		return forbid(ReasonEscalation, "cgroup parent", "CgroupParent %s: choosing the cgroup parent is not allowed", q(b.CgroupParent))
+	case c.requireMemoryLimit && b.Memory < 0:
+		return forbid(ReasonBodyDenied, "container.require_memory_limit", "Memory %d: removing the memory limit is not allowed", b.Memory)
+	case c.requireCPULimit && (b.NanoCPUs < 0 || b.CPUQuota < 0):
+		return forbid(ReasonBodyDenied, "container.require_cpu_limit", "NanoCpus/CpuQuota: removing the CPU limit is not allowed")
+	case c.requirePidsLimit && b.PidsLimit != nil && *b.PidsLimit <= 0:
+		return forbid(ReasonBodyDenied, "container.require_pids_limit", "PidsLimit %d: removing the PIDs limit is not allowed", *b.PidsLimit)
+	}
+	return allow(rule)
+}

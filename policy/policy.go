@@ -1,0 +1,329 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+)
+
+// BindRoot is a host directory under which a tenant may bind-mount.
+type BindRoot struct {
+	Path     string
+	ReadOnly bool
+}
+
+// Overrides are per-tenant additions on top of a preset.
+type Overrides struct {
+	AllowBinds []BindRoot
+	// SelfSocket is the host path (as dockerd sees it) of this tenant's own
+	// broker socket; a bind of the daemon socket is rewritten to it when the
+	// preset says `rewrite`.
+	SelfSocket string
+	// DaemonSockets are extra host paths considered "the daemon socket" (the
+	// configured upstream path) besides /var/run/docker.sock and
+	// /run/docker.sock.
+	DaemonSockets []string
+}
+
+// Policy is a preset compiled with one tenant's overrides. It is immutable
+// and safe for concurrent use. All compilation happens in NewPolicy, never
+// per request.
+type Policy struct {
+	preset        *Preset
+	bindRoots     []bindRoot
+	selfSocket    string
+	daemonSockets []string
+}
+
+// NewPolicy compiles p with one tenant's overrides.
+func NewPolicy(p *Preset, ov Overrides) (*Policy, error) {
+	if p == nil {
+		return nil, errors.New("nil preset")
+	}
+	pol := &Policy{preset: p}
+	pol.bindRoots = append(pol.bindRoots, p.ctr.bindRoots...)
+	for _, br := range ov.AllowBinds {
+		root, err := cleanBindRoot(br.Path)
+		if err != nil {
+			return nil, fmt.Errorf("allowed bind: %w", err)
+		}
+		pol.bindRoots = append(pol.bindRoots, bindRoot{path: root, readOnly: br.ReadOnly})
+	}
+	if ov.SelfSocket != "" {
+		if !path.IsAbs(ov.SelfSocket) {
+			return nil, fmt.Errorf("self socket %q must be an absolute path", ov.SelfSocket)
+		}
+		pol.selfSocket = path.Clean(ov.SelfSocket)
+		if strings.ContainsAny(pol.selfSocket, ":,") {
+			return nil, fmt.Errorf("self socket %q contains ':' or ','", ov.SelfSocket)
+		}
+	}
+	pol.daemonSockets = []string{"/var/run/docker.sock", "/run/docker.sock"}
+	for _, s := range ov.DaemonSockets {
+		if !path.IsAbs(s) {
+			return nil, fmt.Errorf("daemon socket %q must be an absolute path", s)
+		}
+		pol.daemonSockets = append(pol.daemonSockets, path.Clean(s))
+	}
+	for _, r := range pol.bindRoots {
+		for _, s := range pol.daemonSockets {
+			if r.path == s || isUnder(s, r.path) {
+				// Fail closed: no allowed root may contain the daemon socket.
+				return nil, fmt.Errorf("allowed bind root %q contains the daemon socket %q", r.path, s)
+			}
+		}
+	}
+	return pol, nil
+}
+
+// Preset returns the preset this policy was compiled from.
+func (p *Policy) Preset() *Preset { return p.preset }
+
+// Decide applies the rules: method + glob path, first match wins, default
+// deny. For allowed endpoints whose query alone decides (POST /build), it
+// also applies the query rails.
+func (p *Policy) Decide(req Request) Decision {
+	if !isCanonical(req) {
+		// Fail closed: a Request that did not come from Canonicalize is not judged.
+		return malformed("canonical form", "request is not in canonical form")
+	}
+	if p.preset.minAPI != "" && req.Version != "" && versionLess(req.Version, p.preset.minAPI) {
+		return forbid(ReasonRuleDenied, "min_api_version",
+			"API version %s is older than %s, the oldest this preset accepts", req.Version, p.preset.minAPI)
+	}
+	var buf [32]string
+	segs := appendSegments(buf[:0], req.Path)
+	for i := range p.preset.rules {
+		r := &p.preset.rules[i]
+		if !r.matchMethod(req.Method) {
+			continue
+		}
+		for j, g := range r.globs {
+			if !g.match(segs) {
+				continue
+			}
+			if r.deny {
+				reason := r.reason
+				if reason == "" {
+					reason = "rule denies " + req.Method + " " + req.Path
+				}
+				return Decision{Status: http.StatusForbidden, Code: ReasonRuleDenied, Reason: reason, Rule: r.labels[j]}
+			}
+			if req.Method == http.MethodPost && req.Path == "/build" {
+				if d := p.buildQueryRails(req); !d.Allow {
+					return d
+				}
+			}
+			return allow(r.labels[j])
+		}
+	}
+	// Default deny: nothing matched.
+	return Decision{
+		Status: http.StatusForbidden,
+		Code:   ReasonRuleDenied,
+		Reason: "no rule allows " + req.Method + " " + req.Path,
+		Rule:   "default deny",
+	}
+}
+
+func (r *rule) matchMethod(m string) bool {
+	if r.methods == nil {
+		return true
+	}
+	for _, rm := range r.methods {
+		if rm == m {
+			return true
+		}
+	}
+	return false
+}
+
+// versionLess compares dotted numeric versions ("1.9" < "1.24").
+func versionLess(a, b string) bool {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(as) || i < len(bs); i++ {
+		var x, y string
+		if i < len(as) {
+			x = strings.TrimLeft(as[i], "0")
+		}
+		if i < len(bs) {
+			y = strings.TrimLeft(bs[i], "0")
+		}
+		if len(x) != len(y) {
+			return len(x) < len(y)
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
+}
+
+func (p *Policy) buildQueryRails(req Request) Decision {
+	const rule = "build"
+	for _, k := range []string{"remote", "networkmode"} {
+		if len(req.Query[k]) > 1 {
+			return malformed(rule, "query parameter %q is repeated", k)
+		}
+	}
+	if req.Query.Get("remote") != "" && !p.preset.build.allowRemoteContext {
+		return forbid(ReasonBodyDenied, "build.allow_remote_context", "query remote: remote build contexts are not allowed")
+	}
+	if nm := req.Query.Get("networkmode"); !p.preset.build.allowHostNetwork && (strings.EqualFold(nm, "host") || hasPrefixFold(nm, "container:")) {
+		return forbid(ReasonHostNamespace, "build.allow_host_network", "query networkmode %s: builds may not share the host's or a container's network", q(nm))
+	}
+	return allow(rule)
+}
+
+// endpoint is an endpoint whose body (or query and headers) InspectBody judges.
+type endpoint int
+
+const (
+	epNone endpoint = iota
+	epContainerCreate
+	epContainerUpdate
+	epContainerStart
+	epExecCreate
+	epImageCreate
+	epVolumeCreate
+	epNetworkCreate
+	epNetworkConnect
+)
+
+func classify(req Request) endpoint {
+	if req.Method != http.MethodPost {
+		return epNone
+	}
+	var buf [8]string
+	s := appendSegments(buf[:0], req.Path)
+	switch {
+	case len(s) == 2 && s[0] == "containers" && s[1] == "create":
+		return epContainerCreate
+	case len(s) == 3 && s[0] == "containers" && s[2] == "update":
+		return epContainerUpdate
+	case len(s) == 3 && s[0] == "containers" && s[2] == "start":
+		return epContainerStart
+	case len(s) == 3 && s[0] == "containers" && s[2] == "exec":
+		return epExecCreate
+	case len(s) == 2 && s[0] == "images" && s[1] == "create":
+		return epImageCreate
+	case len(s) == 2 && s[0] == "volumes" && s[1] == "create":
+		return epVolumeCreate
+	case len(s) == 2 && s[0] == "networks" && s[1] == "create":
+		return epNetworkCreate
+	case len(s) == 3 && s[0] == "networks" && s[2] == "connect":
+		return epNetworkConnect
+	}
+	return epNone
+}
+
+// BodyPolicy tells the broker whether this (already allowed) request's body
+// must be read and inspected, and the byte cap. The broker never decides from
+// Content-Length or Content-Type: it reads up to limit+1 bytes and, if more
+// than limit arrive, answers TooLarge(limit) without forwarding.
+func (p *Policy) BodyPolicy(req Request) (inspect bool, limit int64) {
+	if classify(req) == epNone {
+		return false, 0
+	}
+	return true, p.preset.maxBody
+}
+
+// InspectBody judges the body of an allowed request. It returns the decision
+// and, when the broker must forward a changed body (the daemon-socket bind
+// rewrite), the new body; nil means forward the original. header gives access
+// to headers like X-Registry-Auth, whose value never appears in a Reason.
+func (p *Policy) InspectBody(req Request, header http.Header, body []byte) (Decision, []byte) {
+	ep := classify(req)
+	if ep == epNone {
+		return allow("no body inspection"), nil
+	}
+	if int64(len(body)) > p.preset.maxBody {
+		return TooLarge(p.preset.maxBody), nil
+	}
+	if len(body) > 0 && isFormContentType(header) {
+		// dockerd's ParseForm reads a form-encoded body into the same values as
+		// the query (body first): it could override what we judged.
+		return malformed("strict body", "a form-encoded body is not accepted: it could override query parameters"), nil
+	}
+	switch ep {
+	case epContainerCreate:
+		return p.inspectContainerCreate(body)
+	case epContainerUpdate:
+		return p.inspectContainerUpdate(body), nil
+	case epContainerStart:
+		return inspectContainerStart(body), nil
+	case epExecCreate:
+		return p.inspectExecCreate(body), nil
+	case epImageCreate:
+		return p.inspectImageCreate(req, header), nil
+	case epVolumeCreate:
+		return p.inspectVolumeCreate(body), nil
+	case epNetworkCreate:
+		return p.inspectNetworkCreate(body), nil
+	case epNetworkConnect:
+		return p.inspectNetworkConnect(body), nil
+	}
+	return allow("no body inspection"), nil
+}
+
+func isFormContentType(h http.Header) bool {
+	for _, v := range h.Values("Content-Type") {
+		mt, _, _ := strings.Cut(v, ";")
+		if strings.EqualFold(strings.TrimSpace(mt), "application/x-www-form-urlencoded") {
+			return true
+		}
+	}
+	return false
+}
+
+// Evaluate is the dry run used by `sgctl check`: Canonicalize, Decide, and
+// BodyPolicy/InspectBody when the endpoint inspects bodies (a nil body is
+// judged as empty). target is path?query as a client sends it
+// (percent-encoded); it is decoded once, as net/http would.
+func (p *Policy) Evaluate(method, target string, header http.Header, body []byte) (Request, Decision) {
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return Request{}, malformed("canonicalize", "request target: %v", err)
+	}
+	req, err := Canonicalize(method, u.Path, u.RawQuery)
+	if err != nil {
+		return Request{}, malformed("canonicalize", "%v", err)
+	}
+	d := p.Decide(req)
+	if !d.Allow {
+		return req, d
+	}
+	inspect, limit := p.BodyPolicy(req)
+	if !inspect {
+		return req, d
+	}
+	if int64(len(body)) > limit {
+		return req, TooLarge(limit)
+	}
+	if header == nil {
+		header = http.Header{}
+	}
+	bd, _ := p.InspectBody(req, header, body)
+	if !bd.Allow {
+		return req, bd
+	}
+	if bd.Reason != "" {
+		d.Reason = bd.Reason
+	}
+	return req, d
+}
+
+// isUnder reports whether p is strictly below dir, on whole segments.
+func isUnder(p, dir string) bool {
+	if dir == "/" {
+		return p != "/"
+	}
+	return len(p) > len(dir) && strings.HasPrefix(p, dir) && p[len(dir)] == '/'
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}

@@ -1,0 +1,347 @@
+// Command bench measures what the sockguard broker costs on the request path.
+//
+// It starts an in-process mock dockerd on a unix socket, starts the real
+// broker in front of it with one tenant socket (preset
+// github-actions-runner), and drives both sockets with concurrent keep-alive
+// HTTP clients: a ping sent straight to the mock, the same ping through the
+// broker, and a request the policy denies. Cases are interleaved in rounds
+// so machine noise hits them alike. Only its own unix sockets are targeted,
+// and every phase is bounded in time. See README.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	tenant      = "bench"
+	preset      = "github-actions-runner"
+	deniedPath  = "/v1.41/build"
+	pingURLPath = "/_ping"
+)
+
+type config struct {
+	concurrency  int
+	duration     time.Duration
+	warmup       time.Duration
+	rounds       int
+	jsonOut      bool
+	directOnly   bool
+	binDir       string
+	startTimeout time.Duration
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+func main() {
+	var cfg config
+	flag.IntVar(&cfg.concurrency, "c", 16, "concurrent workers (one keep-alive client each)")
+	flag.DurationVar(&cfg.duration, "d", 3*time.Second, "recorded duration of each case in each round")
+	flag.DurationVar(&cfg.warmup, "warmup", 500*time.Millisecond, "unrecorded warm-up before each case in each round")
+	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds; each round runs every case once, interleaved")
+	flag.BoolVar(&cfg.jsonOut, "json", false, "print results as JSON on stdout instead of a table")
+	flag.BoolVar(&cfg.directOnly, "direct-only", false, "benchmark the mock upstream only; do not build or start the broker")
+	flag.StringVar(&cfg.binDir, "bin-dir", "", "take broker and sgctl from `DIR` instead of building them")
+	flag.DurationVar(&cfg.startTimeout, "start-timeout", 20*time.Second, "how long to wait for the broker's sockets")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "bench: unexpected arguments: %q\n", flag.Args())
+		os.Exit(2)
+	}
+	switch {
+	case cfg.concurrency < 1 || cfg.concurrency > 4096:
+		fmt.Fprintln(os.Stderr, "bench: -c must be in 1..4096")
+		os.Exit(2)
+	case cfg.duration <= 0 || cfg.duration > 10*time.Minute:
+		fmt.Fprintln(os.Stderr, "bench: -d must be in (0, 10m]")
+		os.Exit(2)
+	case cfg.warmup < 0 || cfg.warmup > time.Minute:
+		fmt.Fprintln(os.Stderr, "bench: -warmup must be in [0, 1m]")
+		os.Exit(2)
+	case cfg.rounds < 1 || cfg.rounds > 100:
+		fmt.Fprintln(os.Stderr, "bench: -rounds must be in 1..100")
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, cfg)
+	stop()
+	if err != nil {
+		logf("FAIL: %v", err)
+		os.Exit(1)
+	}
+}
+
+// run does the whole benchmark. Everything it starts is torn down by its
+// defers before it returns, on success, error or interrupt alike.
+func run(ctx context.Context, cfg config) (err error) {
+	tmp, err := os.MkdirTemp("/tmp", "sgb")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := os.RemoveAll(tmp); rerr != nil {
+			logf("removing %s: %v", tmp, rerr)
+		}
+	}()
+
+	mock, err := startMock(filepath.Join(tmp, "up.sock"))
+	if err != nil {
+		return fmt.Errorf("mock upstream: %w", err)
+	}
+	defer mock.Close()
+
+	pingOK := func(h http.Header, body []byte) error {
+		if string(body) != "OK" {
+			return errors.New(`body is not "OK"`)
+		}
+		if v := h.Get("Api-Version"); v != "1.41" {
+			return fmt.Errorf("Api-Version header %q, want 1.41", v)
+		}
+		return nil
+	}
+	targets := []target{{
+		name: "direct ping", socket: mock.path,
+		method: http.MethodGet, path: pingURLPath, wantStatus: http.StatusOK, checkBody: pingOK,
+	}}
+
+	var broker *brokerProc
+	if !cfg.directOnly {
+		var tenantSock string
+		tenantSock, broker, err = setupBroker(ctx, cfg, tmp, mock.path)
+		if broker != nil {
+			defer func() {
+				if serr := broker.stop(5 * time.Second); serr != nil {
+					if err == nil {
+						err = serr
+					} else {
+						logf("%v", serr)
+					}
+				}
+			}()
+		}
+		if err != nil {
+			return err
+		}
+		targets = append(targets,
+			target{
+				name: "broker ping", socket: tenantSock,
+				method: http.MethodGet, path: pingURLPath, wantStatus: http.StatusOK, checkBody: pingOK,
+			},
+			target{
+				name: "broker denied", socket: tenantSock,
+				method: http.MethodPost, path: deniedPath, wantStatus: http.StatusForbidden,
+				checkBody: func(_ http.Header, body []byte) error {
+					var m struct {
+						Message string `json:"message"`
+					}
+					if err := json.Unmarshal(body, &m); err != nil {
+						return fmt.Errorf("body is not a Docker error JSON: %v", err)
+					}
+					if !strings.HasPrefix(m.Message, "sockguard: denied by policy: ") {
+						return fmt.Errorf(`message %q does not start with "sockguard: denied by policy: "`, m.Message)
+					}
+					return nil
+				},
+			})
+	}
+
+	for _, t := range targets {
+		if err := t.probe(ctx); err != nil {
+			return fmt.Errorf("probe: %w", err)
+		}
+	}
+	if n := mock.builds.Load(); n > 0 {
+		return fmt.Errorf("policy leak: the upstream received %d %s request(s) that the broker should have denied", n, deniedPath)
+	}
+
+	env := envInfo(cfg)
+	logf("%s", env.String())
+	total := time.Duration(cfg.rounds*len(targets)) * (cfg.warmup + cfg.duration)
+	logf("%d case(s) x %d round(s), about %v", len(targets), cfg.rounds, total.Round(time.Second))
+
+	results := make([]*caseResult, len(targets))
+	for i, t := range targets {
+		via := "mock"
+		if i > 0 {
+			via = "broker"
+		}
+		results[i] = &caseResult{Name: t.name, Method: t.method, Path: t.path, Via: via}
+	}
+	for r := 1; r <= cfg.rounds; r++ {
+		for i, t := range targets {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("interrupted")
+			}
+			if broker != nil {
+				if dead, werr := broker.exited(); dead {
+					return fmt.Errorf("broker exited during the benchmark (%s); results discarded", exitDesc(werr))
+				}
+			}
+			conns0, pings0 := mock.conns.Load(), mock.pings.Load()
+			rr := t.run(ctx, cfg.concurrency, cfg.warmup, cfg.duration)
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("interrupted")
+			}
+			rr.upstreamConns = mock.conns.Load() - conns0
+			rr.upstreamReqs = mock.pings.Load() - pings0
+			results[i].add(rr)
+			rps := 0.0
+			if rr.elapsed > 0 {
+				rps = float64(rr.requests) / rr.elapsed.Seconds()
+			}
+			logf("round %d/%d %-13s %8d req %10.0f req/s %d errors; upstream saw %d pings on %d new conns",
+				r, cfg.rounds, t.name, rr.requests, rps, rr.errors, rr.upstreamReqs, rr.upstreamConns)
+		}
+	}
+	for _, c := range results {
+		c.finish()
+	}
+	if base := results[0].ReqPerSec; base > 0 {
+		for _, c := range results[1:] {
+			v := round3(c.ReqPerSec / base)
+			c.RatioDirect = &v
+		}
+	}
+
+	if cfg.jsonOut {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			Env   envDesc       `json:"env"`
+			Cases []*caseResult `json:"cases"`
+		}{env, results}); err != nil {
+			return err
+		}
+	} else {
+		printTable(env, results)
+	}
+
+	var bad []string
+	for _, c := range results {
+		if c.Errors > 0 {
+			bad = append(bad, fmt.Sprintf("%s: %d errors (first: %s)", c.Name, c.Errors, oneLine(c.FirstError)))
+		}
+		if c.Requests == 0 {
+			bad = append(bad, c.Name+": no request completed")
+		}
+	}
+	if n := mock.builds.Load(); n > 0 {
+		bad = append(bad, fmt.Sprintf("policy leak: the upstream received %d %s request(s)", n, deniedPath))
+	}
+	if len(bad) > 0 {
+		return errors.New(strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// setupBroker builds (or finds) the binaries, starts the broker and creates
+// the tenant socket. The returned broker, when non-nil, must be stopped even
+// if err is non-nil.
+func setupBroker(ctx context.Context, cfg config, tmp, upstream string) (tenantSock string, b *brokerProc, err error) {
+	binDir := cfg.binDir
+	if binDir == "" {
+		binDir = filepath.Join(tmp, "bin")
+		logf("building ./cmd/broker and ./cmd/sgctl")
+		if err := buildBinaries(ctx, binDir); err != nil {
+			return "", nil, err
+		}
+	}
+	brokerBin := filepath.Join(binDir, "broker")
+	sgctlBin := filepath.Join(binDir, "sgctl")
+	for _, b := range []string{brokerBin, sgctlBin} {
+		if st, err := os.Stat(b); err != nil || st.IsDir() {
+			return "", nil, fmt.Errorf("binary %s not found", b)
+		}
+	}
+
+	admin := filepath.Join(tmp, "admin.sock")
+	sockDir := filepath.Join(tmp, "s")
+	b, err = startBroker(brokerBin, []string{
+		"--upstream", "unix://" + upstream,
+		"--admin-socket", admin,
+		"--socket-dir", sockDir,
+		"--state-dir", filepath.Join(tmp, "state"),
+		"--log-level", "warn",
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	if err := waitSocket(ctx, b, admin, cfg.startTimeout); err != nil {
+		return "", b, fmt.Errorf("broker did not start: %w", err)
+	}
+	if err := runSgctl(ctx, sgctlBin, "--admin-socket", admin, "create-socket", tenant, "--preset", preset); err != nil {
+		return "", b, err
+	}
+	tenantSock = filepath.Join(sockDir, tenant, "sockguard.sock")
+	if err := waitSocket(ctx, b, tenantSock, cfg.startTimeout); err != nil {
+		return "", b, fmt.Errorf("tenant socket: %w", err)
+	}
+	return tenantSock, b, nil
+}
+
+type envDesc struct {
+	GoVersion   string  `json:"go_version"`
+	GOOS        string  `json:"goos"`
+	GOARCH      string  `json:"goarch"`
+	GOMAXPROCS  int     `json:"gomaxprocs"`
+	NumCPU      int     `json:"num_cpu"`
+	Concurrency int     `json:"concurrency"`
+	DurationS   float64 `json:"duration_s"`
+	WarmupS     float64 `json:"warmup_s"`
+	Rounds      int     `json:"rounds"`
+	Preset      string  `json:"preset,omitempty"`
+}
+
+func envInfo(cfg config) envDesc {
+	e := envDesc{
+		GoVersion:   runtime.Version(),
+		GOOS:        runtime.GOOS,
+		GOARCH:      runtime.GOARCH,
+		GOMAXPROCS:  runtime.GOMAXPROCS(0),
+		NumCPU:      runtime.NumCPU(),
+		Concurrency: cfg.concurrency,
+		DurationS:   cfg.duration.Seconds(),
+		WarmupS:     cfg.warmup.Seconds(),
+		Rounds:      cfg.rounds,
+	}
+	if !cfg.directOnly {
+		e.Preset = preset
+	}
+	return e
+}
+
+func (e envDesc) String() string {
+	return fmt.Sprintf("env: %s %s/%s GOMAXPROCS=%d NumCPU=%d concurrency=%d duration=%gs warmup=%gs rounds=%d",
+		e.GoVersion, e.GOOS, e.GOARCH, e.GOMAXPROCS, e.NumCPU, e.Concurrency, e.DurationS, e.WarmupS, e.Rounds)
+}
+
+func printTable(env envDesc, results []*caseResult) {
+	fmt.Println(env.String())
+	const row = "%-14s %-20s %9s %9s %8s %8s %6s %9s\n"
+	fmt.Printf(row, "case", "request", "requests", "req/s", "p50", "p99", "errors", "vs direct")
+	for _, c := range results {
+		ratio := "-"
+		if c.RatioDirect != nil {
+			ratio = fmt.Sprintf("%.2fx", *c.RatioDirect)
+		}
+		fmt.Printf(row, c.Name, c.Method+" "+c.Path, fmt.Sprint(c.Requests), fmt.Sprintf("%.0f", c.ReqPerSec),
+			fmtUS(c.P50us), fmtUS(c.P99us), fmt.Sprint(c.Errors), ratio)
+	}
+}
+
+func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
