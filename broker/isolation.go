@@ -132,7 +132,13 @@ type isolator struct {
 
 // get fetches an upstream JSON document. found is false on 404.
 func (iso isolator) get(ctx context.Context, p string, v any) (found bool, err error) {
-	u := url.URL{Scheme: "http", Host: "docker", Path: p}
+	return iso.getQuery(ctx, p, "", v)
+}
+
+// getQuery is get with a raw query. The path is never parsed as a URL: a
+// reference with '?' or '%' in it stays part of the path.
+func (iso isolator) getQuery(ctx context.Context, p, rawQuery string, v any) (found bool, err error) {
+	u := url.URL{Scheme: "http", Host: "docker", Path: p, RawQuery: rawQuery}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return false, err

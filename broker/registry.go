@@ -351,16 +351,28 @@ func (r *Registry) Update(name string, change func(*Tenant)) (SocketInfo, error)
 	return s.info(), nil
 }
 
-// Delete stops serving a socket and forgets it.
-func (r *Registry) Delete(ctx context.Context, name string) error {
+// Delete stops serving a socket and forgets it. With purge, every Docker
+// object the tenant owns is removed first; without, they are counted and
+// left alone. The socket is stopped before the purge so that the tenant
+// cannot create new objects while its old ones are being removed.
+func (r *Registry) Delete(ctx context.Context, name string, purge bool) (PurgeResult, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var res PurgeResult
 	s, ok := r.tenants[name]
 	if !ok {
-		return fmt.Errorf("%w: socket %q", ErrNotFound, name)
+		return res, fmt.Errorf("%w: socket %q", ErrNotFound, name)
+	}
+	iso := isolator{up: r.proxy.up, owner: s.state.Load().t.ID}
+	if !purge {
+		cs, ns, vs, err := iso.ownedObjects(ctx)
+		if err != nil {
+			return res, fmt.Errorf("%w: cannot list the tenant's objects (is the Docker daemon up?): %w", ErrUnavailable, err)
+		}
+		res.Owned = Owned{len(cs), len(ns), len(vs)}
 	}
 	if err := r.store.DeleteTenant(name); err != nil {
-		return err
+		return res, err
 	}
 	delete(r.tenants, name)
 	r.stop(ctx, s)
@@ -368,8 +380,14 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	if err := os.Remove(filepath.Dir(s.path)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		r.log.Warn("socket_dir_remove_failed", "socket", name, "err", err)
 	}
-	r.log.Info("socket_deleted", "socket", name)
-	return nil
+	if purge {
+		if err := iso.purge(ctx, &res); err != nil {
+			res.Errors = append(res.Errors, "listing the tenant's objects: "+err.Error())
+		}
+	}
+	r.log.Info("socket_deleted", "socket", name, "purged", res.Purged,
+		"containers", res.Owned.Containers, "networks", res.Owned.Networks, "volumes", res.Owned.Volumes)
+	return res, nil
 }
 
 // stop drains a socket's server: in-flight requests and streams get until

@@ -178,15 +178,21 @@ func (s *service) UpdateSocket(_ context.Context, req *sockguardv1.UpdateSocketR
 }
 
 func (s *service) DeleteSocket(ctx context.Context, req *sockguardv1.DeleteSocketRequest) (*sockguardv1.DeleteSocketResponse, error) {
-	if req.GetPurge() {
-		return nil, toStatus(errors.Join(ErrUnimplemented, errors.New("--purge needs tenant ownership labels, which this broker version does not stamp yet; delete without --purge and remove the tenant's containers by hand")))
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := s.b.reg.Delete(ctx, req.GetName()); err != nil {
+	res, err := s.b.reg.Delete(ctx, req.GetName(), req.GetPurge())
+	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &sockguardv1.DeleteSocketResponse{}, nil
+	return &sockguardv1.DeleteSocketResponse{
+		Owned: &sockguardv1.OwnedObjects{
+			Containers: uint32(res.Owned.Containers),
+			Networks:   uint32(res.Owned.Networks),
+			Volumes:    uint32(res.Owned.Volumes),
+		},
+		Purged:      res.Purged,
+		PurgeErrors: res.Errors,
+	}, nil
 }
 
 func presetToProto(p *policy.Preset) *sockguardv1.Preset {

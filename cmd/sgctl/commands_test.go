@@ -573,7 +573,7 @@ func TestTableOutputs(t *testing.T) {
 	}{
 		{[]string{"presets"}, "NAME BUILTIN DESCRIPTION\ngithub-actions-runner true GitHub runner\n"},
 		{[]string{"preset", "github-actions-runner"}, "name: github-actions-runner\nrules: []\n"},
-		{[]string{"rm", "runner-1", "--purge"}, "deleted socket runner-1 and purged its Docker objects\n"},
+		{[]string{"rm", "runner-1", "--purge"}, "deleted socket runner-1 and removed its Docker objects (2 containers, 1 networks, 3 volumes)\n"},
 		{[]string{"version"}, "client: dev\nbroker: v0.1.0-test\n"},
 	}
 	for _, tt := range tests {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"time"
 
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
@@ -26,9 +27,14 @@ func deleteSocketCommand() *command {
 	}
 }
 
+const purgeTimeout = 2 * time.Minute
+
 func (c *cli) runDeleteSocket(ctx context.Context, purge bool, args []string) error {
 	if err := wantArgs(args, "socket NAME"); err != nil {
 		return err
+	}
+	if purge && c.timeout < purgeTimeout {
+		c.timeout = purgeTimeout // removing many containers takes a while
 	}
 	var resp *sockguardv1.DeleteSocketResponse
 	err := c.call(ctx, func(ctx context.Context, api sockguardv1.SockguardServiceClient) (err error) {
@@ -41,10 +47,18 @@ func (c *cli) runDeleteSocket(ctx context.Context, purge bool, args []string) er
 	if c.jsonOutput() {
 		return c.printJSON(resp)
 	}
-	if purge {
-		_, err = fmt.Fprintf(c.stdout, "deleted socket %s and purged its Docker objects\n", cell(args[0]))
+	o := resp.GetOwned()
+	counts := fmt.Sprintf("%d containers, %d networks, %d volumes", o.GetContainers(), o.GetNetworks(), o.GetVolumes())
+	if resp.GetPurged() {
+		fmt.Fprintf(c.stdout, "deleted socket %s and removed its Docker objects (%s)\n", cell(args[0]), counts)
 	} else {
-		_, err = fmt.Fprintf(c.stdout, "deleted socket %s\n", cell(args[0]))
+		fmt.Fprintf(c.stdout, "deleted socket %s; its Docker objects were left in place: %s\n", cell(args[0]), counts)
 	}
-	return err
+	for _, e := range resp.GetPurgeErrors() {
+		fmt.Fprintf(c.stderr, "sgctl: could not remove: %s\n", oneLine(e))
+	}
+	if n := len(resp.GetPurgeErrors()); n > 0 {
+		return exitCodeError(exitFailure)
+	}
+	return nil
 }

@@ -123,7 +123,10 @@ func (f *fakeBroker) DeleteSocket(_ context.Context, req *sockguardv1.DeleteSock
 	if _, err := f.findSocket(req.GetName()); err != nil {
 		return nil, err
 	}
-	return &sockguardv1.DeleteSocketResponse{}, nil
+	return &sockguardv1.DeleteSocketResponse{
+		Owned:  &sockguardv1.OwnedObjects{Containers: 2, Networks: 1, Volumes: 3},
+		Purged: req.GetPurge(),
+	}, nil
 }
 
 func (f *fakeBroker) ListPresets(_ context.Context, req *sockguardv1.ListPresetsRequest) (*sockguardv1.ListPresetsResponse, error) {

@@ -1030,7 +1030,14 @@ func (x *DeleteSocketRequest) GetPurge() bool {
 
 // DeleteSocketResponse is the response of DeleteSocket.
 type DeleteSocketResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Docker objects the tenant owned when it was deleted: removed when purge
+	// was set, left in place (and still labelled) otherwise.
+	Owned *OwnedObjects `protobuf:"bytes,1,opt,name=owned,proto3" json:"owned,omitempty"`
+	// Whether the objects were removed.
+	Purged bool `protobuf:"varint,2,opt,name=purged,proto3" json:"purged,omitempty"`
+	// Objects that could not be removed, with the daemon's reason.
+	PurgeErrors   []string `protobuf:"bytes,3,rep,name=purge_errors,json=purgeErrors,proto3" json:"purge_errors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1065,6 +1072,92 @@ func (*DeleteSocketResponse) Descriptor() ([]byte, []int) {
 	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{14}
 }
 
+func (x *DeleteSocketResponse) GetOwned() *OwnedObjects {
+	if x != nil {
+		return x.Owned
+	}
+	return nil
+}
+
+func (x *DeleteSocketResponse) GetPurged() bool {
+	if x != nil {
+		return x.Purged
+	}
+	return false
+}
+
+func (x *DeleteSocketResponse) GetPurgeErrors() []string {
+	if x != nil {
+		return x.PurgeErrors
+	}
+	return nil
+}
+
+// OwnedObjects counts the Docker objects carrying a tenant's owner label.
+type OwnedObjects struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Containers, running or not.
+	Containers uint32 `protobuf:"varint,1,opt,name=containers,proto3" json:"containers,omitempty"`
+	// Networks.
+	Networks uint32 `protobuf:"varint,2,opt,name=networks,proto3" json:"networks,omitempty"`
+	// Named volumes created through the tenant socket. Anonymous volumes are
+	// removed with their containers.
+	Volumes       uint32 `protobuf:"varint,3,opt,name=volumes,proto3" json:"volumes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnedObjects) Reset() {
+	*x = OwnedObjects{}
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnedObjects) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnedObjects) ProtoMessage() {}
+
+func (x *OwnedObjects) ProtoReflect() protoreflect.Message {
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnedObjects.ProtoReflect.Descriptor instead.
+func (*OwnedObjects) Descriptor() ([]byte, []int) {
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *OwnedObjects) GetContainers() uint32 {
+	if x != nil {
+		return x.Containers
+	}
+	return 0
+}
+
+func (x *OwnedObjects) GetNetworks() uint32 {
+	if x != nil {
+		return x.Networks
+	}
+	return 0
+}
+
+func (x *OwnedObjects) GetVolumes() uint32 {
+	if x != nil {
+		return x.Volumes
+	}
+	return 0
+}
+
 // Preset is a named policy.
 type Preset struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1082,7 +1175,7 @@ type Preset struct {
 
 func (x *Preset) Reset() {
 	*x = Preset{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[15]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1094,7 +1187,7 @@ func (x *Preset) String() string {
 func (*Preset) ProtoMessage() {}
 
 func (x *Preset) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[15]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1107,7 +1200,7 @@ func (x *Preset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Preset.ProtoReflect.Descriptor instead.
 func (*Preset) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{15}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Preset) GetName() string {
@@ -1147,7 +1240,7 @@ type ListPresetsRequest struct {
 
 func (x *ListPresetsRequest) Reset() {
 	*x = ListPresetsRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[16]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1252,7 @@ func (x *ListPresetsRequest) String() string {
 func (*ListPresetsRequest) ProtoMessage() {}
 
 func (x *ListPresetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[16]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1265,7 @@ func (x *ListPresetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPresetsRequest.ProtoReflect.Descriptor instead.
 func (*ListPresetsRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{16}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{17}
 }
 
 // ListPresetsResponse is the response of ListPresets.
@@ -1186,7 +1279,7 @@ type ListPresetsResponse struct {
 
 func (x *ListPresetsResponse) Reset() {
 	*x = ListPresetsResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[17]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1291,7 @@ func (x *ListPresetsResponse) String() string {
 func (*ListPresetsResponse) ProtoMessage() {}
 
 func (x *ListPresetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[17]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1304,7 @@ func (x *ListPresetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPresetsResponse.ProtoReflect.Descriptor instead.
 func (*ListPresetsResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{17}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListPresetsResponse) GetPresets() []*Preset {
@@ -1232,7 +1325,7 @@ type GetPresetRequest struct {
 
 func (x *GetPresetRequest) Reset() {
 	*x = GetPresetRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[18]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +1337,7 @@ func (x *GetPresetRequest) String() string {
 func (*GetPresetRequest) ProtoMessage() {}
 
 func (x *GetPresetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[18]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +1350,7 @@ func (x *GetPresetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPresetRequest.ProtoReflect.Descriptor instead.
 func (*GetPresetRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{18}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetPresetRequest) GetName() string {
@@ -1278,7 +1371,7 @@ type GetPresetResponse struct {
 
 func (x *GetPresetResponse) Reset() {
 	*x = GetPresetResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[19]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1290,7 +1383,7 @@ func (x *GetPresetResponse) String() string {
 func (*GetPresetResponse) ProtoMessage() {}
 
 func (x *GetPresetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[19]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1303,7 +1396,7 @@ func (x *GetPresetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPresetResponse.ProtoReflect.Descriptor instead.
 func (*GetPresetResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{19}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetPresetResponse) GetPreset() *Preset {
@@ -1332,7 +1425,7 @@ type CheckRequestRequest struct {
 
 func (x *CheckRequestRequest) Reset() {
 	*x = CheckRequestRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[20]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1344,7 +1437,7 @@ func (x *CheckRequestRequest) String() string {
 func (*CheckRequestRequest) ProtoMessage() {}
 
 func (x *CheckRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[20]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1357,7 +1450,7 @@ func (x *CheckRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequestRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequestRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{20}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CheckRequestRequest) GetPreset() string {
@@ -1416,7 +1509,7 @@ type CheckRequestResponse struct {
 
 func (x *CheckRequestResponse) Reset() {
 	*x = CheckRequestResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[21]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1521,7 @@ func (x *CheckRequestResponse) String() string {
 func (*CheckRequestResponse) ProtoMessage() {}
 
 func (x *CheckRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[21]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1534,7 @@ func (x *CheckRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequestResponse.ProtoReflect.Descriptor instead.
 func (*CheckRequestResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{21}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CheckRequestResponse) GetAllowed() bool {
@@ -1525,7 +1618,7 @@ type Denial struct {
 
 func (x *Denial) Reset() {
 	*x = Denial{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[22]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1630,7 @@ func (x *Denial) String() string {
 func (*Denial) ProtoMessage() {}
 
 func (x *Denial) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[22]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1643,7 @@ func (x *Denial) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Denial.ProtoReflect.Descriptor instead.
 func (*Denial) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{22}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Denial) GetId() uint64 {
@@ -1683,7 +1776,7 @@ type ListDenialsRequest struct {
 
 func (x *ListDenialsRequest) Reset() {
 	*x = ListDenialsRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[23]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1788,7 @@ func (x *ListDenialsRequest) String() string {
 func (*ListDenialsRequest) ProtoMessage() {}
 
 func (x *ListDenialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[23]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1801,7 @@ func (x *ListDenialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDenialsRequest.ProtoReflect.Descriptor instead.
 func (*ListDenialsRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{23}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListDenialsRequest) GetSocket() string {
@@ -1780,7 +1873,7 @@ type ListDenialsResponse struct {
 
 func (x *ListDenialsResponse) Reset() {
 	*x = ListDenialsResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[24]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +1885,7 @@ func (x *ListDenialsResponse) String() string {
 func (*ListDenialsResponse) ProtoMessage() {}
 
 func (x *ListDenialsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[24]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +1898,7 @@ func (x *ListDenialsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDenialsResponse.ProtoReflect.Descriptor instead.
 func (*ListDenialsResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{24}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListDenialsResponse) GetDenials() []*Denial {
@@ -1835,7 +1928,7 @@ type WatchDenialsRequest struct {
 
 func (x *WatchDenialsRequest) Reset() {
 	*x = WatchDenialsRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[25]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +1940,7 @@ func (x *WatchDenialsRequest) String() string {
 func (*WatchDenialsRequest) ProtoMessage() {}
 
 func (x *WatchDenialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[25]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +1953,7 @@ func (x *WatchDenialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchDenialsRequest.ProtoReflect.Descriptor instead.
 func (*WatchDenialsRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{25}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WatchDenialsRequest) GetSocket() string {
@@ -1888,7 +1981,7 @@ type WatchDenialsResponse struct {
 
 func (x *WatchDenialsResponse) Reset() {
 	*x = WatchDenialsResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[26]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +1993,7 @@ func (x *WatchDenialsResponse) String() string {
 func (*WatchDenialsResponse) ProtoMessage() {}
 
 func (x *WatchDenialsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[26]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2006,7 @@ func (x *WatchDenialsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchDenialsResponse.ProtoReflect.Descriptor instead.
 func (*WatchDenialsResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{26}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WatchDenialsResponse) GetDenial() *Denial {
@@ -1932,7 +2025,7 @@ type GetBrokerInfoRequest struct {
 
 func (x *GetBrokerInfoRequest) Reset() {
 	*x = GetBrokerInfoRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[27]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1944,7 +2037,7 @@ func (x *GetBrokerInfoRequest) String() string {
 func (*GetBrokerInfoRequest) ProtoMessage() {}
 
 func (x *GetBrokerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[27]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1957,7 +2050,7 @@ func (x *GetBrokerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBrokerInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetBrokerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{27}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{28}
 }
 
 // GetBrokerInfoResponse is the response of GetBrokerInfo.
@@ -1991,7 +2084,7 @@ type GetBrokerInfoResponse struct {
 
 func (x *GetBrokerInfoResponse) Reset() {
 	*x = GetBrokerInfoResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[28]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2003,7 +2096,7 @@ func (x *GetBrokerInfoResponse) String() string {
 func (*GetBrokerInfoResponse) ProtoMessage() {}
 
 func (x *GetBrokerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[28]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2016,7 +2109,7 @@ func (x *GetBrokerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBrokerInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetBrokerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{28}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetBrokerInfoResponse) GetVersion() string {
@@ -2150,8 +2243,17 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\x06socket\x18\x01 \x01(\v2\x14.sockguard.v1.SocketR\x06socket\"?\n" +
 	"\x13DeleteSocketRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05purge\x18\x02 \x01(\bR\x05purge\"\x16\n" +
-	"\x14DeleteSocketResponse\"l\n" +
+	"\x05purge\x18\x02 \x01(\bR\x05purge\"\x83\x01\n" +
+	"\x14DeleteSocketResponse\x120\n" +
+	"\x05owned\x18\x01 \x01(\v2\x1a.sockguard.v1.OwnedObjectsR\x05owned\x12\x16\n" +
+	"\x06purged\x18\x02 \x01(\bR\x06purged\x12!\n" +
+	"\fpurge_errors\x18\x03 \x03(\tR\vpurgeErrors\"d\n" +
+	"\fOwnedObjects\x12\x1e\n" +
+	"\n" +
+	"containers\x18\x01 \x01(\rR\n" +
+	"containers\x12\x1a\n" +
+	"\bnetworks\x18\x02 \x01(\rR\bnetworks\x12\x18\n" +
+	"\avolumes\x18\x03 \x01(\rR\avolumes\"l\n" +
 	"\x06Preset\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x12\n" +
@@ -2284,7 +2386,7 @@ func file_sockguard_v1_sockguard_proto_rawDescGZIP() []byte {
 }
 
 var file_sockguard_v1_sockguard_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sockguard_v1_sockguard_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_sockguard_v1_sockguard_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_sockguard_v1_sockguard_proto_goTypes = []any{
 	(SocketState)(0),              // 0: sockguard.v1.SocketState
 	(PolicyMode)(0),               // 1: sockguard.v1.PolicyMode
@@ -2304,22 +2406,23 @@ var file_sockguard_v1_sockguard_proto_goTypes = []any{
 	(*UpdateSocketResponse)(nil),  // 15: sockguard.v1.UpdateSocketResponse
 	(*DeleteSocketRequest)(nil),   // 16: sockguard.v1.DeleteSocketRequest
 	(*DeleteSocketResponse)(nil),  // 17: sockguard.v1.DeleteSocketResponse
-	(*Preset)(nil),                // 18: sockguard.v1.Preset
-	(*ListPresetsRequest)(nil),    // 19: sockguard.v1.ListPresetsRequest
-	(*ListPresetsResponse)(nil),   // 20: sockguard.v1.ListPresetsResponse
-	(*GetPresetRequest)(nil),      // 21: sockguard.v1.GetPresetRequest
-	(*GetPresetResponse)(nil),     // 22: sockguard.v1.GetPresetResponse
-	(*CheckRequestRequest)(nil),   // 23: sockguard.v1.CheckRequestRequest
-	(*CheckRequestResponse)(nil),  // 24: sockguard.v1.CheckRequestResponse
-	(*Denial)(nil),                // 25: sockguard.v1.Denial
-	(*ListDenialsRequest)(nil),    // 26: sockguard.v1.ListDenialsRequest
-	(*ListDenialsResponse)(nil),   // 27: sockguard.v1.ListDenialsResponse
-	(*WatchDenialsRequest)(nil),   // 28: sockguard.v1.WatchDenialsRequest
-	(*WatchDenialsResponse)(nil),  // 29: sockguard.v1.WatchDenialsResponse
-	(*GetBrokerInfoRequest)(nil),  // 30: sockguard.v1.GetBrokerInfoRequest
-	(*GetBrokerInfoResponse)(nil), // 31: sockguard.v1.GetBrokerInfoResponse
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil), // 33: google.protobuf.FieldMask
+	(*OwnedObjects)(nil),          // 18: sockguard.v1.OwnedObjects
+	(*Preset)(nil),                // 19: sockguard.v1.Preset
+	(*ListPresetsRequest)(nil),    // 20: sockguard.v1.ListPresetsRequest
+	(*ListPresetsResponse)(nil),   // 21: sockguard.v1.ListPresetsResponse
+	(*GetPresetRequest)(nil),      // 22: sockguard.v1.GetPresetRequest
+	(*GetPresetResponse)(nil),     // 23: sockguard.v1.GetPresetResponse
+	(*CheckRequestRequest)(nil),   // 24: sockguard.v1.CheckRequestRequest
+	(*CheckRequestResponse)(nil),  // 25: sockguard.v1.CheckRequestResponse
+	(*Denial)(nil),                // 26: sockguard.v1.Denial
+	(*ListDenialsRequest)(nil),    // 27: sockguard.v1.ListDenialsRequest
+	(*ListDenialsResponse)(nil),   // 28: sockguard.v1.ListDenialsResponse
+	(*WatchDenialsRequest)(nil),   // 29: sockguard.v1.WatchDenialsRequest
+	(*WatchDenialsResponse)(nil),  // 30: sockguard.v1.WatchDenialsResponse
+	(*GetBrokerInfoRequest)(nil),  // 31: sockguard.v1.GetBrokerInfoRequest
+	(*GetBrokerInfoResponse)(nil), // 32: sockguard.v1.GetBrokerInfoResponse
+	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil), // 34: google.protobuf.FieldMask
 }
 var file_sockguard_v1_sockguard_proto_depIdxs = []int32{
 	3,  // 0: sockguard.v1.SocketOverrides.allowed_bind_roots:type_name -> sockguard.v1.BindRoot
@@ -2327,54 +2430,55 @@ var file_sockguard_v1_sockguard_proto_depIdxs = []int32{
 	5,  // 2: sockguard.v1.Socket.allowed_peers:type_name -> sockguard.v1.AllowedPeers
 	1,  // 3: sockguard.v1.Socket.policy_mode:type_name -> sockguard.v1.PolicyMode
 	0,  // 4: sockguard.v1.Socket.state:type_name -> sockguard.v1.SocketState
-	32, // 5: sockguard.v1.Socket.create_time:type_name -> google.protobuf.Timestamp
+	33, // 5: sockguard.v1.Socket.create_time:type_name -> google.protobuf.Timestamp
 	6,  // 6: sockguard.v1.Socket.counters:type_name -> sockguard.v1.SocketCounters
 	7,  // 7: sockguard.v1.CreateSocketRequest.socket:type_name -> sockguard.v1.Socket
 	7,  // 8: sockguard.v1.CreateSocketResponse.socket:type_name -> sockguard.v1.Socket
 	7,  // 9: sockguard.v1.GetSocketResponse.socket:type_name -> sockguard.v1.Socket
 	7,  // 10: sockguard.v1.ListSocketsResponse.sockets:type_name -> sockguard.v1.Socket
 	7,  // 11: sockguard.v1.UpdateSocketRequest.socket:type_name -> sockguard.v1.Socket
-	33, // 12: sockguard.v1.UpdateSocketRequest.update_mask:type_name -> google.protobuf.FieldMask
+	34, // 12: sockguard.v1.UpdateSocketRequest.update_mask:type_name -> google.protobuf.FieldMask
 	7,  // 13: sockguard.v1.UpdateSocketResponse.socket:type_name -> sockguard.v1.Socket
-	18, // 14: sockguard.v1.ListPresetsResponse.presets:type_name -> sockguard.v1.Preset
-	18, // 15: sockguard.v1.GetPresetResponse.preset:type_name -> sockguard.v1.Preset
-	2,  // 16: sockguard.v1.CheckRequestResponse.reason_code:type_name -> sockguard.v1.DenialReason
-	32, // 17: sockguard.v1.Denial.time:type_name -> google.protobuf.Timestamp
-	2,  // 18: sockguard.v1.Denial.reason_code:type_name -> sockguard.v1.DenialReason
-	1,  // 19: sockguard.v1.Denial.policy_mode:type_name -> sockguard.v1.PolicyMode
-	32, // 20: sockguard.v1.ListDenialsRequest.start_time:type_name -> google.protobuf.Timestamp
-	32, // 21: sockguard.v1.ListDenialsRequest.end_time:type_name -> google.protobuf.Timestamp
-	2,  // 22: sockguard.v1.ListDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
-	25, // 23: sockguard.v1.ListDenialsResponse.denials:type_name -> sockguard.v1.Denial
-	25, // 24: sockguard.v1.WatchDenialsResponse.denial:type_name -> sockguard.v1.Denial
-	32, // 25: sockguard.v1.GetBrokerInfoResponse.start_time:type_name -> google.protobuf.Timestamp
-	8,  // 26: sockguard.v1.SockguardService.CreateSocket:input_type -> sockguard.v1.CreateSocketRequest
-	10, // 27: sockguard.v1.SockguardService.GetSocket:input_type -> sockguard.v1.GetSocketRequest
-	12, // 28: sockguard.v1.SockguardService.ListSockets:input_type -> sockguard.v1.ListSocketsRequest
-	14, // 29: sockguard.v1.SockguardService.UpdateSocket:input_type -> sockguard.v1.UpdateSocketRequest
-	16, // 30: sockguard.v1.SockguardService.DeleteSocket:input_type -> sockguard.v1.DeleteSocketRequest
-	19, // 31: sockguard.v1.SockguardService.ListPresets:input_type -> sockguard.v1.ListPresetsRequest
-	21, // 32: sockguard.v1.SockguardService.GetPreset:input_type -> sockguard.v1.GetPresetRequest
-	23, // 33: sockguard.v1.SockguardService.CheckRequest:input_type -> sockguard.v1.CheckRequestRequest
-	26, // 34: sockguard.v1.SockguardService.ListDenials:input_type -> sockguard.v1.ListDenialsRequest
-	28, // 35: sockguard.v1.SockguardService.WatchDenials:input_type -> sockguard.v1.WatchDenialsRequest
-	30, // 36: sockguard.v1.SockguardService.GetBrokerInfo:input_type -> sockguard.v1.GetBrokerInfoRequest
-	9,  // 37: sockguard.v1.SockguardService.CreateSocket:output_type -> sockguard.v1.CreateSocketResponse
-	11, // 38: sockguard.v1.SockguardService.GetSocket:output_type -> sockguard.v1.GetSocketResponse
-	13, // 39: sockguard.v1.SockguardService.ListSockets:output_type -> sockguard.v1.ListSocketsResponse
-	15, // 40: sockguard.v1.SockguardService.UpdateSocket:output_type -> sockguard.v1.UpdateSocketResponse
-	17, // 41: sockguard.v1.SockguardService.DeleteSocket:output_type -> sockguard.v1.DeleteSocketResponse
-	20, // 42: sockguard.v1.SockguardService.ListPresets:output_type -> sockguard.v1.ListPresetsResponse
-	22, // 43: sockguard.v1.SockguardService.GetPreset:output_type -> sockguard.v1.GetPresetResponse
-	24, // 44: sockguard.v1.SockguardService.CheckRequest:output_type -> sockguard.v1.CheckRequestResponse
-	27, // 45: sockguard.v1.SockguardService.ListDenials:output_type -> sockguard.v1.ListDenialsResponse
-	29, // 46: sockguard.v1.SockguardService.WatchDenials:output_type -> sockguard.v1.WatchDenialsResponse
-	31, // 47: sockguard.v1.SockguardService.GetBrokerInfo:output_type -> sockguard.v1.GetBrokerInfoResponse
-	37, // [37:48] is the sub-list for method output_type
-	26, // [26:37] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	18, // 14: sockguard.v1.DeleteSocketResponse.owned:type_name -> sockguard.v1.OwnedObjects
+	19, // 15: sockguard.v1.ListPresetsResponse.presets:type_name -> sockguard.v1.Preset
+	19, // 16: sockguard.v1.GetPresetResponse.preset:type_name -> sockguard.v1.Preset
+	2,  // 17: sockguard.v1.CheckRequestResponse.reason_code:type_name -> sockguard.v1.DenialReason
+	33, // 18: sockguard.v1.Denial.time:type_name -> google.protobuf.Timestamp
+	2,  // 19: sockguard.v1.Denial.reason_code:type_name -> sockguard.v1.DenialReason
+	1,  // 20: sockguard.v1.Denial.policy_mode:type_name -> sockguard.v1.PolicyMode
+	33, // 21: sockguard.v1.ListDenialsRequest.start_time:type_name -> google.protobuf.Timestamp
+	33, // 22: sockguard.v1.ListDenialsRequest.end_time:type_name -> google.protobuf.Timestamp
+	2,  // 23: sockguard.v1.ListDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
+	26, // 24: sockguard.v1.ListDenialsResponse.denials:type_name -> sockguard.v1.Denial
+	26, // 25: sockguard.v1.WatchDenialsResponse.denial:type_name -> sockguard.v1.Denial
+	33, // 26: sockguard.v1.GetBrokerInfoResponse.start_time:type_name -> google.protobuf.Timestamp
+	8,  // 27: sockguard.v1.SockguardService.CreateSocket:input_type -> sockguard.v1.CreateSocketRequest
+	10, // 28: sockguard.v1.SockguardService.GetSocket:input_type -> sockguard.v1.GetSocketRequest
+	12, // 29: sockguard.v1.SockguardService.ListSockets:input_type -> sockguard.v1.ListSocketsRequest
+	14, // 30: sockguard.v1.SockguardService.UpdateSocket:input_type -> sockguard.v1.UpdateSocketRequest
+	16, // 31: sockguard.v1.SockguardService.DeleteSocket:input_type -> sockguard.v1.DeleteSocketRequest
+	20, // 32: sockguard.v1.SockguardService.ListPresets:input_type -> sockguard.v1.ListPresetsRequest
+	22, // 33: sockguard.v1.SockguardService.GetPreset:input_type -> sockguard.v1.GetPresetRequest
+	24, // 34: sockguard.v1.SockguardService.CheckRequest:input_type -> sockguard.v1.CheckRequestRequest
+	27, // 35: sockguard.v1.SockguardService.ListDenials:input_type -> sockguard.v1.ListDenialsRequest
+	29, // 36: sockguard.v1.SockguardService.WatchDenials:input_type -> sockguard.v1.WatchDenialsRequest
+	31, // 37: sockguard.v1.SockguardService.GetBrokerInfo:input_type -> sockguard.v1.GetBrokerInfoRequest
+	9,  // 38: sockguard.v1.SockguardService.CreateSocket:output_type -> sockguard.v1.CreateSocketResponse
+	11, // 39: sockguard.v1.SockguardService.GetSocket:output_type -> sockguard.v1.GetSocketResponse
+	13, // 40: sockguard.v1.SockguardService.ListSockets:output_type -> sockguard.v1.ListSocketsResponse
+	15, // 41: sockguard.v1.SockguardService.UpdateSocket:output_type -> sockguard.v1.UpdateSocketResponse
+	17, // 42: sockguard.v1.SockguardService.DeleteSocket:output_type -> sockguard.v1.DeleteSocketResponse
+	21, // 43: sockguard.v1.SockguardService.ListPresets:output_type -> sockguard.v1.ListPresetsResponse
+	23, // 44: sockguard.v1.SockguardService.GetPreset:output_type -> sockguard.v1.GetPresetResponse
+	25, // 45: sockguard.v1.SockguardService.CheckRequest:output_type -> sockguard.v1.CheckRequestResponse
+	28, // 46: sockguard.v1.SockguardService.ListDenials:output_type -> sockguard.v1.ListDenialsResponse
+	30, // 47: sockguard.v1.SockguardService.WatchDenials:output_type -> sockguard.v1.WatchDenialsResponse
+	32, // 48: sockguard.v1.SockguardService.GetBrokerInfo:output_type -> sockguard.v1.GetBrokerInfoResponse
+	38, // [38:49] is the sub-list for method output_type
+	27, // [27:38] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_sockguard_v1_sockguard_proto_init() }
@@ -2388,7 +2492,7 @@ func file_sockguard_v1_sockguard_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sockguard_v1_sockguard_proto_rawDesc), len(file_sockguard_v1_sockguard_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
