@@ -7,12 +7,47 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/sockguard/sockguard/policy"
 )
+
+// LoadCatalog returns the built-in presets plus, when dir is not empty,
+// every *.yaml file in dir, validated strictly. A file's name (without
+// .yaml) is its preset name; a clash with a built-in preset is an error.
+func LoadCatalog(dir string) (*policy.Catalog, error) {
+	builtin, err := policy.BuiltinCatalog()
+	if err != nil {
+		return nil, fmt.Errorf("built-in presets: %w", err)
+	}
+	presets := builtin.List()
+	if dir != "" {
+		files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+		if err != nil {
+			return nil, fmt.Errorf("preset dir: %w", err)
+		}
+		for _, f := range files {
+			src, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("preset dir: %w", err)
+			}
+			name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+			p, err := policy.ParsePreset(name, src)
+			if err != nil {
+				return nil, fmt.Errorf("preset %s: %w", f, err)
+			}
+			presets = append(presets, p)
+		}
+	}
+	c, err := policy.NewCatalog(presets...)
+	if err != nil {
+		return nil, fmt.Errorf("presets: %w", err)
+	}
+	return c, nil
+}
 
 // Config is everything the daemon needs; cmd/broker fills it from flags and
 // the config file.
@@ -28,8 +63,16 @@ type Config struct {
 	DenyLogMaxRecords int           // retention by count; 0 keeps all
 	DenyLogMaxAge     time.Duration // retention by age; 0 keeps all
 	ShutdownTimeout   time.Duration // how long SIGTERM waits for requests and streams
-	Version           string
-	Logger            *slog.Logger
+	// PresetDir holds operator presets (*.yaml, the file name without
+	// extension is the preset name) loaded beside the built-in ones.
+	PresetDir string
+	// MetricsListen is "unix:///path" or a loopback "host:port" for
+	// Prometheus metrics; empty disables them.
+	MetricsListen string
+	Version       string
+	Logger        *slog.Logger
+	// AccessLog, when set, gets one record per proxied request.
+	AccessLog *slog.Logger
 }
 
 // Broker is a running daemon.
@@ -73,9 +116,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer up.Close()
-	catalog, err := policy.BuiltinCatalog()
+	catalog, err := LoadCatalog(cfg.PresetDir)
 	if err != nil {
-		return fmt.Errorf("load presets: %w", err)
+		return err
 	}
 
 	// The state lock comes first: a second broker on the same state dir
@@ -123,7 +166,7 @@ func Run(ctx context.Context, cfg Config) error {
 		hostSocketDir: cfg.HostSocketDir,
 		catalog:       catalog,
 		store:         store,
-		proxy:         NewProxy(up, b.denials, log),
+		proxy:         NewProxy(up, b.denials, log, cfg.AccessLog),
 		denials:       b.denials,
 		log:           log,
 		tenants:       make(map[string]*tenantServer),
@@ -136,6 +179,26 @@ func Run(ctx context.Context, cfg Config) error {
 		close(stopWriter)
 		<-writerDone
 		return fmt.Errorf("load tenants: %w", err)
+	}
+
+	metricsCtx, stopMetrics := context.WithCancel(context.Background())
+	defer stopMetrics()
+	metricsDone := make(chan struct{})
+	if cfg.MetricsListen != "" {
+		ln, err := metricsListener(cfg.MetricsListen)
+		if err != nil {
+			adminLn.Close()
+			b.reg.shutdown(metricsCtx)
+			close(stopWriter)
+			<-writerDone
+			return fmt.Errorf("metrics: %w", err)
+		}
+		go func() {
+			defer close(metricsDone)
+			serveMetrics(metricsCtx, ln, newMetricsRegistry(b, b.reg.proxy.hist), log)
+		}()
+	} else {
+		close(metricsDone)
 	}
 
 	srv, hs := newAdminServer(&service{b: b}, adminAuth{gid: cfg.AdminGroup}, log)
@@ -165,6 +228,8 @@ func Run(ctx context.Context, cfg Config) error {
 		srv.Stop()
 		<-stopped
 	}
+	stopMetrics()
+	<-metricsDone
 	close(stopWriter)
 	<-writerDone
 	log.Info("broker_stopped")

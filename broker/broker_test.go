@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,19 +94,21 @@ type testBroker struct {
 	done                  chan error
 }
 
-func startBroker(t *testing.T, dir, upstream string) *testBroker {
+func startBroker(t *testing.T, dir, upstream string, opts ...func(*Config)) *testBroker {
 	t.Helper()
 	tb := &testBroker{dir: dir, admin: filepath.Join(dir, "admin.sock"), socketDir: filepath.Join(dir, "s"), done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.cancel = cancel
-	go func() {
-		tb.done <- Run(ctx, Config{
-			Upstream: upstream, AdminSocket: tb.admin, AdminGroup: -1,
-			SocketDir: tb.socketDir, StateDir: filepath.Join(dir, "state"),
-			ShutdownTimeout: 2 * time.Second, Version: "test",
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		})
-	}()
+	cfg := Config{
+		Upstream: upstream, AdminSocket: tb.admin, AdminGroup: -1,
+		SocketDir: tb.socketDir, StateDir: filepath.Join(dir, "state"),
+		ShutdownTimeout: 2 * time.Second, Version: "test",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	go func() { tb.done <- Run(ctx, cfg) }()
 	for i := 0; ; i++ {
 		if c, err := net.Dial("unix", tb.admin); err == nil {
 			c.Close()
@@ -378,3 +381,74 @@ func TestBrokerProxy(t *testing.T) {
 	}
 	stopMock()
 }
+
+func TestMetricsAndAccessLog(t *testing.T) {
+	dir, err := os.MkdirTemp("/tmp", "sgm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	upPath := filepath.Join(dir, "docker.sock")
+	var owner atomic.Value
+	owner.Store("")
+	defer mockDocker(t, upPath, &owner)()
+	metricsSock := filepath.Join(dir, "metrics.sock")
+	var access strings.Builder
+	var mu sync.Mutex
+	tb := startBroker(t, dir, "unix://"+upPath, func(c *Config) {
+		c.MetricsListen = "unix://" + metricsSock
+		c.AccessLog = slog.New(slog.NewJSONHandler(writerFunc(func(b []byte) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return access.Write(b)
+		}), nil))
+	})
+	defer tb.stop(t)
+	ctx := context.Background()
+	created, err := tb.client.CreateSocket(ctx, &sockguardv1.CreateSocketRequest{Socket: &sockguardv1.Socket{Name: "m1", Preset: "github-actions-runner"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := unixClient(created.GetSocket().GetPath())
+	for _, target := range []string{"/v1.41/_ping", "/v1.41/_ping", "/v1.41/secrets"} {
+		resp, err := hc.Get("http://docker" + target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := unixClient(metricsSock).Get("http://x/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`sockguard_requests_total{decision="allow",socket="m1"} 2`,
+		`sockguard_requests_total{decision="deny",socket="m1"} 1`,
+		`sockguard_denials_total{reason="rule-denied",socket="m1"} 1`,
+		`sockguard_request_duration_seconds_count{decision="allow",socket="m1"} 2`,
+		`sockguard_upstream_up 1`,
+		`sockguard_tenants{state="serving"} 1`,
+		`sockguard_active_connections{socket="m1"}`,
+		`sockguard_hijacked_streams{socket="m1"} 0`,
+		`sockguard_deny_log_records_dropped_total 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	mu.Lock()
+	log := access.String()
+	mu.Unlock()
+	if n := strings.Count(log, `"msg":"request"`); n != 3 {
+		t.Fatalf("access log has %d records, want 3:\n%s", n, log)
+	}
+	if !strings.Contains(log, `"decision":"deny"`) || !strings.Contains(log, `"status":403`) || !strings.Contains(log, `"path":"/secrets"`) {
+		t.Fatalf("access log lacks the denial:\n%s", log)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }

@@ -41,13 +41,15 @@ const hijackBodyLimit = 1 << 20
 // both directions; a half-close on one side (stdin EOF from docker exec -i)
 // is passed on as a half-close to the other, so output keeps flowing until
 // the daemon ends the stream.
-func (p *Proxy) hijack(w http.ResponseWriter, r *http.Request, f *forward, ts *tenantServer) {
+//
+// It reports whether the connection was taken over.
+func (p *Proxy) hijack(w http.ResponseWriter, r *http.Request, f *forward, ts *tenantServer) (hijacked bool) {
 	body := f.body
 	if !f.bodyRead {
 		var err error
 		if body, err = readCapped(r.Body, hijackBodyLimit); err != nil {
 			writeDockerError(w, http.StatusRequestEntityTooLarge, "sockguard: denied by policy: request body is too large or unreadable")
-			return
+			return false
 		}
 	}
 	out := &http.Request{
@@ -70,33 +72,33 @@ func (p *Proxy) hijack(w http.ResponseWriter, r *http.Request, f *forward, ts *t
 	upc, err := p.up.Dial(ctx)
 	if err != nil {
 		p.upstreamError(w, r, err)
-		return
+		return false
 	}
 	if err := out.Write(upc); err != nil {
 		upc.Close()
 		p.upstreamError(w, r, err)
-		return
+		return false
 	}
 	upr := bufio.NewReader(upc)
 	resp, err := http.ReadResponse(upr, out)
 	if err != nil {
 		upc.Close()
 		p.upstreamError(w, r, err)
-		return
+		return false
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		// An ordinary answer (404 no such exec instance, 409 not running,
 		// or a pre-upgrade daemon streaming the raw body): pass it on.
 		defer upc.Close()
 		copyResponse(w, resp)
-		return
+		return false
 	}
 
 	cc, cbuf, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		upc.Close()
 		p.log.Error("hijack_failed", "err", err)
-		return
+		return false
 	}
 	defer ts.trackStream(cc, upc)()
 
@@ -106,7 +108,7 @@ func (p *Proxy) hijack(w http.ResponseWriter, r *http.Request, f *forward, ts *t
 	if err := cbuf.Flush(); err != nil {
 		cc.Close()
 		upc.Close()
-		return
+		return true
 	}
 
 	in := make(chan struct{})
@@ -131,6 +133,7 @@ func (p *Proxy) hijack(w http.ResponseWriter, r *http.Request, f *forward, ts *t
 	cc.Close()
 	upc.Close()
 	<-in
+	return true
 }
 
 // hijackLinger bounds how long a finished stream waits for the client to

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sockguard/sockguard/policy"
 )
 
@@ -26,14 +28,21 @@ type Proxy struct {
 	up      *Upstream
 	denials *DenyLog
 	log     *slog.Logger
+	access  *slog.Logger // nil: no access log
+	hist    *prometheus.HistogramVec
 	rp      *httputil.ReverseProxy
 	reqSeq  atomic.Uint64
 	reqBase string
 }
 
-// NewProxy returns the proxy for upstream up.
-func NewProxy(up *Upstream, denials *DenyLog, log *slog.Logger) *Proxy {
-	p := &Proxy{up: up, denials: denials, log: log, reqBase: strconv.FormatInt(time.Now().UnixNano()%1e9, 36)}
+// NewProxy returns the proxy for upstream up. access, when not nil,
+// receives one record per request (never a body or a header value).
+func NewProxy(up *Upstream, denials *DenyLog, log, access *slog.Logger) *Proxy {
+	p := &Proxy{
+		up: up, denials: denials, log: log, access: access,
+		hist:    newRequestHistogram(),
+		reqBase: strconv.FormatInt(time.Now().UnixNano()%1e9, 36),
+	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:       p.rewrite,
 		Transport:     up.transport,
@@ -148,9 +157,35 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cred, _ := credFrom(ctx)
 	reqID := p.reqBase + "-" + strconv.FormatUint(p.reqSeq.Add(1), 36)
 
+	start := time.Now()
 	var req policy.Request
+	outcome := "allow"
+	var sw *statusWriter
+	if p.access != nil {
+		sw = &statusWriter{ResponseWriter: w}
+		w = sw
+	}
+	defer func() {
+		if outcome == "hijacked" {
+			return // a stream lasts as long as the container: not a latency
+		}
+		d := time.Since(start)
+		p.hist.WithLabelValues(st.t.Name, outcome).Observe(d.Seconds())
+		if sw != nil {
+			p.access.LogAttrs(ctx, slog.LevelInfo, "request",
+				slog.String("request_id", reqID), slog.String("socket", st.t.Name),
+				slog.Uint64("peer_uid", uint64(cred.UID)), slog.Int("peer_pid", int(cred.PID)),
+				slog.String("method", req.Method), slog.String("path", req.Path),
+				slog.String("decision", outcome), slog.Int("status", sw.status),
+				slog.Duration("duration", d))
+		}
+	}()
 	record := func(d policy.Decision, mode Mode) {
-		h.ts.denied.Add(1)
+		outcome = "deny"
+		if mode == ModeAudit {
+			outcome = "audit"
+		}
+		h.ts.countDenial(d.Code)
 		p.denials.Record(Denial{
 			Time: time.Now().UTC(), Socket: st.t.Name, TenantID: st.t.ID, RequestID: reqID,
 			PeerUID: cred.UID, PeerGID: cred.GID, PeerPID: cred.PID,
@@ -283,11 +318,36 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.ts.allowed.Add(1)
 	ctx = context.WithValue(ctx, forwardKey{}, f)
 	if isUpgrade(r.Header) {
-		p.hijack(w, r.WithContext(ctx), f, h.ts)
+		if p.hijack(w, r.WithContext(ctx), f, h.ts) {
+			outcome = "hijacked"
+		}
 		return
 	}
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
 }
+
+// statusWriter remembers the status for the access log. Unwrap lets
+// http.ResponseController reach Flush and Hijack underneath.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // rawTarget is the request target as received, bounded for storage.
 func rawTarget(r *http.Request) string {

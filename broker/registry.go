@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sockguard/sockguard/policy"
 )
 
@@ -36,14 +38,30 @@ type tenantServer struct {
 	srv    *http.Server // nil when the socket failed to start
 	failed string       // why the socket is not serving
 
-	allowed atomic.Uint64
-	denied  atomic.Uint64
-	active  atomic.Int64
-	streams sync.WaitGroup // hijacked attach/exec streams in flight
-	served  chan struct{}  // closed when Serve returns
+	allowed  atomic.Uint64
+	denied   atomic.Uint64
+	byReason [16]atomic.Uint64 // denials by policy.ReasonCode
+	active   atomic.Int64
+	streams  sync.WaitGroup // hijacked attach/exec streams in flight
+	served   chan struct{}  // closed when Serve returns
 
 	hmu      sync.Mutex                // guards hijacked
 	hijacked map[*[2]net.Conn]struct{} // both ends of each stream in flight
+}
+
+// countDenial counts one denial by reason.
+func (s *tenantServer) countDenial(code policy.ReasonCode) {
+	s.denied.Add(1)
+	if int(code) >= 0 && int(code) < len(s.byReason) {
+		s.byReason[code].Add(1)
+	}
+}
+
+// streamCount is the number of hijacked streams in flight.
+func (s *tenantServer) streamCount() int {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	return len(s.hijacked)
 }
 
 // trackStream registers a hijacked stream so a forced shutdown can cut it.
@@ -210,7 +228,7 @@ func (r *Registry) listenLocked(s *tenantServer) error {
 		},
 		refuse: func(c PeerCred) {
 			t := s.state.Load().t
-			s.denied.Add(1)
+			s.countDenial(policy.ReasonPeerNotAllowed)
 			r.denials.Record(Denial{
 				Time: time.Now().UTC(), Socket: t.Name, TenantID: t.ID,
 				PeerUID: c.UID, PeerGID: c.GID, PeerPID: c.PID,
@@ -285,6 +303,17 @@ func (r *Registry) Get(name string) (SocketInfo, error) {
 		return SocketInfo{}, fmt.Errorf("%w: socket %q", ErrNotFound, name)
 	}
 	return s.info(), nil
+}
+
+// servers returns the current tenant servers (for metrics).
+func (r *Registry) servers() []*tenantServer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*tenantServer, 0, len(r.tenants))
+	for _, s := range r.tenants {
+		out = append(out, s)
+	}
+	return out
 }
 
 // List returns every socket ordered by name.
@@ -376,6 +405,7 @@ func (r *Registry) Delete(ctx context.Context, name string, purge bool) (PurgeRe
 	}
 	delete(r.tenants, name)
 	r.stop(ctx, s)
+	r.proxy.hist.DeletePartialMatch(prometheus.Labels{"socket": name})
 	// The listener unlinked its socket; the directory is ours and empty.
 	if err := os.Remove(filepath.Dir(s.path)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		r.log.Warn("socket_dir_remove_failed", "socket", name, "err", err)

@@ -52,6 +52,9 @@ type options struct {
 	shutdownTimeout   time.Duration
 	logLevel          string
 	logFormat         string
+	presetDir         string
+	metricsListen     string
+	accessLog         string
 	showVersion       bool
 }
 
@@ -68,6 +71,9 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.denyLogMaxRecords, "deny-log-max-records", 100000, "keep at most this many deny-log records (0: no count limit)")
 	fs.DurationVar(&o.denyLogMaxAge, "deny-log-max-age", 30*24*time.Hour, "drop deny-log records older than this (0: no age limit)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long in-flight requests and streams may finish before they are cut")
+	fs.StringVar(&o.presetDir, "preset-dir", "", "`directory` of operator presets (NAME.yaml), loaded beside the built-in ones and validated strictly at start")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on `addr`: unix:///path or a loopback host:port such as 127.0.0.1:9323 (default: off)")
+	fs.StringVar(&o.accessLog, "access-log", "", "write one JSON line per proxied request (request id, socket, peer, method, path, decision, status; never bodies or header values) to `dest`: stderr or a file path (default: off)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
@@ -182,6 +188,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "broker: %v\n", err)
 		return 2
 	}
+	var access *slog.Logger
+	switch o.accessLog {
+	case "":
+	case "stderr":
+		access = slog.New(slog.NewJSONHandler(stderr, nil))
+	default:
+		f, err := os.OpenFile(o.accessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			fmt.Fprintf(stderr, "broker: --access-log: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		access = slog.New(slog.NewJSONHandler(f, nil))
+	}
 	err = broker.Run(ctx, broker.Config{
 		Upstream:          o.upstream,
 		AdminSocket:       o.adminSocket,
@@ -192,8 +212,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		DenyLogMaxRecords: o.denyLogMaxRecords,
 		DenyLogMaxAge:     o.denyLogMaxAge,
 		ShutdownTimeout:   o.shutdownTimeout,
+		PresetDir:         o.presetDir,
+		MetricsListen:     o.metricsListen,
 		Version:           version,
 		Logger:            log,
+		AccessLog:         access,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "broker: %v\n", err)

@@ -1,0 +1,142 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sockguard/sockguard/policy"
+)
+
+// Metrics. Per-socket counters live in each tenantServer as atomics (the
+// request path already maintains them); the collector reads them at scrape
+// time, so metrics add nothing to the hot path but one histogram
+// observation.
+
+var (
+	descRequests = prometheus.NewDesc("sockguard_requests_total",
+		"Requests per tenant socket by decision (allow: forwarded; deny: refused, or recorded as would-deny in audit mode).",
+		[]string{"socket", "decision"}, nil)
+	descDenials = prometheus.NewDesc("sockguard_denials_total",
+		"Denials per tenant socket by stable reason code.", []string{"socket", "reason"}, nil)
+	descConns = prometheus.NewDesc("sockguard_active_connections",
+		"Open client connections per tenant socket (not counting hijacked streams).", []string{"socket"}, nil)
+	descStreams = prometheus.NewDesc("sockguard_hijacked_streams",
+		"Attach and exec streams in flight per tenant socket.", []string{"socket"}, nil)
+	descTenants = prometheus.NewDesc("sockguard_tenants",
+		"Tenant sockets known to the broker, by state.", []string{"state"}, nil)
+	descUpstream = prometheus.NewDesc("sockguard_upstream_up",
+		"1 if the upstream Docker daemon answered a ping at scrape time.", nil, nil)
+	descWritten = prometheus.NewDesc("sockguard_deny_log_records_written_total",
+		"Deny-log records committed to the store.", nil, nil)
+	descDropped = prometheus.NewDesc("sockguard_deny_log_records_dropped_total",
+		"Deny-log records dropped because the writer could not keep up.", nil, nil)
+)
+
+// collector exposes the broker's live counters.
+type collector struct {
+	b *Broker
+}
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRequests, descDenials, descConns, descStreams, descTenants, descUpstream, descWritten, descDropped} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	b := c.b
+	serving, failed := 0, 0
+	for _, s := range b.reg.servers() {
+		name := s.state.Load().t.Name
+		if s.srv == nil {
+			failed++
+		} else {
+			serving++
+		}
+		ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(s.allowed.Load()), name, "allow")
+		ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(s.denied.Load()), name, "deny")
+		for code := range s.byReason {
+			if n := s.byReason[code].Load(); n > 0 {
+				ch <- prometheus.MustNewConstMetric(descDenials, prometheus.CounterValue, float64(n), name, reasonLabel(policy.ReasonCode(code)))
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(max(s.active.Load(), 0)), name)
+		ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(s.streamCount()), name)
+	}
+	ch <- prometheus.MustNewConstMetric(descTenants, prometheus.GaugeValue, float64(serving), "serving")
+	ch <- prometheus.MustNewConstMetric(descTenants, prometheus.GaugeValue, float64(failed), "failed")
+	up := 0.0
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := b.up.Version(ctx); err == nil {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descUpstream, prometheus.GaugeValue, up)
+	ch <- prometheus.MustNewConstMetric(descWritten, prometheus.CounterValue, float64(b.denials.Written()))
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(b.denials.Dropped()))
+}
+
+// reasonLabel is the reason code as a metric label ("rule-denied").
+func reasonLabel(c policy.ReasonCode) string {
+	return strings.ReplaceAll(c.String(), "_", "-")
+}
+
+// newRequestHistogram is the request latency histogram, per socket. Hijacked
+// streams are not observed: their length is the container's, not ours.
+func newRequestHistogram() *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "sockguard_request_duration_seconds",
+		Help:    "Time from request to the end of the response, per tenant socket and decision.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"socket", "decision"})
+}
+
+// metricsListener listens on "unix:///path" or a loopback "host:port".
+// Metrics say which tenants exist and what they were refused, so they are
+// never served on a non-loopback address.
+func metricsListener(addr string) (net.Listener, error) {
+	if p, ok := strings.CutPrefix(addr, "unix://"); ok {
+		return listenUnix(p, 0, 0, 0o600)
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --metrics-listen %q: want unix:///path or 127.0.0.1:PORT", ErrInvalidArgument, addr)
+	}
+	ip := net.ParseIP(host)
+	if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("%w: --metrics-listen %q: only loopback addresses or a unix socket are allowed", ErrInvalidArgument, addr)
+	}
+	return net.Listen("tcp", addr)
+}
+
+// serveMetrics serves /metrics until ctx is done.
+func serveMetrics(ctx context.Context, ln net.Listener, reg *prometheus.Registry, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("metrics_serve_failed", "err", err)
+	}
+}
+
+func newMetricsRegistry(b *Broker, hist *prometheus.HistogramVec) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{b: b}, hist,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
