@@ -317,15 +317,19 @@ func (s *service) WatchDenials(req *sockguardv1.WatchDenialsRequest, stream sock
 		}
 		cursor = last
 	}
-	f := DenialFilter{Socket: req.GetSocket()}
+	f := denialFilter(req.GetSocket(), nil, nil, req.GetReasonCode(), req.GetMethod(), req.GetPathPrefix())
 	for {
 		changed := s.b.denials.Changed()
-		recs, last, err := s.b.store.DenialsAfter(f, cursor, 256)
+		recs, last, missed, err := s.b.store.DenialsAfter(f, cursor, 256)
 		if err != nil {
 			return toStatus(err)
 		}
 		for i := range recs {
-			if err := stream.Send(&sockguardv1.WatchDenialsResponse{Denial: denialToProto(&recs[i])}); err != nil {
+			resp := &sockguardv1.WatchDenialsResponse{Denial: denialToProto(&recs[i])}
+			if i == 0 {
+				resp.Missed = missed
+			}
+			if err := stream.Send(resp); err != nil {
 				return err
 			}
 		}

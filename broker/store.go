@@ -214,14 +214,21 @@ func (s *Store) ListDenials(f DenialFilter, before uint64, limit int) (recs []De
 }
 
 // DenialsAfter returns up to limit records with id > after matching f,
-// oldest first, and the id of the last record it looked at (matching or
-// not), which is where the next call should resume.
-func (s *Store) DenialsAfter(f DenialFilter, after uint64, limit int) ([]Denial, uint64, error) {
-	var recs []Denial
-	last := after
-	err := s.db.View(func(tx *bolt.Tx) error {
+// oldest first, the id of the last record it looked at (matching or not),
+// which is where the next call should resume, and how many records after
+// the cursor retention had already removed (ids are contiguous and pruning
+// takes the oldest, so a gap at the start is exactly what was lost).
+func (s *Store) DenialsAfter(f DenialFilter, after uint64, limit int) (recs []Denial, last, missed uint64, err error) {
+	last = after
+	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketDenials).Cursor()
-		for k, v := c.Seek(idKey(after + 1)); k != nil && len(recs) < limit; k, v = c.Next() {
+		k, v := c.Seek(idKey(after + 1))
+		if k != nil && after > 0 {
+			if first := binary.BigEndian.Uint64(k); first > after+1 {
+				missed = first - after - 1
+			}
+		}
+		for ; k != nil && len(recs) < limit; k, v = c.Next() {
 			var d Denial
 			if err := json.Unmarshal(v, &d); err != nil {
 				return err
@@ -233,7 +240,7 @@ func (s *Store) DenialsAfter(f DenialFilter, after uint64, limit int) ([]Denial,
 		}
 		return nil
 	})
-	return recs, last, err
+	return recs, last, missed, err
 }
 
 // LastDenialID returns the id of the newest record, 0 when empty.

@@ -152,11 +152,11 @@ func TestStoreDenials(t *testing.T) {
 		})
 	}
 
-	after, last, err := s.DenialsAfter(DenialFilter{Socket: "b"}, 240, 100)
+	after, last, missed, err := s.DenialsAfter(DenialFilter{Socket: "b"}, 240, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(after) != 5 || after[0].ID != 242 || last != 250 {
+	if len(after) != 5 || after[0].ID != 242 || last != 250 || missed != 0 {
 		t.Fatalf("DenialsAfter: %d records from %d, last %d", len(after), after[0].ID, last)
 	}
 
@@ -170,5 +170,10 @@ func TestStoreDenials(t *testing.T) {
 	}
 	if c, _ := s.CountDenials(); c != 59 {
 		t.Fatalf("count after prune = %d, want 59", c)
+	}
+	// A watcher at id 100 fell behind: ids 101..191 were pruned.
+	recs, _, missed, err = s.DenialsAfter(DenialFilter{}, 100, 10)
+	if err != nil || missed != 91 || recs[0].ID != 192 {
+		t.Fatalf("after pruning: missed %d first %d (%v), want 91 and 192", missed, recs[0].ID, err)
 	}
 }

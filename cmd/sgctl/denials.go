@@ -171,7 +171,9 @@ func (c *cli) followDenials(ctx context.Context, req *sockguardv1.ListDenialsReq
 		return err
 	}
 	defer closeConn()
-	stream, err := api.WatchDenials(ctx, &sockguardv1.WatchDenialsRequest{Socket: req.GetSocket()})
+	stream, err := api.WatchDenials(ctx, &sockguardv1.WatchDenialsRequest{
+		Socket: req.GetSocket(), ReasonCode: req.GetReasonCode(), Method: req.GetMethod(), PathPrefix: req.GetPathPrefix(),
+	})
 	if err != nil {
 		return c.followError(ctx, err)
 	}
@@ -183,6 +185,9 @@ func (c *cli) followDenials(ctx context.Context, req *sockguardv1.ListDenialsReq
 		resp, err := stream.Recv()
 		if err != nil {
 			return c.followError(ctx, err)
+		}
+		if n := resp.GetMissed(); n > 0 {
+			fmt.Fprintf(c.stderr, "sgctl: fell behind: %d records were removed by the broker's retention before they could be shown\n", n)
 		}
 		d := resp.GetDenial()
 		if !matchDenial(req, d) {

@@ -1920,8 +1920,15 @@ type WatchDenialsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Filter: only this socket. Empty means all sockets.
 	Socket string `protobuf:"bytes,1,opt,name=socket,proto3" json:"socket,omitempty"`
-	// Resume after this denial id; 0 means only new records.
-	AfterId       uint64 `protobuf:"varint,2,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
+	// Resume after this denial id (a cursor from a record already seen);
+	// 0 means only records committed from now on.
+	AfterId uint64 `protobuf:"varint,2,opt,name=after_id,json=afterId,proto3" json:"after_id,omitempty"`
+	// Filter: only this reason.
+	ReasonCode DenialReason `protobuf:"varint,3,opt,name=reason_code,json=reasonCode,proto3,enum=sockguard.v1.DenialReason" json:"reason_code,omitempty"`
+	// Filter: only this canonical method.
+	Method string `protobuf:"bytes,4,opt,name=method,proto3" json:"method,omitempty"`
+	// Filter: only canonical paths with this prefix.
+	PathPrefix    string `protobuf:"bytes,5,opt,name=path_prefix,json=pathPrefix,proto3" json:"path_prefix,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1970,11 +1977,36 @@ func (x *WatchDenialsRequest) GetAfterId() uint64 {
 	return 0
 }
 
+func (x *WatchDenialsRequest) GetReasonCode() DenialReason {
+	if x != nil {
+		return x.ReasonCode
+	}
+	return DenialReason_DENIAL_REASON_UNSPECIFIED
+}
+
+func (x *WatchDenialsRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *WatchDenialsRequest) GetPathPrefix() string {
+	if x != nil {
+		return x.PathPrefix
+	}
+	return ""
+}
+
 // WatchDenialsResponse is one streamed message of WatchDenials.
 type WatchDenialsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The new record.
-	Denial        *Denial `protobuf:"bytes,1,opt,name=denial,proto3" json:"denial,omitempty"`
+	Denial *Denial `protobuf:"bytes,1,opt,name=denial,proto3" json:"denial,omitempty"`
+	// Records this watcher fell behind on and that retention removed before
+	// they could be sent (0 normally). The stream goes on from the oldest
+	// record still kept; resume with after_id = the last id received.
+	Missed        uint64 `protobuf:"varint,2,opt,name=missed,proto3" json:"missed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2014,6 +2046,13 @@ func (x *WatchDenialsResponse) GetDenial() *Denial {
 		return x.Denial
 	}
 	return nil
+}
+
+func (x *WatchDenialsResponse) GetMissed() uint64 {
+	if x != nil {
+		return x.Missed
+	}
+	return 0
 }
 
 // GetBrokerInfoRequest is the request of GetBrokerInfo.
@@ -2316,12 +2355,18 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"pathPrefix\"m\n" +
 	"\x13ListDenialsResponse\x12.\n" +
 	"\adenials\x18\x01 \x03(\v2\x14.sockguard.v1.DenialR\adenials\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"H\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbe\x01\n" +
 	"\x13WatchDenialsRequest\x12\x16\n" +
 	"\x06socket\x18\x01 \x01(\tR\x06socket\x12\x19\n" +
-	"\bafter_id\x18\x02 \x01(\x04R\aafterId\"D\n" +
+	"\bafter_id\x18\x02 \x01(\x04R\aafterId\x12;\n" +
+	"\vreason_code\x18\x03 \x01(\x0e2\x1a.sockguard.v1.DenialReasonR\n" +
+	"reasonCode\x12\x16\n" +
+	"\x06method\x18\x04 \x01(\tR\x06method\x12\x1f\n" +
+	"\vpath_prefix\x18\x05 \x01(\tR\n" +
+	"pathPrefix\"\\\n" +
 	"\x14WatchDenialsResponse\x12,\n" +
-	"\x06denial\x18\x01 \x01(\v2\x14.sockguard.v1.DenialR\x06denial\"\x16\n" +
+	"\x06denial\x18\x01 \x01(\v2\x14.sockguard.v1.DenialR\x06denial\x12\x16\n" +
+	"\x06missed\x18\x02 \x01(\x04R\x06missed\"\x16\n" +
 	"\x14GetBrokerInfoRequest\"\xb4\x03\n" +
 	"\x15GetBrokerInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1a\n" +
@@ -2450,35 +2495,36 @@ var file_sockguard_v1_sockguard_proto_depIdxs = []int32{
 	33, // 22: sockguard.v1.ListDenialsRequest.end_time:type_name -> google.protobuf.Timestamp
 	2,  // 23: sockguard.v1.ListDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
 	26, // 24: sockguard.v1.ListDenialsResponse.denials:type_name -> sockguard.v1.Denial
-	26, // 25: sockguard.v1.WatchDenialsResponse.denial:type_name -> sockguard.v1.Denial
-	33, // 26: sockguard.v1.GetBrokerInfoResponse.start_time:type_name -> google.protobuf.Timestamp
-	8,  // 27: sockguard.v1.SockguardService.CreateSocket:input_type -> sockguard.v1.CreateSocketRequest
-	10, // 28: sockguard.v1.SockguardService.GetSocket:input_type -> sockguard.v1.GetSocketRequest
-	12, // 29: sockguard.v1.SockguardService.ListSockets:input_type -> sockguard.v1.ListSocketsRequest
-	14, // 30: sockguard.v1.SockguardService.UpdateSocket:input_type -> sockguard.v1.UpdateSocketRequest
-	16, // 31: sockguard.v1.SockguardService.DeleteSocket:input_type -> sockguard.v1.DeleteSocketRequest
-	20, // 32: sockguard.v1.SockguardService.ListPresets:input_type -> sockguard.v1.ListPresetsRequest
-	22, // 33: sockguard.v1.SockguardService.GetPreset:input_type -> sockguard.v1.GetPresetRequest
-	24, // 34: sockguard.v1.SockguardService.CheckRequest:input_type -> sockguard.v1.CheckRequestRequest
-	27, // 35: sockguard.v1.SockguardService.ListDenials:input_type -> sockguard.v1.ListDenialsRequest
-	29, // 36: sockguard.v1.SockguardService.WatchDenials:input_type -> sockguard.v1.WatchDenialsRequest
-	31, // 37: sockguard.v1.SockguardService.GetBrokerInfo:input_type -> sockguard.v1.GetBrokerInfoRequest
-	9,  // 38: sockguard.v1.SockguardService.CreateSocket:output_type -> sockguard.v1.CreateSocketResponse
-	11, // 39: sockguard.v1.SockguardService.GetSocket:output_type -> sockguard.v1.GetSocketResponse
-	13, // 40: sockguard.v1.SockguardService.ListSockets:output_type -> sockguard.v1.ListSocketsResponse
-	15, // 41: sockguard.v1.SockguardService.UpdateSocket:output_type -> sockguard.v1.UpdateSocketResponse
-	17, // 42: sockguard.v1.SockguardService.DeleteSocket:output_type -> sockguard.v1.DeleteSocketResponse
-	21, // 43: sockguard.v1.SockguardService.ListPresets:output_type -> sockguard.v1.ListPresetsResponse
-	23, // 44: sockguard.v1.SockguardService.GetPreset:output_type -> sockguard.v1.GetPresetResponse
-	25, // 45: sockguard.v1.SockguardService.CheckRequest:output_type -> sockguard.v1.CheckRequestResponse
-	28, // 46: sockguard.v1.SockguardService.ListDenials:output_type -> sockguard.v1.ListDenialsResponse
-	30, // 47: sockguard.v1.SockguardService.WatchDenials:output_type -> sockguard.v1.WatchDenialsResponse
-	32, // 48: sockguard.v1.SockguardService.GetBrokerInfo:output_type -> sockguard.v1.GetBrokerInfoResponse
-	38, // [38:49] is the sub-list for method output_type
-	27, // [27:38] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	2,  // 25: sockguard.v1.WatchDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
+	26, // 26: sockguard.v1.WatchDenialsResponse.denial:type_name -> sockguard.v1.Denial
+	33, // 27: sockguard.v1.GetBrokerInfoResponse.start_time:type_name -> google.protobuf.Timestamp
+	8,  // 28: sockguard.v1.SockguardService.CreateSocket:input_type -> sockguard.v1.CreateSocketRequest
+	10, // 29: sockguard.v1.SockguardService.GetSocket:input_type -> sockguard.v1.GetSocketRequest
+	12, // 30: sockguard.v1.SockguardService.ListSockets:input_type -> sockguard.v1.ListSocketsRequest
+	14, // 31: sockguard.v1.SockguardService.UpdateSocket:input_type -> sockguard.v1.UpdateSocketRequest
+	16, // 32: sockguard.v1.SockguardService.DeleteSocket:input_type -> sockguard.v1.DeleteSocketRequest
+	20, // 33: sockguard.v1.SockguardService.ListPresets:input_type -> sockguard.v1.ListPresetsRequest
+	22, // 34: sockguard.v1.SockguardService.GetPreset:input_type -> sockguard.v1.GetPresetRequest
+	24, // 35: sockguard.v1.SockguardService.CheckRequest:input_type -> sockguard.v1.CheckRequestRequest
+	27, // 36: sockguard.v1.SockguardService.ListDenials:input_type -> sockguard.v1.ListDenialsRequest
+	29, // 37: sockguard.v1.SockguardService.WatchDenials:input_type -> sockguard.v1.WatchDenialsRequest
+	31, // 38: sockguard.v1.SockguardService.GetBrokerInfo:input_type -> sockguard.v1.GetBrokerInfoRequest
+	9,  // 39: sockguard.v1.SockguardService.CreateSocket:output_type -> sockguard.v1.CreateSocketResponse
+	11, // 40: sockguard.v1.SockguardService.GetSocket:output_type -> sockguard.v1.GetSocketResponse
+	13, // 41: sockguard.v1.SockguardService.ListSockets:output_type -> sockguard.v1.ListSocketsResponse
+	15, // 42: sockguard.v1.SockguardService.UpdateSocket:output_type -> sockguard.v1.UpdateSocketResponse
+	17, // 43: sockguard.v1.SockguardService.DeleteSocket:output_type -> sockguard.v1.DeleteSocketResponse
+	21, // 44: sockguard.v1.SockguardService.ListPresets:output_type -> sockguard.v1.ListPresetsResponse
+	23, // 45: sockguard.v1.SockguardService.GetPreset:output_type -> sockguard.v1.GetPresetResponse
+	25, // 46: sockguard.v1.SockguardService.CheckRequest:output_type -> sockguard.v1.CheckRequestResponse
+	28, // 47: sockguard.v1.SockguardService.ListDenials:output_type -> sockguard.v1.ListDenialsResponse
+	30, // 48: sockguard.v1.SockguardService.WatchDenials:output_type -> sockguard.v1.WatchDenialsResponse
+	32, // 49: sockguard.v1.SockguardService.GetBrokerInfo:output_type -> sockguard.v1.GetBrokerInfoResponse
+	39, // [39:50] is the sub-list for method output_type
+	28, // [28:39] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_sockguard_v1_sockguard_proto_init() }
