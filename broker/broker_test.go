@@ -109,9 +109,15 @@ func startBroker(t *testing.T, dir, upstream string, opts ...func(*Config)) *tes
 		o(&cfg)
 	}
 	go func() { tb.done <- Run(ctx, cfg) }()
-	for i := 0; ; i++ {
-		if c, err := net.Dial("unix", tb.admin); err == nil {
-			c.Close()
+	cc, err := grpc.NewClient("unix://"+tb.admin, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	// The admin socket accepts connections before its mode is set; the
+	// broker has started when an RPC is answered.
+	for {
+		if _, err := sockguardv1.NewSockguardServiceClient(cc).GetBrokerInfo(context.Background(), &sockguardv1.GetBrokerInfoRequest{}); err == nil {
 			break
 		}
 		select {
@@ -120,11 +126,6 @@ func startBroker(t *testing.T, dir, upstream string, opts ...func(*Config)) *tes
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	cc, err := grpc.NewClient("unix://"+tb.admin, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
 	tb.client = sockguardv1.NewSockguardServiceClient(cc)
 	return tb
 }
