@@ -173,7 +173,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if p := up.SocketPath(); p != "" {
 		b.reg.daemonSockets = []string{p}
+		if real, err := filepath.EvalSymlinks(p); err == nil && real != p {
+			b.reg.daemonSockets = append(b.reg.daemonSockets, real)
+		}
 	}
+	// A broker whose socket dir is where dockerd sees it shares the host's
+	// filesystem and can resolve bind sources; one in a container cannot.
+	b.reg.proxy.resolveBinds = cfg.HostSocketDir == cfg.SocketDir
 	if err := b.reg.load(); err != nil {
 		adminLn.Close()
 		close(stopWriter)

@@ -418,13 +418,7 @@ func TestMetricsAndAccessLog(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	resp, err := unixClient(metricsSock).Get("http://x/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
+	want := []string{
 		`sockguard_requests_total{decision="allow",socket="m1"} 2`,
 		`sockguard_requests_total{decision="deny",socket="m1"} 1`,
 		`sockguard_denials_total{reason="rule-denied",socket="m1"} 1`,
@@ -434,14 +428,40 @@ func TestMetricsAndAccessLog(t *testing.T) {
 		`sockguard_active_connections{socket="m1"}`,
 		`sockguard_hijacked_streams{socket="m1"} 0`,
 		`sockguard_deny_log_records_dropped_total 0`,
-	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("metrics lack %q", want)
-		}
 	}
-	mu.Lock()
-	log := access.String()
-	mu.Unlock()
+	var missing []string
+	for range 50 { // latency is observed after the response went out
+		resp, err := unixClient(metricsSock).Get("http://x/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = missing[:0]
+		for _, w := range want {
+			if !strings.Contains(string(body), w) {
+				missing = append(missing, w)
+			}
+		}
+		if len(missing) == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(missing) > 0 {
+		t.Errorf("metrics lack %q", missing)
+	}
+	// The access record is written after the response went out: wait.
+	var log string
+	for range 100 {
+		mu.Lock()
+		log = access.String()
+		mu.Unlock()
+		if strings.Count(log, `"msg":"request"`) >= 3 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := strings.Count(log, `"msg":"request"`); n != 3 {
 		t.Fatalf("access log has %d records, want 3:\n%s", n, log)
 	}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -46,10 +47,24 @@ func ensureDir(path string, perm fs.FileMode) error {
 	return nil
 }
 
+// unixListener is a listener whose socket file is removed on Close.
+type unixListener struct {
+	*net.UnixListener
+	path string
+}
+
+func (l *unixListener) Close() error {
+	err := l.UnixListener.Close()
+	os.Remove(l.path)
+	return err
+}
+
 // listenUnix listens on path. A stale socket file (nobody answers a dial) is
 // replaced; a live one fails with ErrSocketInUse; any other kind of file at
-// path is refused. The socket is then given mode perm and owner uid:gid.
-func listenUnix(path string, uid, gid int, perm fs.FileMode) (*net.UnixListener, error) {
+// path is refused. The socket is bound under a temporary name, given owner
+// uid:gid and mode perm, and only then renamed into place, so nobody can
+// connect to it before its permissions are final.
+func listenUnix(path string, uid, gid int, perm fs.FileMode) (*unixListener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&fs.ModeSocket == 0 {
 			return nil, fmt.Errorf("%w: %s exists and is not a socket; refusing to replace it", ErrInvalidArgument, path)
@@ -64,20 +79,26 @@ func listenUnix(path string, uid, gid int, perm fs.FileMode) (*net.UnixListener,
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("inspect %s: %w", path, err)
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+"~")
+	os.Remove(tmp) // left by a crash between listen and rename
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
-	ln.SetUnlinkOnClose(true)
-	// The process umask (set by cmd/broker) keeps the file private until
-	// these two calls hand it to its owner.
-	if err := os.Chown(path, uid, gid); err != nil {
+	ln.SetUnlinkOnClose(false)
+	fail := func(err error) (*unixListener, error) {
 		ln.Close()
-		return nil, fmt.Errorf("chown %s: %w", path, err)
+		os.Remove(tmp)
+		return nil, err
 	}
-	if err := os.Chmod(path, perm); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	if err := os.Chown(tmp, uid, gid); err != nil {
+		return fail(fmt.Errorf("chown %s: %w", path, err))
 	}
-	return ln, nil
+	if err := os.Chmod(tmp, perm); err != nil {
+		return fail(fmt.Errorf("chmod %s: %w", path, err))
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fail(fmt.Errorf("rename into %s: %w", path, err))
+	}
+	return &unixListener{UnixListener: ln, path: path}, nil
 }

@@ -57,14 +57,14 @@ func credFrom(ctx context.Context) (PeerCred, bool) {
 // peerListener accepts connections, reads each peer's credentials once and
 // closes, before any byte is read, a connection whose peer allow refuses.
 type peerListener struct {
-	*net.UnixListener
+	*unixListener
 	allow  func(PeerCred) bool
 	refuse func(PeerCred)
 }
 
 func (l *peerListener) Accept() (net.Conn, error) {
 	for {
-		c, err := l.UnixListener.AcceptUnix()
+		c, err := l.unixListener.AcceptUnix()
 		if err != nil {
 			return nil, err
 		}

@@ -30,9 +30,12 @@ type Proxy struct {
 	log     *slog.Logger
 	access  *slog.Logger // nil: no access log
 	hist    *prometheus.HistogramVec
-	rp      *httputil.ReverseProxy
-	reqSeq  atomic.Uint64
-	reqBase string
+	// resolveBinds: the broker shares the daemon's filesystem, so bind
+	// sources are resolved (symlinks) before they are judged.
+	resolveBinds bool
+	rp           *httputil.ReverseProxy
+	reqSeq       atomic.Uint64
+	reqBase      string
 }
 
 // NewProxy returns the proxy for upstream up. access, when not nil,
@@ -285,6 +288,22 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.body, f.bodyRead = body, true
+		if inspect && p.resolveBinds && req.Method == http.MethodPost && req.Path == "/containers/create" {
+			// Judge and forward the real paths, so a symlink under an
+			// allowed root cannot reach outside it.
+			rb, err := policy.ResolveBindSources(body, resolveHostPath)
+			switch {
+			case errors.Is(err, policy.ErrMalformed):
+				refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed, Reason: err.Error(), Rule: "strict body"})
+				return
+			case err != nil:
+				if deny(policy.Decision{Status: http.StatusForbidden, Code: policy.ReasonBindMount, Reason: err.Error(), Rule: "bind source resolution"}) {
+					return
+				}
+			case rb != nil:
+				body, f.body = rb, rb
+			}
+		}
 		if inspect {
 			d, nb := st.pol.InspectBody(req, r.Header, body)
 			if !d.Allow && (d.Code == policy.ReasonMalformed || d.Code == policy.ReasonBodyTooLarge) {

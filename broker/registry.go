@@ -218,7 +218,7 @@ func (r *Registry) listenLocked(s *tenantServer) error {
 		return err
 	}
 	pl := &peerListener{
-		UnixListener: ln,
+		unixListener: ln,
 		allow: func(c PeerCred) bool {
 			t := s.state.Load().t
 			if len(t.AllowUIDs) == 0 && len(t.AllowGIDs) == 0 {
