@@ -37,6 +37,7 @@ func mockDocker(t *testing.T, path string, owner *atomic.Value) (stop func()) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1.41/_ping", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Api-Version", "1.41")
+		w.Header().Set("X-Seen-Method", r.Method)
 		io.WriteString(w, "OK")
 	})
 	// Inspect answers for isolation: c1 belongs to the tenant whose id the
@@ -197,6 +198,23 @@ func TestBrokerProxy(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 200 || string(body) != "OK" || resp.Header.Get("Api-Version") != "1.41" {
 			t.Fatalf("ping: %d %q %v", resp.StatusCode, body, resp.Header)
+		}
+	})
+
+	t.Run("the canonical method is forwarded", func(t *testing.T) {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "get /v1.41/_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("X-Seen-Method") != "GET" {
+			t.Fatalf("status %d, upstream saw method %q", resp.StatusCode, resp.Header.Get("X-Seen-Method"))
 		}
 	})
 

@@ -68,6 +68,7 @@ type forwardKey struct{}
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	f := pr.In.Context().Value(forwardKey{}).(*forward)
 	out := pr.Out
+	out.Method = f.req.Method // the canonical method is the one judged
 	out.URL.Scheme = "http"
 	out.URL.Host = "docker"
 	// The canonical path, and only it, is what dockerd routes on.
