@@ -184,11 +184,11 @@ func isCanonical(req Request) bool {
 			return false
 		}
 	}
-	if req.Path == "/" {
-		return true
-	}
 	if req.Version != "" && !isVersionSegment("v"+req.Version) {
 		return false
+	}
+	if req.Path == "/" {
+		return true
 	}
 	if !utf8.ValidString(req.Path) {
 		return false

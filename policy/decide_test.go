@@ -14,6 +14,7 @@ type decideCase struct {
 	rule     string // substring of Decision.Rule
 	reason   string // substring of Decision.Reason
 	wantCode ReasonCode
+	status   int // of a denial; 0 means 403
 }
 
 func runDecide(t *testing.T, pol *Policy, tests []decideCase) {
@@ -29,8 +30,12 @@ func runDecide(t *testing.T, pol *Policy, tests []decideCase) {
 			if d.Allow != tc.allow {
 				t.Fatalf("%s %s: Allow=%v want %v (%+v)", tc.method, tc.target, d.Allow, tc.allow, d)
 			}
-			if !d.Allow && (d.Status != http.StatusForbidden || d.Code != tc.wantCode) {
-				t.Fatalf("denial status %d code %v, want 403 %v", d.Status, d.Code, tc.wantCode)
+			wantStatus := tc.status
+			if wantStatus == 0 {
+				wantStatus = http.StatusForbidden
+			}
+			if !d.Allow && (d.Status != wantStatus || d.Code != tc.wantCode) {
+				t.Fatalf("denial status %d code %v, want %d %v", d.Status, d.Code, wantStatus, tc.wantCode)
 			}
 			if !strings.Contains(d.Rule, tc.rule) || !strings.Contains(d.Reason, tc.reason) {
 				t.Fatalf("rule %q reason %q; want %q / %q", d.Rule, d.Reason, tc.rule, tc.reason)
@@ -75,8 +80,6 @@ func TestDecideRunner(t *testing.T) {
 		{name: "image inspect", method: "GET", target: "/images/alpine/json", allow: true},
 		{name: "image inspect slashes", method: "GET", target: "/images/ghcr.io/org/app:1/json", allow: true},
 		{name: "image pull", method: "POST", target: "/images/create?fromImage=alpine&tag=3", allow: true},
-		{name: "image delete slashes", method: "DELETE", target: "/images/ghcr.io/org/app", allow: true},
-		{name: "image tag", method: "POST", target: "/images/ghcr.io/org/app/tag?repo=x", allow: true},
 		{name: "networks", method: "GET", target: "/networks", allow: true},
 		{name: "network inspect", method: "GET", target: "/networks/n1", allow: true},
 		{name: "network create", method: "POST", target: "/networks/create", allow: true},
@@ -97,7 +100,8 @@ func TestDecideRunner(t *testing.T) {
 		{name: "swarm", method: "GET", target: "/swarm", reason: "swarm", wantCode: rd},
 		{name: "services", method: "GET", target: "/services", reason: "swarm", wantCode: rd},
 		{name: "services create", method: "POST", target: "/services/create", reason: "swarm", wantCode: rd},
-		{name: "nodes", method: "GET", target: "/nodes/x", reason: "swarm", wantCode: rd},
+		{name: "nodes", method: "GET", target: "/nodes", reason: "swarm", wantCode: rd},
+		{name: "node update", method: "POST", target: "/nodes/x/update", reason: "swarm", wantCode: rd},
 		{name: "tasks", method: "GET", target: "/tasks", reason: "swarm", wantCode: rd},
 		{name: "secrets", method: "POST", target: "/secrets/create", reason: "swarm", wantCode: rd},
 		{name: "configs", method: "GET", target: "/configs", reason: "swarm", wantCode: rd},
@@ -115,12 +119,37 @@ func TestDecideRunner(t *testing.T) {
 		{name: "grpc", method: "POST", target: "/grpc", reason: "BuildKit", wantCode: rd},
 		{name: "distribution", method: "GET", target: "/distribution/alpine/json", reason: "distribution", wantCode: rd},
 		{name: "image load", method: "POST", target: "/images/load", rule: "default deny", wantCode: rd},
-		{name: "image push", method: "POST", target: "/images/alpine/push", rule: "default deny", wantCode: rd},
+		{name: "plugin enable", method: "POST", target: "/plugins/vieux/sshfs:latest/enable", reason: "managing daemon plugins", wantCode: rd},
+		{name: "plugin remove", method: "DELETE", target: "/plugins/x", reason: "managing daemon plugins", wantCode: rd},
+
+		// Tenants share the image cache and own no image.
+		{name: "image delete", method: "DELETE", target: "/images/alpine?force=1", rule: "deny DELETE /images/**", reason: "removing images", wantCode: rd},
+		{name: "image delete slashes", method: "DELETE", target: "/images/ghcr.io/org/app:1", rule: "deny DELETE /images/**", reason: "removing images", wantCode: rd},
+		{name: "image delete by id", method: "DELETE", target: "/images/sha256:0123", reason: "removing images", wantCode: rd},
+		{name: "image tag", method: "POST", target: "/images/ghcr.io/org/app/tag?repo=x", reason: "tagging images", wantCode: rd},
+		{name: "image tag one segment", method: "POST", target: "/v1.41/images/alpine/tag?repo=x", reason: "tagging images", wantCode: rd},
+		{name: "image push", method: "POST", target: "/images/alpine/push", reason: "pushing images", wantCode: rd},
+		{name: "image push slashes", method: "POST", target: "/images/ghcr.io/org/app/push?tag=1", reason: "pushing images", wantCode: rd},
+		{name: "image prune", method: "POST", target: "/images/prune", reason: "pruning images", wantCode: rd},
+		{name: "image named tag still pulls", method: "POST", target: "/images/create?fromImage=org/tag", allow: true},
+
+		// docker inspect NAME probes: 404 so the CLI moves on to the next type.
+		{name: "inspect probe plugin", method: "GET", target: "/plugins/foo/json", reason: "plugins", wantCode: rd, status: 404},
+		{name: "inspect probe plugin slashes", method: "GET", target: "/v1.41/plugins/vieux/sshfs:latest/json", reason: "plugins", wantCode: rd, status: 404},
+		{name: "inspect probe node", method: "GET", target: "/nodes/x", reason: "swarm", wantCode: rd, status: 404},
+		{name: "inspect probe service", method: "GET", target: "/services/x?insertDefaults=true", reason: "swarm", wantCode: rd, status: 404},
+		{name: "inspect probe task", method: "GET", target: "/tasks/x", reason: "swarm", wantCode: rd, status: 404},
+		{name: "inspect probe secret", method: "GET", target: "/secrets/x", reason: "swarm", wantCode: rd, status: 404},
+		{name: "inspect probe config", method: "GET", target: "/configs/x", reason: "swarm", wantCode: rd, status: 404},
+		{name: "inspect probe container slashes", method: "GET", target: "/containers/ghcr.io/org/app:1/json", reason: "slash", wantCode: rd, status: 404},
+		{name: "inspect probe network slashes", method: "GET", target: "/networks/ghcr.io/org/app:1", reason: "slash", wantCode: rd, status: 404},
+		{name: "inspect probe volume slashes", method: "GET", target: "/volumes/ghcr.io/org/app:1", reason: "slash", wantCode: rd, status: 404},
+		{name: "container export stays 403", method: "GET", target: "/containers/abc/export", reason: "container export", wantCode: rd},
 		{name: "system df", method: "GET", target: "/system/df", rule: "default deny", wantCode: rd},
 		{name: "upper case path", method: "GET", target: "/CONTAINERS/json", rule: "default deny", wantCode: rd},
 		{name: "double encoded dots", method: "GET", target: "/containers/%252e%252e/json", allow: true},
 		{name: "double encoded dots build", method: "POST", target: "/containers/%252e%252e/%252e%252e/build", rule: "default deny", wantCode: rd},
-		{name: "container name with slash", method: "GET", target: "/containers/a%2Fb/json", rule: "default deny", wantCode: rd},
+		{name: "container name with slash", method: "GET", target: "/containers/a%2Fb/json", rule: "deny GET /containers/**/json", wantCode: rd, status: 404},
 		{name: "old api version", method: "POST", target: "/v1.23/containers/abc/start", rule: "min_api_version", reason: "1.23", wantCode: rd},
 		{name: "old api version major", method: "GET", target: "/v1/_ping", rule: "min_api_version", wantCode: rd},
 		{name: "new api version", method: "GET", target: "/v1.100/_ping", allow: true},
@@ -146,6 +175,10 @@ func TestDecideReadOnly(t *testing.T) {
 		{name: "networks", method: "GET", target: "/networks", allow: true},
 		{name: "volumes", method: "GET", target: "/volumes/v", allow: true},
 		{name: "create", method: "POST", target: "/containers/create", reason: "read-only preset denies every write", wantCode: rd},
+		{name: "inspect probe plugin", method: "GET", target: "/plugins/x/json", reason: "read-only", wantCode: rd, status: 404},
+		{name: "inspect probe secret", method: "GET", target: "/secrets/x", reason: "read-only", wantCode: rd, status: 404},
+		{name: "inspect probe container slashes", method: "GET", target: "/containers/a/b/json", reason: "read-only", wantCode: rd, status: 404},
+		{name: "plugin write stays 403", method: "POST", target: "/plugins/pull", reason: "every write", wantCode: rd},
 		{name: "start", method: "POST", target: "/containers/x/start", reason: "read-only", wantCode: rd},
 		{name: "delete", method: "DELETE", target: "/containers/x", reason: "read-only", wantCode: rd},
 		{name: "put archive", method: "PUT", target: "/containers/x/archive", reason: "read-only", wantCode: rd},
@@ -237,5 +270,29 @@ func BenchmarkCanonicalizeDecide(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		r, _ := Canonicalize("POST", "/v1.41/containers/abc/start", "")
 		_ = pol.Decide(r)
+	}
+}
+
+func TestVersionLess(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"1.23", "1.24", true},
+		{"1.24", "1.24", false},
+		{"1.9", "1.24", true},
+		{"1.100", "1.24", false},
+		{"1", "1.24", true},
+		{"2", "1.24", false},
+		{"1.24.0", "1.24", false},
+		{"01.024", "1.24", false},
+		{"1.23.9", "1.24", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.a+"<"+tc.b, func(t *testing.T) {
+			if got := versionLess(tc.a, tc.b); got != tc.want {
+				t.Fatalf("versionLess(%q, %q) = %v", tc.a, tc.b, got)
+			}
+		})
 	}
 }

@@ -56,7 +56,10 @@
 // ("*" is any method) and a path glob: segments are split on "/", "*" matches
 // exactly one segment, "**" matches zero or more segments, anything else is a
 // literal segment. Globs are compiled when a preset is parsed, never per
-// request. The other sections of a preset (container, exec, images, volumes,
+// request. A deny rule answers 403, or 404 when it says `status: 404`: for
+// routes that `docker inspect NAME` probes, where the CLI moves on to the
+// next object type only after a 404 (the message still says "denied by
+// policy"). The other sections of a preset (container, exec, images, volumes,
 // network, build) configure the body rails.
 //
 // # Body inspection

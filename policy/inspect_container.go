@@ -46,6 +46,7 @@ type hostConfigBody struct {
 	Runtime        string
 	Links          []string
 	VolumesFrom    []string
+	VolumeDriver   string
 	Tmpfs          map[string]string
 	Mounts         []mountBody
 	ReadonlyRootfs bool
@@ -255,6 +256,12 @@ func (p *Policy) checkHostConfig(prefix string, h *hostConfigBody, binds, mounts
 		}
 	}
 
+	if h.VolumeDriver != "" {
+		// Named volumes in Binds are created with this driver.
+		if d := p.checkVolumeDriver(prefix+"VolumeDriver", h.VolumeDriver); !d.Allow {
+			return d
+		}
+	}
 	for i, m := range h.Mounts {
 		field := fmt.Sprintf("%sMounts[%d]", prefix, i)
 		switch strings.ToLower(m.Type) {

@@ -95,30 +95,21 @@ func (p *Policy) Decide(req Request) Decision {
 			"API version %s is older than %s, the oldest this preset accepts", req.Version, p.preset.minAPI)
 	}
 	var buf [32]string
-	segs := appendSegments(buf[:0], req.Path)
-	for i := range p.preset.rules {
+	if i, j := p.preset.firstMatch(req.Method, appendSegments(buf[:0], req.Path)); i >= 0 {
 		r := &p.preset.rules[i]
-		if !r.matchMethod(req.Method) {
-			continue
+		if r.deny {
+			reason := r.reason
+			if reason == "" {
+				reason = "rule denies " + req.Method + " " + req.Path
+			}
+			return Decision{Status: r.status, Code: ReasonRuleDenied, Reason: reason, Rule: r.labels[j]}
 		}
-		for j, g := range r.globs {
-			if !g.match(segs) {
-				continue
+		if req.Method == http.MethodPost && req.Path == "/build" {
+			if d := p.buildQueryRails(req); !d.Allow {
+				return d
 			}
-			if r.deny {
-				reason := r.reason
-				if reason == "" {
-					reason = "rule denies " + req.Method + " " + req.Path
-				}
-				return Decision{Status: http.StatusForbidden, Code: ReasonRuleDenied, Reason: reason, Rule: r.labels[j]}
-			}
-			if req.Method == http.MethodPost && req.Path == "/build" {
-				if d := p.buildQueryRails(req); !d.Allow {
-					return d
-				}
-			}
-			return allow(r.labels[j])
 		}
+		return allow(r.labels[j])
 	}
 	// Default deny: nothing matched.
 	return Decision{
@@ -127,6 +118,23 @@ func (p *Policy) Decide(req Request) Decision {
 		Reason: "no rule allows " + req.Method + " " + req.Path,
 		Rule:   "default deny",
 	}
+}
+
+// firstMatch returns the index of the first rule matching method and the
+// canonical path segments, and of its matching glob; -1, -1 when none does.
+func (p *Preset) firstMatch(method string, segs []string) (ruleIdx, globIdx int) {
+	for i := range p.rules {
+		r := &p.rules[i]
+		if !r.matchMethod(method) {
+			continue
+		}
+		for j, g := range r.globs {
+			if g.match(segs) {
+				return i, j
+			}
+		}
+	}
+	return -1, -1
 }
 
 func (r *rule) matchMethod(m string) bool {
@@ -141,17 +149,14 @@ func (r *rule) matchMethod(m string) bool {
 	return false
 }
 
-// versionLess compares dotted numeric versions ("1.9" < "1.24").
+// versionLess compares dotted numeric versions ("1.9" < "1.24"); missing
+// parts count as 0. It does not allocate: it runs on every request.
 func versionLess(a, b string) bool {
-	as, bs := strings.Split(a, "."), strings.Split(b, ".")
-	for i := 0; i < len(as) || i < len(bs); i++ {
+	for a != "" || b != "" {
 		var x, y string
-		if i < len(as) {
-			x = strings.TrimLeft(as[i], "0")
-		}
-		if i < len(bs) {
-			y = strings.TrimLeft(bs[i], "0")
-		}
+		x, a, _ = strings.Cut(a, ".")
+		y, b, _ = strings.Cut(b, ".")
+		x, y = strings.TrimLeft(x, "0"), strings.TrimLeft(y, "0")
 		if len(x) != len(y) {
 			return len(x) < len(y)
 		}

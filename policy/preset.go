@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -43,11 +45,15 @@ type Preset struct {
 	build   buildRails
 }
 
+// NumRules returns the number of entries of the preset's rules list.
+func (p *Preset) NumRules() int { return len(p.rules) }
+
 // rule is one compiled entry of a preset's rules list.
 type rule struct {
 	methods []string // nil means any method
 	globs   []glob
 	deny    bool
+	status  int // HTTP status of a denial: 403, or 404 for probe routes
 	reason  string
 	labels  []string // labels[i] names the rule with globs[i], e.g. `rules[3]: allow GET /_ping`
 }
@@ -119,6 +125,25 @@ type ruleDoc struct {
 	Path   stringList `yaml:"path"`
 	Action string     `yaml:"action"`
 	Reason string     `yaml:"reason"`
+	// Status is the HTTP status of a deny rule's answer: 403 (the default)
+	// or 404, for routes a client probes and moves past only on a 404.
+	Status ruleStatus `yaml:"status"`
+}
+
+// ruleStatus is a rule's status: a plain decimal YAML integer. yaml.v3 would
+// otherwise truncate 404.5 or read 0x194 into an int.
+type ruleStatus int
+
+func (s *ruleStatus) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+		return fmt.Errorf("line %d: status must be an integer (403 or 404)", n.Line)
+	}
+	v, err := strconv.Atoi(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: status %q must be a decimal integer (403 or 404)", n.Line, n.Value)
+	}
+	*s = ruleStatus(v)
+	return nil
 }
 
 type bindRootDoc struct {
@@ -331,6 +356,17 @@ func compileRule(i int, rd ruleDoc) (rule, error) {
 		return r, fmt.Errorf("action %q: must be allow or deny", rd.Action)
 	}
 	r.reason = strings.TrimSpace(rd.Reason)
+	switch rd.Status {
+	case 0, http.StatusForbidden:
+		r.status = http.StatusForbidden
+	case http.StatusNotFound:
+		r.status = http.StatusNotFound
+	default:
+		return r, fmt.Errorf("status %d: must be 403 or 404", rd.Status)
+	}
+	if rd.Status != 0 && !r.deny {
+		return r, errors.New("status applies to deny rules only")
+	}
 	if len(rd.Method) == 0 {
 		return r, errors.New("method is required (use \"*\" for any)")
 	}

@@ -62,6 +62,16 @@ func TestParsePresetErrors(t *testing.T) {
 		{name: "bad registry", preset: "p", src: "rules:\n  - {method: GET, path: /}\nimages: {allowed_registries: [\"ghcr.io/org\"]}\n", wantErr: "allowed_registries"},
 		{name: "bad min version", preset: "p", src: "min_api_version: latest\nrules:\n  - {method: GET, path: /}\n", wantErr: "min_api_version"},
 		{name: "wrong type", preset: "p", src: "rules:\n  - {method: GET, path: /}\ncontainer: {allow_privileged: maybe}\n", wantErr: "line 3"},
+		{name: "status 404", preset: "p", src: "rules:\n  - {method: GET, path: /plugins/**, action: deny, status: 404}\n"},
+		{name: "status 403", preset: "p", src: "rules:\n  - {method: GET, path: /x, action: deny, status: 403}\n"},
+		{name: "status other", preset: "p", src: "rules:\n  - {method: GET, path: /}\n  - {method: GET, path: /x, action: deny, status: 401}\n", wantErr: "line 3: rules[1]: status 401: must be 403 or 404"},
+		{name: "status 200", preset: "p", src: "rules:\n  - {method: GET, path: /x, action: deny, status: 200}\n", wantErr: "must be 403 or 404"},
+		{name: "status string", preset: "p", src: "rules:\n  - {method: GET, path: /x, action: deny, status: \"404\"}\n", wantErr: "line 2"},
+		{name: "status word", preset: "p", src: "rules:\n  - {method: GET, path: /x, action: deny, status: notfound}\n", wantErr: "line 2"},
+		{name: "status float", preset: "p", src: "rules:\n  - {method: GET, path: /x, action: deny, status: 404.5}\n", wantErr: "line 2"},
+		{name: "status hex", preset: "p", src: "rules:\n  - {method: GET, path: /x, action: deny, status: 0x194}\n", wantErr: "line 2"},
+		{name: "status on allow", preset: "p", src: "rules:\n  - {method: GET, path: /x, status: 404}\n", wantErr: "deny rules only"},
+		{name: "status on explicit allow", preset: "p", src: "rules:\n  - {method: GET, path: /x, action: allow, status: 403}\n", wantErr: "deny rules only"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -99,6 +99,7 @@ func commands() []*command {
 		presetCommand(),
 		checkCommand(),
 		denialsCommand(),
+		suggestPolicyCommand(),
 		statusCommand(),
 		versionCommand(),
 		helpCommand(),

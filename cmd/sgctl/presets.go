@@ -57,9 +57,11 @@ func (c *cli) runPresets(ctx context.Context, quiet bool, args []string) error {
 func presetCommand() *command {
 	return &command{
 		name:  "preset",
-		usage: "preset NAME",
-		short: "Print one preset's YAML source",
-		long:  "Prints the YAML source of the preset NAME exactly as the broker holds it; with -o json, the whole preset as protojson.",
+		usage: "preset NAME | preset validate FILE",
+		short: "Print one preset's YAML source, or check a preset file",
+		long: "Prints the YAML source of the preset NAME exactly as the broker holds it; with -o json, the whole preset as protojson.\n\n" +
+			"'preset validate FILE' checks a preset file offline with the broker's parser and prints \"ok: preset NAME (N rules)\", " +
+			"or the first error with its line number (exit 1). The preset is named by its name: key, else by the file name.",
 		setup: func(fs *flag.FlagSet) runFunc {
 			return func(ctx context.Context, c *cli, args []string) error {
 				return c.runPreset(ctx, args)
@@ -69,6 +71,9 @@ func presetCommand() *command {
 }
 
 func (c *cli) runPreset(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "validate" {
+		return c.runPresetValidate(args[1:])
+	}
 	if err := wantArgs(args, "preset NAME"); err != nil {
 		return err
 	}

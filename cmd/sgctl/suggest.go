@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+
+	"github.com/sockguard/sockguard/policy"
+	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+type suggestOptions struct {
+	socket          string
+	since           string
+	name            string
+	includeEnforced bool
+}
+
+func suggestPolicyCommand() *command {
+	return &command{
+		name:  "suggest-policy",
+		usage: "suggest-policy --socket NAME [--since 1h|RFC3339] [--name NEW] [--include-enforced]",
+		short: "Print a widened preset that would have allowed a socket's would-deny records",
+		long: "Reads the socket's preset and its deny log, and prints (to stdout) the YAML of a new preset: the socket's " +
+			"preset plus the smallest additions that would have let the recorded requests through, each with a comment " +
+			"saying how often and when it was needed. Run the socket in audit mode first (update-socket --policy-mode audit): " +
+			"only its would-deny records are used, unless --include-enforced is given.\n\n" +
+			"Additions that would make the host reachable (privileged containers, host namespaces, binds of / or " +
+			"system directories, capabilities such as SYS_ADMIN, plugin installs) are written commented out under a " +
+			"WARNING, so the preset still refuses them until you uncomment them deliberately. Check the result with " +
+			"'sgctl preset validate FILE'.",
+		setup: func(fs *flag.FlagSet) runFunc {
+			o := &suggestOptions{}
+			fs.StringVar(&o.socket, "socket", "", "the socket `NAME` whose records and preset to use (required)")
+			fs.StringVar(&o.since, "since", "", "only records at or after `TIME`: a duration back from now (90s, 1h) or an RFC 3339 time")
+			fs.StringVar(&o.name, "name", "", "the new preset's `NAME` (default: the socket's preset name plus -suggested)")
+			fs.BoolVar(&o.includeEnforced, "include-enforced", false, "also use records the broker refused (enforce mode), not only would-denies")
+			return func(ctx context.Context, c *cli, args []string) error {
+				return c.runSuggestPolicy(ctx, o, args)
+			}
+		},
+	}
+}
+
+func (c *cli) runSuggestPolicy(ctx context.Context, o *suggestOptions, args []string) error {
+	if err := wantArgs(args); err != nil {
+		return err
+	}
+	if o.socket == "" {
+		return usagef("--socket is required")
+	}
+	req := &sockguardv1.ListDenialsRequest{Socket: o.socket}
+	if o.since != "" {
+		t, err := parseTimeFlag("--since", o.since, c.now())
+		if err != nil {
+			return err
+		}
+		req.StartTime = timestamppb.New(t)
+	}
+	var (
+		sock    *sockguardv1.Socket
+		preset  *sockguardv1.Preset
+		denials []*sockguardv1.Denial
+	)
+	err := c.call(ctx, func(ctx context.Context, api sockguardv1.SockguardServiceClient) error {
+		sr, err := api.GetSocket(ctx, &sockguardv1.GetSocketRequest{Name: o.socket})
+		if err != nil {
+			return err
+		}
+		sock = sr.GetSocket()
+		pr, err := api.GetPreset(ctx, &sockguardv1.GetPresetRequest{Name: sock.GetPreset()})
+		if err != nil {
+			return err
+		}
+		preset = pr.GetPreset()
+		denials, err = collectDenials(ctx, api, req, 0)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	name := o.name
+	if name == "" {
+		name = sock.GetPreset() + "-suggested"
+	}
+	base, err := policy.ParsePreset(preset.GetName(), []byte(preset.GetYaml()))
+	if err != nil {
+		return fmt.Errorf("the broker's preset %q does not parse here (is sgctl older than the broker?): %w", preset.GetName(), err)
+	}
+	var obs []policy.Observation
+	for _, d := range denials {
+		if d.GetPolicyMode() != sockguardv1.PolicyMode_POLICY_MODE_AUDIT && !o.includeEnforced {
+			continue
+		}
+		obs = append(obs, policy.Observation{
+			Time:   d.GetTime().AsTime(),
+			Method: d.GetMethod(),
+			Path:   d.GetPath(),
+			Code:   policy.ReasonCode(d.GetReasonCode()),
+			Reason: d.GetReason(),
+			Rule:   d.GetRule(),
+		})
+	}
+	out, err := policy.Suggest(base, name, obs)
+	if err != nil {
+		if o.name != "" {
+			return usagef("--name %q: %v", o.name, err)
+		}
+		return fmt.Errorf("%w (choose a name with --name)", err)
+	}
+	if len(obs) == 0 {
+		what := "would-deny (audit) records"
+		if o.includeEnforced {
+			what = "denial records"
+		}
+		fmt.Fprintf(c.stderr, "sgctl: no %s for socket %s: the suggestion equals preset %s\n", what, cell(o.socket), cell(base.Name))
+	}
+	_, err = c.stdout.Write(out)
+	return err
+}
