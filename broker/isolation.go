@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/sockguard/sockguard/policy"
@@ -303,6 +304,77 @@ func cloneValues(v url.Values) url.Values {
 		out[k] = append([]string(nil), vs...)
 	}
 	return out
+}
+
+// setTopLevel sets key (replacing any key equal under case folding, the
+// one dockerd would read) in a JSON object body.
+func setTopLevel(body []byte, key string, v any) ([]byte, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil || top == nil {
+		return nil, errAmbiguous("request body is not a JSON object")
+	}
+	for k := range top {
+		if strings.EqualFold(k, key) {
+			delete(top, k)
+		}
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	top[key] = raw
+	return json.Marshal(top)
+}
+
+// errNameTaken is a create whose name belongs to another tenant's object.
+// Names are one namespace on the daemon, so this cannot look like a
+// missing object; it says no more than that the name is taken.
+type errNameTaken struct{ msg string }
+
+func (e *errNameTaken) Error() string { return e.msg }
+
+// isolateNetworkCreate stamps the owner and forces CheckDuplicate: without
+// it dockerd creates a second network of the same name and answers with a
+// warning that carries the other network's id.
+func (iso isolator) isolateNetworkCreate(body []byte) ([]byte, error) {
+	b, err := stampOwner(body, iso.owner)
+	if err != nil {
+		return nil, err
+	}
+	return setTopLevel(b, "CheckDuplicate", true)
+}
+
+// isolateVolumeCreate stamps the owner. dockerd answers a create of an
+// existing name with that volume, labels and mountpoint included: a name
+// owned by another tenant is refused instead.
+func (iso isolator) isolateVolumeCreate(ctx context.Context, body []byte) ([]byte, error) {
+	var v struct{ Name string }
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := json.Unmarshal(body, &v); err != nil {
+			return nil, errAmbiguous("volume create body: " + err.Error())
+		}
+	}
+	if v.Name != "" {
+		var existing struct{ Labels map[string]string }
+		found, err := iso.get(ctx, "/volumes/"+v.Name, &existing)
+		if err != nil {
+			return nil, err
+		}
+		if found && existing.Labels[OwnerLabel] != iso.owner {
+			return nil, &errNameTaken{fmt.Sprintf("volume name %q is already in use", v.Name)}
+		}
+	}
+	return stampOwner(body, iso.owner)
+}
+
+// conflictID matches the other container's id in dockerd's 409 answer to a
+// create or rename whose name is taken.
+var conflictID = regexp.MustCompile(` by container "?[0-9a-f]{12,64}"?`)
+
+// scrubConflict removes the id of the container holding a name from a 409
+// answer: it may be another tenant's.
+func scrubConflict(msg string) string {
+	return conflictID.ReplaceAllString(msg, "")
 }
 
 // stampOwner sets the owner label in a create body (container, network or

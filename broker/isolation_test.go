@@ -133,3 +133,11 @@ func TestStampOwner(t *testing.T) {
 		t.Fatal("non-object Labels accepted")
 	}
 }
+
+func TestScrubConflict(t *testing.T) {
+	in := `Conflict. The container name "/job" is already in use by container "83ee47ccf22412345678901234567890123456789012345678901234567890ab". You have to remove (or rename) that container to be able to reuse that name.`
+	want := `Conflict. The container name "/job" is already in use. You have to remove (or rename) that container to be able to reuse that name.`
+	if got := scrubConflict(in); got != want {
+		t.Fatalf("got %q", got)
+	}
+}

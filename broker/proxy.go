@@ -47,11 +47,12 @@ func NewProxy(up *Upstream, denials *DenyLog, log, access *slog.Logger) *Proxy {
 		reqBase: strconv.FormatInt(time.Now().UnixNano()%1e9, 36),
 	}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:       p.rewrite,
-		Transport:     up.transport,
-		FlushInterval: -1, // logs -f, events and stats are flushed as they come
-		ErrorHandler:  p.upstreamError,
-		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		Rewrite:        p.rewrite,
+		Transport:      up.transport,
+		FlushInterval:  -1, // logs -f, events and stats are flushed as they come
+		ErrorHandler:   p.upstreamError,
+		ModifyResponse: p.modifyResponse,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return p
 }
@@ -79,6 +80,37 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	if f.bodyRead {
 		setBody(out, f.body)
 	}
+}
+
+// modifyResponse scrubs what dockerd's answers could leak about other
+// tenants: the id in a 409 name conflict on container create or rename.
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	if resp.StatusCode != http.StatusConflict {
+		return nil
+	}
+	f, _ := resp.Request.Context().Value(forwardKey{}).(*forward)
+	if f == nil || f.req.Method != http.MethodPost ||
+		(f.req.Path != "/containers/create" && !strings.HasSuffix(f.req.Path, "/rename")) {
+		return nil
+	}
+	buf, err := readCapped(resp.Body, 64<<10)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	var m struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(buf, &m) == nil && m.Message != "" {
+		buf, _ = json.Marshal(struct {
+			Message string `json:"message"`
+		}{scrubConflict(m.Message)})
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(buf))
+	resp.ContentLength = int64(len(buf))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(buf)))
+	resp.Header.Del("Transfer-Encoding")
+	return nil
 }
 
 func setBody(r *http.Request, body []byte) {
@@ -217,7 +249,11 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	isolationFailed := func(err error) {
 		var foreign *errForeign
 		var amb errAmbiguous
+		var taken *errNameTaken
 		switch {
+		case errors.As(err, &taken):
+			record(policy.Decision{Code: policy.ReasonForeignObject, Reason: taken.Error() + " by another tenant", Rule: "tenant isolation"}, ModeEnforce)
+			writeDockerError(w, http.StatusConflict, taken.Error())
 		case errors.As(err, &foreign):
 			record(policy.Decision{Code: policy.ReasonForeignObject, Reason: "not owned by this tenant: " + foreign.Error(), Rule: "tenant isolation"}, ModeEnforce)
 			writeDockerError(w, foreign.status(), foreign.Error())
@@ -321,11 +357,14 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if isolated {
 			var err error
-			if req.Path == "/containers/create" {
+			switch req.Path {
+			case "/containers/create":
 				f.body, err = iso.isolateContainerCreate(ctx, f.body)
-			} else if strings.HasSuffix(req.Path, "/create") {
-				f.body, err = stampOwner(f.body, st.t.ID)
-			} else {
+			case "/networks/create":
+				f.body, err = iso.isolateNetworkCreate(f.body)
+			case "/volumes/create":
+				f.body, err = iso.isolateVolumeCreate(ctx, f.body)
+			default:
 				f.body, err = iso.isolateNetworkConnect(ctx, f.body)
 			}
 			if err != nil {

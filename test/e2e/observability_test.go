@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -264,4 +265,68 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+}
+
+// TestSuggestPolicy: a short audit session of refused-but-needed calls
+// turns into a preset that, loaded from --preset-dir, lets the same calls
+// through, while the privileged run it also saw stays refused (the
+// suggestion only carries it as a commented-out warning).
+func TestSuggestPolicy(t *testing.T) {
+	b := NewBroker(t)
+	presets := filepath.Join(b.Dir, "presets")
+	if err := os.Mkdir(presets, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b.ExtraArgs = append(b.ExtraArgs, "--preset-dir", presets)
+	b.Start()
+	b.CreateSocket(t, "learn", "github-actions-runner", "--policy-mode", "audit")
+	name := objectName(t, "learn")
+	defer cleanupUpstream(t, "container", name)
+	priv := objectName(t, "learnpriv")
+	defer cleanupUpstream(t, "container", priv)
+
+	b.Docker("learn", "create", "--name", name, testImage, "true").MustSucceed(t)
+	if r := b.Docker("learn", "export", "-o", filepath.Join(b.Dir, "x.tar"), name); r.Code != 0 {
+		t.Fatalf("audit mode refused docker export: %s", r)
+	}
+	b.Docker("learn", "create", "--name", priv, "--privileged", testImage, "true").MustSucceed(t)
+	waitDenials(t, b, "learn", func(ds []denialJSON) bool {
+		_, export := findDenial(ds, "GET", "/containers/*/export")
+		for _, d := range ds {
+			if strings.HasSuffix(d.Path, "/export") {
+				export = true
+			}
+		}
+		_, create := findDenial(ds, "POST", "/containers/create")
+		return export && create
+	})
+
+	r := b.Sgctl("suggest-policy", "--socket", "learn", "--name", "learned").MustSucceed(t)
+	if !strings.Contains(r.Stdout, "WARNING") {
+		t.Fatalf("suggestion has no warning for the privileged create:\n%s", r.Stdout)
+	}
+	file := filepath.Join(presets, "learned.yaml")
+	if err := os.WriteFile(file, []byte(r.Stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.Sgctl("preset", "validate", file).MustSucceed(t)
+
+	b.Restart() // operator presets are read at start
+	b.Sgctl("update-socket", "learn", "--preset", "learned", "--policy-mode", "enforce").MustSucceed(t)
+	if r := b.Docker("learn", "export", "-o", filepath.Join(b.Dir, "y.tar"), name); r.Code != 0 {
+		t.Fatalf("the learned preset refuses docker export: %s\npreset:\n%s", r, readFile(t, file))
+	}
+	r = b.Docker("learn", "create", "--privileged", testImage, "true")
+	if !strings.Contains(r.Combined(), "sockguard: denied by policy") {
+		t.Fatalf("the learned preset lets a privileged create through: %s", r)
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
