@@ -196,13 +196,23 @@ const (
 	epVolumeCreate
 	epNetworkCreate
 	epNetworkConnect
+	epArchivePut
 )
 
 func classify(req Request) endpoint {
-	if req.Method != http.MethodPost {
+	var buf [8]string
+	switch req.Method {
+	case http.MethodPost:
+	case http.MethodPut:
+		// docker cp into a container: PUT /containers/{id}/archive (the
+		// reference may hold slashes: dockerd's route is {name:.*}).
+		if s := appendSegments(buf[:0], req.Path); len(s) >= 3 && s[0] == "containers" && s[len(s)-1] == "archive" {
+			return epArchivePut
+		}
+		return epNone
+	default:
 		return epNone
 	}
-	var buf [8]string
 	s := appendSegments(buf[:0], req.Path)
 	switch {
 	case len(s) == 2 && s[0] == "containers" && s[1] == "create":
@@ -230,8 +240,11 @@ func classify(req Request) endpoint {
 // Content-Length or Content-Type: it reads up to limit+1 bytes and, if more
 // than limit arrive, answers TooLarge(limit) without forwarding.
 func (p *Policy) BodyPolicy(req Request) (inspect bool, limit int64) {
-	if classify(req) == epNone {
+	switch classify(req) {
+	case epNone:
 		return false, 0
+	case epArchivePut:
+		return true, p.preset.maxArchive
 	}
 	return true, p.preset.maxBody
 }
@@ -245,8 +258,8 @@ func (p *Policy) InspectBody(req Request, header http.Header, body []byte) (Deci
 	if ep == epNone {
 		return allow("no body inspection"), nil
 	}
-	if int64(len(body)) > p.preset.maxBody {
-		return TooLarge(p.preset.maxBody), nil
+	if _, limit := p.BodyPolicy(req); int64(len(body)) > limit {
+		return TooLarge(limit), nil
 	}
 	if len(body) > 0 && isFormContentType(header) {
 		// dockerd's ParseForm reads a form-encoded body into the same values as
@@ -270,6 +283,8 @@ func (p *Policy) InspectBody(req Request, header http.Header, body []byte) (Deci
 		return p.inspectNetworkCreate(body), nil
 	case epNetworkConnect:
 		return p.inspectNetworkConnect(body), nil
+	case epArchivePut:
+		return inspectArchive(body, 16*p.preset.maxArchive), nil
 	}
 	return allow("no body inspection"), nil
 }

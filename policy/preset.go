@@ -26,6 +26,10 @@ var builtinFS embed.FS
 const (
 	defaultMaxBody = 1 << 20
 	maxMaxBody     = 64 << 20
+	// defaultMaxArchive caps a container archive upload (docker cp into a
+	// container), which is a tar rather than JSON.
+	defaultMaxArchive = 64 << 20
+	maxMaxArchive     = 1 << 30
 )
 
 // Preset is a parsed, validated and compiled preset. It is immutable.
@@ -34,15 +38,16 @@ type Preset struct {
 	Source            []byte // the YAML as written
 	Builtin           bool
 
-	minAPI  string
-	maxBody int64
-	rules   []rule
-	ctr     containerRails
-	exec    execRails
-	images  imageRails
-	volumes volumeRails
-	network networkRails
-	build   buildRails
+	minAPI     string
+	maxBody    int64
+	maxArchive int64
+	rules      []rule
+	ctr        containerRails
+	exec       execRails
+	images     imageRails
+	volumes    volumeRails
+	network    networkRails
+	build      buildRails
 }
 
 // NumRules returns the number of entries of the preset's rules list.
@@ -111,6 +116,7 @@ type presetDoc struct {
 	Description   string       `yaml:"description"`
 	MinAPIVersion string       `yaml:"min_api_version"`
 	MaxBodyBytes  int64        `yaml:"max_body_bytes"`
+	MaxArchive    int64        `yaml:"max_archive_bytes"`
 	Rules         []ruleDoc    `yaml:"rules"`
 	Container     containerDoc `yaml:"container"`
 	Exec          execDoc      `yaml:"exec"`
@@ -280,6 +286,7 @@ func ParsePreset(name string, src []byte) (*Preset, error) {
 		Description: strings.TrimSpace(doc.Description),
 		Source:      bytes.Clone(src),
 		maxBody:     defaultMaxBody,
+		maxArchive:  defaultMaxArchive,
 	}
 	if doc.MinAPIVersion != "" {
 		if !isVersionSegment("v" + doc.MinAPIVersion) {
@@ -292,6 +299,12 @@ func ParsePreset(name string, src []byte) (*Preset, error) {
 			return fail("max_body_bytes %d must be between 1024 and %d", doc.MaxBodyBytes, maxMaxBody)
 		}
 		p.maxBody = doc.MaxBodyBytes
+	}
+	if doc.MaxArchive != 0 {
+		if doc.MaxArchive < 1024 || doc.MaxArchive > maxMaxArchive {
+			return fail("max_archive_bytes %d must be between 1024 and %d", doc.MaxArchive, maxMaxArchive)
+		}
+		p.maxArchive = doc.MaxArchive
 	}
 	if len(doc.Rules) == 0 {
 		return fail("rules: at least one rule is required")
