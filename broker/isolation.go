@@ -279,6 +279,28 @@ func (iso isolator) isolateQuery(ctx context.Context, req *policy.Request) (stri
 		q.Set("filters", f)
 		return q.Encode(), nil
 	}
+	if req.Method == http.MethodPost && req.Path == "/build" {
+		// Where a preset allows builds, the image is the tenant's: stamp
+		// the owner into the labels parameter (an image's labels are
+		// inherited by containers, so it must never carry another owner).
+		if len(q["labels"]) > 1 {
+			return "", errAmbiguous("more than one labels parameter")
+		}
+		labels := map[string]string{}
+		if raw := q.Get("labels"); raw != "" {
+			if err := json.Unmarshal([]byte(raw), &labels); err != nil {
+				return "", errAmbiguous("labels is not a JSON object of strings")
+			}
+			if labels == nil {
+				labels = map[string]string{}
+			}
+		}
+		labels[OwnerLabel] = iso.owner
+		enc, _ := json.Marshal(labels)
+		q = cloneValues(q)
+		q.Set("labels", string(enc))
+		return q.Encode(), nil
+	}
 	if req.Method == http.MethodPost && req.Path == "/commit" {
 		if len(q["container"]) != 1 {
 			return "", errAmbiguous("commit needs exactly one container parameter")

@@ -1,9 +1,14 @@
 package broker
 
 import (
+	"context"
 	"encoding/json"
+	"net/url"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/sockguard/sockguard/policy"
 )
 
 func TestObjectRoute(t *testing.T) {
@@ -139,5 +144,69 @@ func TestScrubConflict(t *testing.T) {
 	want := `Conflict. The container name "/job" is already in use. You have to remove (or rename) that container to be able to reuse that name.`
 	if got := scrubConflict(in); got != want {
 		t.Fatalf("got %q", got)
+	}
+}
+
+func TestIsolateQuery(t *testing.T) {
+	iso := isolator{owner: "t-1"}
+	own := OwnerLabel + "=t-1"
+	tests := []struct {
+		name, method, target string
+		check                func(t *testing.T, q url.Values)
+		err                  bool
+	}{
+		{"container list gets the owner filter", "GET", "/containers/json?all=1", func(t *testing.T, q url.Values) {
+			if !strings.Contains(q.Get("filters"), own) || q.Get("all") != "1" {
+				t.Fatalf("query %v", q)
+			}
+		}, false},
+		{"events keep the caller's filters", "GET", `/events?filters={"type":["container"]}`, func(t *testing.T, q url.Values) {
+			f := q.Get("filters")
+			if !strings.Contains(f, own) || !strings.Contains(f, `"type":{"container":true}`) {
+				t.Fatalf("filters %s", f)
+			}
+		}, false},
+		{"prune", "POST", "/volumes/prune", func(t *testing.T, q url.Values) {
+			if !strings.Contains(q.Get("filters"), own) {
+				t.Fatalf("query %v", q)
+			}
+		}, false},
+		{"two filters parameters are ambiguous", "GET", "/networks?filters={}&filters={}", nil, true},
+		{"build labels get the owner", "POST", `/build?labels={"` + OwnerLabel + `":"t-2","a":"b"}`, func(t *testing.T, q url.Values) {
+			var l map[string]string
+			json.Unmarshal([]byte(q.Get("labels")), &l)
+			if l[OwnerLabel] != "t-1" || l["a"] != "b" {
+				t.Fatalf("labels %v", l)
+			}
+		}, false},
+		{"other routes untouched", "GET", "/containers/abc/json?size=1", func(t *testing.T, q url.Values) {
+			if q.Encode() != "size=1" {
+				t.Fatalf("query %v", q)
+			}
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, err := url.Parse(tt.target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, err := policy.Canonicalize(tt.method, u.Path, u.RawQuery)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := iso.isolateQuery(context.Background(), &req)
+			if (err != nil) != tt.err {
+				t.Fatalf("err = %v, want error %v", err, tt.err)
+			}
+			if err != nil {
+				return
+			}
+			q, err := url.ParseQuery(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, q)
+		})
 	}
 }
