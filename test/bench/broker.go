@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -127,13 +128,22 @@ func waitSocket(ctx context.Context, b *brokerProc, path string, timeout time.Du
 // runSgctl runs sgctl with args and a bounded time, returning its output in
 // the error if it fails.
 func runSgctl(ctx context.Context, bin string, args ...string) error {
+	_, err := runSgctlOut(ctx, bin, args...)
+	return err
+}
+
+// runSgctlOut is runSgctl returning sgctl's stdout.
+func runSgctlOut(ctx context.Context, bin string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("sgctl %s: %v\n%s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("sgctl %s: %v\n%s", strings.Join(args, " "), err,
+			strings.TrimSpace(stderr.String()+"\n"+stdout.String()))
 	}
-	return nil
+	return stdout.Bytes(), nil
 }
 
 // exitDesc describes a Wait result, including a clean exit.

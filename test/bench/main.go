@@ -41,6 +41,16 @@ type config struct {
 	directOnly   bool
 	binDir       string
 	startTimeout time.Duration
+
+	// -storm mode
+	storm           bool
+	stormDuration   time.Duration
+	stormC          int
+	quietC          int
+	baseline        time.Duration
+	stormMaxRecords int
+	mockProcess     bool
+	serveMock       string
 }
 
 func logf(format string, args ...any) {
@@ -57,6 +67,14 @@ func main() {
 	flag.BoolVar(&cfg.directOnly, "direct-only", false, "benchmark the mock upstream only; do not build or start the broker")
 	flag.StringVar(&cfg.binDir, "bin-dir", "", "take broker and sgctl from `DIR` instead of building them")
 	flag.DurationVar(&cfg.startTimeout, "start-timeout", 20*time.Second, "how long to wait for the broker's sockets")
+	flag.BoolVar(&cfg.storm, "storm", false, "deny storm mode: flood one tenant with denied requests while measuring another's pings (see README.md)")
+	flag.DurationVar(&cfg.stormDuration, "storm-duration", 60*time.Second, "with -storm: how long the storm lasts")
+	flag.IntVar(&cfg.stormC, "storm-c", 64, "with -storm: concurrent workers sending denied requests")
+	flag.IntVar(&cfg.quietC, "quiet-c", 2, "with -storm: concurrent workers pinging the quiet tenant")
+	flag.DurationVar(&cfg.baseline, "baseline", 5*time.Second, "with -storm: how long the quiet tenant is measured alone first")
+	flag.IntVar(&cfg.stormMaxRecords, "storm-max-records", 50000, "with -storm: the broker's --deny-log-max-records")
+	flag.BoolVar(&cfg.mockProcess, "storm-mock-process", true, "with -storm: run the mock dockerd in a child process, not in the load generator's")
+	flag.StringVar(&cfg.serveMock, "serve-mock", "", "internal: serve only the mock dockerd on unix socket `PATH` until stdin closes")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected arguments: %q\n", flag.Args())
@@ -75,10 +93,33 @@ func main() {
 	case cfg.rounds < 1 || cfg.rounds > 100:
 		fmt.Fprintln(os.Stderr, "bench: -rounds must be in 1..100")
 		os.Exit(2)
+	case cfg.storm && cfg.directOnly:
+		fmt.Fprintln(os.Stderr, "bench: -storm and -direct-only exclude each other")
+		os.Exit(2)
+	case cfg.storm && (cfg.stormDuration < time.Second || cfg.stormDuration > time.Hour):
+		fmt.Fprintln(os.Stderr, "bench: -storm-duration must be in [1s, 1h]")
+		os.Exit(2)
+	case cfg.storm && (cfg.stormC < 1 || cfg.stormC > 4096 || cfg.quietC < 1 || cfg.quietC > 4096):
+		fmt.Fprintln(os.Stderr, "bench: -storm-c and -quiet-c must be in 1..4096")
+		os.Exit(2)
+	case cfg.storm && (cfg.baseline <= 0 || cfg.baseline > 10*time.Minute):
+		fmt.Fprintln(os.Stderr, "bench: -baseline must be in (0, 10m]")
+		os.Exit(2)
+	case cfg.storm && cfg.stormMaxRecords < 1:
+		fmt.Fprintln(os.Stderr, "bench: -storm-max-records must be at least 1")
+		os.Exit(2)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, cfg)
+	var err error
+	switch {
+	case cfg.serveMock != "":
+		err = serveMockProcess(ctx, cfg.serveMock)
+	case cfg.storm:
+		err = runStorm(ctx, cfg)
+	default:
+		err = run(ctx, cfg)
+	}
 	stop()
 	if err != nil {
 		logf("FAIL: %v", err)
@@ -105,24 +146,17 @@ func run(ctx context.Context, cfg config) (err error) {
 	}
 	defer mock.Close()
 
-	pingOK := func(h http.Header, body []byte) error {
-		if string(body) != "OK" {
-			return errors.New(`body is not "OK"`)
-		}
-		if v := h.Get("Api-Version"); v != "1.41" {
-			return fmt.Errorf("Api-Version header %q, want 1.41", v)
-		}
-		return nil
-	}
 	targets := []target{{
 		name: "direct ping", socket: mock.path,
-		method: http.MethodGet, path: pingURLPath, wantStatus: http.StatusOK, checkBody: pingOK,
+		method: http.MethodGet, path: pingURLPath, wantStatus: http.StatusOK, checkBody: checkPing,
 	}}
 
 	var broker *brokerProc
 	if !cfg.directOnly {
-		var tenantSock string
-		tenantSock, broker, err = setupBroker(ctx, cfg, tmp, mock.path)
+		var bs brokerSetup
+		bs, err = setupBroker(ctx, cfg, tmp, mock.path, nil, tenant)
+		broker = bs.proc
+		tenantSock := bs.socks[tenant]
 		if broker != nil {
 			defer func() {
 				if serr := broker.stop(5 * time.Second); serr != nil {
@@ -140,23 +174,12 @@ func run(ctx context.Context, cfg config) (err error) {
 		targets = append(targets,
 			target{
 				name: "broker ping", socket: tenantSock,
-				method: http.MethodGet, path: pingURLPath, wantStatus: http.StatusOK, checkBody: pingOK,
+				method: http.MethodGet, path: pingURLPath, wantStatus: http.StatusOK, checkBody: checkPing,
 			},
 			target{
 				name: "broker denied", socket: tenantSock,
 				method: http.MethodPost, path: deniedPath, wantStatus: http.StatusForbidden,
-				checkBody: func(_ http.Header, body []byte) error {
-					var m struct {
-						Message string `json:"message"`
-					}
-					if err := json.Unmarshal(body, &m); err != nil {
-						return fmt.Errorf("body is not a Docker error JSON: %v", err)
-					}
-					if !strings.HasPrefix(m.Message, "sockguard: denied by policy: ") {
-						return fmt.Errorf(`message %q does not start with "sockguard: denied by policy: "`, m.Message)
-					}
-					return nil
-				},
+				checkBody: checkDenied,
 			})
 	}
 
@@ -249,49 +272,90 @@ func run(ctx context.Context, cfg config) (err error) {
 	return nil
 }
 
-// setupBroker builds (or finds) the binaries, starts the broker and creates
-// the tenant socket. The returned broker, when non-nil, must be stopped even
-// if err is non-nil.
-func setupBroker(ctx context.Context, cfg config, tmp, upstream string) (tenantSock string, b *brokerProc, err error) {
+// brokerSetup is a running broker and what the benchmark needs to reach it.
+type brokerSetup struct {
+	proc     *brokerProc
+	admin    string            // admin socket
+	sgctl    string            // sgctl binary
+	stateDir string            // --state-dir
+	socks    map[string]string // tenant name -> tenant socket
+}
+
+// checkPing validates a ping answered by the mock (directly or proxied).
+func checkPing(h http.Header, body []byte) error {
+	if string(body) != "OK" {
+		return errors.New(`body is not "OK"`)
+	}
+	if v := h.Get("Api-Version"); v != "1.41" {
+		return fmt.Errorf("Api-Version header %q, want 1.41", v)
+	}
+	return nil
+}
+
+// checkDenied validates the broker's refusal of the denied request.
+func checkDenied(_ http.Header, body []byte) error {
+	var m struct {
+		Message string `json:"message"`
+	}
+	if err := json.Unmarshal(body, &m); err != nil {
+		return fmt.Errorf("body is not a Docker error JSON: %v", err)
+	}
+	if !strings.HasPrefix(m.Message, "sockguard: denied by policy: ") {
+		return fmt.Errorf(`message %q does not start with "sockguard: denied by policy: "`, m.Message)
+	}
+	return nil
+}
+
+// setupBroker builds (or finds) the binaries, starts the broker with the
+// standard flags plus extra, and creates one tenant socket (preset
+// github-actions-runner) per name. The returned setup, when its proc is
+// non-nil, must be stopped even if err is non-nil.
+func setupBroker(ctx context.Context, cfg config, tmp, upstream string, extra []string, tenants ...string) (s brokerSetup, err error) {
 	binDir := cfg.binDir
 	if binDir == "" {
 		binDir = filepath.Join(tmp, "bin")
 		logf("building ./cmd/broker and ./cmd/sgctl")
 		if err := buildBinaries(ctx, binDir); err != nil {
-			return "", nil, err
+			return s, err
 		}
 	}
 	brokerBin := filepath.Join(binDir, "broker")
-	sgctlBin := filepath.Join(binDir, "sgctl")
-	for _, b := range []string{brokerBin, sgctlBin} {
+	s.sgctl = filepath.Join(binDir, "sgctl")
+	for _, b := range []string{brokerBin, s.sgctl} {
 		if st, err := os.Stat(b); err != nil || st.IsDir() {
-			return "", nil, fmt.Errorf("binary %s not found", b)
+			return s, fmt.Errorf("binary %s not found", b)
 		}
 	}
 
-	admin := filepath.Join(tmp, "admin.sock")
+	s.admin = filepath.Join(tmp, "admin.sock")
+	s.stateDir = filepath.Join(tmp, "state")
 	sockDir := filepath.Join(tmp, "s")
-	b, err = startBroker(brokerBin, []string{
+	args := append([]string{
 		"--upstream", "unix://" + upstream,
-		"--admin-socket", admin,
+		"--admin-socket", s.admin,
 		"--socket-dir", sockDir,
-		"--state-dir", filepath.Join(tmp, "state"),
+		"--state-dir", s.stateDir,
 		"--log-level", "warn",
-	})
+	}, extra...)
+	s.proc, err = startBroker(brokerBin, args)
 	if err != nil {
-		return "", nil, err
+		return s, err
 	}
-	if err := waitSocket(ctx, b, admin, cfg.startTimeout); err != nil {
-		return "", b, fmt.Errorf("broker did not start: %w", err)
+	if err := waitSocket(ctx, s.proc, s.admin, cfg.startTimeout); err != nil {
+		return s, fmt.Errorf("broker did not start: %w", err)
 	}
-	if err := runSgctl(ctx, sgctlBin, "--admin-socket", admin, "create-socket", tenant, "--preset", preset); err != nil {
-		return "", b, err
+	s.socks = make(map[string]string, len(tenants))
+	for _, name := range tenants {
+		if err := runSgctl(ctx, s.sgctl, "--admin-socket", s.admin, "create-socket", name, "--preset", preset); err != nil {
+			return s, err
+		}
+		sock := filepath.Join(sockDir, name, "sockguard.sock")
+		if err := waitSocket(ctx, s.proc, sock, cfg.startTimeout); err != nil {
+			return s, fmt.Errorf("tenant socket: %w", err)
+		}
+		s.socks[name] = sock
 	}
-	tenantSock = filepath.Join(sockDir, tenant, "sockguard.sock")
-	if err := waitSocket(ctx, b, tenantSock, cfg.startTimeout); err != nil {
-		return "", b, fmt.Errorf("tenant socket: %w", err)
-	}
-	return tenantSock, b, nil
+	return s, nil
 }
 
 type envDesc struct {

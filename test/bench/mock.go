@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"regexp"
 	"sync/atomic"
 	"time"
@@ -29,7 +33,18 @@ var (
 	pingPath      = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/_ping$`)
 	execStartPath = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/exec/[^/]+/start$`)
 	buildPath     = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/build$`)
+	versionPath   = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/version$`)
 )
+
+const mockStatsPath = "/_bench/stats"
+
+// mockStats is what the mock answers on mockStatsPath.
+type mockStats struct {
+	Pings  int64 `json:"pings"`
+	Builds int64 `json:"builds"`
+	Other  int64 `json:"other"`
+	Conns  int64 `json:"conns"`
+}
 
 func startMock(path string) (*mockDocker, error) {
 	_ = os.Remove(path)
@@ -65,6 +80,14 @@ func (m *mockDocker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Server", "Docker/20.10.0 (linux)")
 	p := r.URL.Path
 	switch {
+	case p == mockStatsPath && r.Method == http.MethodGet:
+		// For a mock in its own process (-storm): what it has seen. The
+		// broker never forwards this path (no Docker route matches it), and
+		// it is not counted.
+		h.Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(mockStats{
+			Pings: m.pings.Load(), Builds: m.builds.Load(), Other: m.other.Load(), Conns: m.conns.Load(),
+		})
 	case pingPath.MatchString(p) && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		m.pings.Add(1)
 		h.Set("Content-Type", "text/plain; charset=utf-8")
@@ -75,6 +98,10 @@ func (m *mockDocker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet {
 			_, _ = w.Write([]byte("OK"))
 		}
+	case versionPath.MatchString(p) && r.Method == http.MethodGet:
+		// The broker asks for it in status and at every metrics scrape.
+		h.Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"Version":"20.10.0","ApiVersion":"1.41","Os":"linux","Arch":"amd64"}` + "\n"))
 	case execStartPath.MatchString(p) && r.Method == http.MethodPost:
 		// Not a real attach stream: a detached exec start answers 200 with
 		// an empty body, which is all the benchmark needs.
@@ -101,4 +128,104 @@ func (m *mockDocker) Close() {
 		_ = m.srv.Close()
 	}
 	_ = os.Remove(m.path)
+}
+
+// serveMockProcess is the child side of -storm's out-of-process mock
+// (-serve-mock PATH): it serves the mock on path until its stdin is closed
+// (the parent closes it, or dies) or it gets SIGTERM/SIGINT.
+func serveMockProcess(ctx context.Context, path string) error {
+	m, err := startMock(path)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	eof := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		close(eof)
+	}()
+	select {
+	case <-ctx.Done():
+	case <-eof:
+	}
+	return nil
+}
+
+// mockProc is the mock dockerd running in a child process, so that its
+// goroutines do not queue behind the load generator's in one Go scheduler.
+type mockProc struct {
+	path  string
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	done  chan struct{}
+}
+
+// startMockProcess re-executes this program with -serve-mock path.
+func startMockProcess(ctx context.Context, path string, timeout time.Duration) (*mockProc, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, "-serve-mock", path)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start mock process: %w", err)
+	}
+	mp := &mockProc{path: path, cmd: cmd, stdin: stdin, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(mp.done) }()
+	deadline := time.Now().Add(timeout)
+	for {
+		if c, err := net.Dial("unix", path); err == nil {
+			_ = c.Close()
+			return mp, nil
+		}
+		select {
+		case <-mp.done:
+			return nil, fmt.Errorf("mock process exited before serving %s", path)
+		case <-ctx.Done():
+			mp.Close()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			mp.Close()
+			return nil, fmt.Errorf("mock process not serving %s after %v", path, timeout)
+		}
+	}
+}
+
+// stats asks the mock process what it has seen.
+func (mp *mockProc) stats(ctx context.Context) (mockStats, error) {
+	var st mockStats
+	c := newClient(mp.path, 1)
+	defer c.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker"+mockStatsPath, nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return st, fmt.Errorf("mock stats: %w", err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("mock stats: %w", err)
+	}
+	return st, nil
+}
+
+// Close stops the child: stdin closed, then SIGKILL to its own PID after 5s.
+func (mp *mockProc) Close() {
+	_ = mp.stdin.Close()
+	select {
+	case <-mp.done:
+	case <-time.After(5 * time.Second):
+		_ = mp.cmd.Process.Kill()
+		<-mp.done
+	}
+	_ = os.Remove(mp.path)
 }

@@ -1,0 +1,223 @@
+package main
+
+// In-process benchmarks of the broker's request path, for profiling: the
+// broker (broker.Run), the mock dockerd and the clients share this test
+// binary, so `go test -bench ... -cpuprofile` sees the broker's hot path.
+//
+//	go test -run='^$' -bench=BenchmarkProxyPing -cpuprofile cpu.out ./test/bench/
+//	go tool pprof -top -nodecount=40 cpu.out
+//
+// See README.md.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/sockguard/sockguard/broker"
+	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
+)
+
+// fixture is one in-process broker with one tenant, shared by every
+// benchmark of the binary and torn down by TestMain.
+type fixture struct {
+	dir, tenantSock, metricsSock string
+	mock                         *mockDocker
+	cancel                       context.CancelFunc
+	done                         chan error
+}
+
+var (
+	fixOnce sync.Once
+	fix     *fixture
+	fixErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if fix != nil {
+		fix.close()
+	}
+	os.Exit(code)
+}
+
+func (f *fixture) close() {
+	if f.cancel != nil {
+		f.cancel()
+		select {
+		case err := <-f.done:
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "broker.Run: %v\n", err)
+			}
+		case <-time.After(15 * time.Second):
+			fmt.Fprintln(os.Stderr, "broker.Run did not return 15s after cancel")
+		}
+	}
+	if f.mock != nil {
+		f.mock.Close()
+	}
+	_ = os.RemoveAll(f.dir)
+}
+
+// getFixture starts the mock and the broker on first use.
+func getFixture(b *testing.B) *fixture {
+	b.Helper()
+	fixOnce.Do(func() { fix, fixErr = newFixture() })
+	if fixErr != nil {
+		b.Fatal(fixErr)
+	}
+	return fix
+}
+
+func newFixture() (*fixture, error) {
+	dir, err := os.MkdirTemp("/tmp", "sgbt")
+	if err != nil {
+		return nil, err
+	}
+	f := &fixture{dir: dir, done: make(chan error, 1)}
+	if f.mock, err = startMock(filepath.Join(dir, "up.sock")); err != nil {
+		f.close()
+		return nil, err
+	}
+	admin := filepath.Join(dir, "admin.sock")
+	f.metricsSock = filepath.Join(dir, "metrics.sock")
+	// As the binary runs in `make bench`: --log-level warn, default
+	// retention (100000 records, 30 days), no access log.
+	cfg := broker.Config{
+		Upstream: "unix://" + f.mock.path, AdminSocket: admin, AdminGroup: -1,
+		SocketDir: filepath.Join(dir, "s"), StateDir: filepath.Join(dir, "state"),
+		DenyLogMaxRecords: 100000, DenyLogMaxAge: 30 * 24 * time.Hour,
+		ShutdownTimeout: 5 * time.Second, Version: "bench",
+		MetricsListen: "unix://" + f.metricsSock,
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	go func() { f.done <- broker.Run(ctx, cfg) }()
+	if err := waitSocket(ctx, nil, admin, 20*time.Second); err != nil {
+		f.close()
+		return nil, err
+	}
+	cc, err := grpc.NewClient("unix://"+admin, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		f.close()
+		return nil, err
+	}
+	defer cc.Close()
+	cctx, ccancel := context.WithTimeout(ctx, 20*time.Second)
+	defer ccancel()
+	created, err := sockguardv1.NewSockguardServiceClient(cc).CreateSocket(cctx,
+		&sockguardv1.CreateSocketRequest{Socket: &sockguardv1.Socket{Name: tenant, Preset: preset}})
+	if err != nil {
+		f.close()
+		return nil, fmt.Errorf("create socket: %w", err)
+	}
+	f.tenantSock = created.GetSocket().GetPath()
+	if err := waitSocket(ctx, nil, f.tenantSock, 20*time.Second); err != nil {
+		f.close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// benchParallelism is RunParallel's multiplier: GOMAXPROCS*4 goroutines (8
+// on 2 cores), each one keep-alive client, about `go run ./test/bench -c 8`.
+const benchParallelism = 4
+
+// benchTarget drives t with b.RunParallel, one keep-alive client per
+// goroutine. ns/op is wall time per request over all goroutines, i.e. the
+// inverse of the throughput.
+func benchTarget(b *testing.B, t target) {
+	if err := t.probe(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetParallelism(benchParallelism)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c := newClient(t.socket, 1)
+		defer c.CloseIdleConnections()
+		ctx := context.Background()
+		for pb.Next() {
+			req, err := t.newRequest(ctx)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if resp.StatusCode != t.wantStatus {
+				b.Errorf("%s: status %d, want %d", t.name, resp.StatusCode, t.wantStatus)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+}
+
+// BenchmarkDirectPing is the floor: the mock alone, same clients.
+func BenchmarkDirectPing(b *testing.B) {
+	f := getFixture(b)
+	benchTarget(b, target{name: "direct ping", socket: f.mock.path,
+		method: http.MethodGet, path: pingURLPath, wantStatus: http.StatusOK, checkBody: checkPing})
+}
+
+// BenchmarkProxyPing is an allowed request, forwarded to the mock.
+func BenchmarkProxyPing(b *testing.B) {
+	f := getFixture(b)
+	benchTarget(b, target{name: "broker ping", socket: f.tenantSock,
+		method: http.MethodGet, path: pingURLPath, wantStatus: http.StatusOK, checkBody: checkPing})
+}
+
+// BenchmarkProxyDenied is a denied request: policy, deny log, error JSON.
+// It reports what the deny log did with the records (committed to bbolt or
+// dropped because the writer was behind), per request.
+func BenchmarkProxyDenied(b *testing.B) {
+	f := getFixture(b)
+	ctx := context.Background()
+	m0, err := scrapeMetrics(ctx, f.metricsSock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchTarget(b, target{name: "broker denied", socket: f.tenantSock,
+		method: http.MethodPost, path: deniedPath, wantStatus: http.StatusForbidden, checkBody: checkDenied})
+	// Let the writer catch up so "written" is not cut short by the timer.
+	denied := func(m metricSet) float64 { return m.sum("sockguard_requests_total", "decision", "deny") }
+	var m1 metricSet
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if m1, err = scrapeMetrics(ctx, f.metricsSock); err != nil {
+			b.Fatal(err)
+		}
+		if m1.sum("sockguard_deny_log_records_written_total")+m1.sum("sockguard_deny_log_records_dropped_total") >= denied(m1) ||
+			time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	n := denied(m1) - denied(m0)
+	if n > 0 {
+		w := m1.sum("sockguard_deny_log_records_written_total") - m0.sum("sockguard_deny_log_records_written_total")
+		d := m1.sum("sockguard_deny_log_records_dropped_total") - m0.sum("sockguard_deny_log_records_dropped_total")
+		b.ReportMetric(w/n, "written/op")
+		b.ReportMetric(d/n, "dropped/op")
+	}
+}
