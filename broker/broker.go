@@ -63,6 +63,10 @@ type Config struct {
 	DenyLogMaxRecords int           // retention by count; 0 keeps all
 	DenyLogMaxAge     time.Duration // retention by age; 0 keeps all
 	ShutdownTimeout   time.Duration // how long SIGTERM waits for requests and streams
+	// DenyRate is how many refusals per second one tenant socket gets
+	// answered at once (with a second's worth of burst); past it, refusals
+	// are paced. 0 disables pacing.
+	DenyRate int
 	// PresetDir holds operator presets (*.yaml, the file name without
 	// extension is the preset name) loaded beside the built-in ones.
 	PresetDir string
@@ -164,6 +168,7 @@ func Run(ctx context.Context, cfg Config) error {
 	b.reg = &Registry{
 		socketDir:     cfg.SocketDir,
 		hostSocketDir: cfg.HostSocketDir,
+		denyRate:      cfg.DenyRate,
 		catalog:       catalog,
 		store:         store,
 		proxy:         NewProxy(up, b.denials, log, cfg.AccessLog),

@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,6 +57,19 @@ func NewProxy(up *Upstream, denials *DenyLog, log, access *slog.Logger) *Proxy {
 	}
 	return p
 }
+
+// bufferPool recycles the response copy buffers: without it
+// ReverseProxy allocates 32 KiB per response.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 // forward is what the handler decided to send upstream.
 type forward struct {
@@ -232,6 +246,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// refuse answers a decision that is never forwarded, whatever the mode.
 	refuse := func(d policy.Decision) {
 		record(d, ModeEnforce)
+		h.ts.pacer.wait(ctx)
 		writeDockerError(w, d.Status, "sockguard: denied by policy: "+d.Reason)
 	}
 	// deny applies the socket's mode: it refuses (and returns true), or in
@@ -253,9 +268,11 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.As(err, &taken):
 			record(policy.Decision{Code: policy.ReasonForeignObject, Reason: taken.Error() + " by another tenant", Rule: "tenant isolation"}, ModeEnforce)
+			h.ts.pacer.wait(ctx)
 			writeDockerError(w, http.StatusConflict, taken.Error())
 		case errors.As(err, &foreign):
 			record(policy.Decision{Code: policy.ReasonForeignObject, Reason: "not owned by this tenant: " + foreign.Error(), Rule: "tenant isolation"}, ModeEnforce)
+			h.ts.pacer.wait(ctx)
 			writeDockerError(w, foreign.status(), foreign.Error())
 		case errors.As(err, &amb):
 			refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed, Reason: string(amb), Rule: "tenant isolation"})

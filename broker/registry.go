@@ -38,6 +38,7 @@ type tenantServer struct {
 	srv    *http.Server // nil when the socket failed to start
 	failed string       // why the socket is not serving
 
+	pacer    *pacer // spaces out this tenant's refusals
 	allowed  atomic.Uint64
 	denied   atomic.Uint64
 	byReason [16]atomic.Uint64 // denials by policy.ReasonCode
@@ -99,6 +100,7 @@ type Registry struct {
 	socketDir     string
 	hostSocketDir string
 	daemonSockets []string
+	denyRate      int // refusals per second per socket before pacing; 0: off
 	catalog       *policy.Catalog
 	store         *Store
 	proxy         *Proxy
@@ -191,7 +193,7 @@ func (r *Registry) load() error {
 // startLocked builds the tenant's policy and listener. On error it still
 // returns a tenantServer, marked failed.
 func (r *Registry) startLocked(t *Tenant) (*tenantServer, error) {
-	s := &tenantServer{path: r.socketPath(t.Name), served: make(chan struct{})}
+	s := &tenantServer{path: r.socketPath(t.Name), served: make(chan struct{}), pacer: newPacer(r.denyRate)}
 	pol, err := r.compile(t)
 	if err == nil {
 		s.state.Store(&tenantState{t: t, pol: pol})

@@ -144,6 +144,9 @@ func (s *Store) Tenants() ([]*Tenant, error) {
 func (s *Store) AppendDenials(recs []Denial) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDenials)
+		// Keys only ever grow: fill pages instead of splitting them half
+		// empty (bbolt's default suits random inserts).
+		b.FillPercent = 0.95
 		for i := range recs {
 			id, err := b.NextSequence()
 			if err != nil {
@@ -257,12 +260,25 @@ func (s *Store) LastDenialID() (uint64, error) {
 
 // CountDenials returns the number of stored records.
 func (s *Store) CountDenials() (uint64, error) {
-	var n int
+	var n uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketDenials).Stats().KeyN
+		n = denialCount(tx.Bucket(bucketDenials))
 		return nil
 	})
-	return uint64(n), err
+	return n, err
+}
+
+// denialCount is the number of records, from the key range: ids are
+// contiguous (assigned from the bucket sequence, never deleted except
+// oldest-first by pruning), so this is exact without walking the bucket.
+func denialCount(b *bolt.Bucket) uint64 {
+	c := b.Cursor()
+	first, _ := c.First()
+	last, _ := c.Last()
+	if first == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint64(last) - binary.BigEndian.Uint64(first) + 1
 }
 
 // PruneDenials keeps at most maxCount records and none older than maxAge
@@ -273,7 +289,7 @@ func (s *Store) PruneDenials(maxCount int, maxAge time.Duration, now time.Time) 
 		b := tx.Bucket(bucketDenials)
 		excess := 0
 		if maxCount > 0 {
-			if n := b.Stats().KeyN; n > maxCount {
+			if n := int(denialCount(b)); n > maxCount {
 				excess = n - maxCount
 			}
 		}

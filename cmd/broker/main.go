@@ -50,6 +50,7 @@ type options struct {
 	denyLogMaxRecords int
 	denyLogMaxAge     time.Duration
 	shutdownTimeout   time.Duration
+	denyRate          int
 	logLevel          string
 	logFormat         string
 	presetDir         string
@@ -70,6 +71,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/sockguard", "`directory` for persistent state (tenants and deny log, in state.db)")
 	fs.IntVar(&o.denyLogMaxRecords, "deny-log-max-records", 100000, "keep at most this many deny-log records (0: no count limit)")
 	fs.DurationVar(&o.denyLogMaxAge, "deny-log-max-age", 30*24*time.Hour, "drop deny-log records older than this (0: no age limit)")
+	fs.IntVar(&o.denyRate, "deny-rate", 1000, "refusals per second each tenant socket gets answered at once (after a one-second burst); beyond it refusals are paced, so a client flooding denied requests cannot starve other tenants (0: no pacing)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long in-flight requests and streams may finish before they are cut")
 	fs.StringVar(&o.presetDir, "preset-dir", "", "`directory` of operator presets (NAME.yaml), loaded beside the built-in ones and validated strictly at start")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on `addr`: unix:///path or a loopback host:port such as 127.0.0.1:9323 (default: off)")
@@ -212,6 +214,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		DenyLogMaxRecords: o.denyLogMaxRecords,
 		DenyLogMaxAge:     o.denyLogMaxAge,
 		ShutdownTimeout:   o.shutdownTimeout,
+		DenyRate:          o.denyRate,
 		PresetDir:         o.presetDir,
 		MetricsListen:     o.metricsListen,
 		Version:           version,

@@ -49,6 +49,7 @@ type config struct {
 	quietC          int
 	baseline        time.Duration
 	stormMaxRecords int
+	stormDenyRate   int
 	mockProcess     bool
 	serveMock       string
 }
@@ -73,6 +74,7 @@ func main() {
 	flag.IntVar(&cfg.quietC, "quiet-c", 2, "with -storm: concurrent workers pinging the quiet tenant")
 	flag.DurationVar(&cfg.baseline, "baseline", 5*time.Second, "with -storm: how long the quiet tenant is measured alone first")
 	flag.IntVar(&cfg.stormMaxRecords, "storm-max-records", 50000, "with -storm: the broker's --deny-log-max-records")
+	flag.IntVar(&cfg.stormDenyRate, "storm-deny-rate", 1000, "with -storm: the broker's --deny-rate (refusals/s per socket before pacing; 0 turns pacing off to flood the deny log)")
 	flag.BoolVar(&cfg.mockProcess, "storm-mock-process", true, "with -storm: run the mock dockerd in a child process, not in the load generator's")
 	flag.StringVar(&cfg.serveMock, "serve-mock", "", "internal: serve only the mock dockerd on unix socket `PATH` until stdin closes")
 	flag.Parse()

@@ -115,6 +115,7 @@ func runStorm(ctx context.Context, cfg config) (err error) {
 	metricsSock := filepath.Join(tmp, "metrics.sock")
 	bs, err := setupBroker(ctx, cfg, tmp, upPath, []string{
 		"--deny-log-max-records", strconv.Itoa(cfg.stormMaxRecords),
+		"--deny-rate", strconv.Itoa(cfg.stormDenyRate),
 		"--metrics-listen", "unix://" + metricsSock,
 	}, stormTenant, quietTenant)
 	if bs.proc != nil {
