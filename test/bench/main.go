@@ -156,7 +156,9 @@ func run(ctx context.Context, cfg config) (err error) {
 	var broker *brokerProc
 	if !cfg.directOnly {
 		var bs brokerSetup
-		bs, err = setupBroker(ctx, cfg, tmp, mock.path, nil, tenant)
+		// --deny-rate 0: this run measures the cost of a refusal on the
+		// hot path, not the pacing that protects other tenants (-storm).
+		bs, err = setupBroker(ctx, cfg, tmp, mock.path, []string{"--deny-rate", "0"}, tenant)
 		broker = bs.proc
 		tenantSock := bs.socks[tenant]
 		if broker != nil {
