@@ -159,13 +159,20 @@ func dockerMessage(t *testing.T, resp *http.Response) string {
 	return m.Message
 }
 
-func TestBrokerProxy(t *testing.T) {
+// testDir is a short directory (unix socket paths must stay under 108
+// bytes) removed when the test ends, with the path of a mock upstream.
+func testDir(t *testing.T) (dir, upPath string) {
+	t.Helper()
 	dir, err := os.MkdirTemp("/tmp", "sgt")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
-	upPath := filepath.Join(dir, "docker.sock")
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir, filepath.Join(dir, "docker.sock")
+}
+
+func TestBrokerProxy(t *testing.T) {
+	dir, upPath := testDir(t)
 	var owner atomic.Value
 	owner.Store("")
 	stopMock := mockDocker(t, upPath, &owner)
@@ -402,12 +409,7 @@ func TestBrokerProxy(t *testing.T) {
 }
 
 func TestMetricsAndAccessLog(t *testing.T) {
-	dir, err := os.MkdirTemp("/tmp", "sgm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	upPath := filepath.Join(dir, "docker.sock")
+	dir, upPath := testDir(t)
 	var owner atomic.Value
 	owner.Store("")
 	defer mockDocker(t, upPath, &owner)()

@@ -52,7 +52,12 @@ type hostConfigBody struct {
 	ReadonlyRootfs bool
 	Annotations    map[string]string
 
-	// Resources, embedded in dockerd's HostConfig.
+	resourcesBody // embedded in dockerd's HostConfig, as here
+}
+
+// resourcesBody is the part of dockerd's Resources the rails judge: inside
+// HostConfig on create, and the whole body of a container update.
+type resourcesBody struct {
 	CgroupParent      string
 	Devices           []deviceMapping
 	DeviceRequests    []deviceRequest
@@ -61,6 +66,22 @@ type hostConfigBody struct {
 	NanoCPUs          int64 `json:"NanoCpus"`
 	CPUQuota          int64 `json:"CpuQuota"`
 	PidsLimit         *int64
+}
+
+// checkResources refuses host devices and a chosen cgroup parent, on create
+// and on update alike.
+func checkResources(prefix string, r *resourcesBody) Decision {
+	switch {
+	case len(r.Devices) > 0:
+		return forbid(ReasonEscalation, "devices", "%sDevices: host devices (%s) are not allowed", prefix, q(r.Devices[0].PathOnHost))
+	case len(r.DeviceRequests) > 0:
+		return forbid(ReasonEscalation, "devices", "%sDeviceRequests: device requests (GPUs) are not allowed", prefix)
+	case len(r.DeviceCgroupRules) > 0:
+		return forbid(ReasonEscalation, "devices", "%sDeviceCgroupRules %s: device cgroup rules are not allowed", prefix, q(r.DeviceCgroupRules[0]))
+	case r.CgroupParent != "":
+		return forbid(ReasonEscalation, "cgroup parent", "%sCgroupParent %s: choosing the cgroup parent is not allowed", prefix, q(r.CgroupParent))
+	}
+	return Decision{Allow: true}
 }
 
 type deviceMapping struct {
@@ -318,14 +339,8 @@ func (p *Policy) checkHostConfig(prefix string, h *hostConfigBody, binds, mounts
 	if len(h.Links) > 0 && !c.allowLinks {
 		return forbid(ReasonBodyDenied, "container.allow_links", "%sLinks: container links are not allowed", prefix)
 	}
-	if len(h.Devices) > 0 {
-		return forbid(ReasonEscalation, "devices", "%sDevices: host devices (%s) are not allowed", prefix, q(h.Devices[0].PathOnHost))
-	}
-	if len(h.DeviceRequests) > 0 {
-		return forbid(ReasonEscalation, "devices", "%sDeviceRequests: device requests (GPUs) are not allowed", prefix)
-	}
-	if len(h.DeviceCgroupRules) > 0 {
-		return forbid(ReasonEscalation, "devices", "%sDeviceCgroupRules %s: device cgroup rules are not allowed", prefix, q(h.DeviceCgroupRules[0]))
+	if d := checkResources(prefix, &h.resourcesBody); !d.Allow {
+		return d
 	}
 	for _, cp := range h.CapAdd {
 		n := normalizeCap(cp)
@@ -352,9 +367,6 @@ func (p *Policy) checkHostConfig(prefix string, h *hostConfigBody, binds, mounts
 	}
 	if h.Runtime != "" && !c.allowedRuntimes[h.Runtime] {
 		return forbid(ReasonEscalation, "container.allowed_runtimes", "%sRuntime %s: runtime is not in this preset's allowlist", prefix, q(h.Runtime))
-	}
-	if h.CgroupParent != "" {
-		return forbid(ReasonEscalation, "cgroup parent", "%sCgroupParent %s: choosing the cgroup parent is not allowed", prefix, q(h.CgroupParent))
 	}
 	if len(h.Annotations) > 0 {
 		// Some runtimes act on OCI annotations (host paths, hypervisor settings).
@@ -780,30 +792,17 @@ func inspectContainerStart(body []byte) Decision {
 	return forbid(ReasonBodyDenied, "container start", "a request body on container start is not allowed (it could carry a HostConfig)")
 }
 
-// containerUpdateBody is the part of dockerd's UpdateConfig the rails judge.
-type containerUpdateBody struct {
-	CgroupParent      string
-	Devices           []deviceMapping
-	DeviceRequests    []deviceRequest
-	DeviceCgroupRules []string
-	Memory            int64
-	NanoCPUs          int64 `json:"NanoCpus"`
-	CPUQuota          int64 `json:"CpuQuota"`
-	PidsLimit         *int64
-}
-
 func (p *Policy) inspectContainerUpdate(body []byte) Decision {
 	const rule = "container update"
-	var b containerUpdateBody
+	var b resourcesBody // dockerd's UpdateConfig embeds Resources
 	if d, ok := readBody(body, newDataMaps("DeviceRequests.[].Options"), &b, rule); !ok {
+		return d
+	}
+	if d := checkResources("", &b); !d.Allow {
 		return d
 	}
 	c := &p.preset.ctr
 	switch {
-	case len(b.Devices) > 0 || len(b.DeviceRequests) > 0 || len(b.DeviceCgroupRules) > 0:
-		return forbid(ReasonEscalation, "devices", "Devices, DeviceRequests, DeviceCgroupRules: host devices are not allowed")
-	case b.CgroupParent != "":
-		return forbid(ReasonEscalation, "cgroup parent", "CgroupParent %s: choosing the cgroup parent is not allowed", q(b.CgroupParent))
 	case c.requireMemoryLimit && b.Memory < 0:
 		return forbid(ReasonBodyDenied, "container.require_memory_limit", "Memory %d: removing the memory limit is not allowed", b.Memory)
 	case c.requireCPULimit && (b.NanoCPUs < 0 || b.CPUQuota < 0):

@@ -329,7 +329,7 @@ func FuzzInspectNetworkConnect(f *testing.F) {
 func FuzzInspectContainerUpdate(f *testing.F) {
 	fuzzJSONInspector(f, Request{Method: "POST", Path: "/containers/x/update"},
 		[]string{`{"Memory":1048576}`, `{"Devices":[{"PathOnHost":"/dev/sda"}]}`, `{"CgroupParent":"x"}`},
-		func(t *testing.T, v *containerUpdateBody) {
+		func(t *testing.T, v *resourcesBody) {
 			if len(v.Devices) > 0 || v.CgroupParent != "" {
 				t.Fatalf("accepted %+v", v)
 			}
