@@ -51,6 +51,7 @@ func NewProxy(up *Upstream, denials *DenyLog, log, access *slog.Logger) *Proxy {
 		Rewrite:        p.rewrite,
 		Transport:      up.transport,
 		FlushInterval:  -1, // logs -f, events and stats are flushed as they come
+		BufferPool:     &bufferPool{},
 		ErrorHandler:   p.upstreamError,
 		ModifyResponse: p.modifyResponse,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
