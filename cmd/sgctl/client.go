@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 	"google.golang.org/grpc"
@@ -92,6 +94,15 @@ func (c *cli) rpcError(err error) error {
 			return &unreachableError{path: path, cause: "no such file or directory"}
 		case strings.Contains(msg, "connection refused"):
 			return &unreachableError{path: path, cause: "connection refused"}
+		case strings.Contains(msg, "broken pipe"), strings.Contains(msg, "connection reset"),
+			strings.Contains(msg, "server preface"), strings.Contains(msg, "frame"):
+			// Something listens there but does not speak gRPC: most likely
+			// a tenant socket, which speaks the Docker API and refuses this.
+			if c, derr := net.DialTimeout("unix", path, time.Second); derr == nil {
+				c.Close()
+				return fmt.Errorf("%s is not the broker's admin socket (a tenant socket answers only the Docker API); "+
+					"use the path given to broker --admin-socket", path)
+			}
 		case strings.Contains(msg, "Error while dialing"), strings.Contains(msg, "server preface"):
 			return &unreachableError{path: path, cause: "cannot connect"}
 		}
