@@ -243,6 +243,9 @@ func (r *Registry) listenLocked(s *tenantServer) error {
 	s.srv = &http.Server{
 		Handler:           &tenantHandler{p: r.proxy, ts: s},
 		ReadHeaderTimeout: 30 * time.Second,
+		// No read or write timeout: logs -f, events and wait last as long
+		// as they last. Only idle keep-alive connections are reaped.
+		IdleTimeout: 5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if cc, ok := c.(*credConn); ok {
