@@ -246,7 +246,7 @@ func (r *Registry) listenLocked(s *tenantServer) error {
 		// No read or write timeout: logs -f, events and wait last as long
 		// as they last. Only idle keep-alive connections are reaped.
 		IdleTimeout: 5 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
+		ErrorLog:    slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if cc, ok := c.(*credConn); ok {
 				return withCred(ctx, cc.cred)
