@@ -390,31 +390,13 @@ func (r *Registry) Update(name string, change func(*Tenant)) (SocketInfo, error)
 // left alone. The socket is stopped before the purge so that the tenant
 // cannot create new objects while its old ones are being removed.
 func (r *Registry) Delete(ctx context.Context, name string, purge bool) (PurgeResult, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var res PurgeResult
-	s, ok := r.tenants[name]
-	if !ok {
-		return res, fmt.Errorf("%w: socket %q", ErrNotFound, name)
-	}
-	iso := isolator{up: r.proxy.up, owner: s.state.Load().t.ID}
-	if !purge {
-		cs, ns, vs, err := iso.ownedObjects(ctx)
-		if err != nil {
-			return res, fmt.Errorf("%w: cannot list the tenant's objects (is the Docker daemon up?): %w", ErrUnavailable, err)
-		}
-		res.Owned = Owned{len(cs), len(ns), len(vs)}
-	}
-	if err := r.store.DeleteTenant(name); err != nil {
+	iso, err := r.deleteLocked(ctx, name, purge, &res)
+	if err != nil {
 		return res, err
 	}
-	delete(r.tenants, name)
-	r.stop(ctx, s)
-	r.proxy.hist.DeletePartialMatch(prometheus.Labels{"socket": name})
-	// The listener unlinked its socket; the directory is ours and empty.
-	if err := os.Remove(filepath.Dir(s.path)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		r.log.Warn("socket_dir_remove_failed", "socket", name, "err", err)
-	}
+	// The purge runs without the registry lock: it can take a while, and
+	// the tenant's socket is already gone, so it cannot race new objects.
 	if purge {
 		if err := iso.purge(ctx, &res); err != nil {
 			res.Errors = append(res.Errors, "listing the tenant's objects: "+err.Error())
@@ -423,6 +405,40 @@ func (r *Registry) Delete(ctx context.Context, name string, purge bool) (PurgeRe
 	r.log.Info("socket_deleted", "socket", name, "purged", res.Purged,
 		"containers", res.Owned.Containers, "networks", res.Owned.Networks, "volumes", res.Owned.Volumes)
 	return res, nil
+}
+
+// deleteDrain bounds how long requests and streams on a deleted socket may
+// go on: the operator asked for it to go away.
+const deleteDrain = 5 * time.Second
+
+func (r *Registry) deleteLocked(ctx context.Context, name string, purge bool, res *PurgeResult) (isolator, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.tenants[name]
+	if !ok {
+		return isolator{}, fmt.Errorf("%w: socket %q", ErrNotFound, name)
+	}
+	iso := isolator{up: r.proxy.up, owner: s.state.Load().t.ID}
+	if !purge {
+		cs, ns, vs, err := iso.ownedObjects(ctx)
+		if err != nil {
+			return iso, fmt.Errorf("%w: cannot list the tenant's objects (is the Docker daemon up?): %w", ErrUnavailable, err)
+		}
+		res.Owned = Owned{len(cs), len(ns), len(vs)}
+	}
+	if err := r.store.DeleteTenant(name); err != nil {
+		return iso, err
+	}
+	delete(r.tenants, name)
+	drain, cancel := context.WithTimeout(ctx, deleteDrain)
+	defer cancel()
+	r.stop(drain, s)
+	r.proxy.hist.DeletePartialMatch(prometheus.Labels{"socket": name})
+	// The listener unlinked its socket; the directory is ours and empty.
+	if err := os.Remove(filepath.Dir(s.path)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		r.log.Warn("socket_dir_remove_failed", "socket", name, "err", err)
+	}
+	return iso, nil
 }
 
 // stop drains a socket's server: in-flight requests and streams get until
