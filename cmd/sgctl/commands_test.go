@@ -383,7 +383,7 @@ func TestDenialsFilters(t *testing.T) {
 
 	for _, bad := range [][]string{
 		{"--reason", "sneaky"}, {"--since", "yesterday"}, {"--since", "-1h"}, {"--limit", "-1"},
-		{"--since", "1h", "--until", "2h"}, {"--follow", "--since", "1h"}, {"extra"},
+		{"--since", "1h", "--until", "2h"}, {"--follow", "--since", "1h"}, {"extra"}, {"--after", "3"},
 	} {
 		res := sgctl(t, startBroker(t, &fakeBroker{}), append([]string{"denials"}, bad...)...)
 		if res.code != exitUsage {
@@ -420,7 +420,7 @@ func TestDenialsFollow(t *testing.T) {
 	f := &fakeBroker{watch: watch}
 	sock := startBroker(t, f)
 
-	res := sgctl(t, sock, "-o", "json", "denials", "--follow", "--socket", "runner-1", "--method", "POST", "--limit", "3")
+	res := sgctl(t, sock, "-o", "json", "denials", "--follow", "--socket", "runner-1", "--method", "POST", "--limit", "3", "--after", "17")
 	if res.code != 0 {
 		t.Fatalf("exit %d: %s", res.code, res.stderr)
 	}
@@ -438,7 +438,8 @@ func TestDenialsFollow(t *testing.T) {
 			t.Errorf("line %d: id %d, want %d", i, d.GetId(), wantIDs[i])
 		}
 	}
-	if got := requests[*sockguardv1.WatchDenialsRequest](f); len(got) != 1 || got[0].GetSocket() != "runner-1" {
+	if got := requests[*sockguardv1.WatchDenialsRequest](f); len(got) != 1 || got[0].GetSocket() != "runner-1" ||
+		got[0].GetAfterId() != 17 || got[0].GetMethod() != "POST" {
 		t.Errorf("watch requests %v", got)
 	}
 

@@ -28,13 +28,14 @@ type denialsOptions struct {
 	method string
 	path   string
 	follow bool
+	after  uint64
 	set    func() map[string]bool
 }
 
 func denialsCommand() *command {
 	return &command{
 		name:  "denials",
-		usage: "denials [--socket NAME] [--limit N] [--since 1h|RFC3339] [--until 1h|RFC3339] [--reason CODE] [--method M] [--path PREFIX] [--follow]",
+		usage: "denials [--socket NAME] [--limit N] [--since 1h|RFC3339] [--until 1h|RFC3339] [--reason CODE] [--method M] [--path PREFIX] [--follow [--after ID]]",
 		short: "Show what the broker refused, newest first, or follow new refusals",
 		long: "Lists recorded refusals, newest first, filtered by the flags. Each line shows who connected " +
 			"(uid/gid/pid of the peer), the canonical method and path, and why it was refused; -o json shows the full record. " +
@@ -52,6 +53,7 @@ func denialsCommand() *command {
 			fs.StringVar(&o.method, "method", "", "only this HTTP `METHOD`")
 			fs.StringVar(&o.path, "path", "", "only canonical paths starting with `PREFIX`, for example /containers")
 			fs.BoolVar(&o.follow, "follow", false, "keep running and print refusals as they are recorded")
+			fs.Uint64Var(&o.after, "after", 0, "with --follow: start after the record with this `ID` (from -o json), to resume without losing records the broker still keeps")
 			return func(ctx context.Context, c *cli, args []string) error {
 				return c.runDenials(ctx, o, args)
 			}
@@ -86,7 +88,10 @@ func (c *cli) runDenials(ctx context.Context, o *denialsOptions, args []string) 
 		if o.set()["limit"] {
 			limit = o.limit
 		}
-		return c.followDenials(ctx, req, limit)
+		return c.followDenials(ctx, req, o.after, limit)
+	}
+	if o.after != 0 {
+		return usagef("--after applies with --follow only")
 	}
 	now := c.now()
 	if o.since != "" {
@@ -162,17 +167,19 @@ func collectDenials(ctx context.Context, api sockguardv1.SockguardServiceClient,
 	}
 }
 
-// followDenials streams new refusals until ctx ends, the broker closes the
-// stream, or limit (if not 0) records were printed. WatchDenials filters by
-// socket only, so the other filters of req are applied here.
-func (c *cli) followDenials(ctx context.Context, req *sockguardv1.ListDenialsRequest, limit int) error {
+// followDenials streams new refusals (after the record id after, when not
+// 0) until ctx ends, the broker closes the stream, or limit (if not 0)
+// records were printed. The broker filters; matchDenial checks again, so an
+// older broker that filters by socket only still gives the right lines.
+func (c *cli) followDenials(ctx context.Context, req *sockguardv1.ListDenialsRequest, after uint64, limit int) error {
 	api, closeConn, err := c.connect()
 	if err != nil {
 		return err
 	}
 	defer closeConn()
 	stream, err := api.WatchDenials(ctx, &sockguardv1.WatchDenialsRequest{
-		Socket: req.GetSocket(), ReasonCode: req.GetReasonCode(), Method: req.GetMethod(), PathPrefix: req.GetPathPrefix(),
+		Socket: req.GetSocket(), AfterId: after,
+		ReasonCode: req.GetReasonCode(), Method: req.GetMethod(), PathPrefix: req.GetPathPrefix(),
 	})
 	if err != nil {
 		return c.followError(ctx, err)
