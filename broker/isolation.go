@@ -439,87 +439,42 @@ func stampOwner(body []byte, owner string) ([]byte, error) {
 	return json.Marshal(top)
 }
 
-// builtinNetworks may be named in a create body without owning them: they
-// are how a container gets no network or the default one. "host" is not
-// here; the policy refuses it.
-var builtinNetworks = map[string]bool{"none": true, "bridge": true, "default": true, "": true}
-
-// createRefs are the references to other objects inside a container-create
-// body that isolation checks (policy.ContainerCreateRefs gives the
-// container references).
-type createRefs struct {
-	HostConfig *struct {
-		NetworkMode string
-		Binds       []string
-		Mounts      []struct {
-			Type   string
-			Source string
-		}
-	}
-	NetworkingConfig *struct {
-		EndpointsConfig map[string]json.RawMessage
-	}
-}
-
 // isolateContainerCreate checks every object a container-create body names
 // and returns the body with the owner label stamped.
 func (iso isolator) isolateContainerCreate(ctx context.Context, body []byte) ([]byte, error) {
-	b, err := iso.checkCreateRefs(ctx, body)
+	err := iso.checkCreateRefs(ctx, body)
 	var f *errForeign
 	if errors.As(err, &f) {
 		f.inBody = true
 	}
-	return b, err
-}
-
-func (iso isolator) checkCreateRefs(ctx context.Context, body []byte) ([]byte, error) {
-	crefs, err := policy.ContainerCreateRefs(body)
 	if err != nil {
-		return nil, errAmbiguous(err.Error())
-	}
-	for _, r := range crefs {
-		if _, err := iso.resolve(ctx, kindContainer, r.Ref); err != nil {
-			return nil, err
-		}
-	}
-	var refs createRefs
-	if len(bytes.TrimSpace(body)) > 0 {
-		if err := json.Unmarshal(body, &refs); err != nil {
-			return nil, errAmbiguous(err.Error())
-		}
-	}
-	if hc := refs.HostConfig; hc != nil {
-		if nm := hc.NetworkMode; !builtinNetworks[nm] && !strings.Contains(nm, ":") && nm != "host" {
-			if _, err := iso.resolve(ctx, kindNetwork, nm); err != nil {
-				return nil, err
-			}
-		}
-		for _, b := range hc.Binds {
-			src, _, ok := strings.Cut(b, ":")
-			if ok && src != "" && !strings.HasPrefix(src, "/") {
-				if err := iso.ownVolume(ctx, src); err != nil {
-					return nil, err
-				}
-			}
-		}
-		for _, m := range hc.Mounts {
-			if strings.EqualFold(m.Type, "volume") && m.Source != "" {
-				if err := iso.ownVolume(ctx, m.Source); err != nil {
-					return nil, err
-				}
-			}
-		}
-	}
-	if nc := refs.NetworkingConfig; nc != nil {
-		for name := range nc.EndpointsConfig {
-			if !builtinNetworks[name] {
-				if _, err := iso.resolve(ctx, kindNetwork, name); err != nil {
-					return nil, err
-				}
-			}
-		}
+		return nil, err
 	}
 	return stampOwner(body, iso.owner)
+}
+
+// checkCreateRefs resolves every reference policy finds in a create body
+// (containers, networks other than the daemon's own, named volumes, at
+// both levels dockerd reads HostConfig).
+func (iso isolator) checkCreateRefs(ctx context.Context, body []byte) error {
+	refs, err := policy.ContainerCreateRefs(body)
+	if err != nil {
+		return errAmbiguous(err.Error())
+	}
+	for _, r := range refs {
+		switch r.Kind {
+		case policy.RefContainer:
+			_, err = iso.resolve(ctx, kindContainer, r.Ref)
+		case policy.RefNetwork:
+			_, err = iso.resolve(ctx, kindNetwork, r.Ref)
+		case policy.RefVolume:
+			err = iso.ownVolume(ctx, r.Ref)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ownVolume checks a named volume a container will mount. dockerd creates

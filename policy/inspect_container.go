@@ -738,16 +738,35 @@ func lookupFold(m map[string]any, name string) any {
 	return nil
 }
 
-// ContainerRef is a reference to another container inside a create body.
+// RefKind is the kind of Docker object a create body refers to.
+type RefKind int
+
+// Kinds of referenced objects.
+const (
+	RefContainer RefKind = iota // namespace joins, VolumesFrom, Links
+	RefNetwork                  // NetworkMode, NetworkingConfig.EndpointsConfig
+	RefVolume                   // named volumes in Binds and Mounts
+)
+
+// ContainerRef is a reference to another object inside a create body.
 type ContainerRef struct {
+	Kind  RefKind
 	Field string // e.g. "HostConfig.NetworkMode"
-	Ref   string // the container name or ID, e.g. "db"
+	Ref   string // the name or ID, e.g. "db"
 }
 
-// ContainerCreateRefs returns the other containers a container-create body
-// refers to (namespace joins "container:<ref>", VolumesFrom, Links), so the
-// broker's tenant isolation can check each one. It applies the same strict
-// decoding as InspectBody.
+// builtinNetworks are the daemon's own networks, which every container may
+// name: they are how it gets no network or the default one ("host" is one
+// too, and the rails refuse it).
+var builtinNetworks = map[string]bool{"": true, "none": true, "bridge": true, "default": true, "host": true}
+
+// ContainerCreateRefs returns the other objects a container-create body
+// refers to, so the broker's tenant isolation can check each one:
+// containers (namespace joins "container:<ref>", VolumesFrom, Links),
+// networks other than the daemon's own (NetworkMode,
+// NetworkingConfig.EndpointsConfig) and named volumes (Binds, Mounts of
+// type volume). HostConfig fields are read at both levels dockerd reads
+// them. It applies the same strict decoding as InspectBody.
 func ContainerCreateRefs(body []byte) ([]ContainerRef, error) {
 	var b containerCreateBody
 	if err := checkStrictJSON(body, containerCreateDataMaps()); err != nil {
@@ -757,7 +776,10 @@ func ContainerCreateRefs(body []byte) ([]ContainerRef, error) {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	var refs []ContainerRef
-	add := func(prefix string, h *hostConfigBody) {
+	add := func(k RefKind, field, ref string) {
+		refs = append(refs, ContainerRef{Kind: k, Field: field, Ref: ref})
+	}
+	addHostConfig := func(prefix string, h *hostConfigBody) {
 		if h == nil {
 			return
 		}
@@ -765,20 +787,47 @@ func ContainerCreateRefs(body []byte) ([]ContainerRef, error) {
 			{"NetworkMode", h.NetworkMode}, {"PidMode", h.PidMode}, {"IpcMode", h.IpcMode},
 		} {
 			if hasPrefixFold(f.v, "container:") {
-				refs = append(refs, ContainerRef{Field: prefix + f.name, Ref: f.v[len("container:"):]})
+				add(RefContainer, prefix+f.name, f.v[len("container:"):])
 			}
+		}
+		if nm := h.NetworkMode; !builtinNetworks[nm] && !strings.Contains(nm, ":") {
+			add(RefNetwork, prefix+"NetworkMode", nm)
 		}
 		for i, v := range h.VolumesFrom {
 			ref, _, _ := strings.Cut(v, ":")
-			refs = append(refs, ContainerRef{Field: fmt.Sprintf("%sVolumesFrom[%d]", prefix, i), Ref: ref})
+			add(RefContainer, fmt.Sprintf("%sVolumesFrom[%d]", prefix, i), ref)
 		}
 		for i, l := range h.Links {
 			ref, _, _ := strings.Cut(l, ":")
-			refs = append(refs, ContainerRef{Field: fmt.Sprintf("%sLinks[%d]", prefix, i), Ref: strings.TrimPrefix(ref, "/")})
+			add(RefContainer, fmt.Sprintf("%sLinks[%d]", prefix, i), strings.TrimPrefix(ref, "/"))
+		}
+		for i, bind := range h.Binds {
+			// "name:/dst[:opts]" is a named volume; "/src:..." a host path
+			// and "/dst" alone an anonymous volume (as the rails read them).
+			if src, _, ok := strings.Cut(bind, ":"); ok && src != "" && !strings.HasPrefix(src, "/") {
+				add(RefVolume, fmt.Sprintf("%sBinds[%d]", prefix, i), src)
+			}
+		}
+		for i, m := range h.Mounts {
+			if strings.EqualFold(m.Type, "volume") && m.Source != "" {
+				add(RefVolume, fmt.Sprintf("%sMounts[%d].Source", prefix, i), m.Source)
+			}
 		}
 	}
-	add("", &b.hostConfigBody)
-	add("HostConfig.", b.HostConfig)
+	addHostConfig("", &b.hostConfigBody)
+	addHostConfig("HostConfig.", b.HostConfig)
+	if nc := b.NetworkingConfig; nc != nil {
+		names := make([]string, 0, len(nc.EndpointsConfig))
+		for name := range nc.EndpointsConfig {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			if !builtinNetworks[name] {
+				add(RefNetwork, "NetworkingConfig.EndpointsConfig["+name+"]", name)
+			}
+		}
+	}
 	return refs, nil
 }
 

@@ -425,10 +425,21 @@ func TestContainerCreateRefs(t *testing.T) {
 		{name: "none", body: dockerRunBody},
 		{name: "joins", body: `{"HostConfig":{"NetworkMode":"container:web","PidMode":"container:db","IpcMode":"container:db","VolumesFrom":["data:ro"],"Links":["/cache:c"]}}`,
 			want: []ContainerRef{
-				{"HostConfig.NetworkMode", "web"}, {"HostConfig.PidMode", "db"}, {"HostConfig.IpcMode", "db"},
-				{"HostConfig.VolumesFrom[0]", "data"}, {"HostConfig.Links[0]", "cache"},
+				{RefContainer, "HostConfig.NetworkMode", "web"}, {RefContainer, "HostConfig.PidMode", "db"}, {RefContainer, "HostConfig.IpcMode", "db"},
+				{RefContainer, "HostConfig.VolumesFrom[0]", "data"}, {RefContainer, "HostConfig.Links[0]", "cache"},
 			}},
-		{name: "top-level", body: `{"PidMode":"container:x"}`, want: []ContainerRef{{"PidMode", "x"}}},
+		{name: "top-level", body: `{"PidMode":"container:x"}`, want: []ContainerRef{{RefContainer, "PidMode", "x"}}},
+		{name: "networks", body: `{"HostConfig":{"NetworkMode":"jobnet"},"NetworkingConfig":{"EndpointsConfig":{"jobnet":{},"none":{},"b":{}}}}`,
+			want: []ContainerRef{
+				{RefNetwork, "HostConfig.NetworkMode", "jobnet"},
+				{RefNetwork, "NetworkingConfig.EndpointsConfig[b]", "b"}, {RefNetwork, "NetworkingConfig.EndpointsConfig[jobnet]", "jobnet"},
+			}},
+		{name: "builtin networks are not references", body: `{"HostConfig":{"NetworkMode":"bridge"},"NetworkingConfig":{"EndpointsConfig":{"default":{},"none":{}}}}`},
+		{name: "volumes at both levels", body: `{"Binds":["top:/a"],"HostConfig":{"Binds":["/host:/h","/anon","named:/n:ro"],"Mounts":[{"Type":"volume","Source":"mv","Target":"/m"},{"Type":"volume","Target":"/anon2"},{"Type":"bind","Source":"/x","Target":"/y"}]}}`,
+			want: []ContainerRef{
+				{RefVolume, "Binds[0]", "top"},
+				{RefVolume, "HostConfig.Binds[2]", "named"}, {RefVolume, "HostConfig.Mounts[0].Source", "mv"},
+			}},
 		{name: "ambiguous", body: `{"HostConfig":{"PidMode":"","pidmode":"container:x"}}`, wantErr: true},
 	}
 	for _, tc := range tests {
