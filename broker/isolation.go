@@ -82,7 +82,13 @@ func (e *errForeign) Error() string { return notFoundMessage(e.kind, e.ref) }
 // suffix are what surrounds the reference, so the path can be rebuilt
 // around the resolved id. Lists, creates and prunes are not object routes.
 func objectRoute(method, p string) (k objectKind, ref, prefix, suffix string, ok bool) {
-	segs := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	switch {
+	case strings.HasPrefix(p, "/containers/"), strings.HasPrefix(p, "/exec/"),
+		strings.HasPrefix(p, "/networks/"), strings.HasPrefix(p, "/volumes/"):
+	default:
+		return 0, "", "", "", false // most requests: nothing to split
+	}
+	segs := strings.Split(p[1:], "/")
 	if len(segs) < 2 {
 		return 0, "", "", "", false
 	}
@@ -223,10 +229,11 @@ func (iso isolator) resolve(ctx context.Context, k objectKind, ref string) (stri
 // listRoutes are the requests whose answers are filtered to the tenant by
 // adding the owner label to their "filters" query parameter.
 func isListRoute(method, p string) bool {
-	switch method + " " + p {
-	case "GET /containers/json", "GET /networks", "GET /volumes", "GET /events",
-		"POST /containers/prune", "POST /networks/prune", "POST /volumes/prune":
-		return true
+	switch method {
+	case http.MethodGet:
+		return p == "/containers/json" || p == "/networks" || p == "/volumes" || p == "/events"
+	case http.MethodPost:
+		return p == "/containers/prune" || p == "/networks/prune" || p == "/volumes/prune"
 	}
 	return false
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/http/httputil"
 	"strconv"
@@ -244,12 +243,14 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Code: d.Code, Reason: d.Reason, Rule: d.Rule, Mode: mode,
 		})
 	}
-	// refuse answers a decision that is never forwarded, whatever the mode.
-	refuse := func(d policy.Decision) {
+	// answer records a refusal and, paced, answers it with msg.
+	answer := func(d policy.Decision, msg string) {
 		record(d, ModeEnforce)
 		h.ts.pacer.wait(ctx)
-		writeDockerError(w, d.Status, "sockguard: denied by policy: "+d.Reason)
+		writeDockerError(w, d.Status, msg)
 	}
+	// refuse answers a decision that is never forwarded, whatever the mode.
+	refuse := func(d policy.Decision) { answer(d, "sockguard: denied by policy: "+d.Reason) }
 	// deny applies the socket's mode: it refuses (and returns true), or in
 	// audit mode records a would-deny and lets the request through.
 	deny := func(d policy.Decision) bool {
@@ -268,13 +269,11 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var taken *errNameTaken
 		switch {
 		case errors.As(err, &taken):
-			record(policy.Decision{Code: policy.ReasonForeignObject, Reason: taken.Error() + " by another tenant", Rule: "tenant isolation"}, ModeEnforce)
-			h.ts.pacer.wait(ctx)
-			writeDockerError(w, http.StatusConflict, taken.Error())
+			answer(policy.Decision{Status: http.StatusConflict, Code: policy.ReasonForeignObject,
+				Reason: taken.Error() + " by another tenant", Rule: "tenant isolation"}, taken.Error())
 		case errors.As(err, &foreign):
-			record(policy.Decision{Code: policy.ReasonForeignObject, Reason: "not owned by this tenant: " + foreign.Error(), Rule: "tenant isolation"}, ModeEnforce)
-			h.ts.pacer.wait(ctx)
-			writeDockerError(w, foreign.status(), foreign.Error())
+			answer(policy.Decision{Status: foreign.status(), Code: policy.ReasonForeignObject,
+				Reason: "not owned by this tenant: " + foreign.Error(), Rule: "tenant isolation"}, foreign.Error())
 		case errors.As(err, &amb):
 			refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed, Reason: string(amb), Rule: "tenant isolation"})
 		default:
@@ -290,11 +289,10 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed, Reason: err.Error(), Rule: "canonical request"})
 		return
 	}
-	// Fail closed on form bodies on every endpoint: dockerd's ParseForm
-	// reads parameters from them that win over the query the policy and the
-	// isolation filters saw (a prune could drop its owner filter). No
-	// Docker endpoint takes a form body.
-	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "application/x-www-form-urlencoded" || ct == "multipart/form-data" {
+	// Fail closed on form bodies on every endpoint, not only the inspected
+	// ones: their values would win over the query the policy and the
+	// isolation filters saw.
+	if policy.FormBody(r.Header) {
 		refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed,
 			Reason: "form-encoded request bodies are not accepted", Rule: "canonical request"})
 		return

@@ -296,3 +296,25 @@ func TestVersionLess(t *testing.T) {
 		})
 	}
 }
+
+func TestFormBody(t *testing.T) {
+	tests := []struct {
+		ct   []string
+		want bool
+	}{
+		{nil, false},
+		{[]string{"application/json"}, false},
+		{[]string{"application/x-tar"}, false},
+		{[]string{"application/x-www-form-urlencoded"}, true},
+		{[]string{"Application/X-WWW-Form-Urlencoded; charset=utf-8"}, true},
+		{[]string{"application/x-www-form-urlencoded; bad"}, true},
+		{[]string{"multipart/form-data; boundary=x"}, true},
+		{[]string{"application/json", "application/x-www-form-urlencoded"}, true},
+	}
+	for _, tt := range tests {
+		h := http.Header{"Content-Type": tt.ct}
+		if got := FormBody(h); got != tt.want {
+			t.Errorf("FormBody(%q) = %v, want %v", tt.ct, got, tt.want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"net/url"
 	"path"
@@ -261,7 +262,7 @@ func (p *Policy) InspectBody(req Request, header http.Header, body []byte) (Deci
 	if _, limit := p.BodyPolicy(req); int64(len(body)) > limit {
 		return TooLarge(limit), nil
 	}
-	if len(body) > 0 && isFormContentType(header) {
+	if len(body) > 0 && FormBody(header) {
 		// dockerd's ParseForm reads a form-encoded body into the same values as
 		// the query (body first): it could override what we judged.
 		return malformed("strict body", "a form-encoded body is not accepted: it could override query parameters"), nil
@@ -289,10 +290,22 @@ func (p *Policy) InspectBody(req Request, header http.Header, body []byte) (Deci
 	return allow("no body inspection"), nil
 }
 
-func isFormContentType(h http.Header) bool {
+// FormBody reports whether a request declares a form-encoded body
+// (application/x-www-form-urlencoded or multipart/form-data). dockerd's
+// ParseForm reads such a body into the same values as the query, where the
+// body wins: it could override what was judged (a prune's owner filter, an
+// image pull's fromSrc). No Docker endpoint takes one, so the broker refuses
+// them on every endpoint.
+func FormBody(h http.Header) bool {
 	for _, v := range h.Values("Content-Type") {
-		mt, _, _ := strings.Cut(v, ";")
-		if strings.EqualFold(strings.TrimSpace(mt), "application/x-www-form-urlencoded") {
+		// ParseMediaType returns the media type even when a parameter is
+		// malformed, as dockerd's ParseForm reads it.
+		mt, _, _ := mime.ParseMediaType(v)
+		if mt == "" {
+			mt, _, _ = strings.Cut(v, ";")
+			mt = strings.ToLower(strings.TrimSpace(mt))
+		}
+		if mt == "application/x-www-form-urlencoded" || mt == "multipart/form-data" {
 			return true
 		}
 	}
