@@ -204,7 +204,7 @@ func TestBuildDenied(t *testing.T) {
 		t.Errorf("POST /build body %s (err %v), want {\"message\": %q...}", body, err, deniedPrefix)
 	}
 
-	d, ok := findDenial(b.denials(t, tenant), "POST", "/build")
+	d, ok := b.waitDenial(t, tenant, isDenial("POST", "/build"))
 	if !ok {
 		t.Fatalf("sgctl denials --socket %s lacks POST /build:\n%s", tenant, b.Sgctl("-o", "json", "denials", "--socket", tenant).Stdout)
 	}
@@ -242,7 +242,7 @@ func TestPrivilegedDenied(t *testing.T) {
 	if r := upstreamDocker("inspect", name); r.Code == 0 {
 		t.Errorf("privileged container %s was created upstream", name)
 	}
-	if _, ok := findDenial(b.denials(t, tenant), "POST", "/containers/create"); !ok {
+	if _, ok := b.waitDenial(t, tenant, isDenial("POST", "/containers/create")); !ok {
 		t.Errorf("deny log lacks POST /containers/create")
 	}
 }
@@ -255,7 +255,7 @@ func TestRestartKeepsSocketsAndDenials(t *testing.T) {
 	b.CreateSocket(t, tenant, preset)
 	b.Docker(tenant, "version").MustSucceed(t)
 	b.Docker(tenant, "build", "-t", objectName(t, "img"), buildContext(t)).MustFail(t)
-	before, ok := findDenial(b.denials(t, tenant), "POST", "/build")
+	before, ok := b.waitDenial(t, tenant, isDenial("POST", "/build"))
 	if !ok {
 		t.Fatal("no POST /build denial before the restart")
 	}

@@ -646,6 +646,11 @@ func findDenial(ds []denialJSON, method, path string) (denialJSON, bool) {
 	return denialJSON{}, false
 }
 
+// isDenial matches a denial by method and canonical path.
+func isDenial(method, path string) func(denialJSON) bool {
+	return func(d denialJSON) bool { return d.Method == method && d.Path == path }
+}
+
 // buildContext writes a tiny Docker build context and returns its dir.
 func buildContext(t testing.TB) string {
 	t.Helper()

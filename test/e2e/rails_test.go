@@ -95,14 +95,12 @@ func TestPolicyRails(t *testing.T) {
 			if got := upstreamIDs(t, "container"); len(got) != len(containersBefore) {
 				t.Errorf("containers upstream %d -> %d: a refused request created one", len(containersBefore), len(got))
 			}
-			found := false
-			for _, d := range b.denials(t, sock) {
-				if strings.Contains(reason, d.Reason) && d.Reason != "" {
-					found = true
-					if d.ReasonCode == "" || d.ReasonCode == "DENIAL_REASON_UNSPECIFIED" {
-						t.Errorf("denial %s has no reason code", d)
-					}
-				}
+			// The deny log is written off the request path: wait for it.
+			d, found := b.waitDenial(t, sock, func(d denialJSON) bool {
+				return d.Reason != "" && strings.Contains(reason, d.Reason)
+			})
+			if found && (d.ReasonCode == "" || d.ReasonCode == "DENIAL_REASON_UNSPECIFIED") {
+				t.Errorf("denial %+v has no reason code", d)
 			}
 			if !found {
 				t.Errorf("sgctl denials --socket %s lacks the refusal %q", sock, reason)
