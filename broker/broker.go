@@ -62,7 +62,11 @@ type Config struct {
 	StateDir          string        // persistent state (state.db)
 	DenyLogMaxRecords int           // retention by count; 0 keeps all
 	DenyLogMaxAge     time.Duration // retention by age; 0 keeps all
-	ShutdownTimeout   time.Duration // how long SIGTERM waits for requests and streams
+	// DenyLogMaxPerTenant bounds one tenant's records (0: no bound); when
+	// it evicts, a tenant's oldest tenth of that bound is kept.
+	DenyLogMaxPerTenant int
+	DenyLogQueueBytes   int64         // what waits for the deny-log writer; 0: the default
+	ShutdownTimeout     time.Duration // how long SIGTERM waits for requests and streams
 	// DenyRate is how many refusals per second one tenant socket gets
 	// answered at once (with a second's worth of burst); past it, refusals
 	// are paced. 0 disables pacing.
@@ -158,7 +162,13 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg: cfg, log: log, up: up, catalog: catalog, store: store,
 		started: time.Now().UTC(), stopping: make(chan struct{}),
 	}
-	b.denials = NewDenyLog(store, log, cfg.DenyLogMaxRecords, cfg.DenyLogMaxAge)
+	b.denials = NewDenyLog(store, log, DenyLogConfig{
+		Retention: DenialRetention{
+			MaxRecords: cfg.DenyLogMaxRecords, MaxPerTenant: cfg.DenyLogMaxPerTenant,
+			MaxAge: cfg.DenyLogMaxAge, KeepFirst: cfg.DenyLogMaxPerTenant / 10,
+		},
+		QueueBytes: cfg.DenyLogQueueBytes,
+	})
 	stopWriter := make(chan struct{})
 	writerDone := make(chan struct{})
 	go func() {

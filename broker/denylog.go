@@ -8,25 +8,38 @@ import (
 )
 
 // DenyLog records refusals off the request path. Record never blocks: it
-// hands the record to a buffered channel and, when the buffer is full,
-// drops it and counts the drop. One writer goroutine commits whatever has
-// queued up in a single transaction, so a storm of denials becomes a few
-// large batches instead of one fsync per request.
+// bounds the record's fields and hands it to a buffered channel; when the
+// channel holds denyQueueLen records or the queued records hold
+// QueueBytes, it drops the record and counts the drop. One writer
+// goroutine commits whatever has queued up in a single transaction, so a
+// storm of denials becomes a few large batches instead of one fsync per
+// request, and applies the count bounds in that same transaction.
 type DenyLog struct {
-	store    *Store
-	log      *slog.Logger
-	maxCount int
-	maxAge   time.Duration
+	store      *Store
+	log        *slog.Logger
+	ret        DenialRetention
+	queueBytes int64
 
-	ch      chan Denial
-	dropped atomic.Uint64
-	written atomic.Uint64
+	ch          chan Denial
+	queued      atomic.Int64 // bytes (Denial.size) in ch
+	dropped     atomic.Uint64
+	written     atomic.Uint64
+	evicted     atomic.Uint64 // removed by the count bounds
+	undecodable atomic.Uint64 // records readers skipped because they do not decode
 
 	mu     sync.Mutex
 	notify chan struct{} // mu guards notify; closed and replaced after each commit
-
-	sincePrune int // records committed since the last prune; writer goroutine only
 }
+
+// DenyLogConfig bounds the deny log.
+type DenyLogConfig struct {
+	Retention DenialRetention
+	// QueueBytes bounds what waits for the writer (default
+	// defaultDenyQueueBytes).
+	QueueBytes int64
+}
+
+const defaultDenyQueueBytes = 4 << 20
 
 const (
 	denyQueueLen = 8192
@@ -35,29 +48,66 @@ const (
 	// one before committing: one fsync per window instead of one per
 	// denial. A crash loses at most this window.
 	denyBatchWait = 20 * time.Millisecond
-	pruneEvery    = 30 * time.Second
+	// pruneEvery paces the age bound; the count bounds are applied with
+	// every commit.
+	pruneEvery = 30 * time.Second
 )
 
-// NewDenyLog returns a deny log writing to store. Retention keeps at most
-// maxCount records and none older than maxAge (zero disables a bound).
-func NewDenyLog(store *Store, log *slog.Logger, maxCount int, maxAge time.Duration) *DenyLog {
+// NewDenyLog returns a deny log writing to store.
+func NewDenyLog(store *Store, log *slog.Logger, cfg DenyLogConfig) *DenyLog {
+	if cfg.QueueBytes <= 0 {
+		cfg.QueueBytes = defaultDenyQueueBytes
+	}
 	return &DenyLog{
-		store:    store,
-		log:      log,
-		maxCount: maxCount,
-		maxAge:   maxAge,
-		ch:       make(chan Denial, denyQueueLen),
-		notify:   make(chan struct{}),
+		store:      store,
+		log:        log,
+		ret:        cfg.Retention,
+		queueBytes: cfg.QueueBytes,
+		ch:         make(chan Denial, denyQueueLen),
+		notify:     make(chan struct{}),
 	}
 }
 
-// Record queues d for writing. It never waits.
+// Record queues d for writing. It never waits. Its fields are clipped to
+// their bounds first, so the queue holds at most QueueBytes whatever the
+// requests looked like.
 func (l *DenyLog) Record(d Denial) {
+	d.bound()
+	n := int64(d.size())
+	if l.queued.Add(n) > l.queueBytes {
+		l.queued.Add(-n)
+		l.dropped.Add(1)
+		return
+	}
 	select {
 	case l.ch <- d:
 	default:
+		l.queued.Add(-n)
 		l.dropped.Add(1)
 	}
+}
+
+// take accounts for a record the writer took off the queue.
+func (l *DenyLog) take(d Denial) Denial {
+	l.queued.Add(-int64(d.size()))
+	return d
+}
+
+// Evicted is the number of records the count bounds removed.
+func (l *DenyLog) Evicted() uint64 { return l.evicted.Load() }
+
+// Undecodable is the number of stored records readers skipped because they
+// do not decode.
+func (l *DenyLog) Undecodable() uint64 { return l.undecodable.Load() }
+
+// skipped counts and reports, once per read, the records a reader passed
+// over.
+func (l *DenyLog) skipped(s Skipped, reader string) {
+	if s.N == 0 {
+		return
+	}
+	l.undecodable.Add(uint64(s.N))
+	l.log.Warn("deny_log_records_skipped", "reader", reader, "records", s.N, "first_id", s.First, "err", s.Err)
 }
 
 // Dropped is the number of records dropped because the writer was behind.
@@ -83,7 +133,7 @@ func (l *DenyLog) run(stop <-chan struct{}) {
 	for {
 		select {
 		case d := <-l.ch:
-			batch = l.gather(append(batch[:0], d), stop)
+			batch = l.gather(append(batch[:0], l.take(d)), stop)
 			l.commit(batch)
 		case <-prune.C:
 			l.prune()
@@ -108,7 +158,7 @@ func (l *DenyLog) gather(batch []Denial, stop <-chan struct{}) []Denial {
 	for len(batch) < denyBatchMax {
 		select {
 		case d := <-l.ch:
-			batch = append(batch, d)
+			batch = append(batch, l.take(d))
 		case <-t.C:
 			return batch
 		case <-stop:
@@ -123,7 +173,7 @@ func (l *DenyLog) fill(batch []Denial) []Denial {
 	for len(batch) < denyBatchMax {
 		select {
 		case d := <-l.ch:
-			batch = append(batch, d)
+			batch = append(batch, l.take(d))
 		default:
 			return batch
 		}
@@ -132,30 +182,26 @@ func (l *DenyLog) fill(batch []Denial) []Denial {
 }
 
 func (l *DenyLog) commit(batch []Denial) {
-	if err := l.store.AppendDenials(batch); err != nil {
+	n, err := l.store.AppendDenials(batch, l.ret)
+	if err != nil {
 		l.dropped.Add(uint64(len(batch)))
 		l.log.Error("deny_log_write_failed", "records", len(batch), "err", err)
 		return
 	}
 	l.written.Add(uint64(len(batch)))
+	l.evicted.Add(uint64(n))
 	l.mu.Lock()
 	close(l.notify)
 	l.notify = make(chan struct{})
 	l.mu.Unlock()
-	// Under a flood, enforce the count bound every tenth of it rather than
-	// waiting for the timer, so the store stays near its bound.
-	l.sincePrune += len(batch)
-	if l.maxCount > 0 && l.sincePrune >= max(l.maxCount/10, denyBatchMax) {
-		l.prune()
-	}
 }
 
 func (l *DenyLog) prune() {
-	if l.maxCount <= 0 && l.maxAge <= 0 {
+	r := l.ret
+	if r.MaxRecords <= 0 && r.MaxPerTenant <= 0 && r.MaxAge <= 0 {
 		return
 	}
-	l.sincePrune = 0
-	n, err := l.store.PruneDenials(l.maxCount, l.maxAge, time.Now())
+	n, err := l.store.PruneDenials(r, time.Now())
 	if err != nil {
 		l.log.Error("deny_log_prune_failed", "err", err)
 	} else if n > 0 {

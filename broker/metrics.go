@@ -40,6 +40,10 @@ var (
 		"Deny-log records committed to the store.", nil, nil)
 	descDropped = prometheus.NewDesc("sockguard_deny_log_records_dropped_total",
 		"Deny-log records dropped because the writer could not keep up.", nil, nil)
+	descEvicted = prometheus.NewDesc("sockguard_deny_log_records_evicted_total",
+		"Deny-log records removed by the count bounds (--deny-log-max-records, --deny-log-max-records-per-tenant).", nil, nil)
+	descUndecodable = prometheus.NewDesc("sockguard_deny_log_records_undecodable_total",
+		"Stored deny-log records that listings and watches skipped because they do not decode.", nil, nil)
 )
 
 // collector exposes the broker's live counters.
@@ -48,7 +52,7 @@ type collector struct {
 }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRequests, descDenials, descConns, descStreams, descTenants, descUpstream, descWritten, descDropped} {
+	for _, d := range []*prometheus.Desc{descRequests, descDenials, descConns, descStreams, descTenants, descUpstream, descWritten, descDropped, descEvicted, descUndecodable} {
 		ch <- d
 	}
 }
@@ -84,6 +88,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descUpstream, prometheus.GaugeValue, up)
 	ch <- prometheus.MustNewConstMetric(descWritten, prometheus.CounterValue, float64(b.denials.Written()))
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(b.denials.Dropped()))
+	ch <- prometheus.MustNewConstMetric(descEvicted, prometheus.CounterValue, float64(b.denials.Evicted()))
+	ch <- prometheus.MustNewConstMetric(descUndecodable, prometheus.CounterValue, float64(b.denials.Undecodable()))
 }
 
 // reasonLabel is the reason code as a metric label ("rule-denied").

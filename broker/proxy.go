@@ -225,7 +225,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.access.LogAttrs(ctx, slog.LevelInfo, "request",
 				slog.String("request_id", reqID), slog.String("socket", st.t.Name),
 				slog.Uint64("peer_uid", uint64(cred.UID)), slog.Int("peer_pid", int(cred.PID)),
-				slog.String("method", req.Method), slog.String("path", req.Path),
+				slog.String("method", clip(req.Method, maxDenialMethod)), slog.String("path", clip(req.Path, maxDenialPath)),
 				slog.String("decision", outcome), slog.Int("status", sw.status),
 				slog.Duration("duration", d))
 		}
@@ -239,7 +239,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.denials.Record(Denial{
 			Time: time.Now().UTC(), Socket: st.t.Name, TenantID: st.t.ID, RequestID: reqID,
 			PeerUID: cred.UID, PeerGID: cred.GID, PeerPID: cred.PID,
-			Method: req.Method, Path: req.Path, RawTarget: rawTarget(r),
+			Method: req.Method, Path: req.Path, RawTarget: safeTarget(r.RequestURI),
 			Code: d.Code, Reason: d.Reason, Rule: d.Rule, Mode: mode,
 		})
 	}
@@ -423,12 +423,3 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-// rawTarget is the request target as received, bounded for storage.
-func rawTarget(r *http.Request) string {
-	s := r.RequestURI
-	if len(s) > 512 {
-		s = s[:512] + "..."
-	}
-	return s
-}

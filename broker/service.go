@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sockguard/sockguard/policy"
@@ -289,19 +290,36 @@ func (s *service) ListDenials(_ context.Context, req *sockguardv1.ListDenialsReq
 		before = n
 	}
 	f := denialFilter(req.GetSocket(), req.GetStartTime(), req.GetEndTime(), req.GetReasonCode(), req.GetMethod(), req.GetPathPrefix())
-	recs, next, err := s.b.store.ListDenials(f, before, size)
+	recs, next, skipped, err := s.b.store.ListDenials(f, before, size)
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	s.b.denials.skipped(skipped, "list")
 	resp := &sockguardv1.ListDenialsResponse{}
+	// The answer stays under listPageBytes however large the records are:
+	// a page that would outgrow it ends early and the token continues
+	// after its last record.
+	total := 0
 	for i := range recs {
-		resp.Denials = append(resp.Denials, denialToProto(&recs[i]))
+		d := denialToProto(&recs[i])
+		n := proto.Size(d) + 8 // field tag and length
+		if i > 0 && total+n > listPageBytes {
+			next = recs[i-1].ID
+			break
+		}
+		total += n
+		resp.Denials = append(resp.Denials, d)
 	}
 	if next != 0 {
 		resp.NextPageToken = strconv.FormatUint(next, 10)
 	}
 	return resp, nil
 }
+
+// listPageBytes bounds a ListDenials answer, well under gRPC's default 4
+// MiB receive limit. One record is at most a few KB (maxDenialBytes), so a
+// page always holds at least one.
+const listPageBytes = 1 << 20
 
 // WatchDenials streams committed records with ids after the cursor. It
 // reads from the store, never from the request path, so a slow watcher
@@ -318,17 +336,19 @@ func (s *service) WatchDenials(req *sockguardv1.WatchDenialsRequest, stream sock
 		cursor = last
 	}
 	f := denialFilter(req.GetSocket(), nil, nil, req.GetReasonCode(), req.GetMethod(), req.GetPathPrefix())
+	var missed uint64 // removed by retention and not yet reported
 	for {
 		changed := s.b.denials.Changed()
-		recs, last, missed, err := s.b.store.DenialsAfter(f, cursor, 256)
+		recs, last, gap, skipped, err := s.b.store.DenialsAfter(f, cursor, 256)
 		if err != nil {
 			return toStatus(err)
 		}
+		s.b.denials.skipped(skipped, "watch")
+		missed += gap
 		for i := range recs {
-			resp := &sockguardv1.WatchDenialsResponse{Denial: denialToProto(&recs[i])}
-			if i == 0 {
-				resp.Missed = missed
-			}
+			// One record per message: bounded by maxDenialBytes.
+			resp := &sockguardv1.WatchDenialsResponse{Denial: denialToProto(&recs[i]), Missed: missed}
+			missed = 0
 			if err := stream.Send(resp); err != nil {
 				return err
 			}

@@ -104,7 +104,7 @@ func TestStoreDenials(t *testing.T) {
 		}
 		recs = append(recs, Denial{Time: base.Add(time.Duration(i) * time.Minute), Socket: sock, Method: "POST", Path: fmt.Sprintf("/p/%d", i%5), Code: policy.ReasonCode(1 + i%3)})
 	}
-	if err := s.AppendDenials(recs); err != nil {
+	if _, err := s.AppendDenials(recs, DenialRetention{}); err != nil {
 		t.Fatal(err)
 	}
 	if recs[0].ID != 1 || recs[249].ID != 250 {
@@ -128,7 +128,7 @@ func TestStoreDenials(t *testing.T) {
 			var got []Denial
 			var before uint64
 			for page := 0; ; page++ {
-				recs, next, err := s.ListDenials(tt.f, before, 7)
+				recs, next, _, err := s.ListDenials(tt.f, before, 7)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -152,7 +152,7 @@ func TestStoreDenials(t *testing.T) {
 		})
 	}
 
-	after, last, missed, err := s.DenialsAfter(DenialFilter{Socket: "b"}, 240, 100)
+	after, last, missed, _, err := s.DenialsAfter(DenialFilter{Socket: "b"}, 240, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,11 +160,11 @@ func TestStoreDenials(t *testing.T) {
 		t.Fatalf("DenialsAfter: %d records from %d, last %d", len(after), after[0].ID, last)
 	}
 
-	n, err := s.PruneDenials(100, 0, base)
+	n, err := s.PruneDenials(DenialRetention{MaxRecords: 100}, base)
 	if err != nil || n != 150 {
 		t.Fatalf("prune by count removed %d (%v), want 150", n, err)
 	}
-	n, err = s.PruneDenials(0, time.Hour, base.Add(250*time.Minute))
+	n, err = s.PruneDenials(DenialRetention{MaxAge: time.Hour}, base.Add(250*time.Minute))
 	if err != nil || n != 41 {
 		t.Fatalf("prune by age removed %d (%v), want 41", n, err)
 	}
@@ -172,7 +172,7 @@ func TestStoreDenials(t *testing.T) {
 		t.Fatalf("count after prune = %d, want 59", c)
 	}
 	// A watcher at id 100 fell behind: ids 101..191 were pruned.
-	recs, _, missed, err = s.DenialsAfter(DenialFilter{}, 100, 10)
+	recs, _, missed, _, err = s.DenialsAfter(DenialFilter{}, 100, 10)
 	if err != nil || missed != 91 || recs[0].ID != 192 {
 		t.Fatalf("after pruning: missed %d first %d (%v), want 91 and 192", missed, recs[0].ID, err)
 	}

@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sockguard/sockguard/policy"
 )
@@ -33,7 +35,13 @@ type Tenant struct {
 }
 
 // Denial is one recorded refusal (or would-deny in audit mode). It never
-// holds a request body or a header value.
+// holds a request body, a header value or a query value outside
+// denyQueryKeep (see safeTarget): those can carry secrets.
+//
+// Every string field has a byte bound (maxDenial* below), applied by bound
+// before a record is queued and again whenever one is read back, so a
+// record costs at most maxDenialBytes in the store, in memory and in an RPC
+// answer whatever the request looked like (a request line can be 1 MB).
 type Denial struct {
 	ID        uint64            `json:"id"`
 	Time      time.Time         `json:"time"`
@@ -50,4 +58,54 @@ type Denial struct {
 	Reason    string            `json:"reason"`
 	Rule      string            `json:"rule,omitempty"`
 	Mode      Mode              `json:"mode"`
+}
+
+// Byte bounds of a Denial's string fields. A clipped value ends in
+// "...(N bytes)" with its original length.
+const (
+	maxDenialIdent  = 64  // Socket (names are at most 63), TenantID, RequestID
+	maxDenialMethod = 32  // canonical methods are tokens; a malformed one is clipped
+	maxDenialPath   = 256 // canonical path
+	maxDenialTarget = 384 // safeTarget output
+	maxDenialReason = 512
+	maxDenialRule   = 128
+	// maxDenialBytes bounds one record's JSON: every string field at its
+	// bound with every byte escaped as \u00XX (6 bytes), plus the fixed
+	// fields and keys.
+	maxDenialBytes = 6*(3*maxDenialIdent+maxDenialMethod+maxDenialPath+maxDenialTarget+maxDenialReason+maxDenialRule) + 512
+)
+
+// bound clips every string field to its byte bound.
+func (d *Denial) bound() {
+	d.Socket = clip(d.Socket, maxDenialIdent)
+	d.TenantID = clip(d.TenantID, maxDenialIdent)
+	d.RequestID = clip(d.RequestID, maxDenialIdent)
+	d.Method = clip(d.Method, maxDenialMethod)
+	d.Path = clip(d.Path, maxDenialPath)
+	d.RawTarget = clip(d.RawTarget, maxDenialTarget)
+	d.Reason = clip(d.Reason, maxDenialReason)
+	d.Rule = clip(d.Rule, maxDenialRule)
+	d.Mode = Mode(clip(string(d.Mode), maxDenialMethod))
+}
+
+// size is the record's approximate in-memory size, for the queue's byte
+// bound.
+func (d *Denial) size() int {
+	return 160 + len(d.Socket) + len(d.TenantID) + len(d.RequestID) + len(d.Method) +
+		len(d.Path) + len(d.RawTarget) + len(d.Reason) + len(d.Rule) + len(d.Mode)
+}
+
+// clip returns s if it has at most n bytes, else a prefix of it cut at a
+// UTF-8 boundary and marked with the original length, n bytes at most in
+// all. n must be at least 32.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	mark := "...(" + strconv.Itoa(len(s)) + " bytes)"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }

@@ -49,6 +49,8 @@ type options struct {
 	stateDir          string
 	denyLogMaxRecords int
 	denyLogMaxAge     time.Duration
+	denyLogPerTenant  int
+	denyLogQueueBytes int64
 	shutdownTimeout   time.Duration
 	denyRate          int
 	logLevel          string
@@ -69,7 +71,9 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.socketDir, "socket-dir", "/run/sockguard", "`directory` holding one sub-directory per tenant with its sockguard.sock")
 	fs.StringVar(&o.hostSocketDir, "host-socket-dir", "", "the socket directory as the Docker daemon sees it, when the broker runs in a container (used to rewrite docker.sock binds); default: --socket-dir")
 	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/sockguard", "`directory` for persistent state (tenants and deny log, in state.db)")
-	fs.IntVar(&o.denyLogMaxRecords, "deny-log-max-records", 100000, "keep at most this many deny-log records (0: no count limit)")
+	fs.IntVar(&o.denyLogMaxRecords, "deny-log-max-records", 100000, "keep at most this many deny-log records in all (0: no count limit). Past it, records are removed from the tenants holding the most first, so a tenant that stores few keeps them however much another one floods")
+	fs.IntVar(&o.denyLogPerTenant, "deny-log-max-records-per-tenant", 10000, "keep at most this many deny-log records per tenant socket (0: no per-tenant limit). Past it, that tenant's oldest records are removed, except its first tenth of this limit, so its own flood cannot erase how its history began")
+	fs.Int64Var(&o.denyLogQueueBytes, "deny-log-queue-bytes", 4<<20, "refusals waiting to be written to the deny log may hold at most this many `bytes` (min 65536); past it, new ones are dropped and counted (sockguard_deny_log_records_dropped_total). Every stored field is clipped (path 256 bytes, reason 512, ...) and query values are kept only for harmless keys")
 	fs.DurationVar(&o.denyLogMaxAge, "deny-log-max-age", 30*24*time.Hour, "drop deny-log records older than this (0: no age limit)")
 	fs.IntVar(&o.denyRate, "deny-rate", 1000, "refusals per second each tenant socket gets answered at once (after a one-second burst); beyond it refusals are paced, so a client flooding denied requests cannot starve other tenants (0: no pacing)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long in-flight requests and streams may finish before they are cut")
@@ -180,6 +184,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
+	switch {
+	case o.denyLogMaxRecords < 0, o.denyLogPerTenant < 0:
+		fmt.Fprintf(stderr, "broker: --deny-log-max-records and --deny-log-max-records-per-tenant must not be negative (0 means no limit)\n")
+		return 2
+	case o.denyLogQueueBytes < 64<<10:
+		fmt.Fprintf(stderr, "broker: --deny-log-queue-bytes %d: want at least 65536\n", o.denyLogQueueBytes)
+		return 2
+	}
 	log, err := newLogger(o.logLevel, o.logFormat, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "broker: %v\n", err)
@@ -205,21 +217,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		access = slog.New(slog.NewJSONHandler(f, nil))
 	}
 	err = broker.Run(ctx, broker.Config{
-		Upstream:          o.upstream,
-		AdminSocket:       o.adminSocket,
-		AdminGroup:        gid,
-		SocketDir:         o.socketDir,
-		HostSocketDir:     o.hostSocketDir,
-		StateDir:          o.stateDir,
-		DenyLogMaxRecords: o.denyLogMaxRecords,
-		DenyLogMaxAge:     o.denyLogMaxAge,
-		ShutdownTimeout:   o.shutdownTimeout,
-		DenyRate:          o.denyRate,
-		PresetDir:         o.presetDir,
-		MetricsListen:     o.metricsListen,
-		Version:           version,
-		Logger:            log,
-		AccessLog:         access,
+		Upstream:            o.upstream,
+		AdminSocket:         o.adminSocket,
+		AdminGroup:          gid,
+		SocketDir:           o.socketDir,
+		HostSocketDir:       o.hostSocketDir,
+		StateDir:            o.stateDir,
+		DenyLogMaxRecords:   o.denyLogMaxRecords,
+		DenyLogMaxAge:       o.denyLogMaxAge,
+		DenyLogMaxPerTenant: o.denyLogPerTenant,
+		DenyLogQueueBytes:   o.denyLogQueueBytes,
+		ShutdownTimeout:     o.shutdownTimeout,
+		DenyRate:            o.denyRate,
+		PresetDir:           o.presetDir,
+		MetricsListen:       o.metricsListen,
+		Version:             version,
+		Logger:              log,
+		AccessLog:           access,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "broker: %v\n", err)
