@@ -26,6 +26,11 @@ import (
 //	denials/
 //	  <uint64 id, big-endian> -> JSON Denial   (ids from the bucket sequence,
 //	                                            so key order is time order)
+//	denial_tenants/<tenant key>/<id> -> ""     (per-tenant index, oldest first)
+//	denial_counts/<tenant key> -> uint64       (records per tenant)
+//
+// The deny-log buckets, their invariants and retention are described in
+// store_denials.go.
 //
 // A schema version newer than this binary knows is refused at open.
 type Store struct {

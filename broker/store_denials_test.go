@@ -1,0 +1,324 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sockguard/sockguard/policy"
+	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
+)
+
+func openTestStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func denialsOf(tenant string, n int, t0 time.Time) []Denial {
+	out := make([]Denial, n)
+	for i := range out {
+		out[i] = Denial{Time: t0.Add(time.Duration(i) * time.Millisecond), Socket: tenant, TenantID: "id-" + tenant,
+			Method: "POST", Path: fmt.Sprintf("/x/%d", i), Code: policy.ReasonRuleDenied, Reason: "r", Mode: ModeEnforce}
+	}
+	return out
+}
+
+func appendAll(t *testing.T, s *Store, recs []Denial, ret DenialRetention) {
+	t.Helper()
+	for len(recs) > 0 {
+		n := min(len(recs), 300)
+		if _, err := s.AppendDenials(recs[:n], ret); err != nil {
+			t.Fatal(err)
+		}
+		recs = recs[n:]
+	}
+}
+
+func listAll(t *testing.T, s *Store, f DenialFilter) []Denial {
+	t.Helper()
+	var out []Denial
+	var before uint64
+	for {
+		recs, next, skipped, err := s.ListDenials(f, before, 500)
+		if err != nil || skipped.N != 0 {
+			t.Fatalf("list: %v, %d skipped", err, skipped.N)
+		}
+		out = append(out, recs...)
+		if next == 0 {
+			return out
+		}
+		before = next
+	}
+}
+
+// checkIndex holds the schema invariants: every record indexed once under
+// its tenant, counts equal to index sizes.
+func checkIndex(t *testing.T, s *Store) {
+	t.Helper()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		tenants, counts := tx.Bucket(bucketDenialTenants), tx.Bucket(bucketDenialCounts)
+		seen := map[string]int{}
+		err := tx.Bucket(bucketDenials).ForEach(func(k, v []byte) error {
+			var d Denial
+			if err := json.Unmarshal(v, &d); err != nil {
+				return err
+			}
+			key := denialKey(&d)
+			if tb := tenants.Bucket(key); tb == nil || tb.Get(k) == nil {
+				return fmt.Errorf("record %x not indexed under %s", k, key)
+			}
+			seen[string(key)]++
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return counts.ForEach(func(k, v []byte) error {
+			n := tenants.Bucket(k).Stats().KeyN
+			if int(getU64(counts, k)) != n || seen[string(k)] != n {
+				return fmt.Errorf("tenant %s: count %d, index %d, records %d", k, getU64(counts, k), n, seen[string(k)])
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A tenant's flood never removes another tenant's records, and never its
+// own first KeepFirst.
+func TestDenialRetentionPerTenant(t *testing.T) {
+	s := openTestStore(t)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ret := DenialRetention{MaxRecords: 3000, MaxPerTenant: 1000, KeepFirst: 100}
+	appendAll(t, s, denialsOf("quiet", 50, t0), ret)
+	flood := denialsOf("flood", 5000, t0.Add(time.Second))
+	appendAll(t, s, flood, ret)
+
+	quiet := listAll(t, s, DenialFilter{Socket: "quiet"})
+	if len(quiet) != 50 {
+		t.Fatalf("quiet tenant kept %d of 50 records", len(quiet))
+	}
+	got := listAll(t, s, DenialFilter{Socket: "flood"})
+	if len(got) != 1000 {
+		t.Fatalf("flood tenant kept %d, want its bound 1000", len(got))
+	}
+	// Newest first: the last 100 listed are its first 100.
+	for i, d := range got[900:] {
+		if want := flood[99-i].ID; d.ID != want {
+			t.Fatalf("first records not kept: got id %d, want %d", d.ID, want)
+		}
+	}
+	if got[0].ID != flood[4999].ID || got[899].ID != flood[4100].ID {
+		t.Fatalf("newest 900 not kept: %d..%d", got[899].ID, got[0].ID)
+	}
+	if n, _ := s.CountDenials(); n != 1050 {
+		t.Fatalf("count %d, want 1050", n)
+	}
+	checkIndex(t, s)
+}
+
+// The global bound lowers the largest tenants to one level.
+func TestDenialRetentionGlobal(t *testing.T) {
+	tests := []struct {
+		name   string
+		counts []int
+		max    int
+		want   []int
+	}{
+		{"one large", []int{10, 500, 3000}, 2000, []int{10, 500, 1490}},
+		{"two large", []int{1000, 1000, 10}, 1010, []int{500, 500, 10}},
+		{"uneven split", []int{7, 7, 7}, 20, []int{7, 7, 6}},
+		{"under the bound", []int{5, 5}, 10, []int{5, 5}},
+		{"all equal down", []int{300, 200, 100}, 30, []int{10, 10, 10}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openTestStore(t)
+			t0 := time.Now()
+			for i, n := range tt.counts {
+				appendAll(t, s, denialsOf(fmt.Sprint("t", i), n, t0), DenialRetention{})
+			}
+			n, err := s.PruneDenials(DenialRetention{MaxRecords: tt.max, KeepFirst: 3}, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts, _ := s.TenantDenialCounts()
+			total := 0
+			for i, w := range tt.want {
+				if got := int(counts["id-t"+fmt.Sprint(i)]); got != w {
+					t.Errorf("tenant %d keeps %d, want %d", i, got, w)
+				}
+				total += tt.counts[i] - w
+			}
+			if n != total {
+				t.Errorf("removed %d, want %d", n, total)
+			}
+			checkIndex(t, s)
+		})
+	}
+}
+
+// Records a broker wrote before the index existed are indexed, clipped and
+// stripped of query values by the first write.
+func TestDenialIndexMigration(t *testing.T) {
+	s := openTestStore(t)
+	old := Denial{Time: time.Now(), Socket: "a", TenantID: "id-a", Path: "/" + strings.Repeat("p", 1<<20),
+		RawTarget: "/v1.45/build?buildargs=%7B%22NPM_TOKEN%22%3A%22s3cr3t%22%7D&t=app", Reason: strings.Repeat("r", 1<<20)}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDenials)
+		for i := range 3 {
+			id, _ := b.NextSequence()
+			old.ID = id
+			old.TenantID = fmt.Sprint("id-", i%2)
+			if err := putJSON(b, idKey(id), &old); err != nil {
+				return err
+			}
+		}
+		// The layout before the index: no index buckets.
+		if err := tx.DeleteBucket(bucketDenialTenants); err != nil && err != bolt.ErrBucketNotFound {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.CountDenials(); n != 3 {
+		t.Fatalf("count before the index: %d", n)
+	}
+	appendAll(t, s, denialsOf("b", 1, time.Now()), DenialRetention{})
+	checkIndex(t, s)
+	counts, _ := s.TenantDenialCounts()
+	if counts["id-0"] != 2 || counts["id-1"] != 1 || counts["id-b"] != 1 {
+		t.Fatalf("counts after migration: %v", counts)
+	}
+	s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketDenials).Get(idKey(1))
+		if len(v) > maxDenialBytes || strings.Contains(string(v), "s3cr3t") {
+			t.Errorf("old record not rewritten: %d bytes, %.200s", len(v), v)
+		}
+		return nil
+	})
+}
+
+// One record that does not decode is skipped and counted; the rest are
+// listed and streamed.
+func TestDenialReadersSkipBadRecords(t *testing.T) {
+	s := openTestStore(t)
+	appendAll(t, s, denialsOf("a", 10, time.Now()), DenialRetention{})
+	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketDenials).Put(idKey(5), []byte("{not json")) })
+
+	recs, _, skipped, err := s.ListDenials(DenialFilter{}, 0, 100)
+	if err != nil || len(recs) != 9 || skipped.N != 1 || skipped.First != 5 {
+		t.Fatalf("list: %d records, skipped %+v, %v", len(recs), skipped, err)
+	}
+	recs, last, missed, skipped, err := s.DenialsAfter(DenialFilter{}, 2, 100)
+	if err != nil || len(recs) != 7 || last != 10 || missed != 0 || skipped.N != 1 {
+		t.Fatalf("after: %d records, last %d, missed %d, skipped %+v, %v", len(recs), last, missed, skipped, err)
+	}
+
+	l := NewDenyLog(s, slog.New(slog.NewTextHandler(io.Discard, nil)), DenyLogConfig{})
+	svc := &service{b: &Broker{store: s, denials: l}}
+	resp, err := svc.ListDenials(context.Background(), &sockguardv1.ListDenialsRequest{})
+	if err != nil || len(resp.GetDenials()) != 9 || l.Undecodable() != 1 {
+		t.Fatalf("service list: %d records, %d undecodable, %v", len(resp.GetDenials()), l.Undecodable(), err)
+	}
+}
+
+// A refusal with a 1 MB request line costs at most maxDenialBytes, and a
+// page of the largest records stays under the page bound.
+func TestDenialBounds(t *testing.T) {
+	s := openTestStore(t)
+	huge := strings.Repeat("\x01é", 1<<19)
+	l := NewDenyLog(s, slog.New(slog.NewTextHandler(io.Discard, nil)), DenyLogConfig{})
+	d := Denial{Time: time.Now(), Socket: huge, TenantID: huge, RequestID: huge, Method: huge,
+		Path: huge, RawTarget: safeTarget("/" + huge + "?name=" + huge), Reason: huge, Rule: huge, Mode: Mode(huge)}
+	recs := make([]Denial, 1500)
+	for i := range recs {
+		recs[i] = d // AppendDenials bounds them
+	}
+	appendAll(t, s, recs, DenialRetention{})
+	s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDenials).ForEach(func(k, v []byte) error {
+			if len(v) > maxDenialBytes {
+				t.Fatalf("record %x: %d bytes, bound %d", k, len(v), maxDenialBytes)
+			}
+			return nil
+		})
+	})
+	svc := &service{b: &Broker{store: s, denials: l}}
+	req := &sockguardv1.ListDenialsRequest{PageSize: 1000}
+	total := 0
+	for {
+		resp, err := svc.ListDenials(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := proto.Size(resp); n > listPageBytes {
+			t.Fatalf("page of %d bytes", n)
+		}
+		if len(resp.GetDenials()) >= 1000 {
+			t.Fatalf("a page of %d records: the byte bound did not end it", len(resp.GetDenials()))
+		}
+		total += len(resp.GetDenials())
+		if resp.GetNextPageToken() == "" {
+			break
+		}
+		req.PageToken = resp.GetNextPageToken()
+	}
+	if total != 1500 {
+		t.Fatalf("paged through %d of 1500", total)
+	}
+}
+
+// The queue is bounded by bytes: past QueueBytes, records are dropped and
+// counted, however few they are.
+func TestDenyLogQueueBytes(t *testing.T) {
+	l := NewDenyLog(nil, slog.New(slog.NewTextHandler(io.Discard, nil)), DenyLogConfig{QueueBytes: 64 << 10})
+	big := strings.Repeat("x", 1<<20)
+	for range 200 {
+		l.Record(Denial{Path: big, Reason: big, RawTarget: big})
+	}
+	if l.queued.Load() > 64<<10 || l.Dropped() == 0 || len(l.ch)+int(l.Dropped()) != 200 {
+		t.Fatalf("queued %d bytes in %d records, dropped %d", l.queued.Load(), len(l.ch), l.Dropped())
+	}
+	for len(l.ch) > 0 {
+		l.take(<-l.ch)
+	}
+	if l.queued.Load() != 0 {
+		t.Fatalf("queue accounting off by %d", l.queued.Load())
+	}
+}
+
+func TestClip(t *testing.T) {
+	tests := []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 32, "short"},
+		{strings.Repeat("a", 40), 32, "aaaaaaaaaaaaaaaaaaa...(40 bytes)"},
+		{strings.Repeat("é", 40), 32, "ééééééééé...(80 bytes)"},
+	}
+	for _, tt := range tests {
+		got := clip(tt.in, tt.n)
+		if got != tt.want || len(got) > tt.n {
+			t.Errorf("clip(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+		}
+	}
+}
