@@ -7,14 +7,16 @@ import (
 	"strings"
 )
 
-// denyQueryKeep is the allowlist of query keys whose values the deny log
-// and the access log keep. Each names an object, a flag or a small number
-// that a client never uses to carry a secret. Every other key is kept as its
-// name alone: buildargs, labels, filters, remote, changes, fromSrc, message,
-// cachefrom, extrahosts and any key a future API adds can carry tokens,
-// passwords or URLs with credentials in them (docker build --build-arg
-// NPM_TOKEN=..., a remote context https://TOKEN@host/...).
-var denyQueryKeep = map[string]bool{
+// denyQueryKeys is the allowlist of query keys the deny log keeps, from
+// the Docker Engine API. A key mapped to true keeps its value: each names
+// an object, a flag or a small number that a client never uses to carry a
+// secret. A key mapped to false is kept as its name alone: buildargs,
+// labels, filters, remote, changes, fromSrc and the like can carry tokens,
+// passwords or URLs with credentials (docker build --build-arg
+// NPM_TOKEN=..., a remote context https://TOKEN@host/...). Any other key
+// is dropped and only counted: a key is chosen by the client too, and can
+// be the secret itself.
+var denyQueryKeys = map[string]bool{
 	"all": true, "force": true, "v": true, "link": true, "name": true,
 	"fromImage": true, "tag": true, "repo": true, "t": true, "platform": true,
 	"timeout": true, "signal": true, "condition": true,
@@ -25,22 +27,30 @@ var denyQueryKeep = map[string]bool{
 	"nocache": true, "q": true, "networkmode": true, "version": true,
 	"path": true, "noOverwriteDirNonDir": true, "copyUIDGID": true,
 	"h": true, "w": true, "detachKeys": true, "ps_args": true, "container": true,
+	"pause": true, "squash": true, "isolation": true, "shared-size": true,
+
+	"buildargs": false, "labels": false, "filters": false, "remote": false,
+	"changes": false, "fromSrc": false, "message": false, "comment": false,
+	"author": false, "cachefrom": false, "extrahosts": false, "outputs": false,
+	"session": false, "ulimits": false, "shmsize": false, "memory": false,
+	"memswap": false, "cpushares": false, "cpusetcpus": false, "cpusetmems": false,
+	"cpuperiod": false, "cpuquota": false, "names": false, "term": false,
+	"registry": false, "quiet": false,
 }
 
 const (
 	maxTargetPath  = 192 // bytes of the raw path kept
-	maxTargetKey   = 32  // longer keys are dropped, not kept by name
 	maxTargetValue = 64  // bytes of an allowlisted value kept
 )
 
 // safeTarget is the request target (r.RequestURI) for the deny log: the
-// path as received (clipped), then the query with its keys sorted, each
-// key once, a value only for keys in denyQueryKeep. A key that is not a
-// short identifier is dropped and counted. The result is at most
-// maxDenialTarget bytes.
+// path as received (clipped), then the query keys in denyQueryKeys,
+// sorted, each once, with their values where the allowlist says so; other
+// keys are dropped and counted. The result is at most maxDenialTarget
+// bytes.
 //
-// Invariant: nothing after the '?' is a value the client sent, except the
-// values of allowlisted keys.
+// Invariant: nothing after the '?' was chosen by the client except
+// allowlisted keys' presence and the values of keys mapped to true.
 func safeTarget(requestURI string) string {
 	path, query, hasQuery := strings.Cut(requestURI, "?")
 	var b strings.Builder
@@ -58,7 +68,7 @@ func safeTarget(requestURI string) string {
 	keys := make([]string, 0, len(vals))
 	dropped := 0
 	for k := range vals {
-		if !queryKeyOK(k) {
+		if _, ok := denyQueryKeys[k]; !ok {
 			dropped++
 			continue
 		}
@@ -70,7 +80,7 @@ func safeTarget(requestURI string) string {
 			b.WriteByte('&')
 		}
 		b.WriteString(k)
-		if !denyQueryKeep[k] {
+		if !denyQueryKeys[k] {
 			continue // default: the key only, never its value
 		}
 		for j, v := range vals[k] {
@@ -88,19 +98,4 @@ func safeTarget(requestURI string) string {
 		b.WriteString("(" + strconv.Itoa(dropped) + " other keys dropped)")
 	}
 	return clip(b.String(), maxDenialTarget)
-}
-
-// queryKeyOK reports whether k looks like a Docker API query key: short,
-// letters, digits, '_', '-' and '.'.
-func queryKeyOK(k string) bool {
-	if k == "" || len(k) > maxTargetKey {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }

@@ -17,6 +17,7 @@ func TestSafeTarget(t *testing.T) {
 		{"labels and filters", "/containers/json?filters=%7B%22label%22%3A%5B%22k%3Dsecret%22%5D%7D&all=1", "/containers/json?all=1&filters"},
 		{"repeated allowlisted", "/x?t=a&t=b", "/x?t=a&t=b"},
 		{"odd key dropped", "/x?NPM_TOKEN%3Ds3cr3t&all=1", "/x?all=1&(1 other keys dropped)"},
+		{"unknown identifier key dropped", "/x?s3cr3t=1&name=a", "/x?name=a&(1 other keys dropped)"},
 		{"unparsable", "/x?a=%zz&b=s3cr3t", "/x?(unparsable query dropped)"},
 		{"empty query", "/x?", "/x"},
 	}

@@ -36,7 +36,7 @@ type Tenant struct {
 
 // Denial is one recorded refusal (or would-deny in audit mode). It never
 // holds a request body, a header value or a query value outside
-// denyQueryKeep (see safeTarget): those can carry secrets.
+// denyQueryKeys (see safeTarget): those can carry secrets.
 //
 // Every string field has a byte bound (maxDenial* below), applied by bound
 // before a record is queued and again whenever one is read back, so a
