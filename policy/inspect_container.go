@@ -468,7 +468,9 @@ func checkLocalVolumeOptions(field string, opts map[string]string) Decision {
 		case strings.EqualFold(k, "o"):
 			for _, o := range strings.Split(v, ",") {
 				if strings.EqualFold(o, "bind") || strings.EqualFold(o, "rbind") {
-					return forbid(ReasonBindMount, "local volume options", "%s[%s] %s: a volume that binds a host path is not allowed", field, q(k), q(v))
+					// Only the offending option: the others can carry a
+					// password (cifs: o=username=...,password=...).
+					return forbid(ReasonBindMount, "local volume options", "%s[%s] option %s: a volume that binds a host path is not allowed", field, q(k), q(o))
 				}
 			}
 		case strings.EqualFold(k, "device") && strings.HasPrefix(v, "/") && !strings.HasPrefix(v, "//"):
