@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -81,6 +82,28 @@ type Config struct {
 	Logger        *slog.Logger
 	// AccessLog, when set, gets one record per proxied request.
 	AccessLog *slog.Logger
+	// BindPins chooses how judged bind sources are kept from being
+	// swapped (see PinMode); "" is PinAuto.
+	BindPins PinMode
+	// PinSweepInterval is how often pins of containers that are gone are
+	// removed; 0 is one minute.
+	PinSweepInterval time.Duration
+}
+
+// ownPaths are the broker's own files as given and, where they exist,
+// with symlinks resolved: no bind root and no bind may reach them.
+func ownPaths(paths ...string) []string {
+	var out []string
+	for _, p := range paths {
+		p = filepath.Clean(p)
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+		if real, err := filepath.EvalSymlinks(p); err == nil && !slices.Contains(out, real) {
+			out = append(out, real)
+		}
+	}
+	return out
 }
 
 // Broker is a running daemon.
@@ -195,12 +218,44 @@ func Run(ctx context.Context, cfg Config) error {
 	// A broker whose socket dir is where dockerd sees it shares the host's
 	// filesystem and can resolve bind sources; one in a container cannot.
 	b.reg.proxy.resolveBinds = cfg.HostSocketDir == cfg.SocketDir
+	hostFS := b.reg.proxy.resolveBinds && up.SocketPath() != ""
+	b.reg.protected = ownPaths(cfg.AdminSocket, cfg.SocketDir, cfg.HostSocketDir, cfg.StateDir)
+	b.reg.rootsOnHost = hostFS
+	pins := newPinner(cfg.BindPins, filepath.Join(cfg.StateDir, "pins"), cfg.HostSocketDir,
+		append(slices.Clone(b.reg.protected), b.reg.daemonSockets...), up, log)
+	if cfg.BindPins == "" {
+		cfg.BindPins = PinAuto
+	}
+	why, err := pins.setup(cfg.BindPins, hostFS)
+	if err != nil {
+		adminLn.Close()
+		close(stopWriter)
+		<-writerDone
+		return err
+	}
+	if why != "" {
+		log.Warn("bind_pins_unavailable", "mode", string(pins.mode), "reason", why)
+	}
+	log.Info("bind_pins", "mode", string(pins.mode), "dir", pins.dir)
+	b.reg.proxy.pins = pins
 	if err := b.reg.load(); err != nil {
 		adminLn.Close()
 		close(stopWriter)
 		<-writerDone
 		return fmt.Errorf("load tenants: %w", err)
 	}
+
+	// Pins whose container is gone: swept now (a restart forgets nothing
+	// in flight), periodically, and when a removal passes through.
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		if pins.mode == PinMount {
+			pins.run(sweepCtx, cfg.PinSweepInterval)
+		}
+	}()
+	defer func() { stopSweep(); <-sweepDone }()
 
 	metricsCtx, stopMetrics := context.WithCancel(context.Background())
 	defer stopMetrics()

@@ -33,9 +33,12 @@ type Proxy struct {
 	// resolveBinds: the broker shares the daemon's filesystem, so bind
 	// sources are resolved (symlinks) before they are judged.
 	resolveBinds bool
-	rp           *httputil.ReverseProxy
-	reqSeq       atomic.Uint64
-	reqBase      string
+	// pins judges and pins the bind sources of container creates (nil:
+	// none, in unit tests only).
+	pins    *pinner
+	rp      *httputil.ReverseProxy
+	reqSeq  atomic.Uint64
+	reqBase string
 }
 
 // NewProxy returns the proxy for upstream up. access, when not nil,
@@ -317,6 +320,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	f := &forward{req: req}
+	pinID := ""
 	d := st.pol.Decide(req)
 	if !d.Allow && deny(d) {
 		return
@@ -324,6 +328,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	inspect, limit := st.pol.BodyPolicy(req)
 	inspect = inspect && d.Allow // in audit mode a denied route is not inspected
 	isolated := bodyIsolated(req)
+	isCreate := req.Method == http.MethodPost && req.Path == "/containers/create"
 	if inspect || isolated {
 		if !inspect {
 			limit = isolationBodyLimit
@@ -341,7 +346,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.body, f.bodyRead = body, true
-		if inspect && p.resolveBinds && req.Method == http.MethodPost && req.Path == "/containers/create" {
+		if isCreate && p.resolveBinds {
 			// Judge and forward the real paths, so a symlink under an
 			// allowed root cannot reach outside it.
 			rb, err := policy.ResolveBindSources(body, resolveHostPath)
@@ -388,6 +393,38 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+		if isCreate && p.pins != nil {
+			// Last, on the body as it will be sent: each host bind source is
+			// judged again against the broker's own paths and pinned, so
+			// nothing done under the tenant's bind roots from now on
+			// changes what a start or restart mounts. Enforced in every mode.
+			nb, id, err := p.pins.prepare(st.t.ID, st.t.Name, f.body)
+			var pr *pinRefused
+			switch {
+			case errors.As(err, &pr):
+				refuse(policy.Decision{Status: pr.status, Code: policy.ReasonBindMount, Reason: err.Error(), Rule: "bind pins"})
+				return
+			case err != nil:
+				p.log.Error("bind_pin_failed", "socket", st.t.Name, "err", err)
+				refuse(policy.Decision{Status: http.StatusInternalServerError, Code: policy.ReasonBindMount,
+					Reason: "cannot pin the bind sources: " + err.Error(), Rule: "bind pins"})
+				return
+			}
+			f.body, pinID = nb, id
+		}
+	}
+
+	if pinID != "" {
+		// The pins stay only if dockerd answers that it created the
+		// container; the status is what the client got.
+		cw := &statusWriter{ResponseWriter: w}
+		w = cw
+		defer func() { p.pins.finish(st.t.ID, pinID, cw.status == http.StatusCreated) }()
+	}
+	if p.pins != nil && mayRemoveContainer(req) {
+		// The container may be gone once dockerd answers (rm, prune, or
+		// wait for an --rm container): sweep its pins.
+		defer p.pins.kickSweep()
 	}
 
 	h.ts.allowed.Add(1)
@@ -399,6 +436,20 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// mayRemoveContainer: after this request a container may be gone.
+func mayRemoveContainer(req policy.Request) bool {
+	if !strings.HasPrefix(req.Path, "/containers/") {
+		return false
+	}
+	switch req.Method {
+	case http.MethodDelete:
+		return true
+	case http.MethodPost:
+		return req.Path == "/containers/prune" || strings.HasSuffix(req.Path, "/wait")
+	}
+	return false
 }
 
 // statusWriter remembers the status for the access log. Unwrap lets

@@ -100,12 +100,18 @@ type Registry struct {
 	socketDir     string
 	hostSocketDir string
 	daemonSockets []string
-	denyRate      int // refusals per second per socket before pacing; 0: off
-	catalog       *policy.Catalog
-	store         *Store
-	proxy         *Proxy
-	denials       *DenyLog
-	log           *slog.Logger
+	// protected are the broker's own paths (admin socket, socket dir, state
+	// dir; each also resolved): no bind root or bind may reach them.
+	protected []string
+	// rootsOnHost: bind roots name this filesystem, so they are also
+	// checked with their symlinks resolved.
+	rootsOnHost bool
+	denyRate    int // refusals per second per socket before pacing; 0: off
+	catalog     *policy.Catalog
+	store       *Store
+	proxy       *Proxy
+	denials     *DenyLog
+	log         *slog.Logger
 
 	mu      sync.Mutex // guards tenants; held across listener and store changes
 	tenants map[string]*tenantServer
@@ -125,14 +131,38 @@ func (r *Registry) compile(t *Tenant) (*policy.Policy, error) {
 		self = path.Join(r.hostSocketDir, t.Name, "sockguard.sock")
 	}
 	pol, err := policy.NewPolicy(p, policy.Overrides{
-		AllowBinds:    t.AllowBinds,
-		SelfSocket:    self,
-		DaemonSockets: r.daemonSockets,
+		AllowBinds:     t.AllowBinds,
+		SelfSocket:     self,
+		DaemonSockets:  r.daemonSockets,
+		ProtectedPaths: r.protected,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}
+	if err := r.checkRootsResolved(t.AllowBinds); err != nil {
+		return nil, err
+	}
 	return pol, nil
+}
+
+// checkRootsResolved refuses a bind root whose real path (symlinks
+// resolved) contains or lies inside one of the broker's own paths or the
+// daemon socket: policy.NewPolicy compares the paths as written.
+func (r *Registry) checkRootsResolved(roots []policy.BindRoot) error {
+	if !r.rootsOnHost {
+		return nil
+	}
+	guarded := append(slices.Clone(r.protected), r.daemonSockets...)
+	for _, b := range roots {
+		real, err := resolveHostPath("", b.Path)
+		if err != nil {
+			return fmt.Errorf("%w: allowed bind root %q: %w", ErrInvalidArgument, b.Path, err)
+		}
+		if pp, ok := policy.ProtectedOverlap(real, guarded); ok {
+			return fmt.Errorf("%w: allowed bind root %q (real path %q) overlaps the broker's own path %q", ErrInvalidArgument, b.Path, real, pp)
+		}
+	}
+	return nil
 }
 
 // validate checks and normalizes a tenant record's user-settable fields.
@@ -400,6 +430,12 @@ func (r *Registry) Delete(ctx context.Context, name string, purge bool) (PurgeRe
 	if purge {
 		if err := iso.purge(ctx, &res); err != nil {
 			res.Errors = append(res.Errors, "listing the tenant's objects: "+err.Error())
+		}
+		// The tenant's containers are gone: so are their pins.
+		if pn := r.proxy.pins; pn != nil && pn.mode == PinMount {
+			if _, err := pn.sweep(ctx); err != nil {
+				res.Errors = append(res.Errors, "removing bind pins: "+err.Error())
+			}
 		}
 	}
 	r.log.Info("socket_deleted", "socket", name, "purged", res.Purged,

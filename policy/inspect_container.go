@@ -440,6 +440,9 @@ func (p *Policy) checkBindSource(field, src string, readOnly, nonRecursiveRO boo
 	if p.selfSocket != "" && isUnder(p.selfSocket, clean) {
 		return false, forbid(ReasonBindMount, rule, "%s %s: the bind would expose the broker's sockets", field, q(src))
 	}
+	if pp, ok := protectedOverlap(clean, p.protected); ok {
+		return false, forbid(ReasonBindMount, rule, "%s %s: the bind would expose the broker's own path %s", field, q(src), pp)
+	}
 	underRO := false
 	for _, r := range p.bindRoots {
 		if clean != r.path && !isUnder(clean, r.path) {

@@ -27,6 +27,11 @@ type Overrides struct {
 	// configured upstream path) besides /var/run/docker.sock and
 	// /run/docker.sock.
 	DaemonSockets []string
+	// ProtectedPaths are the broker's own files (admin socket, socket
+	// directory, state directory, as dockerd sees them): no bind root may
+	// contain or lie inside one, and no bind may name, contain or lie
+	// inside one (the SelfSocket bind excepted).
+	ProtectedPaths []string
 }
 
 // Policy is a preset compiled with one tenant's overrides. It is immutable
@@ -37,6 +42,7 @@ type Policy struct {
 	bindRoots     []bindRoot
 	selfSocket    string
 	daemonSockets []string
+	protected     []string
 }
 
 // NewPolicy compiles p with one tenant's overrides.
@@ -69,11 +75,27 @@ func NewPolicy(p *Preset, ov Overrides) (*Policy, error) {
 		}
 		pol.daemonSockets = append(pol.daemonSockets, path.Clean(s))
 	}
+	for _, s := range ov.ProtectedPaths {
+		if !path.IsAbs(s) {
+			return nil, fmt.Errorf("protected path %q must be an absolute path", s)
+		}
+		pol.protected = append(pol.protected, path.Clean(s))
+	}
 	for _, r := range pol.bindRoots {
 		for _, s := range pol.daemonSockets {
 			if r.path == s || isUnder(s, r.path) {
 				// Fail closed: no allowed root may contain the daemon socket.
 				return nil, fmt.Errorf("allowed bind root %q contains the daemon socket %q", r.path, s)
+			}
+		}
+		for _, s := range pol.protected {
+			// Fail closed: a root holding the broker's own files (or held by
+			// them) would hand the admin API or other tenants' sockets out.
+			if r.path == s || isUnder(s, r.path) {
+				return nil, fmt.Errorf("allowed bind root %q contains the broker's own path %q", r.path, s)
+			}
+			if isUnder(r.path, s) {
+				return nil, fmt.Errorf("allowed bind root %q lies inside the broker's own path %q", r.path, s)
 			}
 		}
 	}

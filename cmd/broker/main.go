@@ -59,6 +59,8 @@ type options struct {
 	metricsListen     string
 	accessLog         string
 	showVersion       bool
+	bindPins          string
+	pinSweepInterval  time.Duration
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -80,6 +82,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.presetDir, "preset-dir", "", "`directory` of operator presets (NAME.yaml), loaded beside the built-in ones and validated strictly at start")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on `addr`: unix:///path or a loopback host:port such as 127.0.0.1:9323 (default: off)")
 	fs.StringVar(&o.accessLog, "access-log", "", "write one JSON line per proxied request (request id, socket, peer, method, path, decision, status; never bodies or header values) to `dest`: stderr or a file path (default: off)")
+	fs.StringVar(&o.bindPins, "bind-pins", "auto", "how a judged bind source is kept from being swapped before dockerd mounts it: mount (bind-mount each source, opened without following symlinks, under <state-dir>/pins and forward that path), root-owned (only read-only binds of paths that are root-owned and not group/world-writable all the way from /), refuse (no host binds), or auto (mount where the broker can mount in dockerd's mount namespace, else root-owned, else refuse; the choice is logged at start)")
+	fs.DurationVar(&o.pinSweepInterval, "pin-sweep-interval", time.Minute, "how often pins whose container is gone (removed by dockerd itself, e.g. --rm) are unmounted and removed")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
@@ -216,6 +220,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer f.Close()
 		access = slog.New(slog.NewJSONHandler(f, nil))
 	}
+	pinMode, err := broker.ParsePinMode(o.bindPins)
+	if err != nil {
+		fmt.Fprintf(stderr, "broker: --bind-pins: %v\n", err)
+		return 2
+	}
 	err = broker.Run(ctx, broker.Config{
 		Upstream:            o.upstream,
 		AdminSocket:         o.adminSocket,
@@ -234,6 +243,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Version:             version,
 		Logger:              log,
 		AccessLog:           access,
+		BindPins:            pinMode,
+		PinSweepInterval:    o.pinSweepInterval,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "broker: %v\n", err)

@@ -314,6 +314,9 @@ func NewBroker(t *testing.T) *Broker {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		// Bind pins (and the pin directory's own mount) are left mounted
+		// for containers that may restart: never remove through them.
+		unmountUnder(t, dir)
 		if err := os.RemoveAll(dir); err != nil {
 			t.Logf("removing %s: %v", dir, err)
 		}
