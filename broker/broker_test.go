@@ -105,6 +105,8 @@ func startBroker(t *testing.T, dir, upstream string, opts ...func(*Config)) *tes
 		SocketDir: tb.socketDir, StateDir: filepath.Join(dir, "state"),
 		ShutdownTimeout: 2 * time.Second, Version: "test",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// No mounts from unit tests: pin mode is tested in pin_test.go and e2e.
+		BindPins: PinRootOwned,
 	}
 	for _, o := range opts {
 		o(&cfg)
