@@ -78,8 +78,11 @@ type Config struct {
 	// MetricsListen is "unix:///path" or a loopback "host:port" for
 	// Prometheus metrics; empty disables them.
 	MetricsListen string
-	Version       string
-	Logger        *slog.Logger
+	// Limits bound connections, requests in flight, header sizes and
+	// timeouts on every tenant socket; zero fields take the defaults.
+	Limits  Limits
+	Version string
+	Logger  *slog.Logger
 	// AccessLog, when set, gets one record per proxied request.
 	AccessLog *slog.Logger
 	// BindPins chooses how judged bind sources are kept from being
@@ -139,6 +142,17 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	cfg.SocketDir = filepath.Clean(cfg.SocketDir)
+	cfg.Limits.setDefaults()
+	nofile, err := raiseNoFile(log)
+	if err != nil {
+		return err
+	}
+	budget, err := tenantConnBudget(nofile, cfg.Limits.FDReserve)
+	if err != nil {
+		return err
+	}
+	log.Info("connection_limits", "tenant_conns_total", budget, "fd_reserve", cfg.Limits.FDReserve,
+		"conns_per_socket", cfg.Limits.MaxConnsPerSocket, "requests_per_socket", cfg.Limits.MaxRequestsPerSocket)
 	if cfg.HostSocketDir == "" {
 		cfg.HostSocketDir = cfg.SocketDir
 	}
@@ -202,6 +216,9 @@ func Run(ctx context.Context, cfg Config) error {
 		socketDir:     cfg.SocketDir,
 		hostSocketDir: cfg.HostSocketDir,
 		denyRate:      cfg.DenyRate,
+		limits:        cfg.Limits,
+		gate:          newConnGate(budget),
+		locator:       newPeerLocator(up),
 		catalog:       catalog,
 		store:         store,
 		proxy:         NewProxy(up, b.denials, log, cfg.AccessLog),

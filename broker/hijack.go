@@ -86,6 +86,9 @@ func (p *Proxy) hijack(w http.ResponseWriter, r *http.Request, f *forward, ts *t
 		p.upstreamError(w, r, err)
 		return false
 	}
+	if f.answered != nil {
+		f.answered() // dockerd has answered; the stream is bounded by its connection
+	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		// An ordinary answer (404 no such exec instance, 409 not running,
 		// or a pre-upgrade daemon streaming the raw body): pass it on.

@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"net"
-	"syscall"
+	"net/http"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sockguard/sockguard/policy"
 )
 
 // PeerCred is the identity of the process at the other end of a unix
@@ -15,32 +19,60 @@ type PeerCred struct {
 	PID      int32
 }
 
+// readPeerCred reads the peer's credentials.
 func readPeerCred(c net.Conn) (PeerCred, error) {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		return PeerCred{}, errors.New("not a unix socket connection")
 	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return PeerCred{}, err
+	cred, pidfd, err := readPeerCredPidfd(uc)
+	if pidfd >= 0 {
+		unix.Close(pidfd)
 	}
-	var cred *syscall.Ucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-	}); err != nil {
-		return PeerCred{}, err
-	}
-	if credErr != nil {
-		return PeerCred{}, credErr
-	}
-	return PeerCred{UID: cred.Uid, GID: cred.Gid, PID: cred.Pid}, nil
+	return cred, err
 }
 
-// credConn is an accepted connection with its peer's credentials.
+// readPeerCredPidfd reads the peer's credentials and, where the kernel offers
+// it (Linux 6.5+, SO_PEERPIDFD), a pidfd of the peer as it was at connect
+// time; pidfd is -1 without one and must be closed by the caller otherwise.
+func readPeerCredPidfd(c *net.UnixConn) (cred PeerCred, pidfd int, err error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return PeerCred{}, -1, err
+	}
+	var uc *unix.Ucred
+	var credErr error
+	pidfd = -1
+	if err := raw.Control(func(fd uintptr) {
+		uc, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if credErr == nil {
+			if pfd, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PEERPIDFD); err == nil {
+				pidfd = pfd
+			}
+		}
+	}); err != nil {
+		return PeerCred{}, -1, err
+	}
+	if credErr != nil {
+		return PeerCred{}, -1, credErr
+	}
+	return PeerCred{UID: uc.Uid, GID: uc.Gid, PID: uc.Pid}, pidfd, nil
+}
+
+// credConn is an accepted tenant connection with its peer's credentials.
+// It holds one of the socket's connection slots; Close gives it back.
+// Hijacked streams close this same connection, so a stream holds its slot
+// until it ends.
 type credConn struct {
 	*net.UnixConn
-	cred PeerCred
+	cred    PeerCred
+	release func()
+}
+
+func (c *credConn) Close() error {
+	err := c.UnixConn.Close()
+	c.release()
+	return err
 }
 
 type credKey struct{}
@@ -54,12 +86,20 @@ func credFrom(ctx context.Context) (PeerCred, bool) {
 	return c, ok
 }
 
-// peerListener accepts connections, reads each peer's credentials once and
-// closes, before any byte is read, a connection whose peer allow refuses.
+// peerListener accepts connections for one tenant socket. Before any
+// byte is read it takes a connection slot (over the socket's or the
+// broker's limit: 429 and close) and identifies the peer once (refused:
+// 403 and close); both answers are Docker-style errors the CLI prints.
 type peerListener struct {
 	*unixListener
-	allow  func(PeerCred) bool
-	refuse func(PeerCred)
+	ts     *tenantServer
+	gate   *connGate
+	limit  int // connections per socket
+	locate func(ctx context.Context, pid int32, pidfd int) (peerPlace, error)
+	// refuse records a refused peer or connection.
+	refuse func(c PeerCred, code policy.ReasonCode, reason string)
+	// overLimit records a connection refused by a limit.
+	overLimit func(msg string)
 }
 
 func (l *peerListener) Accept() (net.Conn, error) {
@@ -68,17 +108,31 @@ func (l *peerListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		cred, err := readPeerCred(c)
+		// Limits first: a connection over them costs no /proc read and
+		// no upstream call.
+		release, msg := l.gate.admit(l.ts, l.limit)
+		if msg != "" {
+			l.overLimit(msg)
+			l.gate.reject(c, http.StatusTooManyRequests, msg)
+			continue
+		}
+		cred, pidfd, err := readPeerCredPidfd(c)
 		if err != nil {
 			// Fail closed: a peer we cannot identify is not served.
+			release()
 			c.Close()
 			continue
 		}
-		if !l.allow(cred) {
-			c.Close()
-			l.refuse(cred)
+		place, lerr := l.locate(context.Background(), cred.PID, pidfd)
+		if pidfd >= 0 {
+			unix.Close(pidfd)
+		}
+		if reason := peerVerdict(l.ts.state.Load().t, cred, place, lerr); reason != "" {
+			release()
+			l.refuse(cred, policy.ReasonPeerNotAllowed, reason)
+			l.gate.reject(c, http.StatusForbidden, "sockguard: "+reason)
 			continue
 		}
-		return &credConn{UnixConn: c, cred: cred}, nil
+		return &credConn{UnixConn: c, cred: cred, release: release}, nil
 	}
 }

@@ -79,6 +79,9 @@ type forward struct {
 	req      policy.Request
 	body     []byte // the body to send when read is true
 	bodyRead bool
+	// answered gives back the request's in-flight slot once dockerd's
+	// answer head is in; a stream then goes on without it.
+	answered func()
 }
 
 type forwardKey struct{}
@@ -102,10 +105,13 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 // modifyResponse scrubs what dockerd's answers could leak about other
 // tenants: the id in a 409 name conflict on container create or rename.
 func (p *Proxy) modifyResponse(resp *http.Response) error {
+	f, _ := resp.Request.Context().Value(forwardKey{}).(*forward)
+	if f != nil && f.answered != nil {
+		f.answered()
+	}
 	if resp.StatusCode != http.StatusConflict {
 		return nil
 	}
-	f, _ := resp.Request.Context().Value(forwardKey{}).(*forward)
 	if f == nil || f.req.Method != http.MethodPost ||
 		(f.req.Path != "/containers/create" && !strings.HasSuffix(f.req.Path, "/rename")) {
 		return nil
@@ -182,8 +188,9 @@ func readCapped(r io.Reader, limit int64) ([]byte, error) {
 
 // tenantHandler serves one tenant socket.
 type tenantHandler struct {
-	p  *Proxy
-	ts *tenantServer
+	p           *Proxy
+	ts          *tenantServer
+	maxInFlight int // requests in flight on this socket
 }
 
 // bodyIsolated reports whether isolation must see (and may rewrite) the
@@ -246,9 +253,15 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Code: d.Code, Reason: d.Reason, Rule: d.Rule, Mode: mode,
 		})
 	}
-	// answer records a refusal and, paced, answers it with msg.
+	// release gives back the request's in-flight slot (when it has one).
+	release := func() {}
+	defer func() { release() }()
+	// answer records a refusal and, paced, answers it with msg. The
+	// in-flight slot is given back first: a refusal is decided, only its
+	// answer waits.
 	answer := func(d policy.Decision, msg string) {
 		record(d, ModeEnforce)
+		release()
 		h.ts.pacer.wait(ctx)
 		writeDockerError(w, d.Status, msg)
 	}
@@ -292,6 +305,17 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed, Reason: err.Error(), Rule: "canonical request"})
 		return
 	}
+	// Requests in flight per socket are bounded: one tenant's flood of
+	// slow requests (large bodies, many references to resolve) cannot
+	// take every upstream connection and worker from the others.
+	var ok bool
+	if release, ok = h.ts.requestSlot(h.maxInFlight); !ok {
+		answer(policy.Decision{Status: http.StatusTooManyRequests, Code: policy.ReasonUnspecified,
+			Reason: fmt.Sprintf("over the limit of %d requests in flight on this socket", h.maxInFlight), Rule: "requests in flight limit"},
+			fmt.Sprintf("sockguard: too many requests in flight on this socket (limit %d, broker --max-requests-per-socket); retry when earlier requests have been answered", h.maxInFlight))
+		return
+	}
+
 	// Fail closed on form bodies on every endpoint, not only the inspected
 	// ones: their values would win over the query the policy and the
 	// isolation filters saw.
@@ -319,7 +343,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	f := &forward{req: req}
+	f := &forward{req: req, answered: release}
 	pinID := ""
 	d := st.pol.Decide(req)
 	if !d.Allow && deny(d) {

@@ -43,8 +43,14 @@ type tenantServer struct {
 	denied   atomic.Uint64
 	byReason [16]atomic.Uint64 // denials by policy.ReasonCode
 	active   atomic.Int64
-	streams  sync.WaitGroup // hijacked attach/exec streams in flight
-	served   chan struct{}  // closed when Serve returns
+	conns    atomic.Int64 // accepted connections held, hijacked streams included
+	inflight atomic.Int64 // requests not yet answered by dockerd or refused
+	// connRefused counts connections refused by a limit since the last
+	// deny record about them; lastConnRecord is that record's time.
+	connRefused    atomic.Int64
+	lastConnRecord atomic.Int64
+	streams        sync.WaitGroup // hijacked attach/exec streams in flight
+	served         chan struct{}  // closed when Serve returns
 
 	hmu      sync.Mutex                // guards hijacked
 	hijacked map[*[2]net.Conn]struct{} // both ends of each stream in flight
@@ -107,6 +113,9 @@ type Registry struct {
 	// checked with their symlinks resolved.
 	rootsOnHost bool
 	denyRate    int // refusals per second per socket before pacing; 0: off
+	limits      Limits
+	gate        *connGate
+	locator     *peerLocator
 	catalog     *policy.Catalog
 	store       *Store
 	proxy       *Proxy
@@ -251,32 +260,29 @@ func (r *Registry) listenLocked(s *tenantServer) error {
 	}
 	pl := &peerListener{
 		unixListener: ln,
-		allow: func(c PeerCred) bool {
+		ts:           s,
+		gate:         r.gate,
+		limit:        r.limits.MaxConnsPerSocket,
+		locate:       r.locator.locate,
+		refuse: func(c PeerCred, code policy.ReasonCode, reason string) {
 			t := s.state.Load().t
-			if len(t.AllowUIDs) == 0 && len(t.AllowGIDs) == 0 {
-				return true // the socket file's owner and mode are the gate
-			}
-			return slices.Contains(t.AllowUIDs, c.UID) || slices.Contains(t.AllowGIDs, c.GID)
-		},
-		refuse: func(c PeerCred) {
-			t := s.state.Load().t
-			s.countDenial(policy.ReasonPeerNotAllowed)
+			s.countDenial(code)
 			r.denials.Record(Denial{
 				Time: time.Now().UTC(), Socket: t.Name, TenantID: t.ID,
 				PeerUID: c.UID, PeerGID: c.GID, PeerPID: c.PID,
-				Code:   policy.ReasonPeerNotAllowed,
-				Reason: fmt.Sprintf("connection from uid %d gid %d pid %d is not allowed on this socket", c.UID, c.GID, c.PID),
-				Rule:   "allowed peers", Mode: ModeEnforce,
+				Code: code, Reason: reason, Rule: "allowed peers", Mode: ModeEnforce,
 			})
 		},
+		overLimit: func(msg string) { r.recordConnRefused(s, msg) },
 	}
 	s.srv = &http.Server{
-		Handler:           &tenantHandler{p: r.proxy, ts: s},
-		ReadHeaderTimeout: 30 * time.Second,
+		Handler:           &tenantHandler{p: r.proxy, ts: s, maxInFlight: r.limits.MaxRequestsPerSocket},
+		ReadHeaderTimeout: r.limits.ReadHeaderTimeout,
 		// No read or write timeout: logs -f, events and wait last as long
 		// as they last. Only idle keep-alive connections are reaped.
-		IdleTimeout: 5 * time.Minute,
-		ErrorLog:    slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
+		IdleTimeout:    r.limits.IdleTimeout,
+		MaxHeaderBytes: r.limits.MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if cc, ok := c.(*credConn); ok {
 				return withCred(ctx, cc.cred)
@@ -300,6 +306,31 @@ func (r *Registry) listenLocked(s *tenantServer) error {
 	}()
 	r.log.Info("socket_serving", "socket", t.Name, "path", s.path, "preset", t.Preset)
 	return nil
+}
+
+// connRecordInterval spaces the deny records about connections refused by
+// a limit: a client opening thousands gets one record per interval, with
+// the count, not thousands.
+const connRecordInterval = time.Second
+
+// recordConnRefused counts a connection refused by a limit and records it,
+// at most once per connRecordInterval per socket.
+func (r *Registry) recordConnRefused(s *tenantServer, msg string) {
+	n := s.connRefused.Add(1)
+	now := time.Now()
+	last := s.lastConnRecord.Load()
+	if now.UnixNano()-last < int64(connRecordInterval) || !s.lastConnRecord.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	n = s.connRefused.Swap(0)
+	t := s.state.Load().t
+	s.countDenial(policy.ReasonUnspecified)
+	r.denials.Record(Denial{
+		Time: now.UTC(), Socket: t.Name, TenantID: t.ID,
+		Code:   policy.ReasonUnspecified,
+		Reason: fmt.Sprintf("%d connection(s) refused in the last %s: %s", n, connRecordInterval, msg),
+		Rule:   "connection limit", Mode: ModeEnforce,
+	})
 }
 
 // Create validates t, starts its socket and stores it.

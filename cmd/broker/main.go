@@ -61,6 +61,7 @@ type options struct {
 	showVersion       bool
 	bindPins          string
 	pinSweepInterval  time.Duration
+	limits            broker.Limits
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -84,6 +85,18 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.accessLog, "access-log", "", "write one JSON line per proxied request (request id, socket, peer, method, path, decision, status; never bodies or header values) to `dest`: stderr or a file path (default: off)")
 	fs.StringVar(&o.bindPins, "bind-pins", "auto", "how a judged bind source is kept from being swapped before dockerd mounts it: mount (bind-mount each source, opened without following symlinks, under <state-dir>/pins and forward that path), root-owned (only read-only binds of paths that are root-owned and not group/world-writable all the way from /), refuse (no host binds), or auto (mount where the broker can mount in dockerd's mount namespace, else root-owned, else refuse; the choice is logged at start)")
 	fs.DurationVar(&o.pinSweepInterval, "pin-sweep-interval", time.Minute, "how often pins whose container is gone (removed by dockerd itself, e.g. --rm) are unmounted and removed")
+	fs.IntVar(&o.limits.MaxConnsPerSocket, "max-conns-per-socket", broker.DefaultMaxConnsPerSocket,
+		"open connections each tenant socket holds, attach/exec streams included; a connection over the limit gets a 429 answer and is closed at once")
+	fs.IntVar(&o.limits.MaxRequestsPerSocket, "max-requests-per-socket", broker.DefaultMaxRequestsPerSocket,
+		"requests in flight on each tenant socket (read but not yet answered by dockerd); over it a request is refused with 429 and recorded. Streams (logs -f, events, wait) stop counting once dockerd answers")
+	fs.IntVar(&o.limits.FDReserve, "fd-reserve", broker.DefaultFDReserve,
+		"file descriptors never used for tenant connections, kept for dialing dockerd, the admin API and the state store; all tenants together hold at most (RLIMIT_NOFILE - reserve) / 2 connections (the soft RLIMIT_NOFILE is raised to the hard limit at start)")
+	fs.DurationVar(&o.limits.ReadHeaderTimeout, "read-header-timeout", broker.DefaultReadHeaderTimeout,
+		"how long a tenant connection may take to send a request's line and headers")
+	fs.DurationVar(&o.limits.IdleTimeout, "idle-timeout", broker.DefaultIdleTimeout,
+		"how long an idle keep-alive tenant connection is kept between requests (streams are never cut)")
+	fs.IntVar(&o.limits.MaxHeaderBytes, "max-header-bytes", broker.DefaultMaxHeaderBytes,
+		"largest request line plus headers a tenant may send, in bytes (registry auth headers must fit)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
@@ -150,6 +163,27 @@ func resolveGroup(s string) (int, error) {
 	return strconv.Atoi(g.Gid)
 }
 
+// checkLimits refuses limits that would turn a protection off: each must
+// be positive.
+func checkLimits(l broker.Limits) error {
+	for _, c := range []struct {
+		flag string
+		ok   bool
+	}{
+		{"--max-conns-per-socket", l.MaxConnsPerSocket > 0},
+		{"--max-requests-per-socket", l.MaxRequestsPerSocket > 0},
+		{"--fd-reserve", l.FDReserve > 0},
+		{"--read-header-timeout", l.ReadHeaderTimeout > 0},
+		{"--idle-timeout", l.IdleTimeout > 0},
+		{"--max-header-bytes", l.MaxHeaderBytes > 0},
+	} {
+		if !c.ok {
+			return fmt.Errorf("%s must be positive", c.flag)
+		}
+	}
+	return nil
+}
+
 func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
@@ -196,6 +230,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "broker: --deny-log-queue-bytes %d: want at least 65536\n", o.denyLogQueueBytes)
 		return 2
 	}
+	if err := checkLimits(o.limits); err != nil {
+		fmt.Fprintf(stderr, "broker: %v\n", err)
+		return 2
+	}
 	log, err := newLogger(o.logLevel, o.logFormat, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "broker: %v\n", err)
@@ -240,6 +278,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		DenyRate:            o.denyRate,
 		PresetDir:           o.presetDir,
 		MetricsListen:       o.metricsListen,
+		Limits:              o.limits,
 		Version:             version,
 		Logger:              log,
 		AccessLog:           access,

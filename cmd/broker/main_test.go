@@ -81,6 +81,10 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{"bad upstream", []string{"--upstream", "ftp://x", "--state-dir", "/tmp/x", "--socket-dir", "/tmp/y", "--admin-socket", "/tmp/z.sock"}, 1, "upstream"},
 		{"relative state dir", []string{"--state-dir", "state"}, 1, "absolute"},
 		{"missing config", []string{"--config", "/nonexistent.yaml"}, 2, "config"},
+		{"zero connection limit", []string{"--max-conns-per-socket", "0"}, 2, "--max-conns-per-socket must be positive"},
+		{"negative request limit", []string{"--max-requests-per-socket", "-1"}, 2, "--max-requests-per-socket must be positive"},
+		{"zero idle timeout", []string{"--idle-timeout", "0s"}, 2, "--idle-timeout must be positive"},
+		{"fd reserve above the limit", []string{"--fd-reserve", "100000000", "--state-dir", "/tmp/sglimits-x", "--socket-dir", "/tmp/sglimits-y", "--admin-socket", "/tmp/sglimits-z.sock"}, 1, "--fd-reserve"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
