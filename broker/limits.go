@@ -126,11 +126,15 @@ type connGate struct {
 }
 
 // maxRejecting bounds the refused connections being answered at once,
-// broker-wide (each holds an fd for at most rejectTimeout).
+// broker-wide (each holds an fd for at most rejectWrite + rejectDrain).
 const maxRejecting = 64
 
-// rejectTimeout bounds the answer to a refused connection.
-const rejectTimeout = 2 * time.Second
+// rejectWrite bounds writing the answer to a refused connection;
+// rejectDrain bounds waiting for the client to close after it.
+const (
+	rejectWrite = time.Second
+	rejectDrain = 250 * time.Millisecond
+)
 
 func newConnGate(budget int64) *connGate {
 	return &connGate{budget: budget, rejecting: make(chan struct{}, maxRejecting)}
@@ -171,10 +175,11 @@ func (g *connGate) reject(c net.Conn, status int, msg string) {
 	go func() {
 		defer func() { <-g.rejecting }()
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(rejectTimeout))
+		c.SetDeadline(time.Now().Add(rejectWrite))
 		if _, err := c.Write(errorResponse(status, msg)); err != nil {
 			return
 		}
+		c.SetDeadline(time.Now().Add(rejectDrain))
 		// Half-close, then take in what the client sent until it closes:
 		// closing a unix socket with unread data would turn the client's
 		// read of the answer into a reset.

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"errors"
-	"io"
-	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -12,25 +10,19 @@ import (
 	"time"
 )
 
-// peerRefused requires a connection to socket to be closed by the broker
-// before any HTTP answer: the request is written, and reading gets EOF (or
-// a reset) with zero bytes.
+// peerRefused requires a connection to socket to be refused by the broker
+// before any request is served: it gets one Docker-style 403 answer whose
+// message names the refusal, and then the connection is closed.
 func peerRefused(t *testing.T, socket string) {
 	t.Helper()
-	c, err := net.DialTimeout("unix", socket, 5*time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v (the socket file must be reachable so the broker decides)", socket, err)
+	resps, rest := rawExchange(t, socket, []byte("GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n"), 2, 10*time.Second)
+	if len(resps) != 1 || len(rest) != 0 {
+		t.Fatalf("refused peer got %d answers (+%q), want exactly one", len(resps), rest)
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	// The write may already fail with EPIPE when the broker closed first.
-	_, _ = io.WriteString(c, "GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
-	got, err := io.ReadAll(c)
-	if len(got) != 0 {
-		t.Errorf("refused peer got an answer: %q", got)
-	}
-	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
-		t.Errorf("reading from a refused connection: %v, want EOF or a reset", err)
+	msg, err := jsonMessage(resps[0].Body)
+	if resps[0].Status != http.StatusForbidden || err != nil ||
+		!strings.HasPrefix(msg, "sockguard: connection from uid") || !strings.Contains(msg, "not allowed") {
+		t.Errorf("refused peer got %d %q, want 403 with a Docker error naming the refusal", resps[0].Status, resps[0].Body)
 	}
 }
 
@@ -51,8 +43,9 @@ func (b *Broker) waitDenial(t *testing.T, socket string, match func(denialJSON) 
 }
 
 // TestPeerIdentity: --allow-uid/--allow-gid are checked against the
-// connecting process's SO_PEERCRED; a refused peer's connection is closed
-// without an answer and recorded; --owner/--mode set the socket file.
+// connecting process's SO_PEERCRED; a refused peer gets one Docker-style
+// 403 before its connection is closed, and is recorded; --owner/--mode set
+// the socket file.
 func TestPeerIdentity(t *testing.T) {
 	b := StartBroker(t)
 	openDirs(t, b.Dir)
