@@ -29,7 +29,7 @@ var (
 	descDenials = prometheus.NewDesc("sockguard_denials_total",
 		"Denials per tenant socket by stable reason code.", []string{"socket", "reason"}, nil)
 	descConns = prometheus.NewDesc("sockguard_active_connections",
-		"Open client connections per tenant socket (not counting hijacked streams).", []string{"socket"}, nil)
+		"Open client connections per tenant socket, hijacked streams included (what --max-conns-per-socket limits).", []string{"socket"}, nil)
 	descStreams = prometheus.NewDesc("sockguard_hijacked_streams",
 		"Attach and exec streams in flight per tenant socket.", []string{"socket"}, nil)
 	descTenants = prometheus.NewDesc("sockguard_tenants",
@@ -74,7 +74,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(descDenials, prometheus.CounterValue, float64(n), name, reasonLabel(policy.ReasonCode(code)))
 			}
 		}
-		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(max(s.active.Load(), 0)), name)
+		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(max(s.conns.Load(), 0)), name)
 		ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(s.streamCount()), name)
 	}
 	ch <- prometheus.MustNewConstMetric(descTenants, prometheus.GaugeValue, float64(serving), "serving")

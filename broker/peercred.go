@@ -114,6 +114,10 @@ func (l *peerListener) Accept() (net.Conn, error) {
 		if msg != "" {
 			l.overLimit(msg)
 			l.gate.reject(c, http.StatusTooManyRequests, msg)
+			// A client that reconnects as fast as it is refused gets
+			// refusals at a bounded rate; the rest wait in the kernel's
+			// backlog (or in connect), costing the broker nothing.
+			l.ts.rejectPace.wait(context.Background())
 			continue
 		}
 		cred, pidfd, err := readPeerCredPidfd(c)

@@ -310,6 +310,9 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// take every upstream connection and worker from the others.
 	var ok bool
 	if release, ok = h.ts.requestSlot(h.maxInFlight); !ok {
+		// Close after the answer: the unread body of a refused request
+		// (possibly one that never comes) is not waited for.
+		w.Header().Set("Connection", "close")
 		answer(policy.Decision{Status: http.StatusTooManyRequests, Code: policy.ReasonUnspecified,
 			Reason: fmt.Sprintf("over the limit of %d requests in flight on this socket", h.maxInFlight), Rule: "requests in flight limit"},
 			fmt.Sprintf("sockguard: too many requests in flight on this socket (limit %d, broker --max-requests-per-socket); retry when earlier requests have been answered", h.maxInFlight))

@@ -42,12 +42,12 @@ type tenantServer struct {
 	allowed  atomic.Uint64
 	denied   atomic.Uint64
 	byReason [16]atomic.Uint64 // denials by policy.ReasonCode
-	active   atomic.Int64
-	conns    atomic.Int64 // accepted connections held, hijacked streams included
-	inflight atomic.Int64 // requests not yet answered by dockerd or refused
+	conns    atomic.Int64      // accepted connections held, hijacked streams included
+	inflight atomic.Int64      // requests not yet answered by dockerd or refused
 	// connRefused counts connections refused by a limit since the last
 	// deny record about them; lastConnRecord is that record's time.
 	connRefused    atomic.Int64
+	rejectPace     *pacer // spaces out connections refused by a limit
 	lastConnRecord atomic.Int64
 	streams        sync.WaitGroup // hijacked attach/exec streams in flight
 	served         chan struct{}  // closed when Serve returns
@@ -232,7 +232,8 @@ func (r *Registry) load() error {
 // startLocked builds the tenant's policy and listener. On error it still
 // returns a tenantServer, marked failed.
 func (r *Registry) startLocked(t *Tenant) (*tenantServer, error) {
-	s := &tenantServer{path: r.socketPath(t.Name), served: make(chan struct{}), pacer: newPacer(r.denyRate)}
+	s := &tenantServer{path: r.socketPath(t.Name), served: make(chan struct{}), pacer: newPacer(r.denyRate),
+		rejectPace: newPacer(connRejectRate)}
 	pol, err := r.compile(t)
 	if err == nil {
 		s.state.Store(&tenantState{t: t, pol: pol})
@@ -289,14 +290,6 @@ func (r *Registry) listenLocked(s *tenantServer) error {
 			}
 			return ctx
 		},
-		ConnState: func(_ net.Conn, st http.ConnState) {
-			switch st {
-			case http.StateNew:
-				s.active.Add(1)
-			case http.StateHijacked, http.StateClosed:
-				s.active.Add(-1)
-			}
-		},
 	}
 	go func() {
 		defer close(s.served)
@@ -307,6 +300,11 @@ func (r *Registry) listenLocked(s *tenantServer) error {
 	r.log.Info("socket_serving", "socket", t.Name, "path", s.path, "preset", t.Preset)
 	return nil
 }
+
+// connRejectRate is how many connections per second one socket refuses
+// for its limits (after a second's burst); beyond it, its accept loop
+// waits.
+const connRejectRate = 200
 
 // connRecordInterval spaces the deny records about connections refused by
 // a limit: a client opening thousands gets one record per interval, with
@@ -558,6 +556,6 @@ func (s *tenantServer) info() SocketInfo {
 		Failed:   s.failed,
 		Allowed:  s.allowed.Load(),
 		Denied:   s.denied.Load(),
-		OpenConn: s.active.Load(),
+		OpenConn: s.conns.Load(),
 	}
 }
