@@ -59,8 +59,14 @@ type Config struct {
 	SocketDir   string // tenant sockets live at SocketDir/<name>/sockguard.sock
 	// HostSocketDir is SocketDir as the Docker daemon sees it, when the
 	// broker runs in a container; empty means the same as SocketDir.
-	HostSocketDir     string
-	StateDir          string        // persistent state (state.db)
+	HostSocketDir string
+	StateDir      string // persistent state (state.db)
+	// FreshState allows starting with a new, empty store where the state
+	// is missing or empty although a marker says a store existed.
+	FreshState bool
+	// AllowSharedDirs accepts a state or socket directory owned by another
+	// uid or writable by group or others.
+	AllowSharedDirs   bool
 	DenyLogMaxRecords int           // retention by count; 0 keeps all
 	DenyLogMaxAge     time.Duration // retention by age; 0 keeps all
 	// DenyLogMaxPerTenant bounds one tenant's records (0: no bound); when
@@ -168,7 +174,10 @@ func Run(ctx context.Context, cfg Config) error {
 
 	// The state lock comes first: a second broker on the same state dir
 	// stops here, before it touches any socket.
-	store, err := OpenStore(cfg.StateDir)
+	socketMarker := filepath.Join(cfg.SocketDir, SocketMarkerName)
+	store, err := OpenStoreWith(cfg.StateDir, StoreOptions{
+		Fresh: cfg.FreshState, SocketMarker: socketMarker, AllowSharedDir: cfg.AllowSharedDirs, Logger: log,
+	})
 	if err != nil {
 		return err
 	}
@@ -177,9 +186,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(filepath.Dir(cfg.SocketDir), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", filepath.Dir(cfg.SocketDir), err)
 	}
-	if err := ensureDir(cfg.SocketDir, 0o755); err != nil {
+	if err := ensureSocketDir(cfg.SocketDir, cfg.AllowSharedDirs); err != nil {
 		return fmt.Errorf("socket dir: %w", err)
 	}
+	store.WriteSocketMarker(socketMarker)
 	if err := os.MkdirAll(filepath.Dir(cfg.AdminSocket), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", filepath.Dir(cfg.AdminSocket), err)
 	}
@@ -225,6 +235,7 @@ func Run(ctx context.Context, cfg Config) error {
 		denials:       b.denials,
 		log:           log,
 		tenants:       make(map[string]*tenantServer),
+		deleting:      make(map[string]struct{}),
 	}
 	if p := up.SocketPath(); p != "" {
 		b.reg.daemonSockets = []string{p}

@@ -29,7 +29,15 @@ type DenyLog struct {
 
 	mu     sync.Mutex
 	notify chan struct{} // mu guards notify; closed and replaced after each commit
+
+	// writeFailures logs failed commits with back-off (a full disk under a
+	// flood would otherwise be an ERROR line per batch).
+	writeFailures *failureLog
 }
+
+// writeFailureLogEvery is how often a run of failed deny-log writes is
+// summarized in the log.
+const writeFailureLogEvery = 10 * time.Second
 
 // DenyLogConfig bounds the deny log.
 type DenyLogConfig struct {
@@ -65,6 +73,8 @@ func NewDenyLog(store *Store, log *slog.Logger, cfg DenyLogConfig) *DenyLog {
 		queueBytes: cfg.QueueBytes,
 		ch:         make(chan Denial, denyQueueLen),
 		notify:     make(chan struct{}),
+
+		writeFailures: newFailureLog(log, "deny_log_write_failed", "deny_log_write_recovered", writeFailureLogEvery),
 	}
 }
 
@@ -185,9 +195,10 @@ func (l *DenyLog) commit(batch []Denial) {
 	n, err := l.store.AppendDenials(batch, l.ret)
 	if err != nil {
 		l.dropped.Add(uint64(len(batch)))
-		l.log.Error("deny_log_write_failed", "records", len(batch), "err", err)
+		l.writeFailures.fail(err, "records", len(batch))
 		return
 	}
+	l.writeFailures.ok()
 	l.written.Add(uint64(len(batch)))
 	l.evicted.Add(uint64(n))
 	l.mu.Lock()

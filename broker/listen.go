@@ -47,6 +47,24 @@ func ensureDir(path string, perm fs.FileMode) error {
 	return nil
 }
 
+// ensureSocketDir is ensureDir(path, 0755) for the socket directory; with
+// allowShared, a directory that exists may be owned by another uid or be
+// group/world-writable (it must still be a real directory, not a symlink).
+func ensureSocketDir(path string, allowShared bool) error {
+	err := ensureDir(path, 0o755)
+	if err == nil || !allowShared {
+		if err != nil {
+			err = fmt.Errorf("%w (pass --allow-shared-dirs if this is deliberate)", err)
+		}
+		return err
+	}
+	fi, lerr := os.Lstat(path)
+	if lerr != nil || !fi.IsDir() {
+		return err
+	}
+	return nil
+}
+
 // unixListener is a listener whose socket file is removed on Close.
 type unixListener struct {
 	*net.UnixListener

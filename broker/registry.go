@@ -12,7 +12,9 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +39,10 @@ type tenantServer struct {
 
 	srv    *http.Server // nil when the socket failed to start
 	failed string       // why the socket is not serving
+	// invalid: the stored record failed its checksum or validation; the
+	// tenant is known by name only. storeKey is its key in the store.
+	invalid  bool
+	storeKey string
 
 	pacer    *pacer // spaces out this tenant's refusals
 	allowed  atomic.Uint64
@@ -122,8 +128,11 @@ type Registry struct {
 	denials     *DenyLog
 	log         *slog.Logger
 
-	mu      sync.Mutex // guards tenants; held across listener and store changes
+	mu      sync.Mutex // guards tenants and deleting; held across listener and store changes
 	tenants map[string]*tenantServer
+	// deleting holds the names of sockets being drained after Delete took
+	// them out of tenants: a create of the same name waits for them.
+	deleting map[string]struct{}
 }
 
 func (r *Registry) socketPath(name string) string {
@@ -174,7 +183,14 @@ func (r *Registry) checkRootsResolved(roots []policy.BindRoot) error {
 	return nil
 }
 
+// maxPresetNameLen bounds a preset name before it is looked up (and quoted
+// back in an error).
+const maxPresetNameLen = 128
+
 // validate checks and normalizes a tenant record's user-settable fields.
+// Create and Update run it on what the caller sent; load runs it on every
+// stored record (validateStored), so a stored record is held to exactly
+// the rules a new one is.
 func validate(t *Tenant) error {
 	if err := ValidateName(t.Name); err != nil {
 		return err
@@ -182,26 +198,82 @@ func validate(t *Tenant) error {
 	if t.Preset == "" {
 		return fmt.Errorf("%w: a preset is required", ErrInvalidArgument)
 	}
+	if len(t.Preset) > maxPresetNameLen {
+		return fmt.Errorf("%w: preset name %s is longer than %d bytes", ErrInvalidArgument, quoteBounded(t.Preset), maxPresetNameLen)
+	}
 	if t.FileMode == 0 {
 		t.FileMode = 0o660
 	}
 	if t.FileMode&^0o777 != 0 {
 		return fmt.Errorf("%w: file mode %#o: only permission bits (at most 0777) are allowed", ErrInvalidArgument, t.FileMode)
 	}
+	// (uid_t)-1 means "unchanged" to chown: it is no owner at all.
+	for _, id := range []struct {
+		what string
+		v    uint32
+	}{{"owner uid", t.OwnerUID}, {"owner gid", t.OwnerGID}} {
+		if id.v == invalidID {
+			return fmt.Errorf("%w: %s %d is not a valid id (at most %d)", ErrInvalidArgument, id.what, id.v, invalidID-1)
+		}
+	}
+	for _, ids := range [][]uint32{t.AllowUIDs, t.AllowGIDs} {
+		if slices.Contains(ids, invalidID) {
+			return fmt.Errorf("%w: allowed peer id %d is not a valid id (at most %d)", ErrInvalidArgument, uint32(invalidID), invalidID-1)
+		}
+	}
 	switch t.Mode {
 	case "":
 		t.Mode = ModeEnforce
 	case ModeEnforce, ModeAudit:
 	default:
-		return fmt.Errorf("%w: policy mode %q: use enforce or audit", ErrInvalidArgument, t.Mode)
+		return fmt.Errorf("%w: policy mode %s: use enforce or audit", ErrInvalidArgument, quoteBounded(string(t.Mode)))
 	}
 	for i, b := range t.AllowBinds {
 		if !path.IsAbs(b.Path) {
-			return fmt.Errorf("%w: allowed bind root %q is not an absolute path", ErrInvalidArgument, b.Path)
+			return fmt.Errorf("%w: allowed bind root %s is not an absolute path", ErrInvalidArgument, quoteBounded(b.Path))
 		}
 		t.AllowBinds[i].Path = path.Clean(b.Path)
 	}
 	return nil
+}
+
+// invalidID is (uid_t)-1 / (gid_t)-1.
+const invalidID = ^uint32(0)
+
+// validateStored holds a record read back from the store to create's
+// rules, without normalizing: a stored record is exactly what validate
+// produced, so any field validate would change (a mode "Audit", an
+// unclean path, a zero file mode) means the record was altered, and it is
+// refused rather than silently read as something else.
+func validateStored(t *Tenant) error {
+	c := *t
+	c.AllowBinds = slices.Clone(t.AllowBinds)
+	if err := validate(&c); err != nil {
+		return err
+	}
+	if !reflect.DeepEqual(&c, t) {
+		return fmt.Errorf("%w: the record is not in the form the broker writes (a field was changed)", ErrInvalidArgument)
+	}
+	if !validTenantID(t.ID) {
+		return fmt.Errorf("%w: tenant id %s is not one the broker assigns", ErrInvalidArgument, quoteBounded(t.ID))
+	}
+	if t.Created.IsZero() {
+		return fmt.Errorf("%w: the record has no creation time", ErrInvalidArgument)
+	}
+	return nil
+}
+
+// validTenantID: "t-" and 24 lowercase hex digits, as newTenantID makes.
+func validTenantID(id string) bool {
+	if len(id) != 26 || !strings.HasPrefix(id, "t-") {
+		return false
+	}
+	for _, c := range id[2:] {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func newTenantID() string {
@@ -211,22 +283,57 @@ func newTenantID() string {
 }
 
 // load starts every stored tenant. A tenant that cannot be served is kept
-// (and reported as failed); nothing stored is lost.
+// (and reported as failed); nothing stored is lost. A record that fails its
+// checksum or create-socket's validation is not served at all: its socket
+// stays down, it is listed as failed with the reason, and every other
+// tenant starts.
 func (r *Registry) load() error {
-	ts, err := r.store.Tenants()
+	recs, err := r.store.LoadTenants()
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, t := range ts {
-		s, err := r.startLocked(t)
-		if err != nil {
-			r.log.Error("socket_start_failed", "socket", t.Name, "err", err)
+	for _, rec := range recs {
+		err := rec.Err
+		if err == nil {
+			if verr := validateStored(rec.Tenant); verr != nil {
+				err = fmt.Errorf("%w: socket %s: %w", ErrRecordInvalid, quoteBounded(rec.Key), verr)
+			}
 		}
-		r.tenants[t.Name] = s
+		if err != nil {
+			s := r.invalidLocked(rec, err)
+			r.log.Error("tenant_record_invalid", "socket", s.state.Load().t.Name, "err", err)
+			continue
+		}
+		if rec.Legacy {
+			r.log.Warn("tenant_record_unsealed", "socket", rec.Key)
+		}
+		s, err := r.startLocked(rec.Tenant)
+		if err != nil {
+			r.log.Error("socket_start_failed", "socket", rec.Key, "err", err)
+		}
+		r.tenants[rec.Key] = s
 	}
 	return nil
+}
+
+// invalidLocked registers a stored record that cannot be trusted: listed
+// as failed, never served, and deletable (without purge: its tenant id is
+// not trusted either).
+func (r *Registry) invalidLocked(rec TenantRecord, err error) *tenantServer {
+	name := rec.Key
+	if ValidateName(name) != nil {
+		name = quoteBounded(name) // a damaged key: shown, and deleted, by this form
+	}
+	s := &tenantServer{served: make(chan struct{}), storeKey: rec.Key, invalid: true, failed: err.Error()}
+	if ValidateName(rec.Key) == nil {
+		s.path = r.socketPath(rec.Key)
+	}
+	close(s.served)
+	s.state.Store(&tenantState{t: &Tenant{Name: name}})
+	r.tenants[name] = s
+	return s
 }
 
 // startLocked builds the tenant's policy and listener. On error it still
@@ -346,12 +453,23 @@ func (r *Registry) Create(t Tenant) (SocketInfo, error) {
 	if _, ok := r.tenants[t.Name]; ok {
 		return SocketInfo{}, fmt.Errorf("%w: socket %q already exists", ErrAlreadyExists, t.Name)
 	}
-	s, err := r.startLocked(&t)
-	if err != nil {
-		return SocketInfo{}, err
+	if _, ok := r.deleting[t.Name]; ok {
+		return SocketInfo{}, fmt.Errorf("%w: socket %q is still being deleted; try again when that finishes", ErrUnavailable, t.Name)
 	}
-	if err := r.store.CreateTenant(&t); err != nil {
-		r.stop(context.Background(), s)
+	_, statErr := os.Lstat(filepath.Dir(r.socketPath(t.Name)))
+	dirExisted := statErr == nil
+	s, err := r.startLocked(&t)
+	if err == nil {
+		if err = r.store.CreateTenant(&t); err != nil {
+			r.stop(context.Background(), s)
+		}
+	}
+	if err != nil {
+		// A failed create leaves nothing behind: the socket is gone with
+		// its listener, and a directory this call made goes too.
+		if !dirExisted {
+			os.Remove(filepath.Dir(s.path))
+		}
 		return SocketInfo{}, err
 	}
 	r.tenants[t.Name] = s
@@ -424,6 +542,10 @@ func (r *Registry) Update(name string, change func(*Tenant)) (SocketInfo, error)
 	if !ok {
 		return SocketInfo{}, fmt.Errorf("%w: socket %q", ErrNotFound, name)
 	}
+	if s.invalid {
+		return SocketInfo{}, fmt.Errorf("%w: socket %s has a stored record that cannot be trusted (%s): delete it and create it again, or restore the state from a backup",
+			ErrUnavailable, quoteBounded(name), s.failed)
+	}
 	t := *s.state.Load().t
 	t.AllowBinds = slices.Clone(t.AllowBinds)
 	t.AllowUIDs = slices.Clone(t.AllowUIDs)
@@ -450,12 +572,27 @@ func (r *Registry) Update(name string, change func(*Tenant)) (SocketInfo, error)
 // cannot create new objects while its old ones are being removed.
 func (r *Registry) Delete(ctx context.Context, name string, purge bool) (PurgeResult, error) {
 	var res PurgeResult
-	iso, err := r.deleteLocked(ctx, name, purge, &res)
+	s, iso, err := r.deleteLocked(ctx, name, purge, &res)
 	if err != nil {
 		return res, err
 	}
-	// The purge runs without the registry lock: it can take a while, and
-	// the tenant's socket is already gone, so it cannot race new objects.
+	// The drain and the purge run without the registry lock: they can take
+	// a while, and the tenant is already out of the registry (so it cannot
+	// race new objects); its name stays reserved in r.deleting until the
+	// socket and its directory are gone.
+	drain, cancel := context.WithTimeout(ctx, deleteDrain)
+	r.stop(drain, s)
+	cancel()
+	r.proxy.hist.DeletePartialMatch(prometheus.Labels{"socket": name})
+	// The listener unlinked its socket; the directory is ours and empty.
+	if s.path != "" {
+		if err := os.Remove(filepath.Dir(s.path)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			r.log.Warn("socket_dir_remove_failed", "socket", name, "err", err)
+		}
+	}
+	r.mu.Lock()
+	delete(r.deleting, name)
+	r.mu.Unlock()
 	if purge {
 		if err := iso.purge(ctx, &res); err != nil {
 			res.Errors = append(res.Errors, "listing the tenant's objects: "+err.Error())
@@ -476,34 +613,43 @@ func (r *Registry) Delete(ctx context.Context, name string, purge bool) (PurgeRe
 // go on: the operator asked for it to go away.
 const deleteDrain = 5 * time.Second
 
-func (r *Registry) deleteLocked(ctx context.Context, name string, purge bool, res *PurgeResult) (isolator, error) {
+// deleteLocked removes the tenant from the store and the registry and
+// reserves its name; the caller drains it.
+func (r *Registry) deleteLocked(ctx context.Context, name string, purge bool, res *PurgeResult) (*tenantServer, isolator, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s, ok := r.tenants[name]
 	if !ok {
-		return isolator{}, fmt.Errorf("%w: socket %q", ErrNotFound, name)
+		return nil, isolator{}, fmt.Errorf("%w: socket %s", ErrNotFound, quoteBounded(name))
+	}
+	if s.invalid {
+		// The record's tenant id cannot be trusted, so neither can a
+		// count or a purge by it: only the record goes.
+		if purge {
+			return nil, isolator{}, fmt.Errorf("%w: socket %s has a stored record that cannot be trusted, so its objects cannot be found by owner; delete it without --purge (restore a backup to get its tenant id back)",
+				ErrUnavailable, quoteBounded(name))
+		}
+		if err := r.store.DeleteTenant(s.storeKey); err != nil {
+			return nil, isolator{}, err
+		}
+		delete(r.tenants, name)
+		r.deleting[name] = struct{}{}
+		return s, isolator{}, nil
 	}
 	iso := isolator{up: r.proxy.up, owner: s.state.Load().t.ID}
 	if !purge {
 		cs, ns, vs, err := iso.ownedObjects(ctx)
 		if err != nil {
-			return iso, fmt.Errorf("%w: cannot list the tenant's objects (is the Docker daemon up?): %w", ErrUnavailable, err)
+			return nil, iso, fmt.Errorf("%w: cannot list the tenant's objects (is the Docker daemon up?): %w", ErrUnavailable, err)
 		}
 		res.Owned = Owned{len(cs), len(ns), len(vs)}
 	}
 	if err := r.store.DeleteTenant(name); err != nil {
-		return iso, err
+		return nil, iso, err
 	}
 	delete(r.tenants, name)
-	drain, cancel := context.WithTimeout(ctx, deleteDrain)
-	defer cancel()
-	r.stop(drain, s)
-	r.proxy.hist.DeletePartialMatch(prometheus.Labels{"socket": name})
-	// The listener unlinked its socket; the directory is ours and empty.
-	if err := os.Remove(filepath.Dir(s.path)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		r.log.Warn("socket_dir_remove_failed", "socket", name, "err", err)
-	}
-	return iso, nil
+	r.deleting[name] = struct{}{}
+	return s, iso, nil
 }
 
 // stop drains a socket's server: in-flight requests and streams get until

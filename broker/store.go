@@ -4,25 +4,25 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"log/slog"
 	"os"
-	"path/filepath"
-	"sort"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
 // Store is the broker's persistent state: one bbolt file, state.db, under
-// the state directory. bbolt takes an exclusive flock on the file, so a
-// second broker on the same state directory fails to open it.
+// the state directory, beside its marker and lock (store_open.go). bbolt
+// takes an exclusive flock on the file, so a second broker on the same
+// state directory fails to open it.
 //
-// Schema (version 1):
+// Schema (version 2):
 //
 //	meta/
-//	  "schema"        -> "1"
+//	  "schema"        -> "2"
+//	  "broker_id"     -> "b-" + 24 hex digits, also in the marker state.id
 //	tenants/
-//	  <socket name>   -> JSON Tenant
+//	  <socket name>   -> sealed tenant record (store_tenants.go):
+//	                     "SGT" 0x01 | SHA-256 of the JSON | JSON Tenant
 //	denials/
 //	  <uint64 id, big-endian> -> JSON Denial   (ids from the bucket sequence,
 //	                                            so key order is time order)
@@ -32,115 +32,37 @@ import (
 // The deny-log buckets, their invariants and retention are described in
 // store_denials.go.
 //
-// A schema version newer than this binary knows is refused at open.
+// Version 1 stored tenants as bare JSON; opening such a store seals each
+// valid record once (logged as state_migrated). A schema version newer than
+// this binary knows is refused at open.
 type Store struct {
-	db *bolt.DB
+	db   *bolt.DB
+	dir  string
+	id   string
+	lock *os.File // the state directory's lock, held until Close
+	log  *slog.Logger
 }
 
-const schemaVersion = "1"
+const schemaVersion = "2"
 
 var (
 	bucketMeta    = []byte("meta")
 	bucketTenants = []byte("tenants")
 	bucketDenials = []byte("denials")
 	keySchema     = []byte("schema")
+	keyBrokerID   = []byte("broker_id")
 )
 
 // ErrStateLocked means another process holds the state database.
 var ErrStateLocked = errors.New("state database is locked by another process")
 
-// OpenStore opens (creating if needed) the store under dir. dir is created
-// with mode 0700.
-func OpenStore(dir string) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create state dir: %w", err)
+// Close closes the database and releases the state directory's lock.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if s.lock != nil {
+		s.lock.Close()
 	}
-	p := filepath.Join(dir, "state.db")
-	db, err := bolt.Open(p, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("open %s: %w (is another broker running with --state-dir %s?)", p, ErrStateLocked, dir)
-		}
-		return nil, fmt.Errorf("open %s: %w", p, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return err
-		}
-		switch v := meta.Get(keySchema); {
-		case v == nil:
-			if err := meta.Put(keySchema, []byte(schemaVersion)); err != nil {
-				return err
-			}
-		case string(v) != schemaVersion:
-			return fmt.Errorf("state schema version %q is not supported by this broker (wants %s)", v, schemaVersion)
-		}
-		for _, b := range [][]byte{bucketTenants, bucketDenials} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("initialise %s: %w", p, err)
-	}
-	return &Store{db: db}, nil
-}
-
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
-
-// CreateTenant stores a new tenant; ErrAlreadyExists if the name is taken.
-func (s *Store) CreateTenant(t *Tenant) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketTenants)
-		if b.Get([]byte(t.Name)) != nil {
-			return fmt.Errorf("%w: socket %q", ErrAlreadyExists, t.Name)
-		}
-		return putJSON(b, []byte(t.Name), t)
-	})
-}
-
-// PutTenant replaces an existing tenant.
-func (s *Store) PutTenant(t *Tenant) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketTenants)
-		if b.Get([]byte(t.Name)) == nil {
-			return fmt.Errorf("%w: socket %q", ErrNotFound, t.Name)
-		}
-		return putJSON(b, []byte(t.Name), t)
-	})
-}
-
-// DeleteTenant removes a tenant record.
-func (s *Store) DeleteTenant(name string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketTenants)
-		if b.Get([]byte(name)) == nil {
-			return fmt.Errorf("%w: socket %q", ErrNotFound, name)
-		}
-		return b.Delete([]byte(name))
-	})
-}
-
-// Tenants returns every stored tenant ordered by name.
-func (s *Store) Tenants() ([]*Tenant, error) {
-	var out []*Tenant
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTenants).ForEach(func(k, v []byte) error {
-			t := new(Tenant)
-			if err := json.Unmarshal(v, t); err != nil {
-				return fmt.Errorf("decode tenant %q: %w", k, err)
-			}
-			out = append(out, t)
-			return nil
-		})
-	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, err
+	return err
 }
 
 func putJSON(b *bolt.Bucket, k []byte, v any) error {

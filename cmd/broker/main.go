@@ -26,6 +26,7 @@ import (
 var version = "dev"
 
 const usageHead = `Usage: broker [flags]
+       broker state check|restore|compact --state-dir DIR [FILE]
 
 The sockguard broker owns the only connection to the Docker daemon and serves
 one policy-filtered Docker API socket per tenant (CI runner) at
@@ -47,6 +48,8 @@ type options struct {
 	socketDir         string
 	hostSocketDir     string
 	stateDir          string
+	newState          bool
+	allowSharedDirs   bool
 	denyLogMaxRecords int
 	denyLogMaxAge     time.Duration
 	denyLogPerTenant  int
@@ -74,6 +77,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.socketDir, "socket-dir", "/run/sockguard", "`directory` holding one sub-directory per tenant with its sockguard.sock")
 	fs.StringVar(&o.hostSocketDir, "host-socket-dir", "", "the socket directory as the Docker daemon sees it, when the broker runs in a container (used to rewrite docker.sock binds); default: --socket-dir")
 	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/sockguard", "`directory` for persistent state (tenants and deny log, in state.db)")
+	fs.BoolVar(&o.newState, "new-state", false, "start with a new, empty state when state.db is missing or empty although the state dir's marker says a store existed (the old tenants are gone; their Docker objects stay behind). Never replaces a non-empty state.db. Without it such a start is refused; the first start on an empty directory needs no flag")
+	fs.BoolVar(&o.allowSharedDirs, "allow-shared-dirs", false, "accept a state or socket directory owned by another uid or writable by group or others (refused by default: whoever can write there can replace the state or the sockets)")
 	fs.IntVar(&o.denyLogMaxRecords, "deny-log-max-records", 100000, "keep at most this many deny-log records in all (0: no count limit). Past it, records are removed from the tenants holding the most first, so a tenant that stores few keeps them however much another one floods")
 	fs.IntVar(&o.denyLogPerTenant, "deny-log-max-records-per-tenant", 10000, "keep at most this many deny-log records per tenant socket (0: no per-tenant limit). Past it, that tenant's oldest records are removed, except its first tenth of this limit, so its own flood cannot erase how its history began")
 	fs.Int64Var(&o.denyLogQueueBytes, "deny-log-queue-bytes", 4<<20, "refusals waiting to be written to the deny log may hold at most this many `bytes` (min 65536); past it, new ones are dropped and counted (sockguard_deny_log_records_dropped_total). Every stored field is clipped (path 256 bytes, reason 512, ...) and query values are kept only for harmless keys")
@@ -200,6 +205,9 @@ func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "state" {
+		return runState(args[1:], stdout, stderr)
+	}
 	var o options
 	fs := newFlagSet(&o, stderr)
 	if err := fs.Parse(args); err != nil {
@@ -270,6 +278,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		SocketDir:           o.socketDir,
 		HostSocketDir:       o.hostSocketDir,
 		StateDir:            o.stateDir,
+		FreshState:          o.newState,
+		AllowSharedDirs:     o.allowSharedDirs,
 		DenyLogMaxRecords:   o.denyLogMaxRecords,
 		DenyLogMaxAge:       o.denyLogMaxAge,
 		DenyLogMaxPerTenant: o.denyLogPerTenant,

@@ -15,7 +15,8 @@ func listSocketsCommand() *command {
 		usage:   "list-sockets [-q]",
 		short:   "List tenant sockets with their state and counters",
 		long: "Lists every tenant socket, ordered by name: its preset, policy mode (enforce or audit), " +
-			"state (serving or failed), path, and the requests allowed and denied since the broker started.",
+			"state (serving or failed), path, and the requests allowed and denied since the broker started. " +
+			"Each failed socket gets a line below the table saying why.",
 		setup: func(fs *flag.FlagSet) runFunc {
 			var quiet bool
 			boolVarP(fs, &quiet, "quiet", "q", "print socket names only, one a line (takes precedence over -o json)")
@@ -55,5 +56,14 @@ func (c *cli) runListSockets(ctx context.Context, quiet bool, args []string) err
 			socketStateName(s.GetState()), cell(s.GetPath()),
 			s.GetCounters().GetRequestsAllowed(), s.GetCounters().GetRequestsDenied())
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// Why a socket failed does not fit a column: one line each, below.
+	for _, s := range resp.GetSockets() {
+		if s.GetState() == sockguardv1.SocketState_SOCKET_STATE_FAILED {
+			fmt.Fprintf(c.stdout, "%s failed: %s\n", cell(s.GetName()), cell(s.GetStateMessage()))
+		}
+	}
+	return nil
 }

@@ -101,6 +101,7 @@ func commands() []*command {
 		denialsCommand(),
 		suggestPolicyCommand(),
 		statusCommand(),
+		backupCommand(),
 		versionCommand(),
 		helpCommand(),
 	}

@@ -2228,6 +2228,127 @@ func (x *GetBrokerInfoResponse) GetStateDir() string {
 	return ""
 }
 
+// BackupStateRequest is the request of BackupState.
+type BackupStateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupStateRequest) Reset() {
+	*x = BackupStateRequest{}
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupStateRequest) ProtoMessage() {}
+
+func (x *BackupStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupStateRequest.ProtoReflect.Descriptor instead.
+func (*BackupStateRequest) Descriptor() ([]byte, []int) {
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{30}
+}
+
+// BackupStateResponse is one message of the BackupState stream: a chunk of
+// the snapshot, in order. The last message has an empty chunk and the
+// snapshot's totals.
+type BackupStateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next bytes of the snapshot (at most 64 KiB).
+	Chunk []byte `protobuf:"bytes,1,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	// On the last message: the snapshot's size in bytes.
+	Size uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// On the last message: the snapshot's SHA-256, lowercase hex.
+	Sha256 string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// On the last message: the broker id stored in the snapshot.
+	BrokerId string `protobuf:"bytes,4,opt,name=broker_id,json=brokerId,proto3" json:"broker_id,omitempty"`
+	// On the last message: how many tenant records the snapshot holds.
+	TenantCount   uint32 `protobuf:"varint,5,opt,name=tenant_count,json=tenantCount,proto3" json:"tenant_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupStateResponse) Reset() {
+	*x = BackupStateResponse{}
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupStateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupStateResponse) ProtoMessage() {}
+
+func (x *BackupStateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupStateResponse.ProtoReflect.Descriptor instead.
+func (*BackupStateResponse) Descriptor() ([]byte, []int) {
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *BackupStateResponse) GetChunk() []byte {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+func (x *BackupStateResponse) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BackupStateResponse) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *BackupStateResponse) GetBrokerId() string {
+	if x != nil {
+		return x.BrokerId
+	}
+	return ""
+}
+
+func (x *BackupStateResponse) GetTenantCount() uint32 {
+	if x != nil {
+		return x.TenantCount
+	}
+	return 0
+}
+
 var File_sockguard_v1_sockguard_proto protoreflect.FileDescriptor
 
 const file_sockguard_v1_sockguard_proto_rawDesc = "" +
@@ -2382,7 +2503,14 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\n" +
 	"socket_dir\x18\n" +
 	" \x01(\tR\tsocketDir\x12\x1b\n" +
-	"\tstate_dir\x18\v \x01(\tR\bstateDir*^\n" +
+	"\tstate_dir\x18\v \x01(\tR\bstateDir\"\x14\n" +
+	"\x12BackupStateRequest\"\x97\x01\n" +
+	"\x13BackupStateResponse\x12\x14\n" +
+	"\x05chunk\x18\x01 \x01(\fR\x05chunk\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x1b\n" +
+	"\tbroker_id\x18\x04 \x01(\tR\bbrokerId\x12!\n" +
+	"\ftenant_count\x18\x05 \x01(\rR\vtenantCount*^\n" +
 	"\vSocketState\x12\x1c\n" +
 	"\x18SOCKET_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SOCKET_STATE_SERVING\x10\x01\x12\x17\n" +
@@ -2404,7 +2532,7 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\x1eDENIAL_REASON_PEER_NOT_ALLOWED\x10\b\x12\x1c\n" +
 	"\x18DENIAL_REASON_ESCALATION\x10\t\x12\x1d\n" +
 	"\x19DENIAL_REASON_BODY_DENIED\x10\n" +
-	"2\xb9\a\n" +
+	"2\x8f\b\n" +
 	"\x10SockguardService\x12U\n" +
 	"\fCreateSocket\x12!.sockguard.v1.CreateSocketRequest\x1a\".sockguard.v1.CreateSocketResponse\x12L\n" +
 	"\tGetSocket\x12\x1e.sockguard.v1.GetSocketRequest\x1a\x1f.sockguard.v1.GetSocketResponse\x12R\n" +
@@ -2416,7 +2544,8 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\fCheckRequest\x12!.sockguard.v1.CheckRequestRequest\x1a\".sockguard.v1.CheckRequestResponse\x12R\n" +
 	"\vListDenials\x12 .sockguard.v1.ListDenialsRequest\x1a!.sockguard.v1.ListDenialsResponse\x12W\n" +
 	"\fWatchDenials\x12!.sockguard.v1.WatchDenialsRequest\x1a\".sockguard.v1.WatchDenialsResponse0\x01\x12X\n" +
-	"\rGetBrokerInfo\x12\".sockguard.v1.GetBrokerInfoRequest\x1a#.sockguard.v1.GetBrokerInfoResponseB?Z=github.com/sockguard/sockguard/proto/sockguard/v1;sockguardv1b\x06proto3"
+	"\rGetBrokerInfo\x12\".sockguard.v1.GetBrokerInfoRequest\x1a#.sockguard.v1.GetBrokerInfoResponse\x12T\n" +
+	"\vBackupState\x12 .sockguard.v1.BackupStateRequest\x1a!.sockguard.v1.BackupStateResponse0\x01B?Z=github.com/sockguard/sockguard/proto/sockguard/v1;sockguardv1b\x06proto3"
 
 var (
 	file_sockguard_v1_sockguard_proto_rawDescOnce sync.Once
@@ -2431,7 +2560,7 @@ func file_sockguard_v1_sockguard_proto_rawDescGZIP() []byte {
 }
 
 var file_sockguard_v1_sockguard_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sockguard_v1_sockguard_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_sockguard_v1_sockguard_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_sockguard_v1_sockguard_proto_goTypes = []any{
 	(SocketState)(0),              // 0: sockguard.v1.SocketState
 	(PolicyMode)(0),               // 1: sockguard.v1.PolicyMode
@@ -2466,8 +2595,10 @@ var file_sockguard_v1_sockguard_proto_goTypes = []any{
 	(*WatchDenialsResponse)(nil),  // 30: sockguard.v1.WatchDenialsResponse
 	(*GetBrokerInfoRequest)(nil),  // 31: sockguard.v1.GetBrokerInfoRequest
 	(*GetBrokerInfoResponse)(nil), // 32: sockguard.v1.GetBrokerInfoResponse
-	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil), // 34: google.protobuf.FieldMask
+	(*BackupStateRequest)(nil),    // 33: sockguard.v1.BackupStateRequest
+	(*BackupStateResponse)(nil),   // 34: sockguard.v1.BackupStateResponse
+	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil), // 36: google.protobuf.FieldMask
 }
 var file_sockguard_v1_sockguard_proto_depIdxs = []int32{
 	3,  // 0: sockguard.v1.SocketOverrides.allowed_bind_roots:type_name -> sockguard.v1.BindRoot
@@ -2475,29 +2606,29 @@ var file_sockguard_v1_sockguard_proto_depIdxs = []int32{
 	5,  // 2: sockguard.v1.Socket.allowed_peers:type_name -> sockguard.v1.AllowedPeers
 	1,  // 3: sockguard.v1.Socket.policy_mode:type_name -> sockguard.v1.PolicyMode
 	0,  // 4: sockguard.v1.Socket.state:type_name -> sockguard.v1.SocketState
-	33, // 5: sockguard.v1.Socket.create_time:type_name -> google.protobuf.Timestamp
+	35, // 5: sockguard.v1.Socket.create_time:type_name -> google.protobuf.Timestamp
 	6,  // 6: sockguard.v1.Socket.counters:type_name -> sockguard.v1.SocketCounters
 	7,  // 7: sockguard.v1.CreateSocketRequest.socket:type_name -> sockguard.v1.Socket
 	7,  // 8: sockguard.v1.CreateSocketResponse.socket:type_name -> sockguard.v1.Socket
 	7,  // 9: sockguard.v1.GetSocketResponse.socket:type_name -> sockguard.v1.Socket
 	7,  // 10: sockguard.v1.ListSocketsResponse.sockets:type_name -> sockguard.v1.Socket
 	7,  // 11: sockguard.v1.UpdateSocketRequest.socket:type_name -> sockguard.v1.Socket
-	34, // 12: sockguard.v1.UpdateSocketRequest.update_mask:type_name -> google.protobuf.FieldMask
+	36, // 12: sockguard.v1.UpdateSocketRequest.update_mask:type_name -> google.protobuf.FieldMask
 	7,  // 13: sockguard.v1.UpdateSocketResponse.socket:type_name -> sockguard.v1.Socket
 	18, // 14: sockguard.v1.DeleteSocketResponse.owned:type_name -> sockguard.v1.OwnedObjects
 	19, // 15: sockguard.v1.ListPresetsResponse.presets:type_name -> sockguard.v1.Preset
 	19, // 16: sockguard.v1.GetPresetResponse.preset:type_name -> sockguard.v1.Preset
 	2,  // 17: sockguard.v1.CheckRequestResponse.reason_code:type_name -> sockguard.v1.DenialReason
-	33, // 18: sockguard.v1.Denial.time:type_name -> google.protobuf.Timestamp
+	35, // 18: sockguard.v1.Denial.time:type_name -> google.protobuf.Timestamp
 	2,  // 19: sockguard.v1.Denial.reason_code:type_name -> sockguard.v1.DenialReason
 	1,  // 20: sockguard.v1.Denial.policy_mode:type_name -> sockguard.v1.PolicyMode
-	33, // 21: sockguard.v1.ListDenialsRequest.start_time:type_name -> google.protobuf.Timestamp
-	33, // 22: sockguard.v1.ListDenialsRequest.end_time:type_name -> google.protobuf.Timestamp
+	35, // 21: sockguard.v1.ListDenialsRequest.start_time:type_name -> google.protobuf.Timestamp
+	35, // 22: sockguard.v1.ListDenialsRequest.end_time:type_name -> google.protobuf.Timestamp
 	2,  // 23: sockguard.v1.ListDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
 	26, // 24: sockguard.v1.ListDenialsResponse.denials:type_name -> sockguard.v1.Denial
 	2,  // 25: sockguard.v1.WatchDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
 	26, // 26: sockguard.v1.WatchDenialsResponse.denial:type_name -> sockguard.v1.Denial
-	33, // 27: sockguard.v1.GetBrokerInfoResponse.start_time:type_name -> google.protobuf.Timestamp
+	35, // 27: sockguard.v1.GetBrokerInfoResponse.start_time:type_name -> google.protobuf.Timestamp
 	8,  // 28: sockguard.v1.SockguardService.CreateSocket:input_type -> sockguard.v1.CreateSocketRequest
 	10, // 29: sockguard.v1.SockguardService.GetSocket:input_type -> sockguard.v1.GetSocketRequest
 	12, // 30: sockguard.v1.SockguardService.ListSockets:input_type -> sockguard.v1.ListSocketsRequest
@@ -2509,19 +2640,21 @@ var file_sockguard_v1_sockguard_proto_depIdxs = []int32{
 	27, // 36: sockguard.v1.SockguardService.ListDenials:input_type -> sockguard.v1.ListDenialsRequest
 	29, // 37: sockguard.v1.SockguardService.WatchDenials:input_type -> sockguard.v1.WatchDenialsRequest
 	31, // 38: sockguard.v1.SockguardService.GetBrokerInfo:input_type -> sockguard.v1.GetBrokerInfoRequest
-	9,  // 39: sockguard.v1.SockguardService.CreateSocket:output_type -> sockguard.v1.CreateSocketResponse
-	11, // 40: sockguard.v1.SockguardService.GetSocket:output_type -> sockguard.v1.GetSocketResponse
-	13, // 41: sockguard.v1.SockguardService.ListSockets:output_type -> sockguard.v1.ListSocketsResponse
-	15, // 42: sockguard.v1.SockguardService.UpdateSocket:output_type -> sockguard.v1.UpdateSocketResponse
-	17, // 43: sockguard.v1.SockguardService.DeleteSocket:output_type -> sockguard.v1.DeleteSocketResponse
-	21, // 44: sockguard.v1.SockguardService.ListPresets:output_type -> sockguard.v1.ListPresetsResponse
-	23, // 45: sockguard.v1.SockguardService.GetPreset:output_type -> sockguard.v1.GetPresetResponse
-	25, // 46: sockguard.v1.SockguardService.CheckRequest:output_type -> sockguard.v1.CheckRequestResponse
-	28, // 47: sockguard.v1.SockguardService.ListDenials:output_type -> sockguard.v1.ListDenialsResponse
-	30, // 48: sockguard.v1.SockguardService.WatchDenials:output_type -> sockguard.v1.WatchDenialsResponse
-	32, // 49: sockguard.v1.SockguardService.GetBrokerInfo:output_type -> sockguard.v1.GetBrokerInfoResponse
-	39, // [39:50] is the sub-list for method output_type
-	28, // [28:39] is the sub-list for method input_type
+	33, // 39: sockguard.v1.SockguardService.BackupState:input_type -> sockguard.v1.BackupStateRequest
+	9,  // 40: sockguard.v1.SockguardService.CreateSocket:output_type -> sockguard.v1.CreateSocketResponse
+	11, // 41: sockguard.v1.SockguardService.GetSocket:output_type -> sockguard.v1.GetSocketResponse
+	13, // 42: sockguard.v1.SockguardService.ListSockets:output_type -> sockguard.v1.ListSocketsResponse
+	15, // 43: sockguard.v1.SockguardService.UpdateSocket:output_type -> sockguard.v1.UpdateSocketResponse
+	17, // 44: sockguard.v1.SockguardService.DeleteSocket:output_type -> sockguard.v1.DeleteSocketResponse
+	21, // 45: sockguard.v1.SockguardService.ListPresets:output_type -> sockguard.v1.ListPresetsResponse
+	23, // 46: sockguard.v1.SockguardService.GetPreset:output_type -> sockguard.v1.GetPresetResponse
+	25, // 47: sockguard.v1.SockguardService.CheckRequest:output_type -> sockguard.v1.CheckRequestResponse
+	28, // 48: sockguard.v1.SockguardService.ListDenials:output_type -> sockguard.v1.ListDenialsResponse
+	30, // 49: sockguard.v1.SockguardService.WatchDenials:output_type -> sockguard.v1.WatchDenialsResponse
+	32, // 50: sockguard.v1.SockguardService.GetBrokerInfo:output_type -> sockguard.v1.GetBrokerInfoResponse
+	34, // 51: sockguard.v1.SockguardService.BackupState:output_type -> sockguard.v1.BackupStateResponse
+	40, // [40:52] is the sub-list for method output_type
+	28, // [28:40] is the sub-list for method input_type
 	28, // [28:28] is the sub-list for extension type_name
 	28, // [28:28] is the sub-list for extension extendee
 	0,  // [0:28] is the sub-list for field type_name
@@ -2538,7 +2671,7 @@ func file_sockguard_v1_sockguard_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sockguard_v1_sockguard_proto_rawDesc), len(file_sockguard_v1_sockguard_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

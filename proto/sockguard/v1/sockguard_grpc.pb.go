@@ -34,6 +34,7 @@ const (
 	SockguardService_ListDenials_FullMethodName   = "/sockguard.v1.SockguardService/ListDenials"
 	SockguardService_WatchDenials_FullMethodName  = "/sockguard.v1.SockguardService/WatchDenials"
 	SockguardService_GetBrokerInfo_FullMethodName = "/sockguard.v1.SockguardService/GetBrokerInfo"
+	SockguardService_BackupState_FullMethodName   = "/sockguard.v1.SockguardService/BackupState"
 )
 
 // SockguardServiceClient is the client API for SockguardService service.
@@ -67,6 +68,12 @@ type SockguardServiceClient interface {
 	WatchDenials(ctx context.Context, in *WatchDenialsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchDenialsResponse], error)
 	// GetBrokerInfo reports the broker's version, upstream and counters.
 	GetBrokerInfo(ctx context.Context, in *GetBrokerInfoRequest, opts ...grpc.CallOption) (*GetBrokerInfoResponse, error)
+	// BackupState streams a consistent snapshot of the broker's state file
+	// (tenants and deny log) while the broker keeps serving. The last message
+	// carries the snapshot's size and SHA-256, so a client can tell a
+	// complete copy from a cut one. Restore it offline with
+	// `broker state restore`.
+	BackupState(ctx context.Context, in *BackupStateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupStateResponse], error)
 }
 
 type sockguardServiceClient struct {
@@ -196,6 +203,25 @@ func (c *sockguardServiceClient) GetBrokerInfo(ctx context.Context, in *GetBroke
 	return out, nil
 }
 
+func (c *sockguardServiceClient) BackupState(ctx context.Context, in *BackupStateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupStateResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &SockguardService_ServiceDesc.Streams[1], SockguardService_BackupState_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BackupStateRequest, BackupStateResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SockguardService_BackupStateClient = grpc.ServerStreamingClient[BackupStateResponse]
+
 // SockguardServiceServer is the server API for SockguardService service.
 // All implementations must embed UnimplementedSockguardServiceServer
 // for forward compatibility.
@@ -227,6 +253,12 @@ type SockguardServiceServer interface {
 	WatchDenials(*WatchDenialsRequest, grpc.ServerStreamingServer[WatchDenialsResponse]) error
 	// GetBrokerInfo reports the broker's version, upstream and counters.
 	GetBrokerInfo(context.Context, *GetBrokerInfoRequest) (*GetBrokerInfoResponse, error)
+	// BackupState streams a consistent snapshot of the broker's state file
+	// (tenants and deny log) while the broker keeps serving. The last message
+	// carries the snapshot's size and SHA-256, so a client can tell a
+	// complete copy from a cut one. Restore it offline with
+	// `broker state restore`.
+	BackupState(*BackupStateRequest, grpc.ServerStreamingServer[BackupStateResponse]) error
 	mustEmbedUnimplementedSockguardServiceServer()
 }
 
@@ -269,6 +301,9 @@ func (UnimplementedSockguardServiceServer) WatchDenials(*WatchDenialsRequest, gr
 }
 func (UnimplementedSockguardServiceServer) GetBrokerInfo(context.Context, *GetBrokerInfoRequest) (*GetBrokerInfoResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetBrokerInfo not implemented")
+}
+func (UnimplementedSockguardServiceServer) BackupState(*BackupStateRequest, grpc.ServerStreamingServer[BackupStateResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method BackupState not implemented")
 }
 func (UnimplementedSockguardServiceServer) mustEmbedUnimplementedSockguardServiceServer() {}
 func (UnimplementedSockguardServiceServer) testEmbeddedByValue()                          {}
@@ -482,6 +517,17 @@ func _SockguardService_GetBrokerInfo_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SockguardService_BackupState_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BackupStateRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(SockguardServiceServer).BackupState(m, &grpc.GenericServerStream[BackupStateRequest, BackupStateResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SockguardService_BackupStateServer = grpc.ServerStreamingServer[BackupStateResponse]
+
 // SockguardService_ServiceDesc is the grpc.ServiceDesc for SockguardService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -534,6 +580,11 @@ var SockguardService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchDenials",
 			Handler:       _SockguardService_WatchDenials_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "BackupState",
+			Handler:       _SockguardService_BackupState_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -1,0 +1,250 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/sockguard/sockguard/policy"
+)
+
+// Snapshot is what Backup wrote.
+type Snapshot struct {
+	Size     int64
+	BrokerID string
+	Tenants  int
+}
+
+// Backup writes a consistent copy of the whole store to w from one read
+// transaction: the broker keeps serving, and writers only wait if the file
+// must grow while the copy runs.
+func (s *Store) Backup(w io.Writer) (Snapshot, error) {
+	var snap Snapshot
+	err := s.view("backup", func(tx *bolt.Tx) error {
+		snap.BrokerID = string(tx.Bucket(bucketMeta).Get(keyBrokerID))
+		snap.Tenants = tx.Bucket(bucketTenants).Stats().KeyN
+		n, err := tx.WriteTo(w)
+		snap.Size = n
+		return err
+	})
+	return snap, err
+}
+
+// TenantCheck is one tenant record as `broker state check` judged it.
+type TenantCheck struct {
+	Name string
+	ID   string
+	Err  error // nil: the record would be served
+}
+
+// StateCheck is the result of CheckState.
+type StateCheck struct {
+	Report   *StateReport
+	MarkerID string
+	Tenants  []TenantCheck
+	Problems []string // what would stop the broker or a tenant from starting
+}
+
+// CheckState checks a stopped broker's state directory the way a start
+// would, without changing anything: the lock (a running broker is
+// refused), the marker, the whole file, and every tenant record against
+// create-socket's rules and, when catalog is set, its presets. An error
+// means the broker would refuse to start; Problems lists what it would
+// report and start with.
+func CheckState(dir string, catalog *policy.Catalog) (*StateCheck, error) {
+	lock, err := lockStateDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	c := &StateCheck{}
+	if c.MarkerID, err = readMarker(filepath.Join(dir, markerName)); err != nil {
+		return c, err
+	}
+	p := filepath.Join(dir, stateFileName)
+	rep, err := InspectStateFile(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			err = fmt.Errorf("%w: %s", ErrStateMissing, p)
+		}
+		return c, err
+	}
+	c.Report = rep
+	switch {
+	case c.MarkerID == "" && rep.BrokerID != "":
+		c.Problems = append(c.Problems, fmt.Sprintf("no marker %s: the broker writes one for %s at start", markerName, rep.BrokerID))
+	case c.MarkerID != "" && rep.BrokerID != c.MarkerID:
+		return c, fmt.Errorf("%w: %s is broker %s but the marker says %s", ErrStateForeign, p, orNone(rep.BrokerID), c.MarkerID)
+	}
+	for _, r := range rep.Tenants {
+		tc := TenantCheck{Name: r.Key, Err: r.Err}
+		if r.Tenant != nil {
+			tc.ID = r.Tenant.ID
+			if tc.Err == nil {
+				tc.Err = validateStored(r.Tenant)
+			}
+			if tc.Err == nil && catalog != nil {
+				if _, err := catalog.Get(r.Tenant.Preset); err != nil {
+					tc.Err = fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+				}
+			}
+		}
+		if tc.Err != nil {
+			c.Problems = append(c.Problems, fmt.Sprintf("tenant %s will be marked failed: %v", quoteBounded(r.Key), tc.Err))
+		}
+		c.Tenants = append(c.Tenants, tc)
+	}
+	return c, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// RestoreState installs the snapshot file as dir's state.db on a stopped
+// broker. The snapshot must pass InspectStateFile; it is copied beside
+// state.db, given a broker id and the current schema if it lacks them,
+// synced, and renamed into place. A non-empty state.db that was there is
+// kept as state.db.replaced-TIME, never deleted. The marker is rewritten
+// to the snapshot's broker id. Tenants come back with the ids they have in
+// the snapshot, so their Docker objects stay theirs.
+func RestoreState(dir, file string, log *slog.Logger) (report *StateReport, replaced string, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("create state dir: %w", err)
+	}
+	lock, err := lockStateDir(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	defer lock.Close()
+	if _, err := InspectStateFile(file); err != nil {
+		return nil, "", fmt.Errorf("snapshot %s: %w", file, err)
+	}
+	p := filepath.Join(dir, stateFileName)
+	tmp := p + ".restore"
+	defer os.Remove(tmp) // gone after the rename; left only by a failure
+	if err := copyFile(file, tmp); err != nil {
+		return nil, "", fmt.Errorf("copy snapshot: %w", err)
+	}
+	rep, err := InspectStateFile(tmp)
+	if err != nil {
+		return nil, "", fmt.Errorf("copy of snapshot: %w", err)
+	}
+	s, err := openFile(tmp, rep, log)
+	if err != nil {
+		return nil, "", err
+	}
+	id := s.id
+	if err := s.db.Sync(); err != nil {
+		s.db.Close()
+		return nil, "", err
+	}
+	if err := s.db.Close(); err != nil {
+		return nil, "", err
+	}
+	if fi, err := os.Stat(p); err == nil && fi.Size() > 0 {
+		replaced = fmt.Sprintf("%s.replaced-%s", p, time.Now().UTC().Format("20060102T150405Z"))
+		if err := os.Rename(p, replaced); err != nil {
+			return nil, "", fmt.Errorf("keep the old state: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return nil, replaced, fmt.Errorf("install snapshot: %w", err)
+	}
+	if err := writeMarker(dir, id); err != nil {
+		return nil, replaced, err
+	}
+	if err := syncDir(dir); err != nil {
+		return nil, replaced, err
+	}
+	rep, err = InspectStateFile(p)
+	return rep, replaced, err
+}
+
+// CompactState rewrites a stopped broker's state.db into a new file with
+// only live data (bbolt never shrinks a file: the pages a deny flood
+// freed stay allocated) and renames it into place. The store must pass
+// InspectStateFile first; the new file must too before it replaces the old.
+func CompactState(dir string) (before, after int64, err error) {
+	lock, err := lockStateDir(dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer lock.Close()
+	p := filepath.Join(dir, stateFileName)
+	rep, err := InspectStateFile(p)
+	if err != nil {
+		return 0, 0, err
+	}
+	tmp := p + ".compact"
+	defer os.Remove(tmp)
+	os.Remove(tmp) // left by an interrupted compaction
+	err = guard("compact "+p, func() error {
+		src, err := bolt.Open(p, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: time.Second})
+		if err != nil {
+			return err
+		}
+		if err := bolt.Compact(dst, src, 64<<20); err != nil {
+			dst.Close()
+			return err
+		}
+		if err := dst.Sync(); err != nil {
+			dst.Close()
+			return err
+		}
+		return dst.Close()
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact %s: %w", p, err)
+	}
+	nrep, err := InspectStateFile(tmp)
+	if err != nil {
+		return 0, 0, fmt.Errorf("compacted copy: %w", err)
+	}
+	if nrep.BrokerID != rep.BrokerID || len(nrep.Tenants) != len(rep.Tenants) {
+		return 0, 0, fmt.Errorf("compacted copy differs (broker %s, %d tenants; want %s, %d): not installed",
+			orNone(nrep.BrokerID), len(nrep.Tenants), orNone(rep.BrokerID), len(rep.Tenants))
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return 0, 0, err
+	}
+	return rep.Size, nrep.Size, syncDir(dir)
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
