@@ -147,6 +147,7 @@ func TestListSockets(t *testing.T) {
 				"NAME PRESET MODE STATE PATH ALLOWED DENIED",
 				"runner-1 github-actions-runner enforce serving /run/sockguard/runner-1/sockguard.sock 42 3",
 				"runner-2 readonly audit failed /run/sockguard/runner-2/sockguard.sock 0 0",
+				"runner-2 failed: listen: address in use",
 			},
 		},
 		{name: "quiet", args: []string{"ls", "-q"}, want: []string{"runner-1", "runner-2"}},
