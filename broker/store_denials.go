@@ -277,7 +277,8 @@ func evictTenant(tx *bolt.Tx, key []byte, n uint64, keepFirst int) (int, error) 
 	skip := min(uint64(max(keepFirst, 0)), have-n)
 	c := tb.Cursor()
 	k, _ := c.First()
-	for i := uint64(0); i < skip && k != nil; i++ {
+	skipped := uint64(0)
+	for ; skipped < skip && k != nil; skipped++ {
 		k, _ = c.Next()
 	}
 	// Collect first: deleting under a cursor that then moves on is
@@ -285,6 +286,13 @@ func evictTenant(tx *bolt.Tx, key []byte, n uint64, keepFirst int) (int, error) 
 	var ids [][]byte
 	for ; k != nil && uint64(len(ids)) < n; k, _ = c.Next() {
 		ids = append(ids, slices.Clone(k))
+	}
+	left := have - uint64(len(ids))
+	if k == nil {
+		// The index ended early: it holds exactly what was skipped, and
+		// the count (damaged, or from a crash of an older layout) is
+		// corrected to it.
+		left = skipped
 	}
 	main := tx.Bucket(bucketDenials)
 	for _, id := range ids {
@@ -295,7 +303,7 @@ func evictTenant(tx *bolt.Tx, key []byte, n uint64, keepFirst int) (int, error) 
 			return 0, err
 		}
 	}
-	return len(ids), setCount(tx, key, have-uint64(len(ids)))
+	return len(ids), setCount(tx, key, left)
 }
 
 // setCount stores a tenant's count, removing the tenant when it is zero.

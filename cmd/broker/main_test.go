@@ -85,6 +85,9 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{"negative request limit", []string{"--max-requests-per-socket", "-1"}, 2, "--max-requests-per-socket must be positive"},
 		{"zero idle timeout", []string{"--idle-timeout", "0s"}, 2, "--idle-timeout must be positive"},
 		{"fd reserve above the limit", []string{"--fd-reserve", "100000000", "--state-dir", "/tmp/sglimits-x", "--socket-dir", "/tmp/sglimits-y", "--admin-socket", "/tmp/sglimits-z.sock"}, 1, "--fd-reserve"},
+		{"negative per-tenant bound", []string{"--deny-log-max-records-per-tenant", "-1"}, 2, "must not be negative"},
+		{"negative global bound", []string{"--deny-log-max-records", "-5"}, 2, "must not be negative"},
+		{"tiny deny queue", []string{"--deny-log-queue-bytes", "100"}, 2, "--deny-log-queue-bytes 100"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
