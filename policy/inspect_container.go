@@ -131,20 +131,10 @@ type endpointSettingsBody struct {
 	MacAddress string
 }
 
-// containerCreateDataMaps lists the data maps of a container-create body. The
-// HostConfig ones appear twice: under HostConfig and at the top level.
-func containerCreateDataMaps() dataMaps {
-	paths := []string{"Labels", "ExposedPorts", "Volumes",
-		"NetworkingConfig.EndpointsConfig", "NetworkingConfig.EndpointsConfig.*.DriverOpts"}
-	for _, p := range []string{
-		"Sysctls", "StorageOpt", "LogConfig.Config", "PortBindings", "Tmpfs", "Annotations",
-		"Mounts.[].VolumeOptions.Labels", "Mounts.[].VolumeOptions.DriverConfig.Options",
-		"DeviceRequests.[].Options",
-	} {
-		paths = append(paths, p, "HostConfig."+p)
-	}
-	return newDataMaps(paths...)
-}
+// containerCreateDataMaps returns the compiled field table of a
+// container-create body (which also says where the data maps are, at both
+// levels dockerd reads HostConfig).
+func containerCreateDataMaps() *fieldNode { return schemaFor(BodyContainerCreate) }
 
 const ruleContainer = "container create"
 
@@ -849,7 +839,7 @@ func inspectContainerStart(body []byte) Decision {
 func (p *Policy) inspectContainerUpdate(body []byte) Decision {
 	const rule = "container update"
 	var b resourcesBody // dockerd's UpdateConfig embeds Resources
-	if d, ok := readBody(body, newDataMaps("DeviceRequests.[].Options"), &b, rule); !ok {
+	if d, ok := readBody(body, schemaFor(BodyContainerUpdate), &b, rule); !ok {
 		return d
 	}
 	if d := checkResources("", &b); !d.Allow {

@@ -180,7 +180,7 @@ func TestInspectContainerCreate(t *testing.T) {
 		{name: "--link", body: run(t, nil, hc("Links", strs("db:db"))), allow: true},
 
 		// Devices.
-		{name: "--device /dev/sda", body: run(t, nil, hc("Devices", []any{map[string]any{"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda", "CgroupPermissions": "rwm"}})), status: no, code: ReasonEscalation, reason: `HostConfig.Devices: host devices ("/dev/sda")`},
+		{name: "--device /dev/sda", body: run(t, nil, hc("Devices", []any{map[string]any{"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda", "CgroupPermissions": "rwm"}})), status: no, code: ReasonEscalation, reason: `HostConfig.Devices: host devices are not allowed`},
 		{name: "--gpus all", body: run(t, nil, hc("DeviceRequests", []any{map[string]any{"Driver": "", "Count": -1, "Capabilities": []any{[]any{"gpu"}}}})), status: no, code: ReasonEscalation},
 		{name: "--device-cgroup-rule", body: run(t, nil, hc("DeviceCgroupRules", strs("c 1:3 mr"))), status: no, code: ReasonEscalation},
 
@@ -243,7 +243,8 @@ func TestInspectContainerCreate(t *testing.T) {
 		{name: "labels exact duplicate", body: []byte(`{"Labels":{"a":"1","a":"2"}}`), status: bad, code: ReasonMalformed},
 		{name: "endpoint names differ by case", body: []byte(`{"NetworkingConfig":{"EndpointsConfig":{"net":{},"NET":{}}}}`), allow: true},
 		{name: "folded keys inside endpoint", body: []byte(`{"NetworkingConfig":{"EndpointsConfig":{"net":{"MacAddress":"","macaddress":"x"}}}}`), status: bad, code: ReasonMalformed},
-		{name: "driver opts differ by case", body: []byte(`{"NetworkingConfig":{"EndpointsConfig":{"net":{"DriverOpts":{"a":"1","A":"2"}}}}}`), allow: true},
+		{name: "driver opts differ by case", body: []byte(`{"NetworkingConfig":{"EndpointsConfig":{"net":{"Aliases":["a"],"aliases":["b"]}}}}`), status: bad, code: ReasonMalformed},
+		{name: "labels keys differ by case", body: []byte(`{"Labels":{"a":"1","A":"2"}}`), allow: true},
 		{name: "trailing object", body: []byte(`{}{"HostConfig":{"Privileged":true}}`), status: bad, code: ReasonMalformed, reason: "trailing data"},
 		{name: "trailing garbage", body: []byte(`{} x`), status: bad, code: ReasonMalformed},
 		{name: "trailing whitespace", body: []byte("{}\n\t "), allow: true},
@@ -254,7 +255,7 @@ func TestInspectContainerCreate(t *testing.T) {
 		{name: "array body", body: []byte(`[]`), status: bad, code: ReasonMalformed},
 		{name: "null body", body: []byte(`null`), status: bad, code: ReasonMalformed},
 		{name: "truncated", body: []byte(`{"HostConfig":{`), status: bad, code: ReasonMalformed},
-		{name: "deep nesting", body: []byte(`{"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`), status: bad, code: ReasonMalformed},
+		{name: "deep nesting", body: []byte(`{"Cmd":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`), status: bad, code: ReasonMalformed},
 		{name: "too large", body: append(append([]byte(`{"x":"`), bytes.Repeat([]byte("a"), 1<<20)...), `"}`...), status: http.StatusRequestEntityTooLarge, code: ReasonBodyTooLarge},
 	}
 	runBodyCases(t, pol, createReq, http.Header{}, tests)

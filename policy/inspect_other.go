@@ -17,7 +17,7 @@ type execCreateBody struct {
 func (p *Policy) inspectExecCreate(body []byte) Decision {
 	const rule = "exec create"
 	var b execCreateBody
-	if d, ok := readBody(body, nil, &b, rule); !ok {
+	if d, ok := readBody(body, schemaFor(BodyExecCreate), &b, rule); !ok {
 		return d
 	}
 	if b.Privileged && !p.preset.exec.allowPrivileged {
@@ -142,7 +142,7 @@ type volumeCreateBody struct {
 func (p *Policy) inspectVolumeCreate(body []byte) Decision {
 	const rule = "volume create"
 	var b volumeCreateBody
-	if d, ok := readBody(body, newDataMaps("Labels", "DriverOpts"), &b, rule); !ok {
+	if d, ok := readBody(body, schemaFor(BodyVolumeCreate), &b, rule); !ok {
 		return d
 	}
 	if d := p.checkVolumeDriver("Driver", b.Driver); !d.Allow {
@@ -172,7 +172,7 @@ type networkCreateBody struct {
 func (p *Policy) inspectNetworkCreate(body []byte) Decision {
 	const rule = "network create"
 	var b networkCreateBody
-	if d, ok := readBody(body, newDataMaps("Labels", "Options", "IPAM.Options", "IPAM.Config.[].AuxiliaryAddresses"), &b, rule); !ok {
+	if d, ok := readBody(body, schemaFor(BodyNetworkCreate), &b, rule); !ok {
 		return d
 	}
 	n := &p.preset.network
@@ -214,7 +214,7 @@ type networkConnectBody struct {
 func (p *Policy) inspectNetworkConnect(body []byte) Decision {
 	const rule = "network connect"
 	var b networkConnectBody
-	if d, ok := readBody(body, newDataMaps("EndpointConfig.DriverOpts"), &b, rule); !ok {
+	if d, ok := readBody(body, schemaFor(BodyNetworkConnect), &b, rule); !ok {
 		return d
 	}
 	if d := checkEndpoint("EndpointConfig", b.EndpointConfig); !d.Allow {
@@ -227,7 +227,7 @@ func (p *Policy) inspectNetworkConnect(body []byte) Decision {
 // names, for the broker's tenant isolation. It decodes strictly.
 func NetworkConnectContainer(body []byte) (string, error) {
 	var b networkConnectBody
-	if d, ok := readBody(body, newDataMaps("EndpointConfig.DriverOpts"), &b, "network connect"); !ok {
+	if d, ok := readBody(body, schemaFor(BodyNetworkConnect), &b, "network connect"); !ok {
 		return "", &bodyError{d.Reason}
 	}
 	return b.Container, nil

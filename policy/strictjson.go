@@ -6,49 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 )
-
-// dataMaps lists, for one body shape, the JSON objects whose keys are data
-// (label names, sysctl names, option names...) rather than field names.
-// Paths are field names joined by "."; "[]" is any array element and "*" any
-// entry of a data map. Segments compare under case folding, as encoding/json
-// matches field names.
-type dataMaps [][]string
-
-func newDataMaps(paths ...string) dataMaps {
-	out := make(dataMaps, len(paths))
-	for i, p := range paths {
-		out[i] = strings.Split(p, ".")
-	}
-	return out
-}
-
-func (d dataMaps) contains(path []string) bool {
-	for _, dm := range d {
-		if len(dm) != len(path) {
-			continue
-		}
-		ok := true
-		for i := range dm {
-			if dm[i] == "[]" || dm[i] == "*" {
-				if path[i] != dm[i] {
-					ok = false
-					break
-				}
-			} else if !strings.EqualFold(dm[i], path[i]) {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return true
-		}
-	}
-	return false
-}
 
 // errAmbiguous is wrapped by every strict-JSON refusal.
 var errAmbiguous = errors.New("ambiguous JSON")
@@ -56,12 +18,32 @@ var errAmbiguous = errors.New("ambiguous JSON")
 // maxJSONDepth bounds nesting; dockerd's bodies are shallow.
 const maxJSONDepth = 64
 
+// fieldRefusal is a refusal by the field table (an unknown field, or a
+// refused field with a non-zero value): a policy denial, not an ambiguity.
+type fieldRefusal struct{ d Decision }
+
+func (e *fieldRefusal) Error() string { return e.d.Reason }
+
 // checkStrictJSON refuses any body dockerd (encoding/json, first value only,
 // case-insensitive field names, last duplicate wins) could read differently
 // from a strict reader: invalid UTF-8, not exactly one JSON object, duplicate
 // keys anywhere, and sibling field names equal under case folding outside
-// data maps. An empty body is accepted (it is judged as {}).
-func checkStrictJSON(body []byte, dm dataMaps) error {
+// data maps (which the compiled field table root names). An empty body is
+// accepted (it is judged as {}). It does not apply the field table's
+// allowlist: callers that only extract (bind sources, references) use it,
+// and InspectBody, which runs the allowlist, decides.
+func checkStrictJSON(body []byte, root *fieldNode) error {
+	return walkBody(body, root, false)
+}
+
+// checkBody is checkStrictJSON plus the field table's allowlist: a field
+// the table does not list is refused, and so is a refused field whose value
+// is not zero (both as a *fieldRefusal).
+func checkBody(body []byte, root *fieldNode) error {
+	return walkBody(body, root, true)
+}
+
+func walkBody(body []byte, root *fieldNode, table bool) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil
 	}
@@ -78,8 +60,8 @@ func checkStrictJSON(body []byte, dm dataMaps) error {
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
 		return fmt.Errorf("%w: body must be a JSON object", errAmbiguous)
 	}
-	w := walker{dec: dec, dm: dm}
-	if err := w.object(nil, 1); err != nil {
+	w := walker{dec: dec, table: table && root != nil}
+	if err := w.object(root, 1); err != nil {
 		return err
 	}
 	// dockerd decodes the first value and ignores the rest; we refuse any rest.
@@ -89,17 +71,36 @@ func checkStrictJSON(body []byte, dm dataMaps) error {
 	return nil
 }
 
+// walker reads a body token by token alongside the compiled field table (a
+// nil node is a part of the body the table does not describe).
 type walker struct {
-	dec *json.Decoder
-	dm  dataMaps
+	dec   *json.Decoder
+	table bool     // enforce the allowlist
+	segs  []string // the path being read, for messages: "HostConfig", "Mounts", "[0]", "[\"key\"]"
+}
+
+// where renders the current path the way Reasons name fields:
+// HostConfig.Mounts[0].Type, HostConfig.Sysctls["kernel.x"].
+func (w *walker) where() string {
+	var b strings.Builder
+	for i, s := range w.segs {
+		if i > 0 && !strings.HasPrefix(s, "[") {
+			b.WriteByte('.')
+		}
+		b.WriteString(s)
+	}
+	if b.Len() > 300 {
+		return b.String()[:300] + "..."
+	}
+	return b.String()
 }
 
 // object walks the members of an object whose '{' was consumed.
-func (w *walker) object(path []string, depth int) error {
+func (w *walker) object(n *fieldNode, depth int) error {
 	if depth > maxJSONDepth {
 		return fmt.Errorf("%w: nesting deeper than %d", errAmbiguous, maxJSONDepth)
 	}
-	isData := w.dm.contains(path)
+	isData := n != nil && n.kind == kMap
 	seen := map[string]string{}
 	for {
 		tok, err := w.dec.Token()
@@ -113,56 +114,81 @@ func (w *walker) object(path []string, depth int) error {
 		if !ok {
 			return fmt.Errorf("%w: expected an object key", errAmbiguous)
 		}
-		field := func() string { return strings.Join(append(path[:len(path):len(path)], key), ".") }
+		var child *fieldNode
 		if isData {
 			// Data keys are case-sensitive, but an exact duplicate is still two readings.
+			w.segs = append(w.segs, "["+q(key)+"]")
 			if _, dup := seen[key]; dup {
-				return fmt.Errorf("%w: duplicate key %s", errAmbiguous, q(field()))
+				return fmt.Errorf("%w: duplicate key %s", errAmbiguous, q(w.where()))
 			}
 			seen[key] = key
+			child = n.entry
 		} else {
 			// Field names match case-insensitively in dockerd: "Privileged" and
 			// "privileged" are the same field, and the last one would win.
+			w.segs = append(w.segs, key)
 			fk := foldKey(key)
 			if prev, dup := seen[fk]; dup {
 				if prev == key {
-					return fmt.Errorf("%w: duplicate key %s", errAmbiguous, q(field()))
+					return fmt.Errorf("%w: duplicate key %s", errAmbiguous, q(w.where()))
 				}
 				return fmt.Errorf("%w: keys %s and %s are the same field to dockerd", errAmbiguous, q(prev), q(key))
 			}
 			seen[fk] = key
+			if n != nil && n.kids != nil {
+				child = n.kids[fk]
+			}
+			if child == nil && w.table {
+				// Default deny: a field nobody classified may be one dockerd acts on.
+				return &fieldRefusal{forbid(ReasonBodyDenied, "field table: unknown field",
+					"%s: unknown field; only fields in sockguard's field table are forwarded", w.where())}
+			}
 		}
-		child := key
-		if isData {
-			child = "*"
-		}
-		if err := w.value(append(path[:len(path):len(path)], child), depth); err != nil {
+		if err := w.value(child, depth); err != nil {
 			return err
 		}
+		w.segs = w.segs[:len(w.segs)-1]
 	}
 }
 
-func (w *walker) value(path []string, depth int) error {
+func (w *walker) value(n *fieldNode, depth int) error {
 	tok, err := w.dec.Token()
 	if err != nil {
 		return fmt.Errorf("%w: %v", errAmbiguous, err)
 	}
+	if w.table && n != nil && n.f != nil && n.f.Class == FieldRefused {
+		return w.refused(n, tok)
+	}
 	d, ok := tok.(json.Delim)
 	if !ok {
+		if w.table && n != nil && tok != nil && (n.kind == kObject || n.kind == kMap || n.kind == kArray) {
+			return fmt.Errorf("%w: %s is a JSON scalar where dockerd expects %s", errAmbiguous, q(w.where()), n.kind)
+		}
 		return nil
 	}
 	switch d {
 	case '{':
-		return w.object(path, depth+1)
+		if w.table && n != nil && n.kind != kObject && n.kind != kMap {
+			return fmt.Errorf("%w: %s is a JSON object where dockerd expects %s", errAmbiguous, q(w.where()), n.kind)
+		}
+		return w.object(n, depth+1)
 	case '[':
 		if depth+1 > maxJSONDepth {
 			return fmt.Errorf("%w: nesting deeper than %d", errAmbiguous, maxJSONDepth)
 		}
-		elem := append(path[:len(path):len(path)], "[]")
-		for w.dec.More() {
+		if w.table && n != nil && n.kind != kArray && n.kind != kStrSlice {
+			return fmt.Errorf("%w: %s is a JSON array where dockerd expects %s", errAmbiguous, q(w.where()), n.kind)
+		}
+		var elem *fieldNode
+		if n != nil {
+			elem = n.elem
+		}
+		for i := 0; w.dec.More(); i++ {
+			w.segs = append(w.segs, "["+strconv.Itoa(i)+"]")
 			if err := w.value(elem, depth+1); err != nil {
 				return err
 			}
+			w.segs = w.segs[:len(w.segs)-1]
 		}
 		if _, err := w.dec.Token(); err != nil { // ']'
 			return fmt.Errorf("%w: %v", errAmbiguous, err)
@@ -170,6 +196,63 @@ func (w *walker) value(path []string, depth int) error {
 		return nil
 	}
 	return fmt.Errorf("%w: unexpected %v", errAmbiguous, d)
+}
+
+// refused accepts only a zero value for a refused field: null, false, 0,
+// "", [] and, for a data map, {} (what dockerd treats as unset). Anything
+// else is refused with the field named.
+func (w *walker) refused(n *fieldNode, tok json.Token) error {
+	zero := false
+	switch v := tok.(type) {
+	case nil:
+		zero = true
+	case bool:
+		zero = !v
+	case string:
+		zero = v == ""
+	case json.Number:
+		f, err := strconv.ParseFloat(string(v), 64)
+		zero = err == nil && f == 0
+	case json.Delim:
+		// An empty array, or an empty data map, is unset. An empty struct
+		// is not: dockerd sees a non-nil pointer (ClusterVolumeSpec: {}).
+		if (v == '[' || (v == '{' && n.kind == kMap)) && !w.dec.More() {
+			if _, err := w.dec.Token(); err != nil {
+				return fmt.Errorf("%w: %v", errAmbiguous, err)
+			}
+			zero = true
+		}
+	}
+	if zero {
+		return nil
+	}
+	if v, ok := tok.(json.Delim); ok && v == '{' && n.kind == kMap {
+		// Name the first entry: `HostConfig.Sysctls["net.ipv4.ip_forward"]`.
+		if key, err := w.dec.Token(); err == nil {
+			if k, ok := key.(string); ok {
+				w.segs = append(w.segs, "["+q(k)+"]")
+			}
+		}
+	}
+	code := n.f.code
+	if code == ReasonUnspecified {
+		code = ReasonBodyDenied
+	}
+	return &fieldRefusal{forbid(code, n.f.Rule, "%s: %s", w.where(), n.f.Why)}
+}
+
+func (k valueKind) String() string {
+	switch k {
+	case kScalar:
+		return "a string, number or boolean"
+	case kStrSlice:
+		return "a string or an array of strings"
+	case kArray:
+		return "an array"
+	case kObject, kMap:
+		return "an object"
+	}
+	return "nothing"
 }
 
 // foldKey maps s to a representative such that foldKey(a) == foldKey(b)
@@ -222,10 +305,14 @@ func decodeTyped(body []byte, v any) error {
 	return nil
 }
 
-// readBody runs the strict pre-pass and the typed decode. rule names the
-// inspector for the Decision.
-func readBody(body []byte, dm dataMaps, v any, rule string) (Decision, bool) {
-	if err := checkStrictJSON(body, dm); err != nil {
+// readBody runs the strict pre-pass with the field table of the body and
+// the typed decode. rule names the inspector for the Decision.
+func readBody(body []byte, root *fieldNode, v any, rule string) (Decision, bool) {
+	if err := checkBody(body, root); err != nil {
+		var fr *fieldRefusal
+		if errors.As(err, &fr) {
+			return fr.d, false
+		}
 		return malformed(rule, "%v", err), false
 	}
 	if err := decodeTyped(body, v); err != nil {
