@@ -18,6 +18,8 @@ type containerCreateBody struct {
 	WorkingDir string
 	MacAddress string // deprecated top-level form (API < 1.44)
 
+	Healthcheck *healthcheckBody
+
 	HostConfig       *hostConfigBody
 	NetworkingConfig *networkingConfigBody
 
@@ -51,6 +53,10 @@ type hostConfigBody struct {
 	Mounts         []mountBody
 	ReadonlyRootfs bool
 	Annotations    map[string]string
+	LogConfig      logConfigBody
+	OomScoreAdj    int
+	GroupAdd       []string
+	Isolation      string
 
 	resourcesBody // embedded in dockerd's HostConfig, as here
 }
@@ -66,6 +72,7 @@ type resourcesBody struct {
 	NanoCPUs          int64 `json:"NanoCpus"`
 	CPUQuota          int64 `json:"CpuQuota"`
 	PidsLimit         *int64
+	Ulimits           []*ulimitBody
 }
 
 // checkResources refuses host devices and a chosen cgroup parent, on create
@@ -81,7 +88,7 @@ func checkResources(prefix string, r *resourcesBody) Decision {
 	case r.CgroupParent != "":
 		return forbid(ReasonEscalation, "cgroup parent", "%sCgroupParent %s: choosing the cgroup parent is not allowed", prefix, q(r.CgroupParent))
 	}
-	return Decision{Allow: true}
+	return checkUlimits(prefix, r.Ulimits)
 }
 
 type deviceMapping struct {
@@ -104,13 +111,19 @@ type mountBody struct {
 	Target      string
 	ReadOnly    bool
 	BindOptions *struct {
+		Propagation          string
 		ReadOnlyNonRecursive bool
 	}
 	VolumeOptions *struct {
+		Labels       map[string]string
+		Subpath      string
 		DriverConfig *struct {
 			Name    string
 			Options map[string]string
 		}
+	}
+	ImageOptions *struct {
+		Subpath string
 	}
 	TmpfsOptions *struct {
 		Options [][]string
@@ -155,6 +168,9 @@ func (p *Policy) inspectContainerCreate(body []byte) (Decision, []byte) {
 	}
 	if b.MacAddress != "" {
 		return forbid(ReasonBodyDenied, "container create", "MacAddress %s: static MAC addresses are not allowed", q(b.MacAddress)), nil
+	}
+	if d := checkHealthcheck(b.Healthcheck); !d.Allow {
+		return d, nil
 	}
 
 	var rw rewrites
@@ -288,30 +304,50 @@ func (p *Policy) checkHostConfig(prefix string, h *hostConfigBody, binds, mounts
 			if rewrite {
 				setRewrite(mounts, i, p.selfSocket)
 			}
-		case "volume":
-			if m.VolumeOptions != nil && m.VolumeOptions.DriverConfig != nil {
-				dc := m.VolumeOptions.DriverConfig
+		case "volume", "tmpfs", "image":
+			// Their options are judged below, whatever the type says.
+		default:
+			return forbid(ReasonBindMount, "mounts", "%s.Type %s: only bind, volume, tmpfs and image mounts are allowed", field, q(m.Type))
+		}
+		// Every option group is judged even where dockerd would refuse it
+		// for this type: fail closed if a daemon version reads it anyway.
+		if bo := m.BindOptions; bo != nil {
+			if d := checkPropagation(field+".BindOptions.Propagation", bo.Propagation); !d.Allow {
+				return d
+			}
+		}
+		if vo := m.VolumeOptions; vo != nil {
+			if d := checkOwnerLabels(field+".VolumeOptions.Labels", vo.Labels); !d.Allow {
+				return d
+			}
+			if d := checkSubpath(field+".VolumeOptions.Subpath", vo.Subpath); !d.Allow {
+				return d
+			}
+			if dc := vo.DriverConfig; dc != nil {
 				if d := p.checkVolumeDriver(field+".VolumeOptions.DriverConfig.Name", dc.Name); !d.Allow {
 					return d
 				}
-				if d := checkLocalVolumeOptions(field+".VolumeOptions.DriverConfig.Options", dc.Options); !d.Allow {
-					return d
-				}
-			}
-		case "tmpfs":
-			if m.TmpfsOptions != nil {
-				for _, opt := range m.TmpfsOptions.Options {
-					if len(opt) > 0 {
-						if d := checkTmpfsOption(field+".TmpfsOptions.Options", opt[0]); !d.Allow {
-							return d
-						}
+				if isLocalVolumeDriver(dc.Name) {
+					if d := checkLocalVolumeOptions(field+".VolumeOptions.DriverConfig.Options", dc.Options); !d.Allow {
+						return d
 					}
 				}
 			}
-		case "image":
-			// A read-only view of an image: no host path involved.
-		default:
-			return forbid(ReasonBindMount, "mounts", "%s.Type %s: only bind, volume, tmpfs and image mounts are allowed", field, q(m.Type))
+		}
+		if io := m.ImageOptions; io != nil {
+			if d := checkSubpath(field+".ImageOptions.Subpath", io.Subpath); !d.Allow {
+				return d
+			}
+		}
+		if to := m.TmpfsOptions; to != nil {
+			for j, opt := range to.Options {
+				if len(opt) == 0 {
+					continue
+				}
+				if d := checkTmpfsOption(fmt.Sprintf("%s.TmpfsOptions.Options[%d]", field, j), opt[0]); !d.Allow {
+					return d
+				}
+			}
 		}
 	}
 
@@ -361,6 +397,18 @@ func (p *Policy) checkHostConfig(prefix string, h *hostConfigBody, binds, mounts
 	if len(h.Annotations) > 0 {
 		// Some runtimes act on OCI annotations (host paths, hypervisor settings).
 		return forbid(ReasonEscalation, "annotations", "%sAnnotations %s: OCI annotations are not allowed", prefix, q(sortedKeys(h.Annotations)[0]))
+	}
+	if d := p.checkLogConfig(prefix, &h.LogConfig); !d.Allow {
+		return d
+	}
+	if d := checkOomScoreAdj(prefix, h.OomScoreAdj); !d.Allow {
+		return d
+	}
+	if d := p.checkGroupAdd(prefix, h.GroupAdd); !d.Allow {
+		return d
+	}
+	if d := checkIsolation(prefix, h.Isolation); !d.Allow {
+		return d
 	}
 	return allow(ruleContainer)
 }
@@ -452,33 +500,18 @@ func (p *Policy) checkBindSource(field, src string, readOnly, nonRecursiveRO boo
 	return false, forbid(ReasonBindMount, rule, "%s %s: host path is not under an allowed bind root", field, q(src))
 }
 
-func checkLocalVolumeOptions(field string, opts map[string]string) Decision {
-	for _, k := range sortedKeys(opts) {
-		v := opts[k]
-		switch {
-		case strings.EqualFold(k, "type") && (strings.EqualFold(v, "none") || strings.EqualFold(v, "bind") || strings.EqualFold(v, "rbind")):
-			return forbid(ReasonBindMount, "local volume options", "%s[%s] %s: a volume that binds a host path is not allowed", field, q(k), q(v))
-		case strings.EqualFold(k, "o"):
-			for _, o := range strings.Split(v, ",") {
-				if strings.EqualFold(o, "bind") || strings.EqualFold(o, "rbind") {
-					// Only the offending option: the others can carry a
-					// password (cifs: o=username=...,password=...).
-					return forbid(ReasonBindMount, "local volume options", "%s[%s] option %s: a volume that binds a host path is not allowed", field, q(k), q(o))
-				}
-			}
-		case strings.EqualFold(k, "device") && strings.HasPrefix(v, "/") && !strings.HasPrefix(v, "//"):
-			return forbid(ReasonBindMount, "local volume options", "%s[%s] %s: a volume backed by a host path or device is not allowed", field, q(k), q(v))
-		}
-	}
-	return allow("local volume options")
-}
-
+// checkTmpfsOption allows the known tmpfs mount options; exec, suid and
+// dev are refused with their own reason.
 func checkTmpfsOption(field, opt string) Decision {
 	o := strings.TrimSpace(opt)
 	for _, bad := range []string{"exec", "suid", "dev"} {
 		if strings.EqualFold(o, bad) {
 			return forbid(ReasonEscalation, "tmpfs options", "%s option %s: tmpfs mounts must stay noexec, nosuid and nodev", field, q(o))
 		}
+	}
+	name, _, _ := strings.Cut(o, "=")
+	if o != "" && !tmpfsOptionAllowed(name) {
+		return forbid(ReasonEscalation, "tmpfs options", "%s option %s: unknown tmpfs option", field, q(truncate(o)))
 	}
 	return allow("tmpfs options")
 }

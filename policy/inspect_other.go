@@ -121,6 +121,20 @@ func (p *Policy) registryAllowed(domain string) bool {
 	return false
 }
 
+// inspectTableOnly judges a body all of whose fields are safe or
+// references: only the strict decoding and the field table apply.
+func inspectTableOnly(body []byte, kind BodyKind) Decision {
+	var v struct{}
+	if d, ok := readBody(body, schemaFor(kind), &v, string(kind)); !ok {
+		return d
+	}
+	return allow(string(kind))
+}
+
+// isLocalVolumeDriver reports whether driver names dockerd's built-in local
+// driver ("" is the default, local).
+func isLocalVolumeDriver(driver string) bool { return driver == "" || driver == "local" }
+
 func (p *Policy) checkVolumeDriver(field, driver string) Decision {
 	const rule = "volumes.allowed_drivers"
 	d := driver
@@ -148,8 +162,12 @@ func (p *Policy) inspectVolumeCreate(body []byte) Decision {
 	if d := p.checkVolumeDriver("Driver", b.Driver); !d.Allow {
 		return d
 	}
-	if d := checkLocalVolumeOptions("DriverOpts", b.DriverOpts); !d.Allow {
-		return d
+	if isLocalVolumeDriver(b.Driver) {
+		// Another allowed driver is a plugin the operator chose: its
+		// options are its own to judge.
+		if d := checkLocalVolumeOptions("DriverOpts", b.DriverOpts); !d.Allow {
+			return d
+		}
 	}
 	if len(b.ClusterVolumeSpec) > 0 && string(b.ClusterVolumeSpec) != "null" {
 		return forbid(ReasonBodyDenied, "swarm", "ClusterVolumeSpec: cluster volumes are not allowed")
@@ -159,6 +177,8 @@ func (p *Policy) inspectVolumeCreate(body []byte) Decision {
 
 type networkCreateBody struct {
 	Driver     string
+	Scope      string
+	ConfigOnly bool
 	Ingress    bool
 	ConfigFrom *struct{ Network string }
 	Options    map[string]string
@@ -182,6 +202,12 @@ func (p *Policy) inspectNetworkCreate(body []byte) Decision {
 	}
 	if !n.drivers[driver] {
 		return forbid(ReasonBodyDenied, "network.allowed_drivers", "Driver %s: network driver is not in this preset's allowlist", q(b.Driver))
+	}
+	if b.Scope != "" && b.Scope != "local" {
+		return forbid(ReasonBodyDenied, "network scope", "Scope %s: only local networks are allowed", q(b.Scope))
+	}
+	if b.ConfigOnly && !n.allowOptions {
+		return forbid(ReasonBodyDenied, "network.allow_options", "ConfigOnly is true: config-only networks are not allowed")
 	}
 	if b.Ingress {
 		return forbid(ReasonBodyDenied, "swarm", "Ingress is true: swarm ingress networks are not allowed")

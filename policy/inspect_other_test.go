@@ -127,14 +127,15 @@ func TestInspectVolumeCreate(t *testing.T) {
 		{name: "docker volume create", body: []byte(`{"Driver":"local","DriverOpts":{},"Labels":{"a":"b"},"Name":"cache"}`), allow: true},
 		{name: "default driver", body: []byte(`{"Name":"cache"}`), allow: true},
 		{name: "tmpfs volume", body: []byte(`{"Name":"t","DriverOpts":{"type":"tmpfs","device":"tmpfs","o":"size=100m"}}`), allow: true},
-		{name: "nfs volume", body: []byte(`{"Name":"n","DriverOpts":{"type":"nfs","o":"addr=10.0.0.1,rw","device":":/export"}}`), allow: true},
+		// nfs: the host kernel would connect out from the host's network namespace.
+		{name: "nfs volume", body: []byte(`{"Name":"n","DriverOpts":{"type":"nfs","o":"addr=10.0.0.1,rw","device":":/export"}}`), status: no, code: ReasonBindMount, reason: `DriverOpts["device"]`},
 		{name: "bind volume", body: []byte(`{"Name":"etc","DriverOpts":{"type":"none","o":"bind","device":"/etc"}}`), status: no, code: ReasonBindMount, reason: "DriverOpts"},
 		{name: "o bind only", body: []byte(`{"DriverOpts":{"o":"bind"}}`), status: no, code: ReasonBindMount},
 		{name: "TYPE NONE", body: []byte(`{"DriverOpts":{"TYPE":"NONE"}}`), status: no, code: ReasonBindMount},
 		{name: "block device", body: []byte(`{"DriverOpts":{"type":"ext4","device":"/dev/sda1"}}`), status: no, code: ReasonBindMount},
 		{name: "plugin driver", body: []byte(`{"Driver":"rexray/ebs"}`), status: no, code: ReasonBodyDenied, reason: "Driver"},
 		{name: "cluster volume", body: []byte(`{"ClusterVolumeSpec":{"Group":"x"}}`), status: no, code: ReasonBodyDenied},
-		{name: "driver opts differ by case", body: []byte(`{"DriverOpts":{"size":"1","SIZE":"2"}}`), allow: true},
+		{name: "driver opts differ by case", body: []byte(`{"DriverOpts":{"size":"1","SIZE":"2"}}`), status: no, code: ReasonBindMount, reason: `DriverOpts["SIZE"]`},
 		{name: "folded field", body: []byte(`{"Driver":"local","driver":"rexray"}`), status: http.StatusBadRequest, code: ReasonMalformed},
 	})
 }
@@ -182,8 +183,9 @@ func TestBodyPolicy(t *testing.T) {
 		{"POST", "/volumes/create", true},
 		{"POST", "/networks/create", true},
 		{"POST", "/networks/x/connect", true},
-		{"POST", "/networks/x/disconnect", false},
-		{"POST", "/exec/x/start", false},
+		{"POST", "/networks/x/disconnect", true},
+		{"POST", "/exec/x/start", true},
+		{"POST", "/exec/x/resize", false},
 		{"GET", "/containers/create", false},
 		{"POST", "/containers/x/y/exec", false},
 	}

@@ -219,6 +219,8 @@ const (
 	epVolumeCreate
 	epNetworkCreate
 	epNetworkConnect
+	epNetworkDisconnect
+	epExecStart
 	epArchivePut
 )
 
@@ -254,6 +256,10 @@ func classify(req Request) endpoint {
 		return epNetworkCreate
 	case len(s) == 3 && s[0] == "networks" && s[2] == "connect":
 		return epNetworkConnect
+	case len(s) == 3 && s[0] == "networks" && s[2] == "disconnect":
+		return epNetworkDisconnect
+	case len(s) == 3 && s[0] == "exec" && s[2] == "start":
+		return epExecStart
 	}
 	return epNone
 }
@@ -306,6 +312,10 @@ func (p *Policy) InspectBody(req Request, header http.Header, body []byte) (Deci
 		return p.inspectNetworkCreate(body), nil
 	case epNetworkConnect:
 		return p.inspectNetworkConnect(body), nil
+	case epNetworkDisconnect:
+		return inspectTableOnly(body, BodyNetworkDisconnect), nil
+	case epExecStart:
+		return inspectTableOnly(body, BodyExecStart), nil
 	case epArchivePut:
 		return inspectArchive(body, 16*p.preset.maxArchive), nil
 	}

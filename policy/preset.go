@@ -74,6 +74,7 @@ type containerRails struct {
 	rewriteDaemonSocket    bool
 	allowedCaps            map[string]bool
 	allowedRuntimes        map[string]bool
+	allowedLogDrivers      map[string]bool // besides the daemon default ("")
 	allowVolumesFrom       bool
 	allowLinks             bool
 	requireNonRoot         bool
@@ -163,6 +164,7 @@ type containerDoc struct {
 	DaemonSocketBind       string        `yaml:"daemon_socket_bind"`
 	AllowedCapabilities    []string      `yaml:"allowed_capabilities"`
 	AllowedRuntimes        []string      `yaml:"allowed_runtimes"`
+	AllowedLogDrivers      []string      `yaml:"allowed_log_drivers"`
 	AllowVolumesFrom       bool          `yaml:"allow_volumes_from"`
 	AllowLinks             bool          `yaml:"allow_links"`
 	RequireNonRoot         bool          `yaml:"require_non_root"`
@@ -432,6 +434,7 @@ func (p *Preset) compileRails(doc *presetDoc) error {
 		requirePidsLimit:       c.RequirePidsLimit,
 		allowedCaps:            map[string]bool{},
 		allowedRuntimes:        map[string]bool{},
+		allowedLogDrivers:      map[string]bool{},
 	}
 	switch c.DaemonSocketBind {
 	case "", "deny":
@@ -462,6 +465,12 @@ func (p *Preset) compileRails(doc *presetDoc) error {
 			return fmt.Errorf("container.allowed_runtimes: %q is not a runtime name", rt)
 		}
 		p.ctr.allowedRuntimes[rt] = true
+	}
+	for _, ld := range c.AllowedLogDrivers {
+		if ld == "" || strings.ContainsAny(ld, " \t/") {
+			return fmt.Errorf("container.allowed_log_drivers: %q is not a log driver name", ld)
+		}
+		p.ctr.allowedLogDrivers[ld] = true
 	}
 
 	p.exec = execRails{allowPrivileged: doc.Exec.AllowPrivileged, requireNonRoot: doc.Exec.RequireNonRoot}

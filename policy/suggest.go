@@ -210,6 +210,16 @@ func (s *suggestion) observe(o Observation) {
 			return
 		}
 		s.skip(o, what, "the record does not name the runtime", false)
+	case "container.allowed_log_drivers":
+		if ld, ok := quotedAfter(reason, "LogConfig.Type "); ok && ld != "" && !strings.ContainsAny(ld, " \t/") {
+			warn := ""
+			if logDriverOptions(ld) == nil && ld != "none" {
+				warn = "log driver " + ld + " makes dockerd connect out from the host's network namespace"
+			}
+			s.setting(o, "container", "allowed_log_drivers", ld, warn)
+			return
+		}
+		s.skip(o, what, "log driver options are limited to the ones the broker knows", false)
 	case "container.allowed_bind_roots":
 		s.observeBind(o, what)
 	case "images.allowed_registries":
@@ -560,6 +570,7 @@ func (s *suggestion) render(name string) []byte {
 	w("  daemon_socket_bind: %s\n", sock)
 	s.listField(w, "container", "allowed_capabilities", c.AllowedCapabilities, nil)
 	s.listField(w, "container", "allowed_runtimes", c.AllowedRuntimes, nil)
+	s.listField(w, "container", "allowed_log_drivers", c.AllowedLogDrivers, nil)
 	s.boolField(w, "container", "allow_volumes_from", c.AllowVolumesFrom)
 	s.boolField(w, "container", "allow_links", c.AllowLinks)
 	s.boolField(w, "container", "require_non_root", c.RequireNonRoot)
