@@ -115,6 +115,10 @@ func ownPaths(paths ...string) []string {
 	return out
 }
 
+// imageSweepInterval is how often records of images gone from the daemon
+// are forgotten.
+const imageSweepInterval = 15 * time.Minute
+
 // Broker is a running daemon.
 type Broker struct {
 	cfg      Config
@@ -266,6 +270,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("bind_pins", "mode", string(pins.mode), "dir", pins.dir)
 	b.reg.proxy.pins = pins
+	b.reg.proxy.images = newImageGuard(up, store, log)
+	imageSweepCtx, stopImageSweep := context.WithCancel(context.Background())
+	imageSweepDone := make(chan struct{})
+	go func() {
+		defer close(imageSweepDone)
+		b.reg.proxy.images.sweepEvery(imageSweepCtx, imageSweepInterval)
+	}()
+	defer func() { stopImageSweep(); <-imageSweepDone }()
 	if err := b.reg.load(); err != nil {
 		adminLn.Close()
 		close(stopWriter)

@@ -35,7 +35,10 @@ type Proxy struct {
 	resolveBinds bool
 	// pins judges and pins the bind sources of container creates (nil:
 	// none, in unit tests only).
-	pins    *pinner
+	pins *pinner
+	// images keeps credential-pulled images to their tenants (images.go);
+	// nil only in tests that do not exercise images.
+	images  *imageGuard
 	rp      *httputil.ReverseProxy
 	reqSeq  atomic.Uint64
 	reqBase string
@@ -82,6 +85,9 @@ type forward struct {
 	// answered gives back the request's in-flight slot once dockerd's
 	// answer head is in; a stream then goes on without it.
 	answered func()
+	// tenant whose image list is filtered (GET /images/json), or "".
+	listImagesFor string
+	pull          *pullPlan // a pull whose progress stream settles a grant
 }
 
 type forwardKey struct{}
@@ -109,6 +115,14 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if f != nil && f.answered != nil {
 		f.answered()
 	}
+	if f != nil && resp.StatusCode == http.StatusOK {
+		switch {
+		case f.pull != nil:
+			resp.Body = &pullBody{ReadCloser: resp.Body, ctx: resp.Request.Context(), p: f.pull}
+		case f.listImagesFor != "":
+			return p.filterImageList(resp, f.listImagesFor)
+		}
+	}
 	if resp.StatusCode != http.StatusConflict {
 		return nil
 	}
@@ -128,6 +142,23 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		buf, _ = json.Marshal(struct {
 			Message string `json:"message"`
 		}{scrubConflict(m.Message)})
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(buf))
+	resp.ContentLength = int64(len(buf))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(buf)))
+	resp.Header.Del("Transfer-Encoding")
+	return nil
+}
+
+// filterImageList drops the images tenant may not see from an image list.
+func (p *Proxy) filterImageList(resp *http.Response, tenant string) error {
+	buf, err := readCapped(resp.Body, imageListLimit)
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("image list: %w", err)
+	}
+	if buf, err = p.images.filterList(tenant, buf); err != nil {
+		return err
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(buf))
 	resp.ContentLength = int64(len(buf))
@@ -283,7 +314,16 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var foreign *errForeign
 		var amb errAmbiguous
 		var taken *errNameTaken
+		var hidden *errImageHidden
+		var pr *errPullRefused
 		switch {
+		case errors.As(err, &hidden):
+			// dockerd's own answer for a missing image: on create, the
+			// docker CLI then pulls with the tenant's own credentials.
+			answer(policy.Decision{Status: http.StatusNotFound, Code: policy.ReasonForeignObject,
+				Reason: "image pulled with credentials by another tenant: " + hidden.Error(), Rule: "image ownership"}, hidden.Error())
+		case errors.As(err, &pr):
+			refuse(policy.Decision{Status: pr.status, Code: policy.ReasonMalformed, Reason: pr.msg, Rule: "image ownership"})
 		case errors.As(err, &taken):
 			answer(policy.Decision{Status: http.StatusConflict, Code: policy.ReasonForeignObject,
 				Reason: taken.Error() + " by another tenant", Rule: "tenant isolation"}, taken.Error())
@@ -344,6 +384,20 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if req.RawQuery, err = iso.isolateQuery(ctx, &req); err != nil {
 		isolationFailed(err)
 		return
+	}
+	if p.images != nil {
+		if ref, suffix, rewrite, ok := imageObjectRoute(req.Method, req.Path); ok {
+			id, found, err := p.images.checkRef(ctx, st.t.ID, ref)
+			if err != nil {
+				isolationFailed(err)
+				return
+			}
+			if found && rewrite {
+				// The id that was checked, so a tag moved meanwhile
+				// cannot show another image.
+				req.Path = "/images/" + id + suffix
+			}
+		}
 	}
 
 	f := &forward{req: req, answered: release}
@@ -420,6 +474,15 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+		if isCreate && p.images != nil {
+			// The image, checked and forwarded by its id (images.go),
+			// before anything is pinned.
+			var err error
+			if f.body, err = p.images.checkCreate(ctx, st.t.ID, f.body); err != nil {
+				isolationFailed(err)
+				return
+			}
+		}
 		if isCreate && p.pins != nil {
 			// Last, on the body as it will be sent: each host bind source is
 			// judged again against the broker's own paths and pinned, so
@@ -452,6 +515,24 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The container may be gone once dockerd answers (rm, prune, or
 		// wait for an --rm container): sweep its pins.
 		defer p.pins.kickSweep()
+	}
+
+	if p.images != nil {
+		switch {
+		case req.Method == http.MethodPost && req.Path == "/images/create":
+			f.pull, err = p.images.beginPull(ctx, st.t.ID, req, r.Header)
+			if f.pull != nil {
+				defer f.pull.done()
+			}
+		case req.Method == http.MethodGet && req.Path == "/images/get":
+			err = p.images.checkExport(ctx, st.t.ID, req.Query)
+		case req.Method == http.MethodGet && req.Path == "/images/json":
+			f.listImagesFor = st.t.ID
+		}
+		if err != nil {
+			isolationFailed(err)
+			return
+		}
 	}
 
 	h.ts.allowed.Add(1)

@@ -593,6 +593,10 @@ func (r *Registry) Delete(ctx context.Context, name string, purge bool) (PurgeRe
 	r.mu.Lock()
 	delete(r.deleting, name)
 	r.mu.Unlock()
+	// Its image grants go with it: the images stay private to others.
+	if im := r.proxy.images; im != nil {
+		im.dropTenant(iso.owner)
+	}
 	if purge {
 		if err := iso.purge(ctx, &res); err != nil {
 			res.Errors = append(res.Errors, "listing the tenant's objects: "+err.Error())

@@ -5,6 +5,8 @@
 #   testenv.sh start DIR          start a private dockerd rooted at DIR
 #   testenv.sh stop DIR [--rm]    stop it (and with --rm delete DIR)
 #   testenv.sh image DOCKER_HOST  import the busybox:local test image
+#   testenv.sh registry DIR       start a registry with htpasswd auth on loopback
+#   testenv.sh registry-stop DIR  stop it (stop DIR stops it too)
 #
 # Invariant: everything this script starts lives under DIR (socket, exec-root,
 # data-root, pidfile, managed containerd, log) and `stop` only signals
@@ -34,7 +36,7 @@ log() { printf 'testenv: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-	sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -61,6 +63,9 @@ cmd_deps() {
 	if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
 		missing+=(busybox-static)
 	fi
+	# The image-ownership tests pull from a private registry with auth.
+	command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+	command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
 	if ((${#missing[@]} == 0)); then
 		return 0
 	fi
@@ -241,12 +246,99 @@ export SOCKGUARD_E2E_DOCKER_HOST=$host
 EOF
 }
 
+# Test registry users (user:password), one per tenant the tests play.
+REGISTRY_USERS=(sgalice:alice-secret sgbob:bob-secret)
+
+# our_registry_pid DIR prints the pid of the registry started on DIR, if alive.
+our_registry_pid() {
+	local dir=$1 pid
+	[[ -f $dir/registry/registry.pid ]] || return 1
+	pid=$(<"$dir/registry/registry.pid")
+	pid_matches "$pid" docker-registry "$dir/registry/config.yml" || return 1
+	printf '%s\n' "$pid"
+}
+
+# cmd_registry starts a Docker registry (distribution) on 127.0.0.1 at a
+# free port, storing under DIR/registry, with htpasswd auth for
+# REGISTRY_USERS. dockerd trusts 127.0.0.0/8 registries over plain HTTP.
+# It prints the address (host:port); DIR/registry/addr keeps it.
+cmd_registry() {
+	local dir
+	dir=$(abspath "${1:?usage: testenv.sh registry DIR}")
+	local rd=$dir/registry pid
+	command -v docker-registry >/dev/null || die "docker-registry not found: run 'testenv.sh deps'"
+	command -v htpasswd >/dev/null || die "htpasswd not found: run 'testenv.sh deps'"
+	if pid=$(our_registry_pid "$dir"); then
+		cat "$rd/addr"
+		return 0
+	fi
+	mkdir -p "$rd/data"
+	: >"$rd/htpasswd"
+	local u
+	for u in "${REGISTRY_USERS[@]}"; do
+		htpasswd -Bb "$rd/htpasswd" "${u%%:*}" "${u#*:}" 2>/dev/null
+	done
+	local try port
+	for try in 1 2 3 4 5 6 7 8 9 10; do
+		port=$((20000 + RANDOM % 20000))
+		cat >"$rd/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $rd/data
+http:
+  addr: 127.0.0.1:$port
+auth:
+  htpasswd:
+    realm: sockguard-test
+    path: $rd/htpasswd
+EOF
+		: >"$rd/registry.log"
+		setsid docker-registry serve "$rd/config.yml" </dev/null >>"$rd/registry.log" 2>&1 &
+		pid=$!
+		echo "$pid" >"$rd/registry.pid"
+		local deadline=$((SECONDS + 15))
+		while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+			# Up and asking for credentials: 401 on the API root.
+			if [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/") == 401 ]]; then
+				echo "127.0.0.1:$port" >"$rd/addr"
+				log "registry ready on 127.0.0.1:$port (pid $pid, log $rd/registry.log)"
+				echo "127.0.0.1:$port"
+				return 0
+			fi
+			sleep 0.2
+		done
+		kill -TERM "$pid" 2>/dev/null || true
+		wait_gone 5 "$pid" || kill -KILL "$pid" 2>/dev/null || true
+	done
+	tail -n 20 "$rd/registry.log" >&2 || true
+	die "registry did not start"
+}
+
+cmd_registry_stop() {
+	local dir pid
+	dir=$(abspath "${1:?usage: testenv.sh registry-stop DIR}")
+	if pid=$(our_registry_pid "$dir"); then
+		kill -TERM "$pid" 2>/dev/null || true
+		if ! wait_gone 10 "$pid"; then
+			kill -KILL "$pid" 2>/dev/null || true
+			wait_gone 5 "$pid" || true
+		fi
+	fi
+	rm -f "$dir/registry/registry.pid" "$dir/registry/addr"
+}
+
 cmd_stop() {
 	local dir
 	dir=$(abspath "${1:?usage: testenv.sh stop DIR [--rm]}")
 	local purge=${2:-}
 	[[ -z $purge || $purge == --rm ]] || usage
 	[[ -d $dir ]] || return 0
+	cmd_registry_stop "$dir"
 	local host=unix://$dir/docker.sock pid
 	if pid=$(our_dockerd_pid "$dir"); then
 		# Remove containers while the engine is healthy, so no shim or
@@ -297,6 +389,8 @@ main() {
 	start) cmd_start "$@" ;;
 	stop) cmd_stop "$@" ;;
 	image) cmd_image "$@" ;;
+	registry) cmd_registry "$@" ;;
+	registry-stop) cmd_registry_stop "$@" ;;
 	*) usage ;;
 	esac
 }
