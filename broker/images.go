@@ -82,10 +82,11 @@ type imageStore interface {
 
 // imageGuard enforces image ownership for every tenant socket.
 type imageGuard struct {
-	up    *Upstream
-	store imageStore
-	log   *slog.Logger
-	now   func() time.Time
+	up       *Upstream
+	store    imageStore
+	log      *slog.Logger
+	now      func() time.Time
+	gateWait time.Duration // how long a pull waits for its repository's gate
 
 	mu       sync.Mutex // guards gates, inflight and credPulls
 	gates    map[string]*repoGate
@@ -97,7 +98,7 @@ type imageGuard struct {
 
 func newImageGuard(up *Upstream, store imageStore, log *slog.Logger) *imageGuard {
 	return &imageGuard{
-		up: up, store: store, log: log, now: time.Now,
+		up: up, store: store, log: log, now: time.Now, gateWait: pullGateWait,
 		gates:    make(map[string]*repoGate),
 		inflight: make(map[*pullPlan]struct{}),
 	}
@@ -283,7 +284,7 @@ var errPullBusy = errors.New("another pull of this repository is still running")
 
 // acquire waits (at most pullGateWait) for the repository's gate.
 func (g *imageGuard) acquire(ctx context.Context, repo string, exclusive bool) (func(), error) {
-	timer := time.NewTimer(pullGateWait)
+	timer := time.NewTimer(g.gateWait)
 	defer timer.Stop()
 	for {
 		g.mu.Lock()

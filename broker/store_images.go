@@ -167,7 +167,7 @@ func (s *Store) UpdateImageRecord(id string, now time.Time, change func(rec *ima
 			if err := bt.Put(imageTenantKey(t, id), idKey(uint64(now.Unix()))); err != nil {
 				return err
 			}
-			if err := evictOldestGrants(b, bt, t, id); err != nil {
+			if err := evictOldestGrants(b, bt, t, id, maxImageGrantsPerTenant); err != nil {
 				return err
 			}
 		}
@@ -176,8 +176,8 @@ func (s *Store) UpdateImageRecord(id string, now time.Time, change func(rec *ima
 }
 
 // evictOldestGrants drops tenant's oldest grants (never keep's) while it
-// holds more than maxImageGrantsPerTenant.
-func evictOldestGrants(b, bt *bolt.Bucket, tenant, keep string) error {
+// holds more than limit.
+func evictOldestGrants(b, bt *bolt.Bucket, tenant, keep string, limit int) error {
 	prefix := imageTenantKey(tenant, "")
 	for {
 		n := 0
@@ -193,7 +193,7 @@ func evictOldestGrants(b, bt *bolt.Bucket, tenant, keep string) error {
 				oldestKey, oldest = append([]byte(nil), k...), t
 			}
 		}
-		if n <= maxImageGrantsPerTenant || oldestKey == nil {
+		if n <= limit || oldestKey == nil {
 			return nil
 		}
 		if err := bt.Delete(oldestKey); err != nil {

@@ -1,0 +1,616 @@
+package broker
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func b64url(s string) string { return base64.URLEncoding.EncodeToString([]byte(s)) }
+
+func TestRegistryCredentials(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		values []string
+		want   bool
+	}{
+		{"absent", nil, false},
+		{"empty", []string{""}, false},
+		{"empty object (docker CLI without login)", []string{"e30="}, false},
+		{"empty fields", []string{b64url(`{"username":"","password":"","serveraddress":"r.example"}`)}, false},
+		{"username and password", []string{b64url(`{"username":"u","password":"p"}`)}, true},
+		{"password only", []string{b64url(`{"password":"p"}`)}, true},
+		{"identity token", []string{b64url(`{"identitytoken":"tok"}`)}, true},
+		{"registry token", []string{b64url(`{"registrytoken":"tok"}`)}, true},
+		{"auth field", []string{b64url(`{"auth":"dTpw"}`)}, true},
+		{"keys in any case", []string{b64url(`{"Username":"u"}`)}, true},
+		{"not a string", []string{b64url(`{"username":1}`)}, true},
+		{"not base64url", []string{"%%%"}, true},
+		{"not JSON", []string{b64url("user:pass")}, true},
+		{"JSON null", []string{b64url("null")}, true},
+		{"two headers", []string{"e30=", "e30="}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := registryCredentials(tc.values); got != tc.want {
+				t.Fatalf("registryCredentials(%q) = %v, want %v", tc.values, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNormalizeRepo(t *testing.T) {
+	for in, want := range map[string]string{
+		"busybox":                      "docker.io/library/busybox",
+		"library/busybox":              "docker.io/library/busybox",
+		"docker.io/busybox":            "docker.io/library/busybox",
+		"index.docker.io/library/node": "docker.io/library/node",
+		"org/app":                      "docker.io/org/app",
+		"ghcr.io/org/app":              "ghcr.io/org/app",
+		"127.0.0.1:5000/priv":          "127.0.0.1:5000/priv",
+		"localhost/app":                "localhost/app",
+	} {
+		if got := normalizeRepo(in); got != want {
+			t.Errorf("normalizeRepo(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"busybox:local":                    "docker.io/library/busybox",
+		"127.0.0.1:5000/priv:v1":           "127.0.0.1:5000/priv",
+		"127.0.0.1:5000/priv@sha256:abcd":  "127.0.0.1:5000/priv",
+		"127.0.0.1:5000/priv":              "127.0.0.1:5000/priv",
+		"ghcr.io/o/a:1@sha256:0123456789a": "ghcr.io/o/a",
+	} {
+		if got := refRepo(in); got != want {
+			t.Errorf("refRepo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParsePull(t *testing.T) {
+	dg := "sha256:" + strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		name, query string
+		want        pullTarget
+		err         bool
+	}{
+		{name: "tag param", query: "fromImage=busybox&tag=1.36", want: pullTarget{repo: "docker.io/library/busybox", tag: "1.36"}},
+		{name: "tag in name", query: "fromImage=ghcr.io/o/a:v1", want: pullTarget{repo: "ghcr.io/o/a", tag: "v1"}},
+		{name: "digest param", query: "fromImage=r.io:5000/p&tag=" + dg, want: pullTarget{repo: "r.io:5000/p", digest: dg}},
+		{name: "digest in name", query: "fromImage=r.io/p@" + dg, want: pullTarget{repo: "r.io/p", digest: dg}},
+		{name: "tag and digest in name", query: "fromImage=r.io/p:v1@" + dg, want: pullTarget{repo: "r.io/p", digest: dg}},
+		{name: "all tags", query: "fromImage=r.io/p", want: pullTarget{repo: "r.io/p", allTags: true}},
+		{name: "platform", query: "fromImage=busybox&tag=1&platform=linux/arm64", want: pullTarget{repo: "docker.io/library/busybox", tag: "1", platform: true}},
+		{name: "tag twice", query: "fromImage=busybox:1&tag=2", err: true},
+		{name: "bad digest", query: "fromImage=busybox&tag=sha256:zz", err: true},
+		{name: "md5 digest", query: "fromImage=busybox&tag=md5:" + strings.Repeat("a", 32), err: true},
+		{name: "empty name", query: "fromImage=:1", err: true},
+		{name: "space", query: "fromImage=a+b", err: true},
+		{name: "leading slash", query: "fromImage=/a", err: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q, _ := url.ParseQuery(tc.query)
+			got, err := parsePull(q)
+			if tc.err {
+				if err == nil {
+					t.Fatalf("parsePull(%s) = %+v, want an error", tc.query, got)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("parsePull(%s) = %+v, %v, want %+v", tc.query, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestImageObjectRoute(t *testing.T) {
+	for _, tc := range []struct {
+		method, path, ref, suffix string
+		rewrite, ok               bool
+	}{
+		{"GET", "/images/busybox:local/json", "busybox:local", "/json", true, true},
+		{"GET", "/images/127.0.0.1:5000/o/p:v1/json", "127.0.0.1:5000/o/p:v1", "/json", true, true},
+		{"GET", "/images/sha256:abc/history", "sha256:abc", "/history", true, true},
+		{"GET", "/images/x/get", "x", "/get", false, true},
+		{"POST", "/images/x/tag", "x", "/tag", false, true},
+		{"POST", "/images/r/x/push", "r/x", "/push", false, true},
+		{"DELETE", "/images/r/x:1", "r/x:1", "", false, true},
+		{"GET", "/images/json", "", "", false, false},
+		{"GET", "/images/get", "", "", false, false},
+		{"GET", "/images/search", "", "", false, false},
+		{"POST", "/images/create", "", "", false, false},
+		{"POST", "/images/load", "", "", false, false},
+		{"POST", "/images/prune", "", "", false, false},
+		{"GET", "/containers/x/json", "", "", false, false},
+		{"POST", "/images/x/json", "", "", false, false},
+	} {
+		ref, suffix, rewrite, ok := imageObjectRoute(tc.method, tc.path)
+		if ref != tc.ref || suffix != tc.suffix || rewrite != tc.rewrite || ok != tc.ok {
+			t.Errorf("imageObjectRoute(%s %s) = %q %q %v %v, want %q %q %v %v", tc.method, tc.path,
+				ref, suffix, rewrite, ok, tc.ref, tc.suffix, tc.rewrite, tc.ok)
+		}
+	}
+}
+
+func TestPullStreamScan(t *testing.T) {
+	dg := "sha256:" + strings.Repeat("0f", 32)
+	fresh := `{"status":"Pulling from priv/app","id":"v1"}` + "\r\n" +
+		`{"status":"Already exists","progressDetail":{},"id":"d015eaa76049"}` + "\r\n" +
+		`{"status":"Digest: ` + dg + `"}` + "\r\n" +
+		`{"status":"Status: Downloaded newer image for r/priv/app:v1"}` + "\r\n"
+	upToDate := `{"status":"Pulling from priv/app","id":"v1"}` + "\r\n" +
+		`{"status":"Digest: ` + dg + `"}` + "\r\n" +
+		`{"status":"Status: Image is up to date for r/priv/app:v1"}` + "\r\n"
+	for _, tc := range []struct {
+		name, stream   string
+		chunk          int
+		layers, failed bool
+		digest         string
+	}{
+		{name: "fresh", stream: fresh, layers: true, digest: dg},
+		{name: "fresh, byte by byte", stream: fresh, chunk: 1, layers: true, digest: dg},
+		{name: "up to date", stream: upToDate, digest: dg},
+		{name: "no final newline", stream: strings.TrimSuffix(upToDate, "\r\n"), digest: dg},
+		{name: "error", stream: upToDate + `{"errorDetail":{"message":"boom"},"error":"boom"}` + "\n", digest: dg, failed: true},
+		{name: "error detail only", stream: `{"errorDetail":{"message":"x"}}` + "\n", failed: true},
+		{name: "not JSON", stream: "garbage\n", failed: true},
+		{name: "bad digest", stream: `{"status":"Digest: sha256:zz"}` + "\n", failed: true},
+		{name: "oversized line", stream: `{"status":"` + strings.Repeat("a", maxProgressLine) + `"}` + "\n" + upToDate, digest: dg, failed: true},
+		{name: "status without id is not a layer", stream: `{"status":"Pull complete"}` + "\n", layers: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &pullPlan{}
+			body := &pullBody{ReadCloser: io.NopCloser(strings.NewReader(tc.stream)), ctx: context.Background(), p: p}
+			// finish needs a guard only when it settles: the stream is
+			// marked all-tags so that it returns before any upstream call.
+			p.target.allTags = true
+			chunk := tc.chunk
+			if chunk == 0 {
+				chunk = 4096
+			}
+			buf := make([]byte, chunk)
+			for {
+				if _, err := body.Read(buf); err != nil {
+					break
+				}
+			}
+			if p.layers != tc.layers || p.failed != tc.failed || p.digest != tc.digest || !p.finished {
+				t.Fatalf("layers %v failed %v digest %q finished %v, want %v %v %q true",
+					p.layers, p.failed, p.digest, p.finished, tc.layers, tc.failed, tc.digest)
+			}
+		})
+	}
+}
+
+func openTestStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func grantFor(s *Store, id, tenant, repo string, at time.Time) error {
+	return s.UpdateImageRecord(id, at, func(r *imageRecord) *imageRecord {
+		if r == nil {
+			r = &imageRecord{}
+		}
+		if r.Tenants == nil {
+			r.Tenants = map[string]int64{}
+		}
+		r.Tenants[tenant] = at.Unix()
+		r.addSource(repo)
+		return r
+	})
+}
+
+func tenantKeys(t *testing.T, s *Store) []string {
+	t.Helper()
+	var out []string
+	s.db.View(func(tx *bolt.Tx) error {
+		if bt := tx.Bucket(bucketImageTenants); bt != nil {
+			bt.ForEach(func(k, _ []byte) error {
+				out = append(out, strings.Replace(string(k), "\x00", "|", 1))
+				return nil
+			})
+		}
+		return nil
+	})
+	return out
+}
+
+func TestImageStore(t *testing.T) {
+	s := openTestStore(t)
+	now := time.Unix(1000, 0)
+	// A store without the buckets reads as "no private image".
+	if recs, err := s.ImageRecords([]string{"sha256:a"}); err != nil || len(recs) != 0 {
+		t.Fatalf("empty store: %v %v", recs, err)
+	}
+	if n, err := s.DropTenantImages("t1"); err != nil || n != 0 {
+		t.Fatalf("drop on empty store: %d %v", n, err)
+	}
+	for i, id := range []string{"sha256:a", "sha256:b", "sha256:c"} {
+		if err := grantFor(s, id, "t1", "r/x", now.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := grantFor(s, "sha256:a", "t2", "r/y", now); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := s.ImageRecords([]string{"sha256:a", "sha256:b", "sha256:z"})
+	if len(recs) != 2 || len(recs["sha256:a"].Tenants) != 2 || len(recs["sha256:a"].Sources) != 2 {
+		t.Fatalf("records: %+v", recs)
+	}
+	if n, _ := s.ImageRecordCount(); n != 3 {
+		t.Fatalf("count %d, want 3", n)
+	}
+
+	// Eviction keeps the newest grants and never makes an image public.
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return evictOldestGrants(tx.Bucket(bucketImages), tx.Bucket(bucketImageTenants), "t1", "sha256:a", 2)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, _ = s.ImageRecords([]string{"sha256:a", "sha256:b", "sha256:c"})
+	if _, ok := recs["sha256:b"].Tenants["t1"]; ok || recs["sha256:b"].Public {
+		t.Fatalf("oldest grant (b) not evicted, or made public: %+v", recs["sha256:b"])
+	}
+	if _, ok := recs["sha256:a"].Tenants["t1"]; !ok {
+		t.Fatalf("kept grant evicted: %+v", recs["sha256:a"])
+	}
+	if _, ok := recs["sha256:c"].Tenants["t1"]; !ok {
+		t.Fatalf("newest grant evicted: %+v", recs["sha256:c"])
+	}
+
+	// Deleting a tenant drops its grants; the records stay private.
+	if n, err := s.DropTenantImages("t1"); err != nil || n != 2 {
+		t.Fatalf("drop t1: %d %v, want 2", n, err)
+	}
+	recs, _ = s.ImageRecords([]string{"sha256:a", "sha256:c"})
+	if len(recs) != 2 || recs["sha256:c"].Public || len(recs["sha256:c"].Tenants) != 0 || len(recs["sha256:a"].Tenants) != 1 {
+		t.Fatalf("after drop: %+v %+v", recs["sha256:a"], recs["sha256:c"])
+	}
+	if got := tenantKeys(t, s); len(got) != 1 || got[0] != "t2|sha256:a" {
+		t.Fatalf("tenant index after drop: %v", got)
+	}
+
+	// A public mark drops the grants from the index too.
+	s.UpdateImageRecord("sha256:a", now, func(*imageRecord) *imageRecord { return &imageRecord{Public: true} })
+	if got := tenantKeys(t, s); len(got) != 0 {
+		t.Fatalf("tenant index after public: %v", got)
+	}
+
+	// The sweep forgets images gone from the daemon, with their grants.
+	grantFor(s, "sha256:c", "t3", "r/x", now)
+	if n, err := s.SweepImageRecords(map[string]bool{"sha256:a": true}); err != nil || n != 2 {
+		t.Fatalf("sweep: %d %v, want 2 (b, c)", n, err)
+	}
+	if got := tenantKeys(t, s); len(got) != 0 {
+		t.Fatalf("tenant index after sweep: %v", got)
+	}
+	if n, _ := s.ImageRecordCount(); n != 1 {
+		t.Fatalf("count after sweep %d, want 1", n)
+	}
+}
+
+// fakeDaemon answers the upstream calls the guard makes.
+type fakeDaemon struct {
+	images       map[string]imageInfo // by reference
+	distribution atomic.Int32         // status of GET /distribution
+	distAuth     atomic.Value         // last X-Registry-Auth seen there
+}
+
+func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	switch {
+	case p == "/images/json":
+		w.Write([]byte(`[]`))
+	case strings.HasPrefix(p, "/distribution/"):
+		f.distAuth.Store(r.Header.Get("X-Registry-Auth"))
+		w.WriteHeader(int(f.distribution.Load()))
+		w.Write([]byte(`{}`))
+	case strings.HasPrefix(p, "/images/") && strings.HasSuffix(p, "/json"):
+		ref := strings.TrimSuffix(strings.TrimPrefix(p, "/images/"), "/json")
+		img, ok := f.images[ref]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"message":"No such image: ` + ref + `"}`))
+			return
+		}
+		writeJSON(w, img)
+	default:
+		w.WriteHeader(http.StatusNotFound)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	buf, _ := json.Marshal(v)
+	w.Write(buf)
+}
+
+func newTestGuard(t *testing.T, fd *fakeDaemon) (*imageGuard, *Store) {
+	t.Helper()
+	srv := httptest.NewServer(fd)
+	t.Cleanup(srv.Close)
+	up, err := ParseUpstream("tcp://" + strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openTestStore(t)
+	return newImageGuard(up, s, slog.New(slog.NewTextHandler(io.Discard, nil))), s
+}
+
+func TestSettlePull(t *testing.T) {
+	const (
+		id    = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+		repo  = "r.io/priv"
+		other = "r.io/mirror"
+	)
+	dg := "sha256:" + strings.Repeat("2", 64)
+	creds := []string{b64url(`{"username":"u","password":"p"}`)}
+	private := func(tenants ...string) *imageRecord {
+		r := &imageRecord{Sources: []string{repo}, Tenants: map[string]int64{}}
+		for _, t := range tenants {
+			r.Tenants[t] = 1
+		}
+		return r
+	}
+	type want struct {
+		public  bool
+		tenants []string // nil with record false: no record at all
+		record  bool
+	}
+	for _, tc := range []struct {
+		name     string
+		rec      *imageRecord
+		creds    bool
+		layers   bool
+		before   bool
+		pullRepo string
+		byDigest bool
+		dist     int
+		want     want
+	}{
+		{name: "fresh credential pull makes it private", creds: true, layers: true,
+			want: want{record: true, tenants: []string{"tb"}}},
+		{name: "credential pull of an image already there stays public", creds: true, layers: true, before: true},
+		{name: "credential pull without a download stays public", creds: true},
+		{name: "fresh anonymous pull stays public", layers: true},
+		{name: "tag pull from its source grants it", rec: private("ta"), creds: true,
+			want: want{record: true, tenants: []string{"ta", "tb"}}},
+		{name: "tag pull from another repository grants nothing", rec: private("ta"), creds: true, pullRepo: other,
+			want: want{record: true, tenants: []string{"ta"}}},
+		{name: "fresh pull from another repository grants nothing", rec: private("ta"), creds: true, layers: true, pullRepo: other,
+			want: want{record: true, tenants: []string{"ta"}}},
+		{name: "digest pull the registry refuses grants nothing", rec: private("ta"), creds: true, byDigest: true, dist: 401,
+			want: want{record: true, tenants: []string{"ta"}}},
+		{name: "digest pull the registry confirms grants it", rec: private("ta"), creds: true, byDigest: true, dist: 200,
+			want: want{record: true, tenants: []string{"ta", "tb"}}},
+		{name: "anonymous tag pull from its source makes it public", rec: private("ta"),
+			want: want{record: true, public: true}},
+		{name: "anonymous digest pull the registry refuses changes nothing", rec: private("ta"), byDigest: true, dist: 500,
+			want: want{record: true, tenants: []string{"ta"}}},
+		{name: "anonymous digest pull the registry confirms makes it public", rec: private("ta"), byDigest: true, dist: 200,
+			want: want{record: true, public: true}},
+		{name: "private to nobody stays so without proof", rec: private(), pullRepo: other,
+			want: want{record: true, tenants: []string{}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pullRepo := tc.pullRepo
+			if pullRepo == "" {
+				pullRepo = repo
+			}
+			fd := &fakeDaemon{images: map[string]imageInfo{pullRepo + "@" + dg: {ID: id}}}
+			fd.distribution.Store(int32(max(tc.dist, 200)))
+			if tc.dist != 0 {
+				fd.distribution.Store(int32(tc.dist))
+			}
+			g, s := newTestGuard(t, fd)
+			if tc.rec != nil {
+				s.UpdateImageRecord(id, time.Unix(1, 0), func(*imageRecord) *imageRecord { return tc.rec })
+			}
+			p := &pullPlan{g: g, tenant: "tb", creds: tc.creds, layers: tc.layers, digest: dg,
+				target: pullTarget{repo: pullRepo, tag: "v1"}, before: map[string]bool{}}
+			if tc.byDigest {
+				p.target.tag, p.target.digest = "", dg
+			}
+			if tc.creds {
+				p.auth = creds
+			}
+			if tc.before {
+				p.before[id] = true
+			}
+			if err := g.settle(context.Background(), p); err != nil {
+				t.Fatal(err)
+			}
+			recs, _ := s.ImageRecords([]string{id})
+			rec := recs[id]
+			if (rec != nil) != tc.want.record {
+				t.Fatalf("record %+v, want one: %v", rec, tc.want.record)
+			}
+			if rec == nil {
+				return
+			}
+			if rec.Public != tc.want.public || (!rec.Public && len(rec.Tenants) != len(tc.want.tenants)) {
+				t.Fatalf("record %+v, want public %v tenants %v", rec, tc.want.public, tc.want.tenants)
+			}
+			for _, tn := range tc.want.tenants {
+				if _, ok := rec.Tenants[tn]; !ok {
+					t.Fatalf("record %+v lacks %s", rec, tn)
+				}
+			}
+			if tc.byDigest && tc.rec != nil && tc.pullRepo == "" {
+				got, _ := fd.distAuth.Load().(string)
+				if want := strings.Join(p.auth, ""); got != want {
+					t.Fatalf("distribution check sent X-Registry-Auth %q, want the tenant's %q", got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestImageVisibility(t *testing.T) {
+	fd := &fakeDaemon{}
+	g, s := newTestGuard(t, fd)
+	now := time.Unix(1, 0)
+	grantFor(s, "sha256:priv", "ta", "r.io/priv", now)
+	s.UpdateImageRecord("sha256:pub", now, func(*imageRecord) *imageRecord { return &imageRecord{Public: true} })
+	imgs := []imageInfo{
+		{ID: "sha256:priv", RepoTags: []string{"r.io/priv:v1"}},
+		{ID: "sha256:pub"},
+		{ID: "sha256:op", RepoTags: []string{"busybox:local"}},
+		{ID: "sha256:new", RepoTags: []string{"r.io/fresh:v1"}},
+		{ID: "sha256:untagged", RepoTags: []string{"<none>:<none>"}},
+	}
+	check := func(tenant string, want ...bool) {
+		t.Helper()
+		got, err := g.visible(tenant, imgs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("%s: %s visible %v, want %v", tenant, imgs[i].ID, got[i], want[i])
+			}
+		}
+	}
+	check("ta", true, true, true, true, true)
+	check("tb", false, true, true, true, true)
+
+	// While a credential pull of r.io/fresh runs, an unrecorded image new
+	// since it began and named by it (or by nothing yet) may be its
+	// result: hidden from everyone until the grant is written.
+	p := &pullPlan{target: pullTarget{repo: "r.io/fresh"}, before: map[string]bool{"sha256:op": true}}
+	g.mu.Lock()
+	g.inflight[p] = struct{}{}
+	g.mu.Unlock()
+	check("tb", false, true, true, false, false)
+	check("ta", true, true, true, false, false)
+	g.mu.Lock()
+	delete(g.inflight, p)
+	g.mu.Unlock()
+	check("tb", false, true, true, true, true)
+}
+
+func TestCheckCreate(t *testing.T) {
+	fd := &fakeDaemon{images: map[string]imageInfo{
+		"r.io/priv:v1":  {ID: "sha256:priv", RepoTags: []string{"r.io/priv:v1"}},
+		"busybox:local": {ID: "sha256:op", RepoTags: []string{"busybox:local"}},
+	}}
+	g, s := newTestGuard(t, fd)
+	grantFor(s, "sha256:priv", "ta", "r.io/priv", time.Unix(1, 0))
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, tenant, body, want string
+		hidden                   bool
+	}{
+		{name: "own private image: the id is forwarded", tenant: "ta", body: `{"Image":"r.io/priv:v1","Cmd":["true"]}`, want: `"Image":"sha256:priv"`},
+		{name: "operator image: the id is forwarded", tenant: "tb", body: `{"image":"busybox:local"}`, want: `"Image":"sha256:op"`},
+		{name: "another tenant's image", tenant: "tb", body: `{"Image":"r.io/priv:v1"}`, hidden: true},
+		{name: "missing image: left to dockerd", tenant: "tb", body: `{"Image":"nope:1"}`, want: `"Image":"nope:1"`},
+		{name: "no image", tenant: "tb", body: `{}`, want: `{}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := g.checkCreate(ctx, tc.tenant, []byte(tc.body))
+			var h *errImageHidden
+			if tc.hidden {
+				if !errors.As(err, &h) || h.Error() != "No such image: r.io/priv:v1" {
+					t.Fatalf("got %s, %v; want No such image", out, err)
+				}
+				return
+			}
+			if err != nil || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("got %s, %v; want %s", out, err, tc.want)
+			}
+			if strings.Count(strings.ToLower(string(out)), `"image"`) > 1 {
+				t.Fatalf("two Image keys in %s", out)
+			}
+		})
+	}
+	if _, err := g.checkCreate(ctx, "ta", []byte(`[`)); err == nil {
+		t.Fatal("malformed body accepted")
+	}
+}
+
+func TestFilterList(t *testing.T) {
+	g, s := newTestGuard(t, &fakeDaemon{})
+	grantFor(s, "sha256:priv", "ta", "r.io/priv", time.Unix(1, 0))
+	in := `[{"Id":"sha256:priv","RepoTags":["r.io/priv:v1"],"Size":1},{"Id":"sha256:op","RepoTags":["busybox:local"],"Extra":{"k":1}}]`
+	out, err := g.filterList("tb", []byte(in))
+	if err != nil || string(out) != `[{"Id":"sha256:op","RepoTags":["busybox:local"],"Extra":{"k":1}}]` {
+		t.Fatalf("tb: %s %v", out, err)
+	}
+	out, err = g.filterList("ta", []byte(in))
+	if err != nil || string(out) != in {
+		t.Fatalf("ta: %s %v", out, err)
+	}
+	if _, err := g.filterList("ta", []byte(`{"message":"x"}`)); err == nil {
+		t.Fatal("a non-list answer was passed through")
+	}
+}
+
+func TestRepoGate(t *testing.T) {
+	g, _ := newTestGuard(t, &fakeDaemon{})
+	g.gateWait = 50 * time.Millisecond
+	ctx := context.Background()
+	r1, err := g.acquire(ctx, "r/x", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := g.acquire(ctx, "r/x", false)
+	if err != nil {
+		t.Fatal("two shared pulls of one repository must run together:", err)
+	}
+	if _, err := g.acquire(ctx, "r/x", true); !errors.Is(err, errPullBusy) {
+		t.Fatalf("exclusive pull beside shared ones: %v, want errPullBusy", err)
+	}
+	other, err := g.acquire(ctx, "r/y", true)
+	if err != nil {
+		t.Fatal("another repository is not gated:", err)
+	}
+	other()
+	r1()
+	r1() // releasing twice is harmless
+	done := make(chan error, 1)
+	g.gateWait = 5 * time.Second
+	go func() {
+		rel, err := g.acquire(ctx, "r/x", true)
+		if err == nil {
+			rel()
+		}
+		done <- err
+	}()
+	r2()
+	if err := <-done; err != nil {
+		t.Fatalf("exclusive pull after the shared ones ended: %v", err)
+	}
+	g.mu.Lock()
+	n := len(g.gates)
+	g.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d gates left after every pull ended", n)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	hold, _ := g.acquire(ctx, "r/z", true)
+	cancel()
+	if _, err := g.acquire(cctx, "r/z", false); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled wait: %v", err)
+	}
+	hold()
+}
