@@ -194,16 +194,6 @@ func TestPullStreamScan(t *testing.T) {
 	}
 }
 
-func openTestStore(t *testing.T) *Store {
-	t.Helper()
-	s, err := OpenStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
 func grantFor(s *Store, id, tenant, repo string, at time.Time) error {
 	return s.UpdateImageRecord(id, at, func(r *imageRecord) *imageRecord {
 		if r == nil {

@@ -28,6 +28,8 @@ import (
 //	                                            so key order is time order)
 //	denial_tenants/<tenant key>/<id> -> ""     (per-tenant index, oldest first)
 //	denial_counts/<tenant key> -> uint64       (records per tenant)
+//	images/<image id> -> JSON imageRecord      (credential-pulled images,
+//	image_tenants/<tenant id> 0x00 <image id>   and their grants: store_images.go)
 //
 // The deny-log buckets, their invariants and retention are described in
 // store_denials.go.
