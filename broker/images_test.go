@@ -298,14 +298,14 @@ func TestImageStore(t *testing.T) {
 	}
 }
 
-// fakeDaemon answers the upstream calls the guard makes.
-type fakeDaemon struct {
+// fakeImageDaemon answers the upstream calls the guard makes.
+type fakeImageDaemon struct {
 	images       map[string]imageInfo // by reference
 	distribution atomic.Int32         // status of GET /distribution
 	distAuth     atomic.Value         // last X-Registry-Auth seen there
 }
 
-func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (f *fakeImageDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	switch {
 	case p == "/images/json":
@@ -322,19 +322,19 @@ func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Write([]byte(`{"message":"No such image: ` + ref + `"}`))
 			return
 		}
-		writeJSON(w, img)
+		writeImageJSON(w, img)
 	default:
 		w.WriteHeader(http.StatusNotFound)
 	}
 }
 
-func writeJSON(w http.ResponseWriter, v any) {
+func writeImageJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	buf, _ := json.Marshal(v)
 	w.Write(buf)
 }
 
-func newTestGuard(t *testing.T, fd *fakeDaemon) (*imageGuard, *Store) {
+func newTestGuard(t *testing.T, fd *fakeImageDaemon) (*imageGuard, *Store) {
 	t.Helper()
 	srv := httptest.NewServer(fd)
 	t.Cleanup(srv.Close)
@@ -406,7 +406,7 @@ func TestSettlePull(t *testing.T) {
 			if pullRepo == "" {
 				pullRepo = repo
 			}
-			fd := &fakeDaemon{images: map[string]imageInfo{pullRepo + "@" + dg: {ID: id}}}
+			fd := &fakeImageDaemon{images: map[string]imageInfo{pullRepo + "@" + dg: {ID: id}}}
 			fd.distribution.Store(int32(max(tc.dist, 200)))
 			if tc.dist != 0 {
 				fd.distribution.Store(int32(tc.dist))
@@ -456,7 +456,7 @@ func TestSettlePull(t *testing.T) {
 }
 
 func TestImageVisibility(t *testing.T) {
-	fd := &fakeDaemon{}
+	fd := &fakeImageDaemon{}
 	g, s := newTestGuard(t, fd)
 	now := time.Unix(1, 0)
 	grantFor(s, "sha256:priv", "ta", "r.io/priv", now)
@@ -499,7 +499,7 @@ func TestImageVisibility(t *testing.T) {
 }
 
 func TestCheckCreate(t *testing.T) {
-	fd := &fakeDaemon{images: map[string]imageInfo{
+	fd := &fakeImageDaemon{images: map[string]imageInfo{
 		"r.io/priv:v1":  {ID: "sha256:priv", RepoTags: []string{"r.io/priv:v1"}},
 		"busybox:local": {ID: "sha256:op", RepoTags: []string{"busybox:local"}},
 	}}
@@ -539,7 +539,7 @@ func TestCheckCreate(t *testing.T) {
 }
 
 func TestFilterList(t *testing.T) {
-	g, s := newTestGuard(t, &fakeDaemon{})
+	g, s := newTestGuard(t, &fakeImageDaemon{})
 	grantFor(s, "sha256:priv", "ta", "r.io/priv", time.Unix(1, 0))
 	in := `[{"Id":"sha256:priv","RepoTags":["r.io/priv:v1"],"Size":1},{"Id":"sha256:op","RepoTags":["busybox:local"],"Extra":{"k":1}}]`
 	out, err := g.filterList("tb", []byte(in))
@@ -556,7 +556,7 @@ func TestFilterList(t *testing.T) {
 }
 
 func TestRepoGate(t *testing.T) {
-	g, _ := newTestGuard(t, &fakeDaemon{})
+	g, _ := newTestGuard(t, &fakeImageDaemon{})
 	g.gateWait = 50 * time.Millisecond
 	ctx := context.Background()
 	r1, err := g.acquire(ctx, "r/x", false)
