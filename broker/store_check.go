@@ -102,7 +102,8 @@ func InspectStateFile(path string) (*StateReport, error) {
 }
 
 // touchBucket reads every byte of b's keys and values, and of its nested
-// buckets. depth bounds nesting (the broker nests none).
+// buckets. depth bounds nesting (the broker nests one level: the deny
+// log's per-tenant index).
 func touchBucket(b *bolt.Bucket, depth int) error {
 	if depth > 8 {
 		return fmt.Errorf("%w: buckets nested deeper than 8", ErrStateCorrupt)

@@ -200,10 +200,11 @@ func TestDenyLogKeepsNoSecrets(t *testing.T) {
 }
 
 // A refused request with a ~1 MB request line costs the store a bounded
-// record, not its size.
+// record, not its size. The header bound is raised so the lines reach the
+// policy: the store must stay bounded whatever the operator sets.
 func TestDenyLogHugeRequestLine(t *testing.T) {
 	b := NewBroker(t)
-	b.ExtraArgs = []string{"--deny-rate", "0"}
+	b.ExtraArgs = []string{"--deny-rate", "0", "--max-header-bytes", "2097152"}
 	b.Start()
 	sock := b.CreateSocket(t, "huge", "github-actions-runner")
 	dbPath := filepath.Join(b.StateDir, "state.db")
