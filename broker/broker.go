@@ -97,6 +97,9 @@ type Config struct {
 	// PinSweepInterval is how often pins of containers that are gone are
 	// removed; 0 is one minute.
 	PinSweepInterval time.Duration
+	// PinLimit bounds each tenant's pinned bind sources (mounts on the
+	// host); 0 is DefaultPinLimit.
+	PinLimit int
 }
 
 // ownPaths are the broker's own files as given and, where they exist,
@@ -257,6 +260,9 @@ func Run(ctx context.Context, cfg Config) error {
 		append(slices.Clone(b.reg.protected), b.reg.daemonSockets...), up, log)
 	if cfg.BindPins == "" {
 		cfg.BindPins = PinAuto
+	}
+	if cfg.PinLimit > 0 {
+		pins.limit = cfg.PinLimit
 	}
 	why, err := pins.setup(cfg.BindPins, hostFS)
 	if err != nil {

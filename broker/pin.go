@@ -98,14 +98,24 @@ type pinner struct {
 	log           *slog.Logger
 	kick          chan struct{} // a sweep is wanted soon (buffer 1)
 
-	mu       sync.Mutex          // guards inflight and the creation and removal of pin directories
+	// limit bounds each tenant's pin entries (mounts): the host's mount
+	// table is shared, and a tenant creating containers without end must
+	// not fill it (fs.mount-max) for everyone.
+	limit int
+
+	mu       sync.Mutex          // guards inflight, counts and the creation and removal of pin directories
 	inflight map[string]struct{} // pin ids whose create has not been answered yet
+	counts   map[string]int      // tenant id -> pin entries on disk
 }
+
+// DefaultPinLimit is the default bound on one tenant's pinned bind sources.
+const DefaultPinLimit = 4096
 
 func newPinner(mode PinMode, dir, hostSocketDir string, guarded []string, up *Upstream, log *slog.Logger) *pinner {
 	return &pinner{
 		mode: mode, dir: dir, guarded: guarded, hostSocketDir: hostSocketDir, up: up, log: log,
-		kick: make(chan struct{}, 1), inflight: make(map[string]struct{}),
+		kick: make(chan struct{}, 1), inflight: make(map[string]struct{}), counts: make(map[string]int),
+		limit: DefaultPinLimit,
 	}
 }
 
@@ -137,7 +147,49 @@ func (pn *pinner) setup(want PinMode, hostFS bool) (reason string, err error) {
 		return fallback(err.Error())
 	}
 	pn.mode = PinMount
-	return "", nil
+	return "", pn.countExisting()
+}
+
+// countExisting counts the pin entries a previous run left, per tenant.
+func (pn *pinner) countExisting() error {
+	tenants, err := os.ReadDir(pn.dir)
+	if err != nil {
+		return fmt.Errorf("pin directory: %w", err)
+	}
+	pn.mu.Lock()
+	defer pn.mu.Unlock()
+	for _, t := range tenants {
+		pins, _ := os.ReadDir(filepath.Join(pn.dir, t.Name()))
+		for _, p := range pins {
+			ents, _ := os.ReadDir(filepath.Join(pn.dir, t.Name(), p.Name()))
+			pn.counts[t.Name()] += len(ents)
+		}
+	}
+	return nil
+}
+
+// reserve counts one more pin entry for a tenant, or refuses past the limit.
+func (pn *pinner) reserve(tenantID string) error {
+	pn.mu.Lock()
+	defer pn.mu.Unlock()
+	if pn.counts[tenantID] >= pn.limit {
+		return &pinRefused{status: http.StatusTooManyRequests, msg: fmt.Sprintf(
+			"this socket already has %d pinned bind sources (the broker's --pin-limit): remove containers that are no longer needed", pn.limit)}
+	}
+	pn.counts[tenantID]++
+	return nil
+}
+
+// uncount forgets n pin entries of a tenant.
+func (pn *pinner) uncount(tenantID string, n int) {
+	if n == 0 {
+		return
+	}
+	pn.mu.Lock()
+	defer pn.mu.Unlock()
+	if pn.counts[tenantID] -= n; pn.counts[tenantID] <= 0 {
+		delete(pn.counts, tenantID)
+	}
 }
 
 // prepareDir creates the pin directory (0700 root, never a symlink) and
@@ -245,7 +297,14 @@ func (pn *pinner) prepare(tenantID, tenantName string, body []byte) (out []byte,
 			}
 			target := filepath.Join(pinDir, strconv.Itoa(n))
 			n++
+			if err := pn.reserve(tenantID); err != nil {
+				return "", err
+			}
 			if err := pinSource(src, target, !s.Mount || s.CreateMountpoint, !s.NonRecursive); err != nil {
+				// Counted while its entry exists; release removes and uncounts it.
+				if _, lerr := os.Lstat(target); errors.Is(lerr, os.ErrNotExist) {
+					pn.uncount(tenantID, 1)
+				}
 				return "", err
 			}
 			return target, nil
@@ -459,6 +518,8 @@ func (pn *pinner) release(tenantID, pinID string) error {
 		return err
 	}
 	var errs []error
+	gone := 0
+	defer func() { pn.uncount(tenantID, gone) }()
 	for _, e := range ents {
 		p := filepath.Join(dir, e.Name())
 		// Unmount until the entry is no mount point any more (EINVAL).
@@ -478,7 +539,9 @@ func (pn *pinner) release(tenantID, pinID string) error {
 		}
 		if err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("removing %s: %w", p, err))
+			continue
 		}
+		gone++
 	}
 	if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.ENOENT) {
 		errs = append(errs, fmt.Errorf("removing %s: %w", dir, err))

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -371,5 +372,91 @@ func mustSymlink(t *testing.T, target, p string) {
 	t.Helper()
 	if err := os.Symlink(target, p); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestPinLimit(t *testing.T) {
+	work, pn := pinTestDir(t)
+	pn.limit = 2
+	src := filepath.Join(work, "d")
+	mustMkdir(t, src)
+	bind := func(n int) []byte {
+		var bs []string
+		for i := range n {
+			bs = append(bs, `"`+src+`:/x`+string(rune('a'+i))+`"`)
+		}
+		return []byte(`{"HostConfig":{"Binds":[` + strings.Join(bs, ",") + `]}}`)
+	}
+	_, _, err := pn.prepare("t-1", "r1", bind(3))
+	var pr *pinRefused
+	if !errors.As(err, &pr) || pr.status != http.StatusTooManyRequests {
+		t.Fatalf("3 binds with a limit of 2: %v", err)
+	}
+	if pn.counts["t-1"] != 0 {
+		t.Fatalf("a refused create left %d counted", pn.counts["t-1"])
+	}
+	_, id, err := pn.prepare("t-1", "r1", bind(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pn.finish("t-1", id, true)
+	if _, _, err := pn.prepare("t-1", "r1", bind(1)); !errors.As(err, &pr) {
+		t.Fatalf("past the limit: %v", err)
+	}
+	// Another tenant has its own budget.
+	_, id2, err := pn.prepare("t-2", "r2", bind(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pn.finish("t-2", id2, false)
+	if err := pn.release("t-1", id); err != nil {
+		t.Fatal(err)
+	}
+	if len(pn.counts) != 0 {
+		t.Fatalf("counts after release: %v", pn.counts)
+	}
+}
+
+// BenchmarkPinCreate is the broker's own cost of pinning a create with n
+// bind sources (open, mount, label) and of removing the pins again.
+func BenchmarkPinCreate(b *testing.B) {
+	for _, release := range []bool{false, true} {
+		for _, n := range []int{0, 1, 8} {
+			name := strconv.Itoa(n) + "-binds"
+			if release {
+				name += "+release"
+			}
+			b.Run(name, func(b *testing.B) {
+				root := b.TempDir()
+				pn := newPinner(PinMount, filepath.Join(root, "pins"), "", nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+				if err := pn.prepareDir(); err != nil {
+					b.Skipf("cannot mount here: %v", err)
+				}
+				defer unix.Unmount(pn.dir, unix.MNT_DETACH)
+				var bs []string
+				for i := range n {
+					d := filepath.Join(root, "work", strconv.Itoa(i))
+					if err := os.MkdirAll(d, 0o755); err != nil {
+						b.Fatal(err)
+					}
+					bs = append(bs, `"`+d+`:/m`+strconv.Itoa(i)+`"`)
+				}
+				body := []byte(`{"Image":"busybox","Cmd":["true"],"HostConfig":{"NetworkMode":"none","Binds":[` + strings.Join(bs, ",") + `]}}`)
+				b.ResetTimer()
+				for range b.N {
+					_, id, err := pn.prepare("t-1", "r1", body)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if !release {
+						b.StopTimer()
+					}
+					pn.finish("t-1", id, false)
+					if !release {
+						b.StartTimer()
+					}
+				}
+			})
+		}
 	}
 }

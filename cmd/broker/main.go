@@ -65,6 +65,7 @@ type options struct {
 	bindPins          string
 	pinSweepInterval  time.Duration
 	limits            broker.Limits
+	pinLimit          int
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -102,6 +103,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 		"how long an idle keep-alive tenant connection is kept between requests (streams are never cut)")
 	fs.IntVar(&o.limits.MaxHeaderBytes, "max-header-bytes", broker.DefaultMaxHeaderBytes,
 		"largest request line plus headers a tenant may send, in bytes (registry auth headers must fit)")
+	fs.IntVar(&o.pinLimit, "pin-limit", broker.DefaultPinLimit, "at most this many pinned bind sources (host mounts) per tenant socket; a create past it is refused until containers are removed")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
@@ -266,6 +268,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer f.Close()
 		access = slog.New(slog.NewJSONHandler(f, nil))
 	}
+	if o.pinLimit < 1 {
+		fmt.Fprintf(stderr, "broker: --pin-limit %d: must be at least 1\n", o.pinLimit)
+		return 2
+	}
 	pinMode, err := broker.ParsePinMode(o.bindPins)
 	if err != nil {
 		fmt.Fprintf(stderr, "broker: --bind-pins: %v\n", err)
@@ -294,6 +300,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		AccessLog:           access,
 		BindPins:            pinMode,
 		PinSweepInterval:    o.pinSweepInterval,
+		PinLimit:            o.pinLimit,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "broker: %v\n", err)
