@@ -57,26 +57,31 @@ func notFoundMessage(k objectKind, ref string) string {
 	return "No such container: " + ref
 }
 
-// errForeign means the object is missing or belongs to another tenant; the
-// two are deliberately indistinguishable.
-type errForeign struct {
+// errNoSuchObject is a reference the tenant may not use: a missing object,
+// or (foreign) an object that exists and is not the tenant's. Both get the
+// same answer, dockerd's own for a missing object, so the client learns
+// nothing about other tenants; only a foreign one is a denial that is
+// recorded and paced.
+type errNoSuchObject struct {
 	kind objectKind
 	ref  string
-	// inBody is set for a reference inside a create body, which dockerd
+	// foreign: the object exists and belongs to someone else.
+	foreign bool
+	// inBody is set for a reference inside a request body, which dockerd
 	// answers with 400 rather than 404 (and a 404 on create would make the
 	// docker CLI try to pull the image).
 	inBody bool
 }
 
 // status is the HTTP status dockerd uses for this missing object.
-func (e *errForeign) status() int {
+func (e *errNoSuchObject) status() int {
 	if e.inBody {
 		return http.StatusBadRequest
 	}
 	return http.StatusNotFound
 }
 
-func (e *errForeign) Error() string { return notFoundMessage(e.kind, e.ref) }
+func (e *errNoSuchObject) Error() string { return notFoundMessage(e.kind, e.ref) }
 
 // objectRoute finds the object a canonical path addresses. prefix and
 // suffix are what surrounds the reference, so the path can be rebuilt
@@ -135,6 +140,86 @@ func objectRoute(method, p string) (k objectKind, ref, prefix, suffix string, ok
 type isolator struct {
 	up    *Upstream
 	owner string // tenant id
+	// daemon answers lookups; nil means the upstream itself (tests set a fake).
+	daemon daemonObjects
+}
+
+// daemonObjects is what isolation asks of the daemon.
+type daemonObjects interface {
+	// inspect looks one object up the way dockerd resolves a reference
+	// (full id, name, unique id prefix). found is false when dockerd
+	// answers 4xx: not found, or an ambiguous prefix.
+	inspect(ctx context.Context, k objectKind, ref string) (obj objectInfo, found bool, err error)
+	// createVolume creates a named local volume with the owner label.
+	createVolume(ctx context.Context, name, owner string) error
+}
+
+// objectInfo is what isolation needs to know about one object.
+type objectInfo struct {
+	ID          string // the full id (the name, for volumes)
+	Name        string
+	Labels      map[string]string
+	ContainerID string // exec instances: their container
+}
+
+func (iso isolator) objects() daemonObjects {
+	if iso.daemon != nil {
+		return iso.daemon
+	}
+	return upstreamObjects{iso}
+}
+
+// upstreamObjects asks the upstream daemon, uncached.
+type upstreamObjects struct{ iso isolator }
+
+func (u upstreamObjects) inspect(ctx context.Context, k objectKind, ref string) (objectInfo, bool, error) {
+	switch k {
+	case kindContainer:
+		var c struct {
+			ID     string `json:"Id"`
+			Name   string
+			Config struct{ Labels map[string]string }
+		}
+		found, err := u.iso.get(ctx, "/containers/"+ref+"/json", &c)
+		return objectInfo{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/"), Labels: c.Config.Labels}, found, err
+	case kindExec:
+		var e struct {
+			ID          string
+			ContainerID string
+		}
+		found, err := u.iso.get(ctx, "/exec/"+ref+"/json", &e)
+		return objectInfo{ID: e.ID, ContainerID: e.ContainerID}, found, err
+	case kindNetwork:
+		var n struct {
+			ID     string `json:"Id"`
+			Name   string
+			Labels map[string]string
+		}
+		found, err := u.iso.get(ctx, "/networks/"+ref, &n)
+		return objectInfo{ID: n.ID, Name: n.Name, Labels: n.Labels}, found, err
+	}
+	var v struct {
+		Name   string
+		Labels map[string]string
+	}
+	found, err := u.iso.get(ctx, "/volumes/"+ref, &v)
+	return objectInfo{ID: v.Name, Name: v.Name, Labels: v.Labels}, found, err
+}
+
+func (u upstreamObjects) createVolume(ctx context.Context, name, owner string) error {
+	body, _ := json.Marshal(map[string]any{"Name": name, "Labels": map[string]string{OwnerLabel: owner}})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://docker/volumes/create", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := u.iso.up.transport.RoundTrip(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return nil
 }
 
 // get fetches an upstream JSON document. found is false on 404.
@@ -168,62 +253,41 @@ func (iso isolator) getQuery(ctx context.Context, p, rawQuery string, v any) (fo
 }
 
 // resolve returns the full id (name, for volumes) of an object the tenant
-// owns, or *errForeign.
+// owns, or *errNoSuchObject.
 func (iso isolator) resolve(ctx context.Context, k objectKind, ref string) (string, error) {
-	if ref == "" || strings.ContainsAny(ref, "?#") {
-		return "", &errForeign{kind: k, ref: ref}
+	obj, err := iso.resolveObject(ctx, k, ref)
+	return obj.ID, err
+}
+
+// resolveObject looks ref up once and checks its owner. A missing object
+// and another tenant's are both *errNoSuchObject; foreign tells them apart
+// for the deny log only.
+func (iso isolator) resolveObject(ctx context.Context, k objectKind, ref string) (objectInfo, error) {
+	// No object is named by these: "" lists, '?' and '#' would change the
+	// lookup's URL, and a leading '/' would be a path of its own.
+	if ref == "" || strings.ContainsAny(ref, "?#") || strings.HasPrefix(ref, "/") {
+		return objectInfo{}, &errNoSuchObject{kind: k, ref: ref}
 	}
-	var found bool
-	var err error
-	var id string
-	var labels map[string]string
-	switch k {
-	case kindContainer:
-		var c struct {
-			ID     string `json:"Id"`
-			Config struct{ Labels map[string]string }
-		}
-		found, err = iso.get(ctx, "/containers/"+ref+"/json", &c)
-		id, labels = c.ID, c.Config.Labels
-	case kindExec:
-		var e struct {
-			ID          string
-			ContainerID string
-		}
-		if found, err = iso.get(ctx, "/exec/"+ref+"/json", &e); err != nil || !found {
-			break
-		}
+	obj, found, err := iso.objects().inspect(ctx, k, ref)
+	switch {
+	case err != nil:
+		return objectInfo{}, err
+	case !found || obj.ID == "":
+		return objectInfo{}, &errNoSuchObject{kind: k, ref: ref}
+	case k == kindExec:
 		// An exec instance belongs to the tenant that owns its container.
-		if _, err := iso.resolve(ctx, kindContainer, e.ContainerID); err != nil {
-			var f *errForeign
-			if errors.As(err, &f) {
-				return "", &errForeign{kind: k, ref: ref}
+		if _, err := iso.resolveObject(ctx, kindContainer, obj.ContainerID); err != nil {
+			var nf *errNoSuchObject
+			if errors.As(err, &nf) {
+				return objectInfo{}, &errNoSuchObject{kind: k, ref: ref, foreign: nf.foreign}
 			}
-			return "", err
+			return objectInfo{}, err
 		}
-		return e.ID, nil
-	case kindNetwork:
-		var n struct {
-			ID     string `json:"Id"`
-			Labels map[string]string
-		}
-		found, err = iso.get(ctx, "/networks/"+ref, &n)
-		id, labels = n.ID, n.Labels
-	case kindVolume:
-		var v struct {
-			Name   string
-			Labels map[string]string
-		}
-		found, err = iso.get(ctx, "/volumes/"+ref, &v)
-		id, labels = v.Name, v.Labels
+		return obj, nil
+	case obj.Labels[OwnerLabel] != iso.owner:
+		return objectInfo{}, &errNoSuchObject{kind: k, ref: ref, foreign: true}
 	}
-	if err != nil {
-		return "", err
-	}
-	if !found || id == "" || labels[OwnerLabel] != iso.owner {
-		return "", &errForeign{kind: k, ref: ref}
-	}
-	return id, nil
+	return obj, nil
 }
 
 // listRoutes are the requests whose answers are filtered to the tenant by
@@ -365,7 +429,16 @@ func (e *errNameTaken) Error() string { return e.msg }
 // isolateNetworkCreate stamps the owner and forces CheckDuplicate: without
 // it dockerd creates a second network of the same name and answers with a
 // warning that carries the other network's id.
-func (iso isolator) isolateNetworkCreate(body []byte) ([]byte, error) {
+//
+// ConfigFrom names a config-only network, which must be the tenant's.
+func (iso isolator) isolateNetworkCreate(ctx context.Context, body []byte) ([]byte, error) {
+	refs, err := policy.NetworkCreateRefs(body)
+	if err != nil {
+		return nil, errAmbiguous(err.Error())
+	}
+	if body, err = iso.forwardRefs(ctx, refs, true); err != nil {
+		return nil, err
+	}
 	b, err := stampOwner(body, iso.owner)
 	if err != nil {
 		return nil, err
@@ -446,42 +519,68 @@ func stampOwner(body []byte, owner string) ([]byte, error) {
 	return json.Marshal(top)
 }
 
-// isolateContainerCreate checks every object a container-create body names
-// and returns the body with the owner label stamped.
+// isolateContainerCreate resolves every object a container-create body
+// names, forwards their full ids in place of the tenant's text, and stamps
+// the owner label.
 func (iso isolator) isolateContainerCreate(ctx context.Context, body []byte) ([]byte, error) {
-	err := iso.checkCreateRefs(ctx, body)
-	var f *errForeign
-	if errors.As(err, &f) {
-		f.inBody = true
-	}
+	refs, err := policy.ContainerCreateRefs(body)
 	if err != nil {
+		return nil, errAmbiguous(err.Error())
+	}
+	if body, err = iso.forwardRefs(ctx, refs, true); err != nil {
 		return nil, err
 	}
 	return stampOwner(body, iso.owner)
 }
 
-// checkCreateRefs resolves every reference policy finds in a create body
-// (containers, networks other than the daemon's own, named volumes, at
-// both levels dockerd reads HostConfig).
-func (iso isolator) checkCreateRefs(ctx context.Context, body []byte) error {
-	refs, err := policy.ContainerCreateRefs(body)
-	if err != nil {
-		return errAmbiguous(err.Error())
-	}
-	for _, r := range refs {
-		switch r.Kind {
-		case policy.RefContainer:
-			_, err = iso.resolve(ctx, kindContainer, r.Ref)
-		case policy.RefNetwork:
-			_, err = iso.resolve(ctx, kindNetwork, r.Ref)
-		case policy.RefVolume:
-			err = iso.ownVolume(ctx, r.Ref)
-		}
+// forwardRefs resolves each distinct reference of a body once (policy caps
+// them at policy.MaxBodyRefs) and returns the body with the resolved ids
+// in place of the references.
+// inBody: a missing object is answered 400, as dockerd answers a create.
+func (iso isolator) forwardRefs(ctx context.Context, refs *policy.BodyRefs, inBody bool) ([]byte, error) {
+	keys := refs.Distinct()
+	ids := make(map[policy.RefKey]string, len(keys))
+	for _, k := range keys {
+		id, err := iso.resolveRef(ctx, k)
 		if err != nil {
-			return err
+			var nf *errNoSuchObject
+			if errors.As(err, &nf) {
+				nf.inBody = inBody
+			}
+			return nil, err
 		}
+		ids[k] = id
 	}
-	return nil
+	body, err := refs.Forward(ids)
+	if err != nil {
+		return nil, errAmbiguous(err.Error())
+	}
+	return body, nil
+}
+
+// resolveRef resolves one body reference to what is forwarded for it.
+func (iso isolator) resolveRef(ctx context.Context, k policy.RefKey) (string, error) {
+	switch k.Kind {
+	case policy.RefContainer:
+		return iso.resolve(ctx, kindContainer, k.Ref)
+	case policy.RefNetwork:
+		obj, err := iso.resolveObject(ctx, kindNetwork, k.Ref)
+		if err != nil {
+			return "", err
+		}
+		if k.ByName {
+			// dockerd looks this one up by exact name: an id or a prefix
+			// of the tenant's network names nothing there.
+			if obj.Name != k.Ref {
+				return "", &errNoSuchObject{kind: kindNetwork, ref: k.Ref}
+			}
+			return obj.Name, nil
+		}
+		return obj.ID, nil
+	case policy.RefVolume:
+		return k.Ref, iso.ownVolume(ctx, k.Ref)
+	}
+	return "", errAmbiguous(fmt.Sprintf("reference of unknown kind %v", k.Kind))
 }
 
 // ownVolume checks a named volume a container will mount. dockerd creates
@@ -489,51 +588,40 @@ func (iso isolator) checkCreateRefs(ctx context.Context, body []byte) error {
 // first, labelled, so the tenant owns it like any volume it creates.
 func (iso isolator) ownVolume(ctx context.Context, name string) error {
 	_, err := iso.resolve(ctx, kindVolume, name)
-	var f *errForeign
-	if !errors.As(err, &f) {
+	var nf *errNoSuchObject
+	if !errors.As(err, &nf) || nf.foreign {
 		return err
 	}
-	var v struct{ Name string }
-	if found, gerr := iso.get(ctx, "/volumes/"+name, &v); gerr != nil || found {
-		return err // exists and is not ours: "no such volume"
+	if err := iso.objects().createVolume(ctx, name, iso.owner); err != nil {
+		return err
 	}
-	body, _ := json.Marshal(map[string]any{"Name": name, "Labels": map[string]string{OwnerLabel: iso.owner}})
-	req, rerr := http.NewRequestWithContext(ctx, http.MethodPost, "http://docker/volumes/create", bytes.NewReader(body))
-	if rerr != nil {
-		return rerr
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, rerr := iso.up.transport.RoundTrip(req)
-	if rerr != nil {
-		return rerr
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
 	// Another tenant may have won a race for the name: check again.
 	_, err = iso.resolve(ctx, kindVolume, name)
 	return err
 }
 
-// isolateNetworkConnect resolves the container named in a network
-// connect/disconnect body and forwards its full id.
-func (iso isolator) isolateNetworkConnect(ctx context.Context, body []byte) ([]byte, error) {
-	ref, err := policy.NetworkConnectContainer(body)
+// isolateNetworkConnect resolves the container a network connect or
+// disconnect body names (and an endpoint NetworkID, which must be the
+// path's network) and forwards full ids. p is the canonical path, whose
+// network was already resolved to its full id.
+func (iso isolator) isolateNetworkConnect(ctx context.Context, p string, body []byte) ([]byte, error) {
+	rest := strings.TrimPrefix(p, "/networks/")
+	netID, op, _ := strings.Cut(rest, "/")
+	refs, err := policy.NetworkConnectRefs(body, netID, op == "connect")
 	if err != nil {
 		return nil, errAmbiguous(err.Error())
 	}
-	id, err := iso.resolve(ctx, kindContainer, ref)
-	if err != nil {
-		return nil, err
+	// dockerd answers a connect naming a missing container with 404.
+	return iso.forwardRefs(ctx, refs, false)
+}
+
+// isolateContainerStart refuses a body on container start whatever the
+// mode: dockerd before API 1.24 applies a HostConfig sent there, with
+// every reference in it.
+func isolateContainerStart(body []byte) error {
+	switch string(bytes.TrimSpace(body)) {
+	case "", "{}", "null":
+		return nil
 	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil {
-		return nil, errAmbiguous("request body is not a JSON object")
-	}
-	for k := range top {
-		if strings.EqualFold(k, "Container") {
-			delete(top, k)
-		}
-	}
-	top["Container"], _ = json.Marshal(id)
-	return json.Marshal(top)
+	return errAmbiguous("a request body on container start is not accepted (it could carry a HostConfig)")
 }

@@ -235,6 +235,9 @@ func bodyIsolated(req policy.Request) bool {
 	case "/containers/create", "/networks/create", "/volumes/create":
 		return true
 	}
+	if strings.HasPrefix(req.Path, "/containers/") && strings.HasSuffix(req.Path, "/start") {
+		return true // a start body is refused: it could carry a HostConfig
+	}
 	return strings.HasPrefix(req.Path, "/networks/") &&
 		(strings.HasSuffix(req.Path, "/connect") || strings.HasSuffix(req.Path, "/disconnect"))
 }
@@ -309,9 +312,10 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return true
 	}
 	// isolationFailed answers an isolation error. A foreign or missing
-	// object gets dockerd's own 404, so its existence is not confirmed.
+	// object gets dockerd's own answer for a missing one, so its existence
+	// is not confirmed; only a foreign one is recorded and paced.
 	isolationFailed := func(err error) {
-		var foreign *errForeign
+		var nf *errNoSuchObject
 		var amb errAmbiguous
 		var taken *errNameTaken
 		var hidden *errImageHidden
@@ -327,9 +331,14 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case errors.As(err, &taken):
 			answer(policy.Decision{Status: http.StatusConflict, Code: policy.ReasonForeignObject,
 				Reason: taken.Error() + " by another tenant", Rule: "tenant isolation"}, taken.Error())
-		case errors.As(err, &foreign):
-			answer(policy.Decision{Status: foreign.status(), Code: policy.ReasonForeignObject,
-				Reason: "not owned by this tenant: " + foreign.Error(), Rule: "tenant isolation"}, foreign.Error())
+		case errors.As(err, &nf) && nf.foreign:
+			answer(policy.Decision{Status: nf.status(), Code: policy.ReasonForeignObject,
+				Reason: "not owned by this tenant: " + nf.Error(), Rule: "tenant isolation"}, nf.Error())
+		case errors.As(err, &nf):
+			// Missing: not a denial (compose and docker inspect probe
+			// names that do not exist yet).
+			outcome = "not_found"
+			writeDockerError(w, nf.status(), nf.Error())
 		case errors.As(err, &amb):
 			refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed, Reason: string(amb), Rule: "tenant isolation"})
 		default:
@@ -463,11 +472,15 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			case "/containers/create":
 				f.body, err = iso.isolateContainerCreate(ctx, f.body)
 			case "/networks/create":
-				f.body, err = iso.isolateNetworkCreate(f.body)
+				f.body, err = iso.isolateNetworkCreate(ctx, f.body)
 			case "/volumes/create":
 				f.body, err = iso.isolateVolumeCreate(ctx, f.body)
 			default:
-				f.body, err = iso.isolateNetworkConnect(ctx, f.body)
+				if strings.HasPrefix(req.Path, "/containers/") {
+					err = isolateContainerStart(f.body)
+				} else {
+					f.body, err = iso.isolateNetworkConnect(ctx, req.Path, f.body)
+				}
 			}
 			if err != nil {
 				isolationFailed(err)

@@ -416,46 +416,6 @@ container:
 	})
 }
 
-func TestContainerCreateRefs(t *testing.T) {
-	tests := []struct {
-		name    string
-		body    string
-		want    []ContainerRef
-		wantErr bool
-	}{
-		{name: "none", body: dockerRunBody},
-		{name: "joins", body: `{"HostConfig":{"NetworkMode":"container:web","PidMode":"container:db","IpcMode":"container:db","VolumesFrom":["data:ro"],"Links":["/cache:c"]}}`,
-			want: []ContainerRef{
-				{RefContainer, "HostConfig.NetworkMode", "web"}, {RefContainer, "HostConfig.PidMode", "db"}, {RefContainer, "HostConfig.IpcMode", "db"},
-				{RefContainer, "HostConfig.VolumesFrom[0]", "data"}, {RefContainer, "HostConfig.Links[0]", "cache"},
-			}},
-		{name: "top-level", body: `{"PidMode":"container:x"}`, want: []ContainerRef{{RefContainer, "PidMode", "x"}}},
-		{name: "networks", body: `{"HostConfig":{"NetworkMode":"jobnet"},"NetworkingConfig":{"EndpointsConfig":{"jobnet":{},"none":{},"b":{}}}}`,
-			want: []ContainerRef{
-				{RefNetwork, "HostConfig.NetworkMode", "jobnet"},
-				{RefNetwork, "NetworkingConfig.EndpointsConfig[b]", "b"}, {RefNetwork, "NetworkingConfig.EndpointsConfig[jobnet]", "jobnet"},
-			}},
-		{name: "builtin networks are not references", body: `{"HostConfig":{"NetworkMode":"bridge"},"NetworkingConfig":{"EndpointsConfig":{"default":{},"none":{}}}}`},
-		{name: "volumes at both levels", body: `{"Binds":["top:/a"],"HostConfig":{"Binds":["/host:/h","/anon","named:/n:ro"],"Mounts":[{"Type":"volume","Source":"mv","Target":"/m"},{"Type":"volume","Target":"/anon2"},{"Type":"bind","Source":"/x","Target":"/y"}]}}`,
-			want: []ContainerRef{
-				{RefVolume, "Binds[0]", "top"},
-				{RefVolume, "HostConfig.Binds[2]", "named"}, {RefVolume, "HostConfig.Mounts[0].Source", "mv"},
-			}},
-		{name: "ambiguous", body: `{"HostConfig":{"PidMode":"","pidmode":"container:x"}}`, wantErr: true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := ContainerCreateRefs([]byte(tc.body))
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("err = %v", err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("got %+v want %+v", got, tc.want)
-			}
-		})
-	}
-}
-
 func TestContainerStartAndUpdate(t *testing.T) {
 	pol := runnerTenant(t)
 	start := Request{Method: "POST", Path: "/containers/abc/start"}

@@ -249,16 +249,6 @@ func (p *Policy) inspectNetworkConnect(body []byte) Decision {
 	return allow(rule)
 }
 
-// NetworkConnectContainer returns the container a network-connect body
-// names, for the broker's tenant isolation. It decodes strictly.
-func NetworkConnectContainer(body []byte) (string, error) {
-	var b networkConnectBody
-	if d, ok := readBody(body, schemaFor(BodyNetworkConnect), &b, "network connect"); !ok {
-		return "", &bodyError{d.Reason}
-	}
-	return b.Container, nil
-}
-
 type bodyError struct{ msg string }
 
 func (e *bodyError) Error() string { return ErrMalformed.Error() + ": " + e.msg }
