@@ -3,6 +3,9 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
 	"net/url"
 	"reflect"
 	"strings"
@@ -208,5 +211,255 @@ func TestIsolateQuery(t *testing.T) {
 			}
 			tt.check(t, q)
 		})
+	}
+}
+
+// fakeDaemon is a small in-memory dockerd for isolation's lookups: objects
+// by kind, found by full id, name or unique id prefix, as dockerd finds them.
+type fakeDaemon struct {
+	objs    map[objectKind][]objectInfo
+	lookups int // inspect calls
+}
+
+func (f *fakeDaemon) inspect(_ context.Context, k objectKind, ref string) (objectInfo, bool, error) {
+	f.lookups++
+	var byPrefix []objectInfo
+	for _, o := range f.objs[k] {
+		if o.ID == ref || o.Name == ref {
+			return o, true, nil
+		}
+		if k != kindVolume && strings.HasPrefix(o.ID, ref) {
+			byPrefix = append(byPrefix, o)
+		}
+	}
+	if len(byPrefix) == 1 {
+		return byPrefix[0], true, nil
+	}
+	return objectInfo{}, false, nil // missing, or an ambiguous prefix
+}
+
+func (f *fakeDaemon) createVolume(_ context.Context, name, owner string) error {
+	f.objs[kindVolume] = append(f.objs[kindVolume], objectInfo{ID: name, Name: name, Labels: map[string]string{OwnerLabel: owner}})
+	return nil
+}
+
+func owned(id, name, owner string) objectInfo {
+	return objectInfo{ID: id, Name: name, Labels: map[string]string{OwnerLabel: owner}}
+}
+
+func newFakeDaemon() *fakeDaemon {
+	const a, b = "t-a", "t-b"
+	return &fakeDaemon{objs: map[objectKind][]objectInfo{
+		kindContainer: {
+			owned("aaaa0001", "job", a), owned("aaaa0002", "db", a),
+			owned("bbbb0001", "victim", b),
+			// A's decoy, named like the id prefix of B's container.
+			owned("aaaa0003", "bbbb", a),
+			{ID: "cccc0001", Name: "operator"}, // no owner label
+		},
+		kindNetwork: {
+			owned("aaaa1001", "anet", a), owned("aaaa1002", "anet2", a), owned("bbbb1001", "bnet", b),
+			owned("bbbb2002", "bcfg", b), owned("aaaa1003", "acfg", a),
+		},
+		kindVolume: {owned("avol", "avol", a), owned("bvol", "bvol", b)},
+		kindExec: {
+			{ID: "eeee0001", ContainerID: "aaaa0001"}, {ID: "eeee0002", ContainerID: "bbbb0001"},
+		},
+	}}
+}
+
+func TestResolveMissingAndForeign(t *testing.T) {
+	tests := []struct {
+		name    string
+		kind    objectKind
+		ref     string
+		id      string // "" : refused
+		foreign bool
+	}{
+		{"own by name", kindContainer, "job", "aaaa0001", false},
+		{"own by prefix", kindContainer, "aaaa0002", "aaaa0002", false},
+		{"missing", kindContainer, "nosuch", "", false},
+		{"ambiguous prefix is missing", kindContainer, "aaaa", "", false},
+		{"foreign by name", kindContainer, "victim", "", true},
+		{"foreign by prefix", kindContainer, "bbbb00", "", true},
+		{"unlabelled", kindContainer, "operator", "", true},
+		{"empty", kindContainer, "", "", false},
+		{"leading slash", kindContainer, "/job", "", false},
+		{"query characters", kindContainer, "job?x", "", false},
+		{"own exec", kindExec, "eeee0001", "eeee0001", false},
+		{"foreign exec", kindExec, "eeee0002", "", true},
+		{"missing exec", kindExec, "eeee9", "", false},
+		{"foreign network", kindNetwork, "bnet", "", true},
+		{"missing volume", kindVolume, "nosuch", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			iso := isolator{owner: "t-a", daemon: newFakeDaemon()}
+			id, err := iso.resolve(context.Background(), tt.kind, tt.ref)
+			if tt.id != "" {
+				if err != nil || id != tt.id {
+					t.Fatalf("resolve = %q, %v; want %q", id, err, tt.id)
+				}
+				return
+			}
+			var nf *errNoSuchObject
+			if !errors.As(err, &nf) {
+				t.Fatalf("resolve = %q, %v; want *errNoSuchObject", id, err)
+			}
+			if nf.foreign != tt.foreign {
+				t.Fatalf("foreign = %v, want %v", nf.foreign, tt.foreign)
+			}
+			if nf.status() != http.StatusNotFound || nf.Error() != notFoundMessage(tt.kind, tt.ref) {
+				t.Fatalf("answer %d %q: a foreign object must look exactly like a missing one", nf.status(), nf.Error())
+			}
+		})
+	}
+}
+
+func TestIsolateBodyRefs(t *testing.T) {
+	type result struct {
+		body    string // forwarded body, owner label left out; "" when refused
+		foreign bool   // refused as another tenant's object
+		missing bool   // refused as a missing object
+		bad     bool   // refused as malformed (400)
+	}
+	tests := []struct {
+		name string
+		path string // "/containers/create", "/networks/create" or a canonical connect path
+		body string
+		want result
+	}{
+		{"namespace joins forward the full id", "/containers/create",
+			`{"HostConfig":{"NetworkMode":"none","PidMode":"container:job","IpcMode":"container:aaaa0002"}}`,
+			result{body: `{"HostConfig":{"NetworkMode":"none","PidMode":"container:aaaa0001","IpcMode":"container:aaaa0002"}}`}},
+		{"decoy named like a prefix of another tenant's id resolves to the decoy", "/containers/create",
+			`{"HostConfig":{"PidMode":"container:bbbb"}}`,
+			result{body: `{"HostConfig":{"PidMode":"container:aaaa0003"}}`}},
+		{"volumes-from and links", "/containers/create",
+			`{"HostConfig":{"VolumesFrom":["db:ro"],"Links":["db:database","job"]}}`,
+			result{body: `{"HostConfig":{"VolumesFrom":["aaaa0002:ro"],"Links":["aaaa0002:database","aaaa0001:job"]}}`}},
+		{"foreign volumes-from", "/containers/create", `{"HostConfig":{"VolumesFrom":["victim"]}}`, result{foreign: true}},
+		{"missing link", "/containers/create", `{"HostConfig":{"Links":["nosuch:x"]}}`, result{missing: true}},
+		{"network by name with alias", "/containers/create",
+			`{"HostConfig":{"NetworkMode":"anet"},"NetworkingConfig":{"EndpointsConfig":{"anet":{"Aliases":["svc"]}}}}`,
+			result{body: `{"HostConfig":{"NetworkMode":"aaaa1001"},"NetworkingConfig":{"EndpointsConfig":{"aaaa1001":{"Aliases":["svc"],"NetworkID":"aaaa1001"}}}}`}},
+		{"NetworkID hijack by name", "/containers/create",
+			`{"HostConfig":{"NetworkMode":"anet"},"NetworkingConfig":{"EndpointsConfig":{"anet":{"NetworkID":"bnet"}}}}`,
+			result{foreign: true}},
+		{"NetworkID hijack by short id prefix", "/containers/create",
+			`{"HostConfig":{"NetworkMode":"anet"},"NetworkingConfig":{"EndpointsConfig":{"anet":{"NetworkID":"bbbb10"}}}}`,
+			result{foreign: true}},
+		{"NetworkID naming another own network", "/containers/create",
+			`{"NetworkingConfig":{"EndpointsConfig":{"anet":{"NetworkID":"anet2"}}}}`, result{bad: true}},
+		{"named volume created for the tenant", "/containers/create",
+			`{"HostConfig":{"Binds":["fresh:/x"]}}`, result{body: `{"HostConfig":{"Binds":["fresh:/x"]}}`}},
+		{"foreign named volume", "/containers/create", `{"HostConfig":{"Mounts":[{"Type":"volume","Source":"bvol","Target":"/x"}]}}`, result{foreign: true}},
+		{"connect", "/networks/aaaa1001/connect", `{"Container":"job","EndpointConfig":{"Aliases":["svc"]}}`,
+			result{body: `{"Container":"aaaa0001","EndpointConfig":{"Aliases":["svc"],"NetworkID":"aaaa1001"}}`}},
+		{"connect NetworkID hijack by prefix", "/networks/aaaa1001/connect", `{"Container":"job","EndpointConfig":{"NetworkID":"bbbb10"}}`, result{foreign: true}},
+		{"connect NetworkID of another own network", "/networks/aaaa1001/connect", `{"Container":"job","EndpointConfig":{"NetworkID":"anet2"}}`, result{bad: true}},
+		{"connect foreign container", "/networks/aaaa1001/connect", `{"Container":"victim"}`, result{foreign: true}},
+		{"disconnect", "/networks/aaaa1001/disconnect", `{"Container":"db","Force":true}`, result{body: `{"Container":"aaaa0002","Force":true}`}},
+		{"config-from own", "/networks/create", `{"Name":"x","ConfigFrom":{"Network":"acfg"}}`,
+			result{body: `{"Name":"x","ConfigFrom":{"Network":"acfg"},"CheckDuplicate":true}`}},
+		{"config-from foreign", "/networks/create", `{"Name":"x","ConfigFrom":{"Network":"bcfg"}}`, result{foreign: true}},
+		{"config-from by id is not by name", "/networks/create", `{"Name":"x","ConfigFrom":{"Network":"aaaa1003"}}`, result{missing: true}},
+		{"over the cap", "/containers/create", capBody(policy.MaxBodyRefs + 1), result{bad: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			iso := isolator{owner: "t-a", daemon: newFakeDaemon()}
+			ctx := context.Background()
+			var out []byte
+			var err error
+			switch tt.path {
+			case "/containers/create":
+				out, err = iso.isolateContainerCreate(ctx, []byte(tt.body))
+			case "/networks/create":
+				out, err = iso.isolateNetworkCreate(ctx, []byte(tt.body))
+			default:
+				out, err = iso.isolateNetworkConnect(ctx, tt.path, []byte(tt.body))
+			}
+			var nf *errNoSuchObject
+			var amb errAmbiguous
+			switch {
+			case tt.want.body != "":
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				var doc map[string]any
+				if err := json.Unmarshal(out, &doc); err != nil {
+					t.Fatal(err)
+				}
+				if tt.path != "/networks/aaaa1001/connect" && tt.path != "/networks/aaaa1001/disconnect" {
+					if l, _ := doc["Labels"].(map[string]any); l[OwnerLabel] != "t-a" {
+						t.Fatalf("owner label not stamped: %s", out)
+					}
+					delete(doc, "Labels")
+				}
+				var want map[string]any
+				if err := json.Unmarshal([]byte(tt.want.body), &want); err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(doc, want) {
+					t.Fatalf("forwarded\n  %s\nwant\n  %s", out, tt.want.body)
+				}
+			case tt.want.foreign || tt.want.missing:
+				if !errors.As(err, &nf) || nf.foreign != tt.want.foreign {
+					t.Fatalf("err = %#v, want errNoSuchObject{foreign: %v}", err, tt.want.foreign)
+				}
+			case tt.want.bad:
+				if !errors.As(err, &amb) {
+					t.Fatalf("err = %v, want a malformed-body refusal", err)
+				}
+			}
+		})
+	}
+}
+
+// capBody is a create body naming n distinct containers in VolumesFrom.
+func capBody(n int) string {
+	vf := make([]string, n)
+	for i := range vf {
+		vf[i] = fmt.Sprintf("c%d", i)
+	}
+	b, _ := json.Marshal(map[string]any{"HostConfig": map[string]any{"VolumesFrom": vf}})
+	return string(b)
+}
+
+// TestBodyRefLookupsBounded: 20,000 VolumesFrom entries cost one lookup
+// when they repeat one container, and none when they name more than the
+// cap.
+func TestBodyRefLookupsBounded(t *testing.T) {
+	same := make([]string, 20000)
+	for i := range same {
+		same[i] = "db"
+	}
+	body, _ := json.Marshal(map[string]any{"HostConfig": map[string]any{"VolumesFrom": same}})
+	d := newFakeDaemon()
+	iso := isolator{owner: "t-a", daemon: d}
+	if _, err := iso.isolateContainerCreate(context.Background(), body); err != nil {
+		t.Fatal(err)
+	}
+	if d.lookups != 1 {
+		t.Fatalf("20000 copies of one reference made %d lookups, want 1", d.lookups)
+	}
+	d.lookups = 0
+	_, err := iso.isolateContainerCreate(context.Background(), []byte(capBody(20000)))
+	var amb errAmbiguous
+	if !errors.As(err, &amb) || !strings.Contains(err.Error(), "more than 64") {
+		t.Fatalf("20000 distinct references: err = %v, want a 400 naming the cap", err)
+	}
+	if d.lookups != 0 {
+		t.Fatalf("a body over the cap made %d lookups, want 0", d.lookups)
+	}
+}
+
+func TestIsolateContainerStart(t *testing.T) {
+	for body, ok := range map[string]bool{"": true, " {} ": true, "null": true,
+		`{"HostConfig":{"PidMode":"container:victim"}}`: false, `{"x":1}`: false} {
+		if err := isolateContainerStart([]byte(body)); (err == nil) != ok {
+			t.Errorf("start body %q: err = %v", body, err)
+		}
 	}
 }
