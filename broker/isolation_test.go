@@ -214,14 +214,14 @@ func TestIsolateQuery(t *testing.T) {
 	}
 }
 
-// fakeDaemon is a small in-memory dockerd for isolation's lookups: objects
+// fakeObjects is a small in-memory dockerd for isolation's lookups: objects
 // by kind, found by full id, name or unique id prefix, as dockerd finds them.
-type fakeDaemon struct {
+type fakeObjects struct {
 	objs    map[objectKind][]objectInfo
 	lookups int // inspect calls
 }
 
-func (f *fakeDaemon) inspect(_ context.Context, k objectKind, ref string) (objectInfo, bool, error) {
+func (f *fakeObjects) inspect(_ context.Context, k objectKind, ref string) (objectInfo, bool, error) {
 	f.lookups++
 	var byPrefix []objectInfo
 	for _, o := range f.objs[k] {
@@ -238,7 +238,7 @@ func (f *fakeDaemon) inspect(_ context.Context, k objectKind, ref string) (objec
 	return objectInfo{}, false, nil // missing, or an ambiguous prefix
 }
 
-func (f *fakeDaemon) createVolume(_ context.Context, name, owner string) error {
+func (f *fakeObjects) createVolume(_ context.Context, name, owner string) error {
 	f.objs[kindVolume] = append(f.objs[kindVolume], objectInfo{ID: name, Name: name, Labels: map[string]string{OwnerLabel: owner}})
 	return nil
 }
@@ -247,9 +247,9 @@ func owned(id, name, owner string) objectInfo {
 	return objectInfo{ID: id, Name: name, Labels: map[string]string{OwnerLabel: owner}}
 }
 
-func newFakeDaemon() *fakeDaemon {
+func newFakeObjects() *fakeObjects {
 	const a, b = "t-a", "t-b"
-	return &fakeDaemon{objs: map[objectKind][]objectInfo{
+	return &fakeObjects{objs: map[objectKind][]objectInfo{
 		kindContainer: {
 			owned("aaaa0001", "job", a), owned("aaaa0002", "db", a),
 			owned("bbbb0001", "victim", b),
@@ -294,7 +294,7 @@ func TestResolveMissingAndForeign(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			iso := isolator{owner: "t-a", daemon: newFakeDaemon()}
+			iso := isolator{owner: "t-a", daemon: newFakeObjects()}
 			id, err := iso.resolve(context.Background(), tt.kind, tt.ref)
 			if tt.id != "" {
 				if err != nil || id != tt.id {
@@ -368,7 +368,7 @@ func TestIsolateBodyRefs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			iso := isolator{owner: "t-a", daemon: newFakeDaemon()}
+			iso := isolator{owner: "t-a", daemon: newFakeObjects()}
 			ctx := context.Background()
 			var out []byte
 			var err error
@@ -436,7 +436,7 @@ func TestBodyRefLookupsBounded(t *testing.T) {
 		same[i] = "db"
 	}
 	body, _ := json.Marshal(map[string]any{"HostConfig": map[string]any{"VolumesFrom": same}})
-	d := newFakeDaemon()
+	d := newFakeObjects()
 	iso := isolator{owner: "t-a", daemon: d}
 	if _, err := iso.isolateContainerCreate(context.Background(), body); err != nil {
 		t.Fatal(err)
