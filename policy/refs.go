@@ -195,8 +195,8 @@ func newBodyRefs(body []byte) (*BodyRefs, error) {
 }
 
 // strictTyped runs the strict pre-pass and decodes the typed view.
-func strictTyped(body []byte, dm dataMaps, v any) error {
-	if err := checkStrictJSON(body, dm); err != nil {
+func strictTyped(body []byte, root *fieldNode, v any) error {
+	if err := checkStrictJSON(body, root); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if err := decodeTyped(body, v); err != nil {
@@ -294,7 +294,7 @@ func containerRef(ref string) string { return strings.TrimPrefix(ref, "/") }
 // decoding as InspectBody. Errors wrap ErrMalformed.
 func ContainerCreateRefs(body []byte) (*BodyRefs, error) {
 	var t refsCreateBody
-	if err := strictTyped(body, containerCreateDataMaps(), &t); err != nil {
+	if err := strictTyped(body, schemaFor(BodyContainerCreate), &t); err != nil {
 		return nil, err
 	}
 	b, err := newBodyRefs(body)
@@ -528,7 +528,11 @@ func NetworkConnectRefs(body []byte, networkID string, connect bool) (*BodyRefs,
 		Container      string
 		EndpointConfig *refsEndpoint
 	}
-	if err := strictTyped(body, newDataMaps("EndpointConfig.DriverOpts"), &t); err != nil {
+	kind := BodyNetworkDisconnect
+	if connect {
+		kind = BodyNetworkConnect
+	}
+	if err := strictTyped(body, schemaFor(kind), &t); err != nil {
 		return nil, err
 	}
 	b, err := newBodyRefs(body)
@@ -572,8 +576,7 @@ func NetworkCreateRefs(body []byte) (*BodyRefs, error) {
 	var t struct {
 		ConfigFrom *struct{ Network string }
 	}
-	dm := newDataMaps("Labels", "Options", "IPAM.Options", "IPAM.Config.[].AuxiliaryAddresses")
-	if err := strictTyped(body, dm, &t); err != nil {
+	if err := strictTyped(body, schemaFor(BodyNetworkCreate), &t); err != nil {
 		return nil, err
 	}
 	b, err := newBodyRefs(body)

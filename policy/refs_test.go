@@ -270,3 +270,104 @@ func TestNetworkCreateRefs(t *testing.T) {
 		}
 	}
 }
+
+// TestFieldTableReferencesExtracted holds the field table against the
+// extractor: every field the table says names a container, network or
+// volume is returned as a reference when the body sets it.
+func TestFieldTableReferencesExtracted(t *testing.T) {
+	// Not references for tenant isolation, on purpose:
+	exempt := map[string]string{
+		"image": "images are judged by image ownership, not by isolation",
+	}
+	dnsAlias := "EndpointSettings.Links are DNS aliases answered by the network's resolver among the containers on that (owned) network; dockerd looks no object up"
+	n := 0
+	for _, f := range FieldTable() {
+		if f.Refers == "" || exempt[f.Refers] != "" {
+			continue
+		}
+		if strings.HasSuffix(f.Path, "EndpointsConfig.*.Links") || f.Path == "EndpointConfig.Links" {
+			t.Logf("%s %s: not extracted: %s", f.Body, f.Path, dnsAlias)
+			continue
+		}
+		if strings.HasSuffix(f.Path, "Mounts") {
+			continue // an array of objects: its member Mounts.[].Source is the reference
+		}
+		n++
+		t.Run(string(f.Body)+" "+f.Path, func(t *testing.T) {
+			body := map[string]any{}
+			if f.Body == BodyNetworkConnect || f.Body == BodyNetworkDisconnect {
+				body["Container"] = "c"
+			}
+			setPath(body, strings.Split(f.Path, "."), refValue(f))
+			raw, _ := json.Marshal(body)
+			var b *BodyRefs
+			var err error
+			switch f.Body {
+			case BodyContainerCreate:
+				b, err = ContainerCreateRefs(raw)
+			case BodyNetworkConnect:
+				b, err = NetworkConnectRefs(raw, "netid", true)
+			case BodyNetworkDisconnect:
+				b, err = NetworkConnectRefs(raw, "netid", false)
+			case BodyNetworkCreate:
+				b, err = NetworkCreateRefs(raw)
+			default:
+				t.Fatalf("the table has a reference in %s, which has no extractor", f.Body)
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", raw, err)
+			}
+			for _, r := range b.Refs() {
+				if r.Ref == "r" && r.Kind.String() == f.Refers || f.Refers == "network" && r.Kind == RefContainer && r.Ref == "r" {
+					return
+				}
+			}
+			t.Fatalf("%s: the extractor returned %+v, no %s reference \"r\"", raw, b.Refs(), f.Refers)
+		})
+	}
+	if n < 10 {
+		t.Fatalf("only %d reference fields in the table", n)
+	}
+}
+
+// refValue is a value of field f that names the object "r".
+func refValue(f Field) any {
+	leaf := f.Path[strings.LastIndex(f.Path, ".")+1:]
+	switch {
+	case leaf == "Binds":
+		return []any{"r:/dst"}
+	case f.kind == kArray:
+		return []any{"r"}
+	case f.kind == kMap:
+		return map[string]any{"r": map[string]any{}}
+	case leaf == "NetworkMode" && f.Refers == "network":
+		return "r"
+	case f.Refers == "container" && strings.HasSuffix(leaf, "Mode"):
+		return "container:r"
+	}
+	return "r"
+}
+
+// setPath sets v at path in m, making "[]" an array of one object and "*"
+// an entry "k"; a volume mount's Source gets Type "volume".
+func setPath(m map[string]any, path []string, v any) {
+	if len(path) == 1 {
+		m[path[0]] = v
+		if path[0] == "Source" {
+			m["Type"], m["Target"] = "volume", "/dst"
+		}
+		return
+	}
+	child := map[string]any{}
+	switch path[1] {
+	case "[]":
+		m[path[0]] = []any{child}
+		path = path[1:]
+	case "*":
+		m[path[0]] = map[string]any{"k": child}
+		path = path[1:]
+	default:
+		m[path[0]] = child
+	}
+	setPath(child, path[1:], v)
+}
