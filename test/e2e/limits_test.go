@@ -65,6 +65,19 @@ func (b *Broker) openConns(t *testing.T, name string) int {
 	return n
 }
 
+// waitDrained waits until socket name holds no connection and serves a
+// new one: the kernel's backlog of connections the test closed drains
+// first (refusals over the limit are paced).
+func (b *Broker) waitDrained(t *testing.T, name string) {
+	t.Helper()
+	if !waitFor(30*time.Second, func() bool {
+		st, _, _ := doRaw(t, b.TenantSocket(name), "GET", "/_ping", "", nil)
+		return st == http.StatusOK && b.openConns(t, name) == 0
+	}) {
+		t.Fatalf("%s does not serve after its connections closed", name)
+	}
+}
+
 // dialMany opens n connections to socket, closed when the test ends.
 func dialMany(t *testing.T, socket string, n int) []net.Conn {
 	t.Helper()
@@ -93,8 +106,10 @@ func answer(c net.Conn, timeout time.Duration) (status int, msg string) {
 	var ne net.Error
 	switch {
 	case err == nil:
-		body, _ := io.ReadAll(resp.Body)
-		msg, _ = jsonMessage(body)
+		if resp.StatusCode != http.StatusOK { // a 200 may be a stream
+			body, _ := io.ReadAll(resp.Body)
+			msg, _ = jsonMessage(body)
+		}
 		return resp.StatusCode, msg
 	case errors.As(err, &ne) && ne.Timeout():
 		return 0, ""
@@ -170,7 +185,7 @@ func TestConnectionFlood(t *testing.T) {
 			t.Error("no refused connection got a 429 answer")
 		}
 	})
-	waitFor(10*time.Second, func() bool { return b.openConns(t, "flood") == 0 })
+	b.waitDrained(t, "flood")
 
 	t.Run("requests in flight limit", func(t *testing.T) {
 		// Requests whose body never comes stay in flight: the broker
@@ -247,6 +262,31 @@ func TestConnectionFlood(t *testing.T) {
 		}
 		t.Logf("quiet tenant GET /_ping (%d sequential): alone p50 %v p99 %v; under flood (%d idle connections, %d reconnects) p50 %v p99 %v",
 			pingsPerRun, percentile(base, 0.5), percentile(base, 0.99), floodConns, attempts.Load(), percentile(under, 0.5), percentile(under, 0.99))
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+
+	t.Run("streams hold connections, not request slots", func(t *testing.T) {
+		b.waitDrained(t, "flood")
+		// More event streams than requests may be in flight: each has its
+		// answer head from dockerd, so it only holds its connection.
+		const n = reqLimit + 4
+		// One after the other: each starts once the previous one has its
+		// answer head.
+		conns := dialMany(t, floodSock, n)
+		for i, c := range conns {
+			io.WriteString(c, "GET /v1.41/events HTTP/1.1\r\nHost: docker\r\n\r\n")
+			if st, msg := answer(c, 5*time.Second); st != http.StatusOK {
+				t.Fatalf("event stream %d answered %d %q, want 200", i, st, msg)
+			}
+		}
+		if held := b.openConns(t, "flood"); held != n {
+			t.Errorf("flood socket holds %d connections with %d streams open, want %d", held, n, n)
+		}
+		if st, _, body := doRaw(t, floodSock, "GET", "/_ping", "", nil); st != http.StatusOK {
+			t.Errorf("ping with %d event streams open (request limit %d): %d %s", n, reqLimit, st, body)
+		}
 		for _, c := range conns {
 			c.Close()
 		}
