@@ -37,7 +37,7 @@ LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 20s
 E2E_BIN := $(CURDIR)/.tmp/e2e-bin
 
-.PHONY: all build test deps tools unit vet e2e-bin demo bench bench-storm proto proto-check lint fuzz clean
+.PHONY: all build test deps tools unit vet e2e-bin demo bench bench-storm bench-connflood proto proto-check lint fuzz clean
 
 all: build
 
@@ -91,6 +91,7 @@ bench:
 	$(GO) run ./test/bench $(BENCHFLAGS)
 
 bench-storm: ; $(GO) run ./test/bench -storm $(BENCHFLAGS)
+bench-connflood: ; $(GO) run ./test/bench -connflood $(BENCHFLAGS)
 
 proto: tools
 	$(BUF) lint

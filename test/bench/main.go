@@ -52,6 +52,10 @@ type config struct {
 	stormDenyRate   int
 	mockProcess     bool
 	serveMock       string
+
+	// -connflood mode (shares -storm-duration, -storm-c, -quiet-c, -baseline)
+	connFlood bool
+	floodIdle int
 }
 
 func logf(format string, args ...any) {
@@ -76,6 +80,8 @@ func main() {
 	flag.IntVar(&cfg.stormMaxRecords, "storm-max-records", 50000, "with -storm: the broker's --deny-log-max-records")
 	flag.IntVar(&cfg.stormDenyRate, "storm-deny-rate", 1000, "with -storm: the broker's --deny-rate (refusals/s per socket before pacing; 0 turns pacing off to flood the deny log)")
 	flag.BoolVar(&cfg.mockProcess, "storm-mock-process", true, "with -storm: run the mock dockerd in a child process, not in the load generator's")
+	flag.BoolVar(&cfg.connFlood, "connflood", false, "connection flood mode: one tenant opens -flood-idle idle connections and -storm-c workers reconnect as fast as they are refused, for -storm-duration, while another's pings are measured (see README.md)")
+	flag.IntVar(&cfg.floodIdle, "flood-idle", 5000, "with -connflood: idle connections opened to the flooding tenant")
 	flag.StringVar(&cfg.serveMock, "serve-mock", "", "internal: serve only the mock dockerd on unix socket `PATH` until stdin closes")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -95,16 +101,19 @@ func main() {
 	case cfg.rounds < 1 || cfg.rounds > 100:
 		fmt.Fprintln(os.Stderr, "bench: -rounds must be in 1..100")
 		os.Exit(2)
-	case cfg.storm && cfg.directOnly:
-		fmt.Fprintln(os.Stderr, "bench: -storm and -direct-only exclude each other")
+	case (cfg.storm || cfg.connFlood) && cfg.directOnly, cfg.storm && cfg.connFlood:
+		fmt.Fprintln(os.Stderr, "bench: -storm, -connflood and -direct-only exclude each other")
 		os.Exit(2)
-	case cfg.storm && (cfg.stormDuration < time.Second || cfg.stormDuration > time.Hour):
+	case cfg.connFlood && (cfg.floodIdle < 0 || cfg.floodIdle > 15000):
+		fmt.Fprintln(os.Stderr, "bench: -flood-idle must be in 0..15000")
+		os.Exit(2)
+	case (cfg.storm || cfg.connFlood) && (cfg.stormDuration < time.Second || cfg.stormDuration > time.Hour):
 		fmt.Fprintln(os.Stderr, "bench: -storm-duration must be in [1s, 1h]")
 		os.Exit(2)
-	case cfg.storm && (cfg.stormC < 1 || cfg.stormC > 4096 || cfg.quietC < 1 || cfg.quietC > 4096):
+	case (cfg.storm || cfg.connFlood) && (cfg.stormC < 1 || cfg.stormC > 4096 || cfg.quietC < 1 || cfg.quietC > 4096):
 		fmt.Fprintln(os.Stderr, "bench: -storm-c and -quiet-c must be in 1..4096")
 		os.Exit(2)
-	case cfg.storm && (cfg.baseline <= 0 || cfg.baseline > 10*time.Minute):
+	case (cfg.storm || cfg.connFlood) && (cfg.baseline <= 0 || cfg.baseline > 10*time.Minute):
 		fmt.Fprintln(os.Stderr, "bench: -baseline must be in (0, 10m]")
 		os.Exit(2)
 	case cfg.storm && cfg.stormMaxRecords < 1:
@@ -119,6 +128,8 @@ func main() {
 		err = serveMockProcess(ctx, cfg.serveMock)
 	case cfg.storm:
 		err = runStorm(ctx, cfg)
+	case cfg.connFlood:
+		err = runConnFlood(ctx, cfg)
 	default:
 		err = run(ctx, cfg)
 	}
