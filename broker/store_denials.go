@@ -10,6 +10,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/sockguard/sockguard/policy"
 )
 
 // The deny log in state.db (see Store for the rest of the file):
@@ -25,7 +27,8 @@ import (
 //
 // The tenant key is the record's TenantID (the Socket name when a record
 // has none), so a socket deleted and created again under the same name is
-// a different tenant here too.
+// a different tenant here too; refused peers of a tenant's socket have a
+// key of their own ("peers:" + TenantID), see denialKey.
 //
 // Invariants, kept inside every write transaction: each record in denials
 // is indexed under exactly one tenant key; a tenant's count is the number
@@ -55,12 +58,19 @@ type DenialRetention struct {
 	KeepFirst int
 }
 
-// denialKey is the tenant key a record is indexed under.
+// denialKey is the tenant key a record is indexed under. Connections
+// refused by the socket's peer allowlist come from someone who is not the
+// tenant, so they are kept apart: a flood of them cannot evict the
+// tenant's own records.
 func denialKey(d *Denial) []byte {
-	if d.TenantID != "" {
-		return []byte(d.TenantID)
+	id := d.TenantID
+	if id == "" {
+		id = "socket:" + d.Socket
 	}
-	return []byte("socket:" + d.Socket)
+	if d.Code == policy.ReasonPeerNotAllowed {
+		return []byte("peers:" + id)
+	}
+	return []byte(id)
 }
 
 // denialIndex returns the index buckets, creating them, and indexing every

@@ -132,6 +132,21 @@ func TestDenialRetentionPerTenant(t *testing.T) {
 		t.Fatalf("count %d, want 1050", n)
 	}
 	checkIndex(t, s)
+
+	// Someone else's refused connections to the quiet tenant's socket are
+	// kept apart: they do not evict the tenant's own records.
+	peers := denialsOf("quiet", 3000, t0.Add(time.Hour))
+	for i := range peers {
+		peers[i].Code = policy.ReasonPeerNotAllowed
+	}
+	appendAll(t, s, peers, ret)
+	if quiet := listAll(t, s, DenialFilter{Socket: "quiet", Code: int(policy.ReasonRuleDenied)}); len(quiet) != 50 {
+		t.Fatalf("quiet tenant kept %d of 50 records after a flood of refused peers", len(quiet))
+	}
+	if p := listAll(t, s, DenialFilter{Socket: "quiet", Code: int(policy.ReasonPeerNotAllowed)}); len(p) != 1000 {
+		t.Fatalf("refused peers hold %d records, want their bound 1000", len(p))
+	}
+	checkIndex(t, s)
 }
 
 // The global bound lowers the largest tenants to one level.
