@@ -177,7 +177,9 @@ func RestoreState(dir, file string, log *slog.Logger) (report *StateReport, repl
 // CompactState rewrites a stopped broker's state.db into a new file with
 // only live data (bbolt never shrinks a file: the pages a deny flood
 // freed stay allocated) and renames it into place. The store must pass
-// InspectStateFile first; the new file must too before it replaces the old.
+// InspectStateFile first, except that one damaged meta page is accepted
+// (the copy then holds the state of the last commit the intact page
+// describes); the new file must pass before it replaces the old.
 func CompactState(dir string) (before, after int64, err error) {
 	lock, err := lockStateDir(dir)
 	if err != nil {
@@ -185,7 +187,9 @@ func CompactState(dir string) (before, after int64, err error) {
 	}
 	defer lock.Close()
 	p := filepath.Join(dir, stateFileName)
-	rep, err := InspectStateFile(p)
+	// One damaged meta page is accepted here, explicitly: the copy holds
+	// the state as of the other page's commit, with both pages intact.
+	rep, err := inspectStateFile(p, true)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -13,7 +13,7 @@ func ValidateName(name string) error {
 		return fmt.Errorf("%w: socket name is empty", ErrInvalidArgument)
 	}
 	if len(name) > MaxNameLen {
-		return fmt.Errorf("%w: socket name %q is longer than %d characters", ErrInvalidArgument, name, MaxNameLen)
+		return fmt.Errorf("%w: socket name %s is longer than %d characters", ErrInvalidArgument, quoteBounded(name), MaxNameLen)
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
@@ -21,7 +21,7 @@ func ValidateName(name string) error {
 		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
 		case (c == '-' || c == '_' || c == '.') && i > 0:
 		default:
-			return fmt.Errorf("%w: socket name %q is invalid: use 1-%d lowercase letters, digits, '-', '_' or '.', starting with a letter or digit", ErrInvalidArgument, name, MaxNameLen)
+			return fmt.Errorf("%w: socket name %s is invalid: use 1-%d lowercase letters, digits, '-', '_' or '.', starting with a letter or digit", ErrInvalidArgument, quoteBounded(name), MaxNameLen)
 		}
 	}
 	return nil

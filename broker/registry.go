@@ -174,10 +174,10 @@ func (r *Registry) checkRootsResolved(roots []policy.BindRoot) error {
 	for _, b := range roots {
 		real, err := resolveHostPath("", b.Path)
 		if err != nil {
-			return fmt.Errorf("%w: allowed bind root %q: %w", ErrInvalidArgument, b.Path, err)
+			return fmt.Errorf("%w: allowed bind root %s: %w", ErrInvalidArgument, quoteBounded(b.Path), err)
 		}
 		if pp, ok := policy.ProtectedOverlap(real, guarded); ok {
-			return fmt.Errorf("%w: allowed bind root %q (real path %q) overlaps the broker's own path %q", ErrInvalidArgument, b.Path, real, pp)
+			return fmt.Errorf("%w: allowed bind root %s (real path %s) overlaps the broker's own path %q", ErrInvalidArgument, quoteBounded(b.Path), quoteBounded(real), pp)
 		}
 	}
 	return nil
@@ -482,7 +482,7 @@ func (r *Registry) Get(name string) (SocketInfo, error) {
 	defer r.mu.Unlock()
 	s, ok := r.tenants[name]
 	if !ok {
-		return SocketInfo{}, fmt.Errorf("%w: socket %q", ErrNotFound, name)
+		return SocketInfo{}, fmt.Errorf("%w: socket %s", ErrNotFound, quoteBounded(name))
 	}
 	return s.info(), nil
 }
@@ -524,12 +524,12 @@ func (r *Registry) Policy(name string) (*policy.Policy, error) {
 	defer r.mu.Unlock()
 	s, ok := r.tenants[name]
 	if !ok {
-		return nil, fmt.Errorf("%w: socket %q", ErrNotFound, name)
+		return nil, fmt.Errorf("%w: socket %s", ErrNotFound, quoteBounded(name))
 	}
 	if st := s.state.Load(); st.pol != nil {
 		return st.pol, nil
 	}
-	return nil, fmt.Errorf("%w: socket %q has no valid policy: %s", ErrUnavailable, name, s.failed)
+	return nil, fmt.Errorf("%w: socket %s has no valid policy: %s", ErrUnavailable, quoteBounded(name), s.failed)
 }
 
 // Update applies change to a copy of the tenant, validates, persists and
@@ -540,7 +540,7 @@ func (r *Registry) Update(name string, change func(*Tenant)) (SocketInfo, error)
 	defer r.mu.Unlock()
 	s, ok := r.tenants[name]
 	if !ok {
-		return SocketInfo{}, fmt.Errorf("%w: socket %q", ErrNotFound, name)
+		return SocketInfo{}, fmt.Errorf("%w: socket %s", ErrNotFound, quoteBounded(name))
 	}
 	if s.invalid {
 		return SocketInfo{}, fmt.Errorf("%w: socket %s has a stored record that cannot be trusted (%s): delete it and create it again, or restore the state from a backup",

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -154,7 +155,7 @@ func (s *service) UpdateSocket(_ context.Context, req *sockguardv1.UpdateSocketR
 		switch p {
 		case "preset", "overrides", "policy_mode", "allowed_peers":
 		default:
-			return nil, status.Errorf(codes.InvalidArgument, "update_mask path %q cannot be updated (use preset, overrides, policy_mode, allowed_peers)", p)
+			return nil, status.Errorf(codes.InvalidArgument, "update_mask path %s cannot be updated (use preset, overrides, policy_mode, allowed_peers)", quoteBounded(p))
 		}
 	}
 	si, err := s.b.reg.Update(in.GetName(), func(t *Tenant) {
@@ -208,8 +209,17 @@ func (s *service) ListPresets(context.Context, *sockguardv1.ListPresetsRequest) 
 	return resp, nil
 }
 
+// preset looks a preset up by a caller-supplied name; an overlong name is
+// refused before the lookup quotes it back.
+func (s *service) preset(name string) (*policy.Preset, error) {
+	if len(name) > maxPresetNameLen {
+		return nil, fmt.Errorf("%w: preset name %s is longer than %d bytes", ErrInvalidArgument, quoteBounded(name), maxPresetNameLen)
+	}
+	return s.b.catalog.Get(name)
+}
+
 func (s *service) GetPreset(_ context.Context, req *sockguardv1.GetPresetRequest) (*sockguardv1.GetPresetResponse, error) {
-	p, err := s.b.catalog.Get(req.GetName())
+	p, err := s.preset(req.GetName())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -224,7 +234,7 @@ func (s *service) CheckRequest(_ context.Context, req *sockguardv1.CheckRequestR
 		pol, err = s.b.reg.Policy(req.GetSocket())
 	case req.GetPreset() != "":
 		var p *policy.Preset
-		if p, err = s.b.catalog.Get(req.GetPreset()); err == nil {
+		if p, err = s.preset(req.GetPreset()); err == nil {
 			pol, err = policy.NewPolicy(p, policy.Overrides{})
 		}
 	default:

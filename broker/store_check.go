@@ -1,10 +1,13 @@
 package broker
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"hash/fnv"
 	"os"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -30,7 +33,12 @@ const maxCheckProblems = 8
 // consistency check, and decodes the tenant records. Every step runs under
 // guard: a damaged file gives an error wrapping ErrStateCorrupt, never a
 // panic.
-func InspectStateFile(path string) (*StateReport, error) {
+func InspectStateFile(path string) (*StateReport, error) { return inspectStateFile(path, false) }
+
+// inspectStateFile is InspectStateFile; with metaFallback a damaged meta
+// page is accepted when the other one is intact (bbolt then reads the
+// state as of the commit that page describes).
+func inspectStateFile(path string, metaFallback bool) (*StateReport, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -39,6 +47,9 @@ func InspectStateFile(path string) (*StateReport, error) {
 		return nil, fmt.Errorf("%w: %s", ErrStateEmpty, path)
 	}
 	rep := &StateReport{Path: path, Size: fi.Size()}
+	if err := checkMetaPages(path); err != nil && !(metaFallback && errors.Is(err, errMetaPage) && !strings.Contains(err.Error(), "0 and 1")) {
+		return nil, err
+	}
 	var db *bolt.DB
 	err = guard("open "+path, func() (err error) {
 		// PreLoadFreelist reads the freelist here, under guard, rather than
@@ -122,4 +133,63 @@ func touchBucket(b *bolt.Bucket, depth int) error {
 	})
 	_ = sum // the reads are the point
 	return err
+}
+
+// bbolt's meta page, as this broker's platforms (little-endian) lay it out:
+// a 16-byte page header, then magic, version, page size, flags (4 bytes
+// each), root bucket (pgid, sequence), freelist pgid, high-water pgid,
+// txid (8 bytes each) and an FNV-64a checksum of everything before it.
+const (
+	boltMagic       = 0xED0CDAED
+	boltVersion     = 2
+	metaOffset      = 16
+	metaChecksumOff = metaOffset + 56
+)
+
+// checkMetaPages refuses a file whose two meta pages are not both intact.
+// bbolt alone would fall back silently to the other page, which may be
+// the previous commit: a tenant created or changed last would be undone
+// without a word. A torn meta write (power loss during a commit) looks the
+// same and is refused too; `broker state compact` accepts the fallback
+// explicitly.
+func checkMetaPages(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	page0 := make([]byte, metaChecksumOff+8)
+	if _, err := f.ReadAt(page0, 0); err != nil {
+		return fmt.Errorf("%w: %s: cannot read the first meta page: %v", ErrStateCorrupt, path, err)
+	}
+	bad := []string{}
+	pageSize := int64(os.Getpagesize())
+	if metaValid(page0) {
+		pageSize = int64(binary.LittleEndian.Uint32(page0[metaOffset+8:]))
+	} else {
+		bad = append(bad, "0")
+	}
+	page1 := make([]byte, metaChecksumOff+8)
+	if _, err := f.ReadAt(page1, pageSize); err != nil || !metaValid(page1) {
+		bad = append(bad, "1")
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: %s: meta page %s is damaged (bbolt would fall back to the other one, possibly the previous commit): %w",
+			ErrStateCorrupt, path, strings.Join(bad, " and "), errMetaPage)
+	}
+	return nil
+}
+
+// errMetaPage marks a damaged meta page: the one refusal compaction may
+// override.
+var errMetaPage = errors.New("meta page checksum mismatch")
+
+func metaValid(p []byte) bool {
+	m := p[metaOffset:]
+	if binary.LittleEndian.Uint32(m) != boltMagic || binary.LittleEndian.Uint32(m[4:]) != boltVersion {
+		return false
+	}
+	h := fnv.New64a()
+	h.Write(m[:56])
+	return h.Sum64() == binary.LittleEndian.Uint64(m[56:])
 }

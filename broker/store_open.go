@@ -86,7 +86,7 @@ func OpenStoreWith(dir string, o StoreOptions) (*Store, error) {
 	}
 	if !o.AllowSharedDir {
 		if err := checkPrivateDir(dir); err != nil {
-			return nil, fmt.Errorf("state dir: %w (pass --allow-shared-dirs if this is deliberate)", err)
+			return nil, fmt.Errorf("%w: state dir: %w (pass --allow-shared-dirs if this is deliberate)", ErrStateRefused, err)
 		}
 	}
 	lock, err := lockStateDir(dir)
@@ -151,8 +151,15 @@ func openLocked(dir string, o StoreOptions, log *slog.Logger) (*Store, error) {
 
 	rep, err := InspectStateFile(p)
 	if err != nil {
+		if errors.Is(err, ErrStateLocked) {
+			return nil, err
+		}
+		also := ""
+		if errors.Is(err, errMetaPage) {
+			also = fmt.Sprintf("; or accept the previous commit with `broker state compact --state-dir %s`", dir)
+		}
 		return nil, fmt.Errorf("%w; the file was not changed. Recover with `broker state restore --state-dir %s BACKUP` "+
-			"(a file from `sgctl backup`), or move %s aside and start with --new-state (no tenants)", err, dir, p)
+			"(a file from `sgctl backup`)%s; or move %s aside and start with --new-state (no tenants)", err, dir, also, p)
 	}
 	switch {
 	case rep.BrokerID == "" && markerID != "":
