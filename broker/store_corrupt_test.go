@@ -16,6 +16,9 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/sockguard/sockguard/policy"
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
@@ -484,5 +487,62 @@ func TestRunRefusesAndIsolates(t *testing.T) {
 	err = Run(ctx, cfg)
 	if !errors.Is(err, ErrStateEmpty) || !strings.Contains(err.Error(), p) {
 		t.Fatalf("Run on a 0-byte state.db: %v", err)
+	}
+}
+
+// TestCreateRefusalsAndLeftovers: owner ids of -1 are refused, an overlong
+// name is quoted only in part, and a create whose store write fails leaves
+// no tenant directory behind.
+func TestCreateRefusalsAndLeftovers(t *testing.T) {
+	dir, upPath := testDir(t)
+	tb := startBroker(t, dir, "unix://"+upPath)
+	defer tb.stop(t)
+	ctx := context.Background()
+	create := func(s *sockguardv1.Socket) error {
+		_, err := tb.client.CreateSocket(ctx, &sockguardv1.CreateSocketRequest{Socket: s})
+		return err
+	}
+	for _, s := range []*sockguardv1.Socket{
+		{Name: "u1", Preset: "read-only", OwnerUid: 4294967295},
+		{Name: "u2", Preset: "read-only", OwnerGid: 4294967295},
+		{Name: "u3", Preset: "read-only", AllowedPeers: &sockguardv1.AllowedPeers{Uids: []uint32{4294967295}}},
+	} {
+		if err := create(s); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("create %s with id -1: %v, want InvalidArgument", s.Name, err)
+		}
+	}
+	long := strings.Repeat("a", 1<<20)
+	for _, s := range []*sockguardv1.Socket{{Name: long, Preset: "read-only"}, {Name: "ok", Preset: long}} {
+		err := create(s)
+		if status.Code(err) != codes.InvalidArgument || len(err.Error()) > 1024 {
+			t.Errorf("overlong input: %d-byte error %.200v", len(err.Error()), err)
+		}
+	}
+}
+
+// TestFailedCreateLeavesNothing: a create whose store write fails (a full
+// disk, here a closed database) leaves no socket and no tenant directory.
+func TestFailedCreateLeavesNothing(t *testing.T) {
+	dir, _ := testDir(t)
+	catalog, err := LoadCatalog("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenStore(filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	socketDir := filepath.Join(dir, "s")
+	if err := os.Mkdir(socketDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &Registry{socketDir: socketDir, catalog: catalog, store: st, log: slog.New(slog.DiscardHandler),
+		tenants: map[string]*tenantServer{}, deleting: map[string]struct{}{}}
+	st.db.Close() // every write now fails
+	if _, err := r.Create(Tenant{Name: "enospc", Preset: "read-only"}); err == nil {
+		t.Fatal("create succeeded with a closed store")
+	}
+	if ents, _ := os.ReadDir(socketDir); len(ents) != 0 {
+		t.Fatalf("a failed create left %v behind", ents)
 	}
 }
