@@ -95,6 +95,10 @@ type Field struct {
 	// Legacy marks a field that dockerd reads for API 1.41 to 1.45 but that
 	// the current Docker API types no longer have.
 	Legacy bool
+	// Newer marks a field of API versions newer than the Docker API types
+	// the table is tested against (docker 28.5, API 1.51): newer clients
+	// send it.
+	Newer bool
 	// Why is the reason for the class, in a few words. For a refused
 	// field it is the refusal's explanation.
 	Why string
@@ -327,6 +331,8 @@ func hostConfigFields(t *tableBuilder, p string) {
 	t.judged(p+"MaskedPaths", kArray, "system paths", "may add paths, never drop the essential defaults")
 	t.judged(p+"ReadonlyPaths", kArray, "system paths", "may add paths, never drop the essential defaults")
 	t.safe(p+"Init", kScalar, "runs the daemon's own init binary as PID 1")
+	t.add(Field{Path: p + "Umask", Class: FieldSafe, Newer: true, kind: kScalar,
+		Why: "initial umask of the container's process (API 1.52+)"})
 }
 
 func restartPolicyFields(t *tableBuilder, p string) {
@@ -418,7 +424,7 @@ func endpointFields(t *tableBuilder, p string) {
 	t.refused(p+"IPAMConfig.IPv4Address", kScalar, ReasonBodyDenied, "static addresses", static)
 	t.refused(p+"IPAMConfig.IPv6Address", kScalar, ReasonBodyDenied, "static addresses", static)
 	t.refused(p+"IPAMConfig.LinkLocalIPs", kArray, ReasonBodyDenied, "static addresses", static)
-	t.ref(p+"Links", kArray, "container", "links name containers")
+	t.safe(p+"Links", kArray, "DNS aliases the network's resolver answers among that network's containers; dockerd looks no object up")
 	t.safe(p+"Aliases", kArray, "DNS names on the tenant's own network")
 	t.refused(p+"MacAddress", kScalar, ReasonBodyDenied, "static addresses", "static MAC addresses are not allowed")
 	t.refused(p+"DriverOpts", kMap, ReasonBodyDenied, "endpoint options", "endpoint driver options are not allowed")

@@ -161,10 +161,10 @@ func TestFieldTableMatchesDockerTypes(t *testing.T) {
 			for p, f := range rows {
 				_, ok := have[p]
 				switch {
-				case f.Legacy && ok:
-					t.Errorf("row %s is marked Legacy but the current types have it", p)
-				case !f.Legacy && !ok:
-					t.Errorf("row %s is not in the Docker API types (mark it Legacy if an older API has it)", p)
+				case (f.Legacy || f.Newer) && ok:
+					t.Errorf("row %s is marked Legacy or Newer but the types have it", p)
+				case !f.Legacy && !f.Newer && !ok:
+					t.Errorf("row %s is not in the Docker API types (mark it Legacy or Newer if another API version has it)", p)
 				}
 				if f.Class < FieldSafe || f.Class > FieldRefused {
 					t.Errorf("row %s is unclassified", p)

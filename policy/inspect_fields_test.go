@@ -298,4 +298,8 @@ func TestExecStartAndDisconnectBodies(t *testing.T) {
 		{name: "docker network disconnect", body: []byte(`{"Container":"job","Force":false}`), allow: true},
 		{name: "unknown", body: []byte(`{"Container":"job","EndpointConfig":{}}`), status: no, code: ReasonBodyDenied},
 	})
+	// Isolation reads the container of a disconnect body (with Force).
+	if b, err := NetworkConnectRefs([]byte(`{"Container":"job","Force":false}`), "netid", false); err != nil || len(b.Refs()) == 0 {
+		t.Fatalf("NetworkConnectRefs(disconnect body) = %+v, %v", b, err)
+	}
 }
