@@ -147,6 +147,11 @@ func (pn *pinner) setup(want PinMode, hostFS bool) (reason string, err error) {
 		return fallback(err.Error())
 	}
 	pn.mode = PinMount
+	if b, err := os.ReadFile("/proc/sys/fs/protected_hardlinks"); err == nil && strings.TrimSpace(string(b)) == "0" {
+		// A pin holds what was judged, but a tenant may hard-link a file
+		// it does not own into its bind root where the kernel allows it.
+		pn.log.Warn("protected_hardlinks_off", "hint", "set fs.protected_hardlinks=1: otherwise a tenant can hard-link files it does not own into its bind roots")
+	}
 	return "", pn.countExisting()
 }
 

@@ -460,3 +460,35 @@ func BenchmarkPinCreate(b *testing.B) {
 		}
 	}
 }
+
+func TestPinSetupModes(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tests := []struct {
+		name     string
+		want     PinMode
+		hostFS   bool
+		mode     PinMode
+		fallback bool // a reason is given
+		err      bool
+	}{
+		{"root-owned asked", PinRootOwned, true, PinRootOwned, false, false},
+		{"refuse asked", PinRefuse, true, PinRefuse, false, false},
+		{"auto without the host's filesystem", PinAuto, false, PinRefuse, true, false},
+		{"mount without the host's filesystem", PinMount, false, "", false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pn := newPinner(tc.want, filepath.Join(t.TempDir(), "pins"), "", nil, nil, log)
+			why, err := pn.setup(tc.want, tc.hostFS)
+			if (err != nil) != tc.err {
+				t.Fatalf("setup err = %v", err)
+			}
+			if err != nil {
+				return
+			}
+			if pn.mode != tc.mode || (why != "") != tc.fallback {
+				t.Fatalf("mode %q, reason %q", pn.mode, why)
+			}
+		})
+	}
+}

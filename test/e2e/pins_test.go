@@ -190,6 +190,18 @@ func TestBindPinSwaps(t *testing.T) {
 		}
 	})
 
+	t.Run("--mount bind swapped between create and start", func(t *testing.T) {
+		src := pinWork(t, work, "m")
+		name := objectName(t, "c")
+		cleanupUpstream(t, "container", name)
+		docker("create", "--name", name, "--network", "none", "--mount", "type=bind,src="+src+",dst=/x",
+			testImage, "cat", "/x/marker").MustSucceed(t)
+		defer swapDir(t, src, "/")()
+		if out := startOut(t, name); out != "orig" {
+			t.Fatalf("container saw %q, want the original directory", out)
+		}
+	})
+
 	t.Run("parent swapped between create and start", func(t *testing.T) {
 		// work/p/etc is judged; work/p -> / would make it the host's /etc.
 		src := pinWork(t, work, "p", "etc")
@@ -257,7 +269,7 @@ func TestBindPinSwaps(t *testing.T) {
 			}
 		}()
 		defer func() { close(stop); wg.Wait() }()
-		for i := range 60 {
+		for i := range 50 {
 			if out := startOut(t, name); out != "orig" {
 				t.Fatalf("start %d saw %q", i, out)
 			}
@@ -266,7 +278,7 @@ func TestBindPinSwaps(t *testing.T) {
 		// seen) or gets the original directory, never the host's root.
 		// (A create that lands while the directory is moved aside gets an
 		// empty directory made in its place, as dockerd would make one.)
-		for i := range 20 {
+		for i := range 10 {
 			r := docker("run", "--rm", "--network", "none", "-v", src+":/x", testImage,
 				"sh", "-c", "if [ -e /x/proc ] || [ -e /x/etc ]; then echo HOSTROOT; fi; cat /x/marker")
 			out := strings.TrimSpace(r.Stdout)
