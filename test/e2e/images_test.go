@@ -240,6 +240,13 @@ func TestImagesPulledWithCredentialsStayWithTheirTenants(t *testing.T) {
 		if hiddenAgain.Code == 0 || !strings.Contains(hiddenAgain.Combined(), "No such image") {
 			t.Fatalf("B sees A's image after pulls that proved nothing: %s", hiddenAgain)
 		}
+		// The mirror tag now names A's image on the daemon: running it
+		// by that name is refused too (create 404, the CLI pulls, the
+		// pull proves nothing again, the second create fails).
+		r := dockerAsIdentity(hostB, cfgB, "run", "--rm", "--network", "none", mirror+":v1", "true").MustFail(t)
+		if !strings.Contains(r.Combined(), "No such image") {
+			t.Fatalf("B runs A's image through a tag of another repository: %s", r)
+		}
 	})
 
 	t.Run("after its own pull the other tenant has it", func(t *testing.T) {
@@ -275,10 +282,27 @@ func TestImagesPulledWithCredentialsStayWithTheirTenants(t *testing.T) {
 		}
 	})
 
-	t.Run("a digest pull with the tenant's own credentials grants it", func(t *testing.T) {
+	// The runner's flow without an explicit pull: create answers 404, the
+	// CLI pulls by digest with C's own login, the registry confirms the
+	// digest to those credentials, and the second create works.
+	t.Run("docker run by digest with the tenant's own login", func(t *testing.T) {
 		dockerLogin(hostC, cfgC, registry, regBob).MustSucceed(t)
-		dockerAsIdentity(hostC, cfgC, "pull", repo+"@"+digest).MustSucceed(t)
-		dockerAsIdentity(hostC, cfgC, "run", "--rm", "--network", "none", repo+"@"+digest, "true").MustSucceed(t)
+		r := dockerAsIdentity(hostC, cfgC, "run", "--rm", "--network", "none", repo+"@"+digest, "sh", "-c", "echo $SECRET_TOKEN").MustSucceed(t)
+		if !strings.Contains(r.Stdout, "hunter2") {
+			t.Fatalf("C's run: %s", r)
+		}
+	})
+
+	t.Run("a deleted tenant's grants are dropped", func(t *testing.T) {
+		b.Sgctl("delete-socket", "img-b").MustSucceed(t)
+		if !waitFor(5*time.Second, func() bool { return strings.Contains(b.Log(), "image_grants_dropped") }) {
+			t.Fatalf("no image_grants_dropped in the broker log")
+		}
+		// A socket of the same name is a new tenant: it has nothing.
+		sockB = b.CreateSocket(t, "img-b", "github-actions-runner")
+		hidden(t, "unix://"+sockB, dockerConfigDir(t), "new B")
+		// The others keep theirs.
+		dockerAsIdentity(hostA, cfgA, "image", "inspect", id).MustSucceed(t)
 	})
 }
 
