@@ -46,15 +46,18 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/sgctl ./cmd/sgctl
 
 # test runs the e2e suite against a private dockerd in a short /tmp dir (unix
-# socket paths must stay < 108 bytes). The engine is stopped and its dir
+# socket paths must stay < 108 bytes), with a registry with htpasswd auth
+# beside it for the image-ownership tests. The engine is stopped and its dir
 # removed whatever the tests do; make exits with the tests' status.
 test: deps tools proto-check vet unit e2e-bin
 	@dir=$$(mktemp -d /tmp/sg-dockerd-XXXXXX); \
 	trap 'scripts/testenv.sh stop "$$dir" --rm' EXIT; \
 	trap 'exit 130' INT TERM; \
 	scripts/testenv.sh start "$$dir"; \
-	echo "==> e2e tests against unix://$$dir/docker.sock"; \
+	reg=$$(scripts/testenv.sh registry "$$dir"); \
+	echo "==> e2e tests against unix://$$dir/docker.sock (registry $$reg)"; \
 	SOCKGUARD_E2E_DOCKER_HOST="unix://$$dir/docker.sock" \
+	SOCKGUARD_E2E_REGISTRY="$$reg" \
 	SOCKGUARD_BIN_DIR="$(E2E_BIN)" \
 	$(GO) test -race -count=1 -v ./test/e2e/...
 
