@@ -52,7 +52,10 @@ func containerIDFromCgroup(data []byte) (id string, err error) {
 		if len(parts) != 3 {
 			continue
 		}
-		got := anchoredContainerID(parts[2])
+		got, err := anchoredContainerID(parts[2])
+		if err != nil {
+			return "", err
+		}
 		switch {
 		case got == "":
 		case id == "":
@@ -68,17 +71,40 @@ func containerIDFromCgroup(data []byte) (id string, err error) {
 }
 
 // anchoredContainerID returns the id in a cgroup path that starts with
-// /docker/<id> or /system.slice/docker-<id>.scope, else "".
-func anchoredContainerID(p string) string {
+// /docker/<id> or /system.slice/docker-<id>.scope, else "". A container
+// cgroup nested below it (a container started with that cgroup as its
+// --cgroup-parent, which the presets refuse, or docker-in-docker) is an
+// error: its process would otherwise pass for the outer container's.
+func anchoredContainerID(p string) (string, error) {
 	segs := strings.Split(strings.TrimPrefix(p, "/"), "/")
-	if len(segs) >= 2 && segs[0] == "docker" && isFullID(segs[1]) {
-		return segs[1]
+	if len(segs) < 2 {
+		return "", nil
 	}
-	if len(segs) >= 2 && segs[0] == "system.slice" &&
-		strings.HasPrefix(segs[1], "docker-") && strings.HasSuffix(segs[1], ".scope") {
-		if id := strings.TrimSuffix(strings.TrimPrefix(segs[1], "docker-"), ".scope"); isFullID(id) {
-			return id
+	var id string
+	switch {
+	case segs[0] == "docker" && isFullID(segs[1]):
+		id = segs[1]
+	case segs[0] == "system.slice":
+		id = scopeID(segs[1])
+	}
+	if id == "" {
+		return "", nil
+	}
+	for _, s := range segs[2:] {
+		if isFullID(s) || scopeID(s) != "" {
+			return "", fmt.Errorf("cgroup %s nests a container inside container %.12s", p, id)
 		}
+	}
+	return id, nil
+}
+
+// scopeID returns the id of a systemd scope "docker-<id>.scope", else "".
+func scopeID(seg string) string {
+	if !strings.HasPrefix(seg, "docker-") || !strings.HasSuffix(seg, ".scope") {
+		return ""
+	}
+	if id := strings.TrimSuffix(strings.TrimPrefix(seg, "docker-"), ".scope"); isFullID(id) {
+		return id
 	}
 	return ""
 }

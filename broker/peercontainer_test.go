@@ -27,7 +27,11 @@ func TestContainerIDFromCgroup(t *testing.T) {
 		{"systemd v2 sub-cgroup", "0::/system.slice/docker-" + cidA + ".scope/init.scope\n", cidA, false},
 		{"cgroupfs v1 hybrid", "9:name=systemd:/docker/" + cidA + "\n4:memory:/docker/" + cidA + "\n0::/docker/" + cidA + "\n", cidA, false},
 		{"systemd v1", "12:pids:/system.slice/docker-" + cidA + ".scope\n1:name=systemd:/system.slice/docker-" + cidA + ".scope\n", cidA, false},
-		{"nested docker-in-docker: the outer container", "0::/docker/" + cidA + "/docker/" + cidB + "\n", cidA, false},
+		// A container nested in another's cgroup (docker-in-docker, or a
+		// --cgroup-parent naming another container) is not taken for it.
+		{"nested docker-in-docker", "0::/docker/" + cidA + "/docker/" + cidB + "\n", "", true},
+		{"nested under a cgroup parent", "0::/docker/" + cidA + "/" + cidB + "\n", "", true},
+		{"nested systemd scope", "0::/system.slice/docker-" + cidA + ".scope/docker-" + cidB + ".scope\n", "", true},
 		// A host user can create cgroups with any name in its delegated
 		// subtree, never at the anchored places.
 		{"user-delegated look-alike", "0::/user.slice/user-1000.slice/user@1000.service/docker/" + cidA + "\n", "", false},

@@ -315,7 +315,22 @@ func (r *Registry) load() error {
 		}
 		r.tenants[rec.Key] = s
 	}
+	r.checkBudgetLocked()
 	return nil
+}
+
+// checkBudgetLocked warns when the sockets' connection limits together
+// exceed the broker-wide fd budget: then one tenant at its limit can leave
+// others without connections (the fd reserve still holds).
+func (r *Registry) checkBudgetLocked() {
+	if r.gate == nil {
+		return
+	}
+	if want := int64(len(r.tenants)) * int64(r.limits.MaxConnsPerSocket); want > r.gate.budget {
+		r.log.Warn("connection_budget_overcommitted", "sockets", len(r.tenants),
+			"conns_per_socket", r.limits.MaxConnsPerSocket, "tenant_conns_total", r.gate.budget,
+			"hint", "raise RLIMIT_NOFILE or lower --max-conns-per-socket")
+	}
 }
 
 // invalidLocked registers a stored record that cannot be trusted: listed
@@ -473,6 +488,7 @@ func (r *Registry) Create(t Tenant) (SocketInfo, error) {
 		return SocketInfo{}, err
 	}
 	r.tenants[t.Name] = s
+	r.checkBudgetLocked()
 	return s.info(), nil
 }
 
