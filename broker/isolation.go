@@ -3,6 +3,8 @@ package broker
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,17 +73,29 @@ type errNoSuchObject struct {
 	// answers with 400 rather than 404 (and a 404 on create would make the
 	// docker CLI try to pull the image).
 	inBody bool
+	// answerStatus and answer, when set, are dockerd's own answer for the
+	// request with a missing reference in place of this one.
+	answerStatus int
+	answer       string
 }
 
 // status is the HTTP status dockerd uses for this missing object.
 func (e *errNoSuchObject) status() int {
+	if e.answerStatus != 0 {
+		return e.answerStatus
+	}
 	if e.inBody {
 		return http.StatusBadRequest
 	}
 	return http.StatusNotFound
 }
 
-func (e *errNoSuchObject) Error() string { return notFoundMessage(e.kind, e.ref) }
+func (e *errNoSuchObject) Error() string {
+	if e.answerStatus != 0 {
+		return e.answer
+	}
+	return notFoundMessage(e.kind, e.ref)
+}
 
 // objectRoute finds the object a canonical path addresses. prefix and
 // suffix are what surrounds the reference, so the path can be rebuilt
@@ -152,6 +166,9 @@ type daemonObjects interface {
 	inspect(ctx context.Context, k objectKind, ref string) (obj objectInfo, found bool, err error)
 	// createVolume creates a named local volume with the owner label.
 	createVolume(ctx context.Context, name, owner string) error
+	// listContainers answers GET /containers/json?filters=filters with
+	// the status and, for an error, dockerd's message.
+	listContainers(ctx context.Context, filters string) (status int, message string, err error)
 }
 
 // objectInfo is what isolation needs to know about one object.
@@ -204,6 +221,27 @@ func (u upstreamObjects) inspect(ctx context.Context, k objectKind, ref string) 
 	}
 	found, err := u.iso.get(ctx, "/volumes/"+ref, &v)
 	return objectInfo{ID: v.Name, Name: v.Name, Labels: v.Labels}, found, err
+}
+
+func (u upstreamObjects) listContainers(ctx context.Context, filters string) (int, string, error) {
+	q := url.Values{"filters": {filters}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/containers/json?"+q, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := u.iso.up.transport.RoundTrip(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	var m struct {
+		Message string `json:"message"`
+	}
+	if resp.StatusCode >= 400 {
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&m)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, m.Message, nil
 }
 
 func (u upstreamObjects) createVolume(ctx context.Context, name, owner string) error {
@@ -307,12 +345,24 @@ func isListRoute(method, p string) bool {
 // and the older {"label":["k=v"]}. The caller's own filters are kept; dockerd
 // ANDs label filters, so the result is the caller's view of its own objects.
 func mergeOwnerFilter(raw, owner string) (string, error) {
+	args, err := parseFilterArgs(raw)
+	if err != nil {
+		return "", err
+	}
+	args["label"][OwnerLabel+"="+owner] = true
+	out, err := json.Marshal(args)
+	return string(out), err
+}
+
+// parseFilterArgs decodes a filters argument in either encoding; the
+// result always has a "label" entry.
+func parseFilterArgs(raw string) (map[string]map[string]bool, error) {
 	args := map[string]map[string]bool{}
 	if strings.TrimSpace(raw) != "" {
 		if err := json.Unmarshal([]byte(raw), &args); err != nil {
 			var legacy map[string][]string
 			if err2 := json.Unmarshal([]byte(raw), &legacy); err2 != nil {
-				return "", fmt.Errorf("filters is not valid JSON filter arguments: %v", err)
+				return nil, fmt.Errorf("filters is not valid JSON filter arguments: %v", err)
 			}
 			args = map[string]map[string]bool{}
 			for k, vs := range legacy {
@@ -329,9 +379,62 @@ func mergeOwnerFilter(raw, owner string) (string, error) {
 	if args["label"] == nil {
 		args["label"] = map[string]bool{}
 	}
-	args["label"][OwnerLabel+"="+owner] = true
-	out, err := json.Marshal(args)
-	return string(out), err
+	return args, nil
+}
+
+// containerListRefs are the filters of GET /containers/json whose values
+// dockerd looks up as containers (the list starts or stops at that
+// container's creation).
+var containerListRefs = []string{"before", "since"}
+
+// isolateListRefs resolves the container references in a container list's
+// filters and puts the full ids checked in their place. One that is
+// missing or another tenant's gets dockerd's own answer for a missing one
+// (it differs between daemon versions, so dockerd is asked with a name
+// that cannot exist and the tenant's text is put back into the message).
+func (iso isolator) isolateListRefs(ctx context.Context, args map[string]map[string]bool) error {
+	for _, key := range containerListRefs {
+		if len(args[key]) == 0 {
+			continue
+		}
+		if len(args[key]) > policy.MaxBodyRefs {
+			return errAmbiguous(fmt.Sprintf("filter %q names more than %d containers", key, policy.MaxBodyRefs))
+		}
+		ids := make(map[string]bool, len(args[key]))
+		for ref := range args[key] {
+			id, err := iso.resolve(ctx, kindContainer, ref)
+			var nf *errNoSuchObject
+			if errors.As(err, &nf) {
+				return iso.missingListAnswer(ctx, key, nf)
+			}
+			if err != nil {
+				return err
+			}
+			ids[id] = true
+		}
+		args[key] = ids
+	}
+	return nil
+}
+
+// missingListAnswer fills nf with what dockerd answers a container list
+// whose filter key names a container that does not exist.
+func (iso isolator) missingListAnswer(ctx context.Context, key string, nf *errNoSuchObject) error {
+	var rnd [12]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return err
+	}
+	probe := "sockguard-missing-" + hex.EncodeToString(rnd[:])
+	f, _ := json.Marshal(map[string]map[string]bool{key: {probe: true}, "label": {OwnerLabel + "=" + iso.owner: true}})
+	status, msg, err := iso.objects().listContainers(ctx, string(f))
+	if err != nil {
+		return err
+	}
+	if status < 400 || msg == "" {
+		return nf // not the answer expected: say "no such container"
+	}
+	nf.answerStatus, nf.answer = status, strings.ReplaceAll(msg, probe, nf.ref)
+	return nf
 }
 
 // isolateQuery rewrites the query of list, event and prune requests and of
@@ -342,10 +445,21 @@ func (iso isolator) isolateQuery(ctx context.Context, req *policy.Request) (stri
 		if len(q["filters"]) > 1 {
 			return "", errAmbiguous("more than one filters parameter")
 		}
-		f, err := mergeOwnerFilter(q.Get("filters"), iso.owner)
+		args, err := parseFilterArgs(q.Get("filters"))
 		if err != nil {
 			return "", errAmbiguous(err.Error())
 		}
+		if req.Method == http.MethodGet && req.Path == "/containers/json" {
+			if err := iso.isolateListRefs(ctx, args); err != nil {
+				return "", err
+			}
+		}
+		args["label"][OwnerLabel+"="+iso.owner] = true
+		enc, err := json.Marshal(args)
+		if err != nil {
+			return "", err
+		}
+		f := string(enc)
 		q = cloneValues(q)
 		q.Set("filters", f)
 		return q.Encode(), nil
@@ -370,6 +484,24 @@ func (iso isolator) isolateQuery(ctx context.Context, req *policy.Request) (stri
 		enc, _ := json.Marshal(labels)
 		q = cloneValues(q)
 		q.Set("labels", string(enc))
+		// The build's containers join networkmode: a container or a
+		// network, named like any reference.
+		if len(q["networkmode"]) > 1 {
+			return "", errAmbiguous("more than one networkmode parameter")
+		}
+		if nm := q.Get("networkmode"); strings.HasPrefix(nm, "container:") {
+			id, err := iso.resolve(ctx, kindContainer, strings.TrimPrefix(nm, "container:"))
+			if err != nil {
+				return "", err
+			}
+			q.Set("networkmode", "container:"+id)
+		} else if !buildNetworks[nm] {
+			id, err := iso.resolve(ctx, kindNetwork, nm)
+			if err != nil {
+				return "", err
+			}
+			q.Set("networkmode", id)
+		}
 		return q.Encode(), nil
 	}
 	if req.Method == http.MethodPost && req.Path == "/commit" {
@@ -386,6 +518,9 @@ func (iso isolator) isolateQuery(ctx context.Context, req *policy.Request) (stri
 	}
 	return req.RawQuery, nil
 }
+
+// buildNetworks are the networkmode values of a build that name no object.
+var buildNetworks = map[string]bool{"": true, "default": true, "bridge": true, "none": true, "host": true}
 
 type errAmbiguous string
 

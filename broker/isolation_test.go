@@ -182,6 +182,11 @@ func TestIsolateQuery(t *testing.T) {
 				t.Fatalf("labels %v", l)
 			}
 		}, false},
+		{"build networkmode default untouched", "POST", "/build?networkmode=default", func(t *testing.T, q url.Values) {
+			if q.Get("networkmode") != "default" {
+				t.Fatalf("query %v", q)
+			}
+		}, false},
 		{"other routes untouched", "GET", "/containers/abc/json?size=1", func(t *testing.T, q url.Values) {
 			if q.Encode() != "size=1" {
 				t.Fatalf("query %v", q)
@@ -241,6 +246,20 @@ func (f *fakeObjects) inspect(_ context.Context, k objectKind, ref string) (obje
 func (f *fakeObjects) createVolume(_ context.Context, name, owner string) error {
 	f.objs[kindVolume] = append(f.objs[kindVolume], objectInfo{ID: name, Name: name, Labels: map[string]string{OwnerLabel: owner}})
 	return nil
+}
+
+// listContainers answers like dockerd 20.10 for a missing since/before.
+func (f *fakeObjects) listContainers(_ context.Context, filters string) (int, string, error) {
+	var args map[string]map[string]bool
+	if err := json.Unmarshal([]byte(filters), &args); err != nil {
+		return 0, "", err
+	}
+	for _, k := range []string{"since", "before"} {
+		for ref := range args[k] {
+			return http.StatusInternalServerError, "no such container " + ref, nil
+		}
+	}
+	return http.StatusOK, "", nil
 }
 
 func owned(id, name, owner string) objectInfo {
@@ -460,6 +479,91 @@ func TestIsolateContainerStart(t *testing.T) {
 		`{"HostConfig":{"PidMode":"container:victim"}}`: false, `{"x":1}`: false} {
 		if err := isolateContainerStart([]byte(body)); (err == nil) != ok {
 			t.Errorf("start body %q: err = %v", body, err)
+		}
+	}
+}
+
+func TestIsolateListRefs(t *testing.T) {
+	tests := []struct {
+		name, filters string
+		want          map[string]map[string]bool // since/before after isolation
+		foreign       bool
+		missing       bool
+	}{
+		{"own container by name", `{"since":{"job":true}}`, map[string]map[string]bool{"since": {"aaaa0001": true}}, false, false},
+		{"legacy encoding", `{"before":["db"]}`, map[string]map[string]bool{"before": {"aaaa0002": true}}, false, false},
+		{"another tenant's", `{"since":{"victim":true}}`, nil, true, false},
+		{"missing", `{"before":{"nosuch":true}}`, nil, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			iso := isolator{owner: "t-a", daemon: newFakeObjects()}
+			req, err := policy.Canonicalize("GET", "/containers/json", "filters="+url.QueryEscape(tt.filters))
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := iso.isolateQuery(context.Background(), &req)
+			if tt.foreign || tt.missing {
+				var nf *errNoSuchObject
+				if !errors.As(err, &nf) || nf.foreign != tt.foreign {
+					t.Fatalf("err = %v, want errNoSuchObject{foreign: %v}", err, tt.foreign)
+				}
+				ref := "victim"
+				if tt.missing {
+					ref = "nosuch"
+				}
+				// dockerd's own answer for a missing one, whatever it is.
+				if nf.status() != http.StatusInternalServerError || nf.Error() != "no such container "+ref {
+					t.Fatalf("answer %d %q", nf.status(), nf.Error())
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, _ := url.ParseQuery(raw)
+			var args map[string]map[string]bool
+			if err := json.Unmarshal([]byte(q.Get("filters")), &args); err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range tt.want {
+				if !reflect.DeepEqual(args[k], v) {
+					t.Fatalf("%s = %v, want %v", k, args[k], v)
+				}
+			}
+			if !args["label"][OwnerLabel+"=t-a"] {
+				t.Fatalf("owner filter missing: %v", args)
+			}
+		})
+	}
+}
+
+func TestIsolateBuildNetworkMode(t *testing.T) {
+	for _, tt := range []struct {
+		nm, want string
+		foreign  bool
+	}{
+		{"anet", "aaaa1001", false},
+		{"container:job", "container:aaaa0001", false},
+		{"bnet", "", true},
+		{"container:victim", "", true},
+	} {
+		iso := isolator{owner: "t-a", daemon: newFakeObjects()}
+		req, err := policy.Canonicalize("POST", "/build", "networkmode="+url.QueryEscape(tt.nm))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := iso.isolateQuery(context.Background(), &req)
+		var nf *errNoSuchObject
+		switch {
+		case tt.foreign && (!errors.As(err, &nf) || !nf.foreign):
+			t.Errorf("networkmode %s: err = %v, want a foreign-object refusal", tt.nm, err)
+		case !tt.foreign && err != nil:
+			t.Errorf("networkmode %s: %v", tt.nm, err)
+		case !tt.foreign:
+			if q, _ := url.ParseQuery(raw); q.Get("networkmode") != tt.want {
+				t.Errorf("networkmode %s forwarded as %q, want %q", tt.nm, q.Get("networkmode"), tt.want)
+			}
 		}
 	}
 }

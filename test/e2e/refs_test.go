@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -322,7 +323,29 @@ func TestRefsMissingIsNotForeign(t *testing.T) {
 			t.Errorf("GET %s: %d %s, want dockerd's 404", target, status, data)
 		}
 	}
-	// The foreign probe (the last one) is recorded; the deny log is
+	// docker ps --filter since=/before= name containers dockerd looks up:
+	// another tenant's answers as a missing one does.
+	answers := map[string]string{}
+	for _, ref := range []string{missing, f.vRun} {
+		filters := url.QueryEscape(`{"since":{"` + ref + `":true}}`)
+		status, data := dockerJSON(t, f.xSock, "GET", "/v1.41/containers/json?all=1&filters="+filters, nil, nil)
+		msg, _ := jsonMessage(data)
+		answers[ref] = fmt.Sprintf("%d %s", status, strings.ReplaceAll(msg, ref, "REF"))
+		if status < 400 {
+			t.Errorf("ps --filter since=%s: %d %s, want dockerd's error", ref, status, data)
+		}
+	}
+	if answers[missing] != answers[f.vRun] {
+		t.Errorf("since=<missing> answers %q, since=<victim> %q: they must not differ", answers[missing], answers[f.vRun])
+	}
+	xOwn := objectName(t, "c") + "-own"
+	f.b.Docker(f.x, "create", "--name", xOwn, "--network", "none", testImage, "true").MustSucceed(t)
+	xLater := objectName(t, "c") + "-later"
+	f.b.Docker(f.x, "create", "--name", xLater, "--network", "none", testImage, "true").MustSucceed(t)
+	if r := f.b.Docker(f.x, "ps", "-a", "--filter", "since="+xOwn, "--format", "{{.Names}}").MustSucceed(t); strings.TrimSpace(r.Stdout) != xLater {
+		t.Errorf("ps --filter since=<own container>: %q, want %s", r.Stdout, xLater)
+	}
+	// The foreign probes (the last ones) are recorded; the deny log is
 	// written in order, so once it is there the missing ones would be too.
 	if _, ok := f.b.waitDenial(t, f.x, func(d denialJSON) bool {
 		return d.ReasonCode == "DENIAL_REASON_FOREIGN_OBJECT" && strings.Contains(d.Path, f.vRun)
