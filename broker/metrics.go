@@ -44,6 +44,8 @@ var (
 		"Deny-log records removed by the count bounds (--deny-log-max-records, --deny-log-max-records-per-tenant).", nil, nil)
 	descUndecodable = prometheus.NewDesc("sockguard_deny_log_records_undecodable_total",
 		"Stored deny-log records that listings and watches skipped because they do not decode.", nil, nil)
+	descInvalidRecords = prometheus.NewDesc("sockguard_tenant_records_invalid",
+		"Stored tenant records that failed their checksum or validation at start: listed as failed, never served (also counted in sockguard_tenants{state=\"failed\"}).", nil, nil)
 )
 
 // collector exposes the broker's live counters.
@@ -52,16 +54,19 @@ type collector struct {
 }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRequests, descDenials, descConns, descStreams, descTenants, descUpstream, descWritten, descDropped, descEvicted, descUndecodable} {
+	for _, d := range []*prometheus.Desc{descRequests, descDenials, descConns, descStreams, descTenants, descUpstream, descWritten, descDropped, descEvicted, descUndecodable, descInvalidRecords} {
 		ch <- d
 	}
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	b := c.b
-	serving, failed := 0, 0
+	serving, failed, invalid := 0, 0, 0
 	for _, s := range b.reg.servers() {
 		name := s.state.Load().t.Name
+		if s.invalid {
+			invalid++
+		}
 		if s.srv == nil {
 			failed++
 		} else {
@@ -79,6 +84,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descTenants, prometheus.GaugeValue, float64(serving), "serving")
 	ch <- prometheus.MustNewConstMetric(descTenants, prometheus.GaugeValue, float64(failed), "failed")
+	ch <- prometheus.MustNewConstMetric(descInvalidRecords, prometheus.GaugeValue, float64(invalid))
 	up := 0.0
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
