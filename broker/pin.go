@@ -15,6 +15,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,8 +63,9 @@ func ParsePinMode(s string) (PinMode, error) {
 }
 
 // PinLabel is stamped on every container created through a tenant socket
-// with the id of its pin directory ("" when nothing is pinned): the sweep
-// keeps exactly the pins an existing container names.
+// with the ids of the pin directories it mounts, comma-separated: its own
+// and those of the containers it takes VolumesFrom (absent when none). The
+// sweep keeps exactly the pins an existing container names.
 const PinLabel = "io.sockguard.pin"
 
 // pinRefused is a bind source the broker will not forward; the handler
@@ -278,7 +280,7 @@ func (pn *pinner) selfSocket(name string) string {
 // returns the body to forward (sources replaced by their pins, the pin
 // label stamped) and the pin id ("" when nothing was pinned). The caller
 // must call finish with that id once dockerd has answered.
-func (pn *pinner) prepare(tenantID, tenantName string, body []byte) (out []byte, pinID string, err error) {
+func (pn *pinner) prepare(ctx context.Context, tenantID, tenantName string, body []byte) (out []byte, pinID string, err error) {
 	self := pn.selfSocket(tenantName)
 	var pinDir string
 	n := 0
@@ -323,7 +325,19 @@ func (pn *pinner) prepare(tenantID, tenantName string, body []byte) (out []byte,
 		if rb != nil {
 			body = rb
 		}
-		out, err = setLabel(body, PinLabel, pinID)
+		var ids []string
+		if ids, err = pn.inherited(ctx, body); err == nil {
+			if pinID != "" {
+				ids = append(ids, pinID)
+			}
+			slices.Sort(ids)
+			ids = slices.Compact(ids)
+			if len(ids) > maxPinRefs {
+				err = refusedf("the container would hold %d pins through VolumesFrom (at most %d)", len(ids), maxPinRefs)
+			} else {
+				out, err = setLabel(body, PinLabel, strings.Join(ids, ","))
+			}
+		}
 	}
 	if err != nil {
 		if pinID != "" {
@@ -332,6 +346,54 @@ func (pn *pinner) prepare(tenantID, tenantName string, body []byte) (out []byte,
 		return nil, "", err
 	}
 	return out, pinID, nil
+}
+
+// maxPinRefs bounds the pin ids one container's label carries (its own and
+// those it inherits through VolumesFrom).
+const maxPinRefs = 64
+
+// inherited returns the pin ids of the containers a create body mounts the
+// volumes of (VolumesFrom, both levels): the new container binds their
+// pins too, so it must keep them from being swept. Isolation has already
+// replaced each reference by the full id of one of the tenant's containers.
+func (pn *pinner) inherited(ctx context.Context, body []byte) ([]string, error) {
+	var vf struct {
+		VolumesFrom []string
+		HostConfig  *struct{ VolumesFrom []string }
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, nil
+	}
+	if err := json.Unmarshal(body, &vf); err != nil {
+		return nil, errAmbiguous("VolumesFrom: " + err.Error())
+	}
+	refs := vf.VolumesFrom
+	if vf.HostConfig != nil {
+		refs = append(refs, vf.HostConfig.VolumesFrom...)
+	}
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	if len(refs) > maxPinRefs {
+		return nil, refusedf("VolumesFrom names %d containers (at most %d)", len(refs), maxPinRefs)
+	}
+	iso := isolator{up: pn.up}
+	var ids []string
+	for _, r := range refs {
+		ref, _, _ := strings.Cut(r, ":")
+		var c struct{ Config struct{ Labels map[string]string } }
+		found, err := iso.get(ctx, "/containers/"+ref+"/json", &c)
+		if err != nil {
+			return nil, fmt.Errorf("VolumesFrom %q: %w", ref, err)
+		}
+		if !found {
+			continue // dockerd refuses the create itself
+		}
+		if v := c.Config.Labels[PinLabel]; v != "" {
+			ids = append(ids, strings.Split(v, ",")...)
+		}
+	}
+	return ids, nil
 }
 
 // begin makes a new pin directory for one create and marks it in flight,
@@ -604,8 +666,10 @@ func (pn *pinner) referenced(ctx context.Context) (map[string]bool, error) {
 	}
 	refs := make(map[string]bool, len(cs))
 	for _, c := range cs {
-		if id := c.Labels[PinLabel]; id != "" {
-			refs[id] = true
+		for _, id := range strings.Split(c.Labels[PinLabel], ",") {
+			if id != "" {
+				refs[id] = true
+			}
 		}
 	}
 	return refs, nil

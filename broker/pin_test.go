@@ -164,7 +164,7 @@ func TestPinSurvivesSwapAndReleases(t *testing.T) {
 	mustMkdir(t, src)
 	mustWrite(t, filepath.Join(src, "marker"), "orig")
 	body := `{"Image":"x","HostConfig":{"Binds":["` + src + `:/x","` + filepath.Join(src, "marker") + `:/m:ro"]}}`
-	out, id, err := pn.prepare("t-1", "r1", []byte(body))
+	out, id, err := pn.prepare(t.Context(), "t-1", "r1", []byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestPrepareRefusals(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			out, id, err := pn.prepare("t-1", "r1", []byte(tc.body))
+			out, id, err := pn.prepare(t.Context(), "t-1", "r1", []byte(tc.body))
 			if tc.refused == "" {
 				if err != nil || id != "" || !strings.Contains(string(out), "/run/sockguard/r1/sockguard.sock") {
 					t.Fatalf("prepare = %s, %q, %v", out, id, err)
@@ -270,7 +270,7 @@ func TestSweep(t *testing.T) {
 	up := fakeLister(t, &live, &status)
 	pn := newPinner(PinMount, filepath.Join(t.TempDir(), "pins"), "", nil, up, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	// Pin directories without mounts: release treats them the same.
-	for _, p := range []string{"t-1/kept", "t-1/gone", "t-2/gone2"} {
+	for _, p := range []string{"t-1/kept", "t-1/kept2", "t-1/gone", "t-2/gone2"} {
 		mustMkdir(t, filepath.Join(pn.dir, p, "0"))
 	}
 	mustWrite(t, filepath.Join(pn.dir, "t-2", "gone2", "1"), "")
@@ -278,7 +278,7 @@ func TestSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	live.Store(&[]string{"kept", "someone-elses"})
+	live.Store(&[]string{"kept", "someone-elses,kept2"}) // a VolumesFrom container names several
 
 	for _, tc := range []struct {
 		name   string
@@ -302,7 +302,7 @@ func TestSweep(t *testing.T) {
 		return nil
 	})
 	slices.Sort(left)
-	if want := []string{"t-1/kept", "t-3/" + busy}; !slices.Equal(left, want) {
+	if want := []string{"t-1/kept", "t-1/kept2", "t-3/" + busy}; !slices.Equal(left, want) {
 		t.Fatalf("left %v, want %v", left, want)
 	}
 	if _, err := os.Lstat(filepath.Join(pn.dir, "t-2")); !errors.Is(err, os.ErrNotExist) {
@@ -387,7 +387,7 @@ func TestPinLimit(t *testing.T) {
 		}
 		return []byte(`{"HostConfig":{"Binds":[` + strings.Join(bs, ",") + `]}}`)
 	}
-	_, _, err := pn.prepare("t-1", "r1", bind(3))
+	_, _, err := pn.prepare(t.Context(), "t-1", "r1", bind(3))
 	var pr *pinRefused
 	if !errors.As(err, &pr) || pr.status != http.StatusTooManyRequests {
 		t.Fatalf("3 binds with a limit of 2: %v", err)
@@ -395,16 +395,16 @@ func TestPinLimit(t *testing.T) {
 	if pn.counts["t-1"] != 0 {
 		t.Fatalf("a refused create left %d counted", pn.counts["t-1"])
 	}
-	_, id, err := pn.prepare("t-1", "r1", bind(2))
+	_, id, err := pn.prepare(t.Context(), "t-1", "r1", bind(2))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pn.finish("t-1", id, true)
-	if _, _, err := pn.prepare("t-1", "r1", bind(1)); !errors.As(err, &pr) {
+	if _, _, err := pn.prepare(t.Context(), "t-1", "r1", bind(1)); !errors.As(err, &pr) {
 		t.Fatalf("past the limit: %v", err)
 	}
 	// Another tenant has its own budget.
-	_, id2, err := pn.prepare("t-2", "r2", bind(1))
+	_, id2, err := pn.prepare(t.Context(), "t-2", "r2", bind(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,7 +444,7 @@ func BenchmarkPinCreate(b *testing.B) {
 				body := []byte(`{"Image":"busybox","Cmd":["true"],"HostConfig":{"NetworkMode":"none","Binds":[` + strings.Join(bs, ",") + `]}}`)
 				b.ResetTimer()
 				for range b.N {
-					_, id, err := pn.prepare("t-1", "r1", body)
+					_, id, err := pn.prepare(b.Context(), "t-1", "r1", body)
 					if err != nil {
 						b.Fatal(err)
 					}

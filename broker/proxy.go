@@ -501,7 +501,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// judged again against the broker's own paths and pinned, so
 			// nothing done under the tenant's bind roots from now on
 			// changes what a start or restart mounts. Enforced in every mode.
-			nb, id, err := p.pins.prepare(st.t.ID, st.t.Name, f.body)
+			nb, id, err := p.pins.prepare(ctx, st.t.ID, st.t.Name, f.body)
 			var pr *pinRefused
 			switch {
 			case errors.As(err, &pr):

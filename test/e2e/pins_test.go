@@ -386,6 +386,22 @@ func TestBindPinCleanup(t *testing.T) {
 		docker("rm", name).MustSucceed(t)
 		b.waitNoPins(t, "after removing the pinned container")
 	})
+	t.Run("volumes-from keeps the source's pins", func(t *testing.T) {
+		a := created(t)
+		b2 := objectName(t, "c")
+		cleanupUpstream(t, "container", b2)
+		docker("create", "--name", b2, "--network", "none", "--volumes-from", a, testImage, "cat", "/x/marker").MustSucceed(t)
+		docker("rm", a).MustSucceed(t)
+		time.Sleep(2 * time.Second) // several sweep intervals
+		if len(b.pinMounts(t)) != 2 {
+			t.Fatalf("pins a --volumes-from container mounts were swept: %v", b.pinMounts(t))
+		}
+		if r := docker("start", "-a", b2).MustSucceed(t); strings.TrimSpace(r.Stdout) != "orig" {
+			t.Fatalf("the --volumes-from container saw %s", r)
+		}
+		docker("rm", b2).MustSucceed(t)
+		b.waitNoPins(t, "after removing both")
+	})
 	t.Run("broker restart", func(t *testing.T) {
 		name := created(t)
 		b.Stop()
