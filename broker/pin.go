@@ -381,7 +381,9 @@ func (pn *pinner) inherited(ctx context.Context, body []byte) ([]string, error) 
 	var ids []string
 	for _, r := range refs {
 		ref, _, _ := strings.Cut(r, ":")
-		var c struct{ Config struct{ Labels map[string]string } }
+		var c struct {
+			Config struct{ Labels map[string]string }
+		}
 		found, err := iso.get(ctx, "/containers/"+ref+"/json", &c)
 		if err != nil {
 			return nil, fmt.Errorf("VolumesFrom %q: %w", ref, err)
