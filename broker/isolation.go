@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/sockguard/sockguard/policy"
 )
@@ -759,4 +760,30 @@ func isolateContainerStart(body []byte) error {
 		return nil
 	}
 	return errAmbiguous("a request body on container start is not accepted (it could carry a HostConfig)")
+}
+
+// waitBacklog holds a missing-object answer for as long as a refusal
+// would wait right now, without taking a slot. A tenant that is not over
+// its deny rate is never held (compose and docker inspect probe missing
+// names); one that floods refusals cannot tell a missing object from
+// another tenant's (which is paced) by the answer's delay.
+func (p *pacer) waitBacklog(ctx context.Context) {
+	d := p.backlog(time.Now().UnixNano())
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// backlog is how long a refusal at now would wait, without reserving.
+func (p *pacer) backlog(now int64) time.Duration {
+	if p.interval == 0 {
+		return 0
+	}
+	return max(0, min(time.Duration(p.tat.Load()-now), maxPace))
 }

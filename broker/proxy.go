@@ -338,6 +338,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// Missing: not a denial (compose and docker inspect probe
 			// names that do not exist yet).
 			outcome = "not_found"
+			h.ts.pacer.waitBacklog(ctx)
 			writeDockerError(w, nf.status(), nf.Error())
 		case errors.As(err, &amb):
 			refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed, Reason: string(amb), Rule: "tenant isolation"})
