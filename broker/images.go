@@ -105,10 +105,68 @@ func newImageGuard(up *Upstream, store imageStore, log *slog.Logger) *imageGuard
 }
 
 // errImageHidden is an image that exists but is private to other tenants;
-// it is answered exactly like a missing image.
-type errImageHidden struct{ ref string }
+// it is answered exactly like a missing image. msg is dockerd's message
+// for the route.
+type errImageHidden struct{ ref, msg string }
 
-func (e *errImageHidden) Error() string { return "No such image: " + e.ref }
+func (e *errImageHidden) Error() string { return e.msg }
+
+// errImageMissing is a reference dockerd does not resolve. The broker
+// answers it with dockerd's own status and message rather than forward
+// the name: an image that appeared meanwhile (another tenant's pull) must
+// not be what dockerd then finds.
+type errImageMissing struct {
+	status int
+	msg    string
+}
+
+func (e *errImageMissing) Error() string { return e.msg }
+
+// imageOp is what a request does with the image it names; dockerd words
+// its "no such image" differently for inspect.
+type imageOp int
+
+const (
+	opInspect imageOp = iota // GET /images/{ref}/json
+	opOther                  // history, create, export, tag, push, delete
+)
+
+// familiarTagged is how dockerd names a reference in "No such image": the
+// short (docker.io/library/ dropped) name, ":latest" when it has neither
+// tag nor digest; 64 hex digits are an id.
+func familiarTagged(ref string) string {
+	if len(ref) == 64 && validDigest("sha256:"+ref) {
+		return "sha256:" + ref
+	}
+	name, tag, dgst := splitReference(ref)
+	full := normalizeRepo(name)
+	fam := full
+	if rest, ok := strings.CutPrefix(full, "docker.io/"); ok {
+		fam = rest
+		if r, ok := strings.CutPrefix(rest, "library/"); ok && !strings.Contains(r, "/") {
+			fam = r
+		}
+	}
+	if tag == "" && dgst == "" {
+		tag = "latest"
+	}
+	if tag != "" {
+		fam += ":" + tag
+	}
+	if dgst != "" {
+		fam += "@" + dgst
+	}
+	return fam
+}
+
+// hiddenMessage is dockerd's answer to op on a missing ref.
+func hiddenMessage(op imageOp, ref string) string {
+	msg := "No such image: " + familiarTagged(ref)
+	if op == opInspect {
+		return "no such image: " + ref + ": " + msg
+	}
+	return msg
+}
 
 // errPullRefused is a pull the broker cannot track; status is the answer.
 type errPullRefused struct {
@@ -382,35 +440,67 @@ func (g *imageGuard) pendingLocked(img *imageInfo) bool {
 	return false
 }
 
-// lookup resolves an image reference upstream, as dockerd would.
-func (g *imageGuard) lookup(ctx context.Context, ref string) (imageInfo, bool, error) {
+// lookup resolves an image reference upstream, as dockerd would. A
+// reference dockerd does not resolve is *errImageMissing, worded for op
+// from dockerd's own answer.
+func (g *imageGuard) lookup(ctx context.Context, op imageOp, ref string) (imageInfo, error) {
 	var info imageInfo
 	if ref == "" || strings.ContainsAny(ref, "?#") {
-		return info, false, nil
+		return info, &errImageMissing{http.StatusNotFound, hiddenMessage(op, trimRef(ref))}
 	}
-	found, err := isolator{up: g.up}.get(ctx, "/images/"+ref+"/json", &info)
-	if err != nil || !found || info.ID == "" {
-		return imageInfo{}, false, err
+	u := url.URL{Scheme: "http", Host: "docker", Path: "/images/" + ref + "/json"}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return info, err
 	}
-	return info, true, nil
+	resp, err := g.up.transport.RoundTrip(req)
+	if err != nil {
+		return info, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&info); err != nil {
+			return info, fmt.Errorf("GET /images/%s/json: %w", trimRef(ref), err)
+		}
+		if info.ID == "" {
+			return info, fmt.Errorf("GET /images/%s/json: no Id", trimRef(ref))
+		}
+		return info, nil
+	case resp.StatusCode >= 400 && resp.StatusCode < 500:
+		buf, _ := readCapped(resp.Body, 64<<10)
+		var m struct {
+			Message string `json:"message"`
+		}
+		if json.Unmarshal(buf, &m) != nil || m.Message == "" {
+			return info, &errImageMissing{resp.StatusCode, hiddenMessage(op, trimRef(ref))}
+		}
+		if op != opInspect {
+			// dockerd words inspect "no such image: REF: <why>" and
+			// every other route "<why>".
+			m.Message = strings.TrimPrefix(m.Message, "no such image: "+ref+": ")
+		}
+		return info, &errImageMissing{resp.StatusCode, m.Message}
+	}
+	return info, fmt.Errorf("GET /images/%s/json: upstream answered %s", trimRef(ref), resp.Status)
 }
 
 // checkRef resolves ref for tenant: the image id when the tenant may use
-// it, found false when no such image exists, *errImageHidden when it
-// belongs to others.
-func (g *imageGuard) checkRef(ctx context.Context, tenant, ref string) (id string, found bool, err error) {
-	info, found, err := g.lookup(ctx, ref)
-	if err != nil || !found {
-		return "", false, err
+// it, *errImageMissing when dockerd has no such image, *errImageHidden
+// when it belongs to others.
+func (g *imageGuard) checkRef(ctx context.Context, op imageOp, tenant, ref string) (string, error) {
+	info, err := g.lookup(ctx, op, ref)
+	if err != nil {
+		return "", err
 	}
 	vis, err := g.visible(tenant, []imageInfo{info})
 	if err != nil {
-		return "", false, err
+		return "", err
 	}
 	if !vis[0] {
-		return "", true, &errImageHidden{ref: trimRef(ref)}
+		return "", &errImageHidden{ref: trimRef(ref), msg: hiddenMessage(op, trimRef(ref))}
 	}
-	return info.ID, true, nil
+	return info.ID, nil
 }
 
 // imageObjectRoute finds the image a canonical path addresses. rewrite is
@@ -440,8 +530,8 @@ func imageObjectRoute(method, p string) (ref, suffix string, rewrite, ok bool) {
 }
 
 // checkCreate resolves the Image of a container create body and returns
-// the body with the image id in its place. A missing image is left to
-// dockerd, whose 404 makes the docker CLI pull.
+// the body with the image id in its place. A missing image is answered
+// with dockerd's 404, which makes the docker CLI pull.
 func (g *imageGuard) checkCreate(ctx context.Context, tenant string, body []byte) ([]byte, error) {
 	// encoding/json, as dockerd decodes the body: keys match without case.
 	var c struct{ Image string }
@@ -451,9 +541,9 @@ func (g *imageGuard) checkCreate(ctx context.Context, tenant string, body []byte
 	if c.Image == "" {
 		return body, nil
 	}
-	id, found, err := g.checkRef(ctx, tenant, c.Image)
-	if err != nil || !found {
-		return body, err
+	id, err := g.checkRef(ctx, opOther, tenant, c.Image)
+	if err != nil {
+		return nil, err
 	}
 	return setTopLevel(body, "Image", id)
 }
@@ -461,7 +551,7 @@ func (g *imageGuard) checkCreate(ctx context.Context, tenant string, body []byte
 // checkExport checks every image a GET /images/get?names= would export.
 func (g *imageGuard) checkExport(ctx context.Context, tenant string, q url.Values) error {
 	for _, n := range q["names"] {
-		if _, _, err := g.checkRef(ctx, tenant, n); err != nil {
+		if _, err := g.checkRef(ctx, opOther, tenant, n); err != nil {
 			return err
 		}
 	}
@@ -709,12 +799,9 @@ func (p *pullPlan) finish(ctx context.Context) {
 // settle applies the rules in the package comment to a finished pull.
 func (g *imageGuard) settle(ctx context.Context, p *pullPlan) error {
 	ref := p.target.repo + "@" + p.digest
-	info, found, err := g.lookup(ctx, ref)
+	info, err := g.lookup(ctx, opOther, ref)
 	if err != nil {
-		return err
-	}
-	if !found {
-		return fmt.Errorf("pulled image %s not found", ref)
+		return fmt.Errorf("pulled image %s: %w", ref, err)
 	}
 	id := info.ID
 	recs, err := g.store.ImageRecords([]string{id})

@@ -319,7 +319,7 @@ func (f *fakeImageDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		img, ok := f.images[ref]
 		if !ok {
 			w.WriteHeader(http.StatusNotFound)
-			w.Write([]byte(`{"message":"No such image: ` + ref + `"}`))
+			w.Write([]byte(`{"message":"no such image: ` + ref + `: No such image: ` + familiarTagged(ref) + `"}`))
 			return
 		}
 		writeImageJSON(w, img)
@@ -509,16 +509,24 @@ func TestCheckCreate(t *testing.T) {
 	for _, tc := range []struct {
 		name, tenant, body, want string
 		hidden                   bool
+		missing                  string
 	}{
 		{name: "own private image: the id is forwarded", tenant: "ta", body: `{"Image":"r.io/priv:v1","Cmd":["true"]}`, want: `"Image":"sha256:priv"`},
 		{name: "operator image: the id is forwarded", tenant: "tb", body: `{"image":"busybox:local"}`, want: `"Image":"sha256:op"`},
 		{name: "another tenant's image", tenant: "tb", body: `{"Image":"r.io/priv:v1"}`, hidden: true},
-		{name: "missing image: left to dockerd", tenant: "tb", body: `{"Image":"nope:1"}`, want: `"Image":"nope:1"`},
+		{name: "missing image: dockerd's 404, nothing forwarded", tenant: "tb", body: `{"Image":"nope:1"}`, missing: "No such image: nope:1"},
 		{name: "no image", tenant: "tb", body: `{}`, want: `{}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := g.checkCreate(ctx, tc.tenant, []byte(tc.body))
 			var h *errImageHidden
+			var m *errImageMissing
+			if tc.missing != "" {
+				if !errors.As(err, &m) || m.status != http.StatusNotFound || m.msg != tc.missing {
+					t.Fatalf("got %s, %v; want 404 %s", out, err, tc.missing)
+				}
+				return
+			}
 			if tc.hidden {
 				if !errors.As(err, &h) || h.Error() != "No such image: r.io/priv:v1" {
 					t.Fatalf("got %s, %v; want No such image", out, err)
@@ -603,4 +611,29 @@ func TestRepoGate(t *testing.T) {
 		t.Fatalf("cancelled wait: %v", err)
 	}
 	hold()
+}
+
+func TestNoSuchImageMessages(t *testing.T) {
+	// What dockerd 20.10 answers for missing references, by route.
+	hex := strings.Repeat("b", 64)
+	dg := "sha256:" + strings.Repeat("0", 64)
+	for _, tc := range []struct{ ref, inspect, other string }{
+		{"nope", "no such image: nope: No such image: nope:latest", "No such image: nope:latest"},
+		{"nope:1", "no such image: nope:1: No such image: nope:1", "No such image: nope:1"},
+		{"docker.io/library/nope", "no such image: docker.io/library/nope: No such image: nope:latest", "No such image: nope:latest"},
+		{"docker.io/org/x:1", "no such image: docker.io/org/x:1: No such image: org/x:1", "No such image: org/x:1"},
+		{"localhost/x", "no such image: localhost/x: No such image: localhost/x:latest", "No such image: localhost/x:latest"},
+		{"sha256:abcdef", "no such image: sha256:abcdef: No such image: sha256:abcdef", "No such image: sha256:abcdef"},
+		{"abc", "no such image: abc: No such image: abc:latest", "No such image: abc:latest"},
+		{hex, "no such image: " + hex + ": No such image: sha256:" + hex, "No such image: sha256:" + hex},
+		{"ghcr.io/o/a:t@" + dg, "no such image: ghcr.io/o/a:t@" + dg + ": No such image: ghcr.io/o/a:t@" + dg, "No such image: ghcr.io/o/a:t@" + dg},
+		{"127.0.0.1:5000/x/y@" + dg, "no such image: 127.0.0.1:5000/x/y@" + dg + ": No such image: 127.0.0.1:5000/x/y@" + dg, "No such image: 127.0.0.1:5000/x/y@" + dg},
+	} {
+		if got := hiddenMessage(opInspect, tc.ref); got != tc.inspect {
+			t.Errorf("inspect %s: %q, want %q", tc.ref, got, tc.inspect)
+		}
+		if got := hiddenMessage(opOther, tc.ref); got != tc.other {
+			t.Errorf("other %s: %q, want %q", tc.ref, got, tc.other)
+		}
+	}
 }

@@ -319,13 +319,17 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var amb errAmbiguous
 		var taken *errNameTaken
 		var hidden *errImageHidden
+		var missing *errImageMissing
 		var pr *errPullRefused
 		switch {
 		case errors.As(err, &hidden):
 			// dockerd's own answer for a missing image: on create, the
 			// docker CLI then pulls with the tenant's own credentials.
 			answer(policy.Decision{Status: http.StatusNotFound, Code: policy.ReasonForeignObject,
-				Reason: "image pulled with credentials by another tenant: " + hidden.Error(), Rule: "image ownership"}, hidden.Error())
+				Reason: "image pulled with credentials by another tenant: " + hidden.ref, Rule: "image ownership"}, hidden.Error())
+		case errors.As(err, &missing):
+			// Really missing: dockerd's answer, neither recorded nor paced.
+			writeDockerError(w, missing.status, missing.msg)
 		case errors.As(err, &pr):
 			refuse(policy.Decision{Status: pr.status, Code: policy.ReasonMalformed, Reason: pr.msg, Rule: "image ownership"})
 		case errors.As(err, &taken):
@@ -395,25 +399,45 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		isolationFailed(err)
 		return
 	}
-	if p.images != nil {
-		if ref, suffix, rewrite, ok := imageObjectRoute(req.Method, req.Path); ok {
-			id, found, err := p.images.checkRef(ctx, st.t.ID, ref)
-			if err != nil {
-				isolationFailed(err)
-				return
-			}
-			if found && rewrite {
-				// The id that was checked, so a tag moved meanwhile
-				// cannot show another image.
-				req.Path = "/images/" + id + suffix
-			}
+	// Images a request reads (inspect, history, export) resolve before the
+	// rules, so another tenant's image looks missing whatever they say;
+	// images it changes (tag, push, delete) after them, so a refused route
+	// costs no upstream call. Either way hidden and missing answer alike.
+	imageRoute := func(before bool) bool {
+		if p.images == nil {
+			return true
 		}
+		ref, suffix, rewrite, ok := imageObjectRoute(req.Method, req.Path)
+		if !ok || (req.Method == http.MethodGet) != before {
+			return true
+		}
+		op := opOther
+		if suffix == "/json" {
+			op = opInspect
+		}
+		id, err := p.images.checkRef(ctx, op, st.t.ID, ref)
+		if err != nil {
+			isolationFailed(err)
+			return false
+		}
+		if rewrite {
+			// The id that was checked, so a tag moved meanwhile
+			// cannot show another image.
+			req.Path = "/images/" + id + suffix
+		}
+		return true
+	}
+	if !imageRoute(true) {
+		return
 	}
 
 	f := &forward{req: req, answered: release}
 	pinID := ""
 	d := st.pol.Decide(req)
 	if !d.Allow && deny(d) {
+		return
+	}
+	if !imageRoute(false) {
 		return
 	}
 	inspect, limit := st.pol.BodyPolicy(req)

@@ -201,12 +201,34 @@ func TestImagesPulledWithCredentialsStayWithTheirTenants(t *testing.T) {
 		if !containsAny(r.Combined(), "no basic auth credentials", "unauthorized", "authentication required") {
 			t.Errorf("%s: docker run of another tenant's private image: want the registry's refusal, got %s", who, r)
 		}
-		for _, ref := range []string{id, short} {
-			st, body := dockerJSON(t, strings.TrimPrefix(host, "unix://"), http.MethodPost, "/containers/create",
-				map[string]any{"Image": ref, "HostConfig": map[string]any{"NetworkMode": "none"}}, nil)
-			msg, _ := jsonMessage(body)
-			if st != http.StatusNotFound || msg != "No such image: "+ref {
-				t.Errorf("%s: create from %s: got %d %s, want 404 No such image", who, ref, st, body)
+		// Raw: another tenant's image and a missing one of the same shape
+		// get the same status and the same words, on every route.
+		sock := strings.TrimPrefix(host, "unix://")
+		zeros := strings.Repeat("0", 64)
+		for _, pair := range [][2]string{
+			{repo + ":v1", repo + ":zz"},
+			{id, "sha256:" + zeros},
+			{short, zeros[:12]},
+			{strings.TrimPrefix(id, "sha256:"), zeros},
+			{repo + "@" + digest, repo + "@sha256:" + zeros},
+		} {
+			ref, twin := pair[0], pair[1]
+			for _, target := range []string{"/images/%s/json", "/images/%s/history"} {
+				st, _, body := doRaw(t, sock, http.MethodGet, fmt.Sprintf(target, ref), "", nil)
+				tst, _, tbody := doRaw(t, sock, http.MethodGet, fmt.Sprintf(target, twin), "", nil)
+				if st != tst || st != http.StatusNotFound || string(body) != strings.ReplaceAll(string(tbody), twin, ref) {
+					t.Errorf("%s: GET %s: %d %s; missing twin: %d %s", who, fmt.Sprintf(target, ref), st, body, tst, tbody)
+				}
+			}
+			create := func(image string) (int, string) {
+				st, body := dockerJSON(t, sock, http.MethodPost, "/containers/create",
+					map[string]any{"Image": image, "HostConfig": map[string]any{"NetworkMode": "none"}}, nil)
+				return st, string(body)
+			}
+			st, body := create(ref)
+			tst, tbody := create(twin)
+			if st != tst || st != http.StatusNotFound || body != strings.ReplaceAll(tbody, twin, ref) {
+				t.Errorf("%s: create from %s: %d %s; missing twin: %d %s", who, ref, st, body, tst, tbody)
 			}
 		}
 	}
