@@ -441,6 +441,7 @@ func FuzzInspectContainerCreate(f *testing.F) {
 	f.Add([]byte(`{"HostConfig":{"Binds":["/home/runner/externals:/e:ro"],"CapAdd":"CHOWN","Tmpfs":{"/t":"noexec"}}}`))
 	f.Add([]byte(`{"Labels":{"a":"1","A":"2"},"NetworkingConfig":{"EndpointsConfig":{"n":{"IPAMConfig":{}}}}}`))
 	f.Add([]byte(`{"HostConfig":{"\u017fysctls":{"a":"b"}}}`))
+	f.Add([]byte(`{"HostConfig":{"LogConfig":{"Type":"syslog"},"OomScoreAdj":-1,"Ulimits":[{"Name":"memlock","Hard":-1,"Soft":-1}]},"LogConfig":{"Type":"gelf"}}`))
 	pol := runnerTenant(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		d, nb := pol.InspectBody(createReq, http.Header{}, body)
@@ -480,6 +481,14 @@ func FuzzInspectContainerCreate(f *testing.F) {
 			if h.Privileged || strings.EqualFold(h.PidMode, "host") || strings.EqualFold(h.NetworkMode, "host") ||
 				strings.EqualFold(h.IpcMode, "host") || len(h.Devices) > 0 || len(h.Sysctls) > 0 {
 				t.Fatalf("accepted a dangerous body: %s", judged)
+			}
+			if h.OomScoreAdj < 0 || !map[string]bool{"": true, "json-file": true, "local": true, "none": true}[h.LogConfig.Type] {
+				t.Fatalf("accepted OOM score %d or log driver %q", h.OomScoreAdj, h.LogConfig.Type)
+			}
+			for _, u := range h.Ulimits {
+				if u != nil && (u.Name == "rtprio" || u.Name == "nice" || u.Name == "rttime" || (u.Name == "memlock" && (u.Hard == -1 || u.Hard > 8<<20))) {
+					t.Fatalf("accepted ulimit %+v", *u)
+				}
 			}
 			for _, bind := range h.Binds {
 				src, _, found := strings.Cut(bind, ":")

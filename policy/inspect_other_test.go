@@ -288,10 +288,14 @@ func FuzzInspectExecCreate(f *testing.F) {
 
 func FuzzInspectVolumeCreate(f *testing.F) {
 	fuzzJSONInspector(f, Request{Method: "POST", Path: "/volumes/create"},
-		[]string{`{"Name":"v","Driver":"local","DriverOpts":{"type":"none","o":"bind","device":"/etc"}}`, `{"DriverOpts":{"type":"tmpfs"}}`, `{"Driver":"x"}`},
+		[]string{`{"Name":"v","Driver":"local","DriverOpts":{"type":"none","o":"bind","device":"/etc"}}`, `{"DriverOpts":{"type":"tmpfs"}}`, `{"Driver":"x"}`,
+			`{"DriverOpts":{"type":"tmpfs","device":"tmpfs","o":"size=1m"}}`, `{"DriverOpts":{"type":"ext4","device":"//dev/sda"}}`, `{"Name":"v","Frobnicate":1}`},
 		func(t *testing.T, v *volumeCreateBody) {
 			if v.Driver != "" && v.Driver != "local" {
 				t.Fatalf("accepted driver %q", v.Driver)
+			}
+			if len(v.DriverOpts) > 0 && (v.DriverOpts["type"] != "tmpfs" || v.DriverOpts["device"] != "tmpfs") {
+				t.Fatalf("accepted local options that are not a tmpfs: %v", v.DriverOpts)
 			}
 			for k, val := range v.DriverOpts {
 				if strings.EqualFold(k, "o") && strings.Contains(strings.ToLower(val), "bind") && !strings.Contains(strings.ToLower(val), "bind=") {
