@@ -371,3 +371,92 @@ func setPath(m map[string]any, path []string, v any) {
 	}
 	setPath(child, path[1:], v)
 }
+
+// FuzzContainerCreateRefs: whatever the body, extraction does not panic,
+// and what is forwarded names every container and network only by the ids
+// it was given: no text of the tenant's survives as a reference.
+func FuzzContainerCreateRefs(f *testing.F) {
+	for _, s := range []string{
+		dockerRunBody,
+		`{"HostConfig":{"NetworkMode":"container:web","PidMode":"container:/db","VolumesFrom":["data:ro"],"Links":["/cache:/me/c","db"]}}`,
+		`{"PidMode":"container:x","hostconfig":{"ipcmode":"container:y","Cgroup":"container:z"}}`,
+		`{"HostConfig":{"NetworkMode":"a"},"NetworkingConfig":{"EndpointsConfig":{"a":{"NetworkID":"a","Aliases":["s"]},"none":{}}}}`,
+		`{"HostConfig":{"NetworkMode":"n"}}`,
+		`{"NetworkingConfig":{"EndpointsConfig":{"x":{},"y":{"NetworkID":"x"}}}}`,
+		`{"HostConfig":{"Binds":["v:/d","/h:/h"],"Mounts":[{"Type":"volume","Source":"w","Target":"/w"}]}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		b, err := ContainerCreateRefs(body)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error not wrapping ErrMalformed: %v", err)
+			}
+			return
+		}
+		// Every distinct reference resolves to its own id, so the
+		// checks between references (NetworkID vs key) pass only when
+		// both spell the same text.
+		ids := map[RefKey]string{}
+		isID := map[string]bool{}
+		for i, k := range b.Distinct() {
+			ids[k] = k.Ref
+			if k.Kind != RefVolume {
+				ids[k] = fmt.Sprintf("%064x", i+1)
+				isID[ids[k]] = true
+			}
+		}
+		out, err := b.Forward(ids)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("Forward: %v", err)
+			}
+			return
+		}
+		again, err := ContainerCreateRefs(out)
+		if err != nil {
+			t.Fatalf("the forwarded body does not decode: %v\n%s", err, out)
+		}
+		for _, r := range again.Refs() {
+			if r.Kind != RefVolume && !isID[r.Ref] {
+				t.Fatalf("forwarded %s still names %q\nin:  %s\nout: %s", r.Field, r.Ref, body, out)
+			}
+		}
+	})
+}
+
+// FuzzNetworkConnectRefs: the forwarded connect body names the container
+// and the network only by the ids given.
+func FuzzNetworkConnectRefs(f *testing.F) {
+	for _, s := range []string{`{"Container":"job","EndpointConfig":{"Aliases":["svc"]}}`, `{"container":"/j","endpointconfig":{"NetworkID":"x"}}`, `{"Container":"c","EndpointConfig":null}`} {
+		f.Add([]byte(s), true)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, connect bool) {
+		b, err := NetworkConnectRefs(body, "netid", connect)
+		if err != nil {
+			return
+		}
+		ids := map[RefKey]string{}
+		for _, k := range b.Distinct() {
+			ids[k] = "cid"
+			if k.Kind == RefNetwork {
+				ids[k] = "netid"
+			}
+		}
+		out, err := b.Forward(ids)
+		if err != nil {
+			t.Fatalf("Forward: %v", err)
+		}
+		var got struct {
+			Container      string
+			EndpointConfig *struct{ NetworkID string }
+		}
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if got.Container != "cid" || connect && (got.EndpointConfig == nil || got.EndpointConfig.NetworkID != "netid") {
+			t.Fatalf("forwarded %s for %s", out, body)
+		}
+	})
+}
