@@ -26,14 +26,22 @@ const OwnerLabel = "io.sockguard.owner"
 // Tenant isolation. A tenant sees a daemon that holds only its own objects:
 //
 //   - per-object routes (/containers/{ref}/..., /exec/{id}/..., /networks/{ref},
-//     /volumes/{name}) resolve the reference upstream once, answer exactly
-//     like dockerd's "no such object" when it is missing or owned by someone
-//     else, and forward the resolved full id so a rename between check and use
-//     cannot redirect the request;
+//     /volumes/{name}) resolve the reference upstream once and forward the
+//     resolved full id, so a rename between check and use cannot redirect
+//     the request. A missing object and another tenant's get the same
+//     answer, dockerd's own for a missing one; only another tenant's is a
+//     foreign-object denial (recorded and paced), so probes of names that
+//     do not exist yet (compose, docker inspect) leave no trace;
 //   - lists, events and prunes get the owner label added to their filters;
+//     the container references of a list's filters (since, before) are
+//     resolved like any other;
 //   - create bodies get the owner label stamped by the broker, overwriting
-//     whatever the client sent, and every object a body refers to is resolved
-//     the same way.
+//     whatever the client sent. Every object a body refers to (policy
+//     extracts them: policy.ContainerCreateRefs, NetworkConnectRefs,
+//     NetworkCreateRefs) is resolved the same way, at most
+//     policy.MaxBodyRefs distinct ones per body, and the body is forwarded
+//     with the full ids checked in place of the tenant's text: dockerd looks
+//     a reference up again at every start, so the text must never reach it.
 //
 // Nothing is cached: every check asks the daemon, so a rename or delete is
 // seen at once and a "not found" is never remembered.
