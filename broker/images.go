@@ -589,12 +589,22 @@ func (g *imageGuard) imageIDs(ctx context.Context) (map[string]bool, error) {
 	var list []struct {
 		ID string `json:"Id"`
 	}
-	found, err := isolator{up: g.up}.getQuery(ctx, "/images/json", "all=1", &list)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/images/json?all=1", nil)
 	if err != nil {
 		return nil, err
 	}
-	if !found {
-		return nil, errors.New("GET /images/json: not found")
+	resp, err := g.up.transport.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /images/json: upstream answered %s", resp.Status)
+	}
+	// The same cap as the lists tenants get: a daemon with tens of
+	// thousands of images still lists.
+	if err := json.NewDecoder(io.LimitReader(resp.Body, imageListLimit)).Decode(&list); err != nil {
+		return nil, fmt.Errorf("GET /images/json: %w", err)
 	}
 	ids := make(map[string]bool, len(list))
 	for _, l := range list {

@@ -637,3 +637,33 @@ func TestNoSuchImageMessages(t *testing.T) {
 		}
 	}
 }
+
+// A stream cut after the "Digest:" line (the client went away) still
+// settles: the image is stored by then and must not stay public.
+func TestPullBodyCutShortSettles(t *testing.T) {
+	const id = "sha256:3333333333333333333333333333333333333333333333333333333333333333"
+	dg := "sha256:" + strings.Repeat("4", 64)
+	fd := &fakeImageDaemon{images: map[string]imageInfo{"r.io/p@" + dg: {ID: id}}}
+	g, s := newTestGuard(t, fd)
+	for _, tc := range []struct {
+		name, stream string
+		private      bool
+	}{
+		{"cut after the digest", `{"status":"Pull complete","id":"abc"}` + "\n" + `{"status":"Digest: ` + dg + `"}` + "\n", true},
+		{"cut before the digest", `{"status":"Pull complete","id":"abc"}` + "\n", false},
+		{"error after the digest", `{"status":"Pull complete","id":"abc"}` + "\n" + `{"status":"Digest: ` + dg + `"}` + "\n" + `{"error":"x"}` + "\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s.SweepImageRecords(map[string]bool{})
+			p := &pullPlan{g: g, tenant: "ta", creds: true, target: pullTarget{repo: "r.io/p", tag: "v1"}, before: map[string]bool{}}
+			body := &pullBody{ReadCloser: io.NopCloser(strings.NewReader(tc.stream)), ctx: context.Background(), p: p}
+			buf := make([]byte, len(tc.stream))
+			io.ReadFull(body, buf) // every byte, but no EOF seen yet
+			body.Close()
+			recs, _ := s.ImageRecords([]string{id})
+			if got := recs[id] != nil; got != tc.private {
+				t.Fatalf("private record %v, want %v", got, tc.private)
+			}
+		})
+	}
+}
