@@ -65,11 +65,25 @@
 // # Body inspection
 //
 // For the endpoints whose body decides (container create and update, exec
-// create, image pull, volume and network create, network connect, container
-// start), the broker reads the body under a byte cap and calls InspectBody.
-// Bodies are decoded the way dockerd decodes them (encoding/json into typed
-// structs, case-insensitive field names), and any body dockerd could read
-// differently from us is refused with 400: invalid UTF-8, trailing data,
-// duplicate keys, sibling keys equal under Unicode case folding (outside maps
-// whose keys are data, such as Labels), and wrong JSON types.
+// create and start, image pull, volume and network create, network connect
+// and disconnect, container start), the broker reads the body under a byte
+// cap and calls InspectBody. Bodies are decoded the way dockerd decodes them
+// (encoding/json into typed structs, case-insensitive field names), and any
+// body dockerd could read differently from us is refused with 400: invalid
+// UTF-8, trailing data, duplicate keys, sibling keys equal under Unicode case
+// folding (outside maps whose keys are data, such as Labels), and wrong JSON
+// types.
+//
+// # The field table
+//
+// Every field dockerd reads in those bodies is classified in fields.go
+// (FieldTable): safe (forwarded; it acts only inside the tenant's own
+// objects), judged (a named check decides), reference (it names another
+// Docker object; tenant isolation resolves it) or refused (any non-zero
+// value is refused). The table is an allowlist: a field it does not list is
+// refused by name, whatever its value, so a daemon newer than the table
+// cannot be handed a field nobody judged. A test holds the table against the
+// Docker API's Go types (dockerd 28.5, API 1.51); top-level HostConfig
+// fields that dockerd before 27.0 also reads are listed as Legacy rows with
+// the same classes, and fields of newer APIs as Newer rows.
 package policy

@@ -106,6 +106,8 @@ func TestSuggestSettings(t *testing.T) {
 		observe(t, pol, 11, "POST", "/plugins/pull?remote=vieux/sshfs", ""),
 		observe(t, pol, 12, "DELETE", "/images/ghcr.io/org/app:1", ""),
 		observe(t, pol, 13, "GET", "/system/df", ""),
+		create(14, `{"LogConfig":{"Type":"journald"}}`),
+		create(15, `{"LogConfig":{"Type":"gelf","Config":{}}}`),
 		{Time: t0, Method: "POST", Path: "/containers/create", Code: ReasonMalformed, Reason: "ambiguous JSON", Rule: "container create"},
 		{Time: t0, Method: "GET", Path: "/containers/x/json", Code: ReasonForeignObject, Reason: "not owned", Rule: "tenant isolation"},
 	}
@@ -129,6 +131,8 @@ func TestSuggestSettings(t *testing.T) {
 		{"image delete", "DELETE", "/images/alpine", "", true},
 		{"system df", "GET", "/system/df", "", true},
 		{"build still denied", "POST", "/build", "", false},
+		{"local log driver", "POST", "/containers/create", `{"HostConfig":{"LogConfig":{"Type":"journald"}}}`, true},
+		{"remote log driver stays denied", "POST", "/containers/create", `{"HostConfig":{"LogConfig":{"Type":"gelf"}}}`, false},
 	}
 	for _, tc := range cases {
 		if _, d := np.Evaluate(tc.method, tc.target, nil, []byte(tc.body)); d.Allow != tc.allow {
@@ -150,6 +154,8 @@ func TestSuggestSettings(t *testing.T) {
 		"#   POST /containers/create: malformed or ambiguous requests are never allowed",
 		"#   GET /containers/x/json: tenant isolation",
 		"  # allow_privileged: true\n", // exec
+		"    - journald  # added by suggest-policy",
+		"    # WARNING: gelf: log driver gelf makes dockerd connect out",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
