@@ -198,6 +198,14 @@ func TestFieldAllowlist(t *testing.T) {
 		{name: "unknown in an exposed port", body: []byte(`{"ExposedPorts":{"80/tcp":{"x":1}}}`), status: no, code: ReasonBodyDenied},
 		{name: "unknown even when null", body: []byte(`{"Frobnicate":null}`), status: no, code: ReasonBodyDenied},
 		{name: "field name folds", body: []byte(`{"hostconfig":{"oomscoreadj":10}}`), allow: true},
+		{name: "refused field folded", body: []byte(`{"hostconfig":{"blkiodevicereadbps":[{"Path":"/dev/sda","Rate":1}]}}`), status: no, code: ReasonEscalation, reason: "hostconfig.blkiodevicereadbps"},
+		{name: "refused field unicode-folded", body: []byte(`{"HostConfig":{"\u017fysctls":{"kernel.x":"1"}}}`), status: no, code: ReasonEscalation, reason: "kernel.x"},
+		{name: "refused field as a string", body: []byte(`{"HostConfig":{"KernelMemory":"1e9"}}`), status: no, code: ReasonBodyDenied},
+		{name: "refused field tiny number", body: []byte(`{"HostConfig":{"CpuRealtimePeriod":1e-7}}`), status: no, code: ReasonEscalation},
+		{name: "owner label on a mount's volume, upper case", body: []byte(`{"HostConfig":{"Mounts":[{"Type":"volume","Source":"v","Target":"/v","VolumeOptions":{"Labels":{"IO.SOCKGUARD.OWNER":"x"}}}]}}`), status: no, code: ReasonBodyDenied},
+		{name: "log driver with a trailing space", body: []byte(`{"HostConfig":{"LogConfig":{"Type":"json-file "}}}`), status: no, code: ReasonBodyDenied},
+		{name: "log option in another case", body: []byte(`{"HostConfig":{"LogConfig":{"Type":"json-file","Config":{"Max-Size":"1m"}}}}`), status: no, code: ReasonBodyDenied},
+		{name: "tmpfs exec after noexec", body: []byte(`{"HostConfig":{"Tmpfs":{"/t":"noexec, EXEC"}}}`), status: no, code: ReasonEscalation},
 
 		// Refused fields: zero passes, anything else is named.
 		{name: "blkio read bps", body: []byte(`{"HostConfig":{"BlkioDeviceReadBps":[{"Path":"/dev/sda","Rate":1048576}]}}`), status: no, code: ReasonEscalation, reason: "HostConfig.BlkioDeviceReadBps: block I/O device"},
