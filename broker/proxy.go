@@ -328,7 +328,11 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			answer(policy.Decision{Status: http.StatusNotFound, Code: policy.ReasonForeignObject,
 				Reason: "image pulled with credentials by another tenant: " + hidden.ref, Rule: "image ownership"}, hidden.Error())
 		case errors.As(err, &missing):
-			// Really missing: dockerd's answer, neither recorded nor paced.
+			// Really missing: dockerd's answer, neither recorded nor paced
+			// (but held as long as a paced refusal would be now, so a hidden
+			// image cannot be told from a missing one by the delay).
+			outcome = "not_found"
+			h.ts.pacer.waitBacklog(ctx)
 			writeDockerError(w, missing.status, missing.msg)
 		case errors.As(err, &pr):
 			refuse(policy.Decision{Status: pr.status, Code: policy.ReasonMalformed, Reason: pr.msg, Rule: "image ownership"})
