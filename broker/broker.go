@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -133,6 +134,9 @@ type Broker struct {
 	reg      *Registry
 	started  time.Time
 	stopping chan struct{} // closed when shutdown begins
+	// backingUp is set while a BackupState runs: one at a time, so backups
+	// cannot pile up read transactions that pin old pages.
+	backingUp atomic.Bool
 }
 
 // Run starts the broker and serves until ctx is cancelled, then drains and

@@ -7,6 +7,9 @@ import (
 	"hash"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
 
@@ -19,6 +22,10 @@ const backupTimeout = 10 * time.Minute
 // BackupState streams a snapshot of the store from one read transaction,
 // then its size and SHA-256. The broker keeps serving meanwhile.
 func (s *service) BackupState(_ *sockguardv1.BackupStateRequest, stream sockguardv1.SockguardService_BackupStateServer) error {
+	if !s.b.backingUp.CompareAndSwap(false, true) {
+		return status.Error(codes.ResourceExhausted, "a backup is already running; try again when it finishes")
+	}
+	defer s.b.backingUp.Store(false)
 	ctx, cancel := context.WithTimeout(stream.Context(), backupTimeout)
 	defer cancel()
 	w := &chunkSender{ctx: ctx, send: stream.Send, sum: sha256.New(), buf: make([]byte, 0, backupChunk)}
