@@ -81,6 +81,8 @@ func OpenStoreWith(dir string, o StoreOptions) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	_, statErr := os.Stat(dir)
+	created := errors.Is(statErr, fs.ErrNotExist)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
@@ -96,6 +98,12 @@ func OpenStoreWith(dir string, o StoreOptions) (*Store, error) {
 	s, err := openLocked(dir, o, log)
 	if err != nil {
 		lock.Close()
+		if created {
+			// A refused start leaves no trace of a directory it made (a
+			// mistyped --state-dir stays absent).
+			os.Remove(filepath.Join(dir, lockName))
+			os.Remove(dir)
+		}
 		return nil, err
 	}
 	s.lock = lock

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 
 	"github.com/sockguard/sockguard/broker"
 )
@@ -125,7 +126,7 @@ func stateCheck(o stateOptions, stdout, stderr io.Writer) int {
 	for _, t := range c.Tenants {
 		if t.Err != nil {
 			bad++
-			fmt.Fprintf(stdout, "  %-24s FAILED  %v\n", t.Name, t.Err)
+			fmt.Fprintf(stdout, "  %-24s FAILED  %v\n", printable(t.Name), t.Err)
 			continue
 		}
 		fmt.Fprintf(stdout, "  %-24s ok      %s\n", t.Name, t.ID)
@@ -139,4 +140,13 @@ func stateCheck(o stateOptions, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "ok")
 	return 0
+}
+
+// printable shows a stored key safely: a damaged one can hold anything.
+func printable(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	q := strconv.QuoteToGraphic(s)
+	return q[1 : len(q)-1]
 }

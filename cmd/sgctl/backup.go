@@ -108,11 +108,18 @@ func (c *cli) runBackup(ctx context.Context, args []string) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	// Link, not rename: it fails if FILE appeared meanwhile, never replacing it.
+	// Link, not rename: it fails if FILE appeared meanwhile, never replacing
+	// it. A filesystem without hard links gets a rename after a last check.
 	if err := os.Link(tmp, file); err != nil {
-		os.Remove(tmp)
-		ok = true
-		return fmt.Errorf("backup: %w", err)
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("backup: %s appeared while the backup ran; the copy was removed", file)
+		}
+		if _, serr := os.Lstat(file); serr == nil {
+			return fmt.Errorf("backup: %s appeared while the backup ran; the copy was removed", file)
+		}
+		if err := os.Rename(tmp, file); err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
 	}
 	os.Remove(tmp)
 	ok = true

@@ -37,6 +37,7 @@ type fakeBroker struct {
 	maxPage  int                   // server-side page cap; 0 means 1000
 	watch    []*sockguardv1.Denial // sent by WatchDenials, then it waits
 	checkFor func(*sockguardv1.CheckRequestRequest) *sockguardv1.CheckRequestResponse
+	backup   []*sockguardv1.BackupStateResponse // sent by BackupState
 
 	mu   sync.Mutex // guards reqs
 	reqs []proto.Message
@@ -192,6 +193,18 @@ func (f *fakeBroker) WatchDenials(req *sockguardv1.WatchDenialsRequest, stream g
 		}
 	}
 	<-stream.Context().Done()
+	return nil
+}
+
+func (f *fakeBroker) BackupState(req *sockguardv1.BackupStateRequest, stream grpc.ServerStreamingServer[sockguardv1.BackupStateResponse]) error {
+	if err := f.record(req); err != nil {
+		return err
+	}
+	for _, m := range f.backup {
+		if err := stream.Send(m); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
