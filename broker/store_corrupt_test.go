@@ -5,12 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -544,5 +547,69 @@ func TestFailedCreateLeavesNothing(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(socketDir); len(ents) != 0 {
 		t.Fatalf("a failed create left %v behind", ents)
+	}
+}
+
+// TestDeleteDrainDoesNotBlockList: while a deleted socket drains a request
+// that never completes, the registry still answers (list, get, status).
+func TestDeleteDrainDoesNotBlockList(t *testing.T) {
+	dir, upPath := testDir(t)
+	var owner atomic.Value
+	owner.Store("")
+	defer mockDocker(t, upPath, &owner)()
+	tb := startBroker(t, dir, "unix://"+upPath)
+	defer tb.stop(t)
+	ctx := context.Background()
+	if _, err := tb.client.CreateSocket(ctx, &sockguardv1.CreateSocketRequest{Socket: &sockguardv1.Socket{Name: "slow", Preset: "read-only"}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("unix", filepath.Join(tb.socketDir, "slow", "sockguard.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Half a request: the connection is active until the drain gives up.
+	if _, err := io.WriteString(c, "GET /_ping HTTP/1.1\r\nHost: d\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let the server read it
+	deleted := make(chan error, 1)
+	go func() {
+		_, err := tb.client.DeleteSocket(ctx, &sockguardv1.DeleteSocketRequest{Name: "slow"})
+		deleted <- err
+	}()
+	// Wait until the delete has taken the socket out of the registry.
+	for {
+		resp, err := tb.client.ListSockets(ctx, &sockguardv1.ListSocketsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.GetSockets()) == 0 {
+			break
+		}
+		select {
+		case err := <-deleted:
+			t.Fatalf("delete returned while the socket is still listed: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	select {
+	case err := <-deleted:
+		t.Fatalf("delete finished before its drain (%v): the test did not hold a request open", err)
+	default:
+	}
+	if _, err := tb.client.GetBrokerInfo(ctx, &sockguardv1.GetBrokerInfoRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.client.CreateSocket(ctx, &sockguardv1.CreateSocketRequest{Socket: &sockguardv1.Socket{Name: "slow", Preset: "read-only"}}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("re-create while the old socket drains: %v, want FailedPrecondition", err)
+	}
+	select {
+	case err := <-deleted:
+		t.Fatalf("delete finished while a request was held open: %v", err)
+	default:
+	}
+	if err := <-deleted; err != nil {
+		t.Fatal(err)
 	}
 }
