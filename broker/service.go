@@ -388,6 +388,7 @@ func (s *service) GetBrokerInfo(ctx context.Context, _ *sockguardv1.GetBrokerInf
 		AdminSocket:    b.cfg.AdminSocket,
 		SocketDir:      b.cfg.SocketDir,
 		StateDir:       b.cfg.StateDir,
+		BrokerId:       b.store.ID(),
 	}
 	if v, err := b.up.Version(ctx); err == nil {
 		resp.UpstreamReachable, resp.UpstreamVersion = true, v

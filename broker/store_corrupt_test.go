@@ -309,6 +309,7 @@ func TestStateCorruptionMatrix(t *testing.T) {
 			os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("x"), 0o600)
 		}, StoreOptions{}, []outcome{refused}},
 		{"state dir group-writable", func(t *testing.T, dir string) { os.Chmod(dir, 0o770) }, StoreOptions{}, []outcome{refused}},
+		{"state dir group-writable, --allow-shared-dirs", func(t *testing.T, dir string) { os.Chmod(dir, 0o770) }, StoreOptions{AllowSharedDir: true}, []outcome{clean}},
 		{"state dir locked by a running broker", func(t *testing.T, dir string) {
 			f, err := lockStateDir(dir)
 			if err != nil {
@@ -364,13 +365,21 @@ func TestStateRandomFlips(t *testing.T) {
 		t.Fatal(err)
 	}
 	marker, _ := os.ReadFile(filepath.Join(seed, markerName))
+	// Flip inside the pages that hold data: past them is unused space.
+	var hwm int64
+	s, err := OpenStore(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.db.View(func(tx *bolt.Tx) error { hwm = tx.Size(); return nil })
+	s.Close()
 	rng := rand.New(rand.NewSource(9))
 	counts := map[outcome]int{}
-	for i := range 150 {
+	for i := range 200 {
 		dir := filepath.Join(root, fmt.Sprint(i))
 		os.MkdirAll(dir, 0o700)
 		b := bytes.Clone(orig)
-		off := rng.Intn(len(b))
+		off := rng.Intn(int(hwm))
 		b[off] ^= byte(1 << rng.Intn(8))
 		os.WriteFile(statePath(dir), b, 0o600)
 		os.WriteFile(filepath.Join(dir, markerName), marker, 0o600)
@@ -380,7 +389,7 @@ func TestStateRandomFlips(t *testing.T) {
 		})
 		os.RemoveAll(dir)
 	}
-	t.Logf("150 random single-bit flips: %v", counts)
+	t.Logf("200 random single-bit flips in %d bytes of data: %v", hwm, counts)
 }
 
 // TestStateMigratesV1: a schema-1 store (bare JSON tenant records, no

@@ -59,5 +59,6 @@ func (c *cli) runStatus(ctx context.Context, args []string) error {
 		{"admin socket", info.GetAdminSocket()},
 		{"socket dir", info.GetSocketDir()},
 		{"state dir", info.GetStateDir()},
+		{"broker id", info.GetBrokerId()},
 	})
 }

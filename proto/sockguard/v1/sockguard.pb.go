@@ -2116,7 +2116,10 @@ type GetBrokerInfoResponse struct {
 	// Tenant socket directory.
 	SocketDir string `protobuf:"bytes,10,opt,name=socket_dir,json=socketDir,proto3" json:"socket_dir,omitempty"`
 	// State directory.
-	StateDir      string `protobuf:"bytes,11,opt,name=state_dir,json=stateDir,proto3" json:"state_dir,omitempty"`
+	StateDir string `protobuf:"bytes,11,opt,name=state_dir,json=stateDir,proto3" json:"state_dir,omitempty"`
+	// The broker id stored in the state and its marker (state.id): what
+	// `sgctl backup` snapshots carry and `broker state restore` installs.
+	BrokerId      string `protobuf:"bytes,12,opt,name=broker_id,json=brokerId,proto3" json:"broker_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2224,6 +2227,13 @@ func (x *GetBrokerInfoResponse) GetSocketDir() string {
 func (x *GetBrokerInfoResponse) GetStateDir() string {
 	if x != nil {
 		return x.StateDir
+	}
+	return ""
+}
+
+func (x *GetBrokerInfoResponse) GetBrokerId() string {
+	if x != nil {
+		return x.BrokerId
 	}
 	return ""
 }
@@ -2488,7 +2498,7 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\x14WatchDenialsResponse\x12,\n" +
 	"\x06denial\x18\x01 \x01(\v2\x14.sockguard.v1.DenialR\x06denial\x12\x16\n" +
 	"\x06missed\x18\x02 \x01(\x04R\x06missed\"\x16\n" +
-	"\x14GetBrokerInfoRequest\"\xb4\x03\n" +
+	"\x14GetBrokerInfoRequest\"\xd1\x03\n" +
 	"\x15GetBrokerInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1a\n" +
 	"\bupstream\x18\x02 \x01(\tR\bupstream\x12-\n" +
@@ -2503,7 +2513,8 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\n" +
 	"socket_dir\x18\n" +
 	" \x01(\tR\tsocketDir\x12\x1b\n" +
-	"\tstate_dir\x18\v \x01(\tR\bstateDir\"\x14\n" +
+	"\tstate_dir\x18\v \x01(\tR\bstateDir\x12\x1b\n" +
+	"\tbroker_id\x18\f \x01(\tR\bbrokerId\"\x14\n" +
 	"\x12BackupStateRequest\"\x97\x01\n" +
 	"\x13BackupStateResponse\x12\x14\n" +
 	"\x05chunk\x18\x01 \x01(\fR\x05chunk\x12\x12\n" +
