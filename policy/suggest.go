@@ -12,7 +12,7 @@ import (
 	"time"
 	"unicode"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Observation is one would-deny record, as the deny log stores it (no bodies: only what is recorded).

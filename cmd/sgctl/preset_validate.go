@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/sockguard/sockguard/policy"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // runPresetValidate is `sgctl preset validate FILE`: it parses a preset file
