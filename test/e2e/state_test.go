@@ -220,3 +220,70 @@ func TestStateKillUnderLoad(t *testing.T) {
 	r := brokerState("check", "--state-dir", b.StateDir).MustSucceed(t)
 	t.Logf("state check after the rounds:\n%s", firstLine(r.Stdout))
 }
+
+// TestStateCorruptStart: the real broker binary on damaged state files.
+// Each start is a clean refusal (non-zero exit, one message naming the
+// file, no panic) or a start with the damaged tenant failed and the
+// others serving.
+func TestStateCorruptStart(t *testing.T) {
+	b := StartBroker(t)
+	b.CreateSocket(t, "cs-good", preset)
+	b.CreateSocket(t, "cs-victim", preset)
+	b.Stop()
+	db := filepath.Join(b.StateDir, "state.db")
+	orig, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := os.Getpagesize()
+	everyCopy := func(b []byte, needle string, delta int) []byte {
+		for i := 0; ; {
+			j := strings.Index(string(b[i:]), needle)
+			if j < 0 {
+				return b
+			}
+			b[i+j+delta] ^= 0x20
+			i += j + len(needle)
+		}
+	}
+	refusals := []struct {
+		name   string
+		damage func([]byte) []byte
+	}{
+		{"zero bytes", func([]byte) []byte { return nil }},
+		{"truncated to half", func(b []byte) []byte { return b[:len(b)/2] }},
+		{"meta page 0 zeroed", func(b []byte) []byte { clear(b[:ps]); return b }},
+		{"meta page 1 flipped", func(b []byte) []byte { b[ps+40] ^= 1; return b }},
+		{"garbage", func(b []byte) []byte { return []byte(strings.Repeat("garbage ", len(b)/8)) }},
+	}
+	for _, tt := range refusals {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := os.WriteFile(db, tt.damage(append([]byte(nil), orig...)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r := RunBrokerExpectingFailure(t, 30*time.Second, b.Args()...)
+			if strings.Contains(r.Stderr, "panic") || strings.Contains(r.Stderr, "goroutine ") || r.Code != 1 {
+				t.Fatalf("exit %d, want 1 and no panic:\n%s", r.Code, r.Stderr)
+			}
+			if !strings.Contains(r.Stderr, db) {
+				t.Errorf("refusal does not name %s:\n%s", db, r.Stderr)
+			}
+		})
+	}
+	t.Run("one tenant record flipped", func(t *testing.T) {
+		if err := os.WriteFile(db, everyCopy(append([]byte(nil), orig...), `"name":"cs-victim"`, 10), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b.Start()
+		defer b.Stop()
+		_, failed := b.tenantIDs(t)
+		if len(failed) != 1 || !strings.HasPrefix(failed[0], "cs-victim ") {
+			t.Fatalf("failed sockets: %v, want cs-victim only", failed)
+		}
+		b.Docker("cs-good", "version").MustSucceed(t)
+		ls := b.Sgctl("ls").MustSucceed(t)
+		if !strings.Contains(ls.Stdout, "cs-victim failed: ") || !strings.Contains(ls.Stdout, "checksum") {
+			t.Errorf("sgctl ls does not say why cs-victim failed:\n%s", ls.Stdout)
+		}
+	})
+}
