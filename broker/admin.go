@@ -74,11 +74,12 @@ func (a adminAuth) authorize(ctx context.Context) (context.Context, error) {
 		return nil, status.Error(codes.PermissionDenied, "sockguard admin: caller identity unknown")
 	}
 	c := ai.cred
+	id := CallerIdentity{Transport: TransportUnix, UID: c.UID, GID: c.GID, PID: c.PID, Role: "admin"}
 	if c.UID == 0 {
-		return ctx, nil
+		return withCaller(ctx, id), nil
 	}
 	if a.gid >= 0 && (c.GID == uint32(a.gid) || inSupplementaryGroup(c.PID, uint32(a.gid))) {
-		return ctx, nil
+		return withCaller(ctx, id), nil
 	}
 	msg := fmt.Sprintf("sockguard admin: uid %d (gid %d, pid %d) is not allowed: the admin API answers root", c.UID, c.GID, c.PID)
 	if a.gid >= 0 {
