@@ -287,3 +287,9 @@ func waitFor(timeout time.Duration, cond func() bool) bool {
 func (d denialJSON) String() string {
 	return fmt.Sprintf("%s %s [%s] %s", d.Method, d.Path, d.ReasonCode, d.Reason)
 }
+
+// waitLog waits until the broker's log holds substr: the admin socket
+// answers before the broker has logged everything it logs at start.
+func (b *Broker) waitLog(substr string) bool {
+	return waitFor(10*time.Second, func() bool { return strings.Contains(b.Log(), substr) })
+}

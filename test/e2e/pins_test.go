@@ -163,7 +163,7 @@ func TestBindPinSwaps(t *testing.T) {
 	b.CreateSocket(t, "pin", "github-actions-runner", "--allow-bind", work)
 	cleanupNewContainers(t)
 	docker := func(args ...string) Result { return b.Docker("pin", args...) }
-	if !strings.Contains(b.Log(), "msg=bind_pins mode=mount") {
+	if !b.waitLog("msg=bind_pins mode=mount") {
 		t.Fatalf("broker did not pin by mounting:\n%s", b.Log())
 	}
 
@@ -444,7 +444,7 @@ func TestBindPinCleanup(t *testing.T) {
 func TestBindPinFallback(t *testing.T) {
 	t.Run("root-owned", func(t *testing.T) {
 		b := startPinBroker(t, "--bind-pins", "root-owned")
-		if !strings.Contains(b.Log(), "msg=bind_pins mode=root-owned") {
+		if !b.waitLog("msg=bind_pins mode=root-owned") {
 			t.Fatalf("mode not logged:\n%s", b.Log())
 		}
 		work := filepath.Join(b.Dir, "work") // under /tmp: world-writable
