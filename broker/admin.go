@@ -7,21 +7,18 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path"
 	"runtime/debug"
 	"strconv"
 	"strings"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -59,34 +56,152 @@ func (peerCredentials) Info() credentials.ProtocolInfo {
 func (p peerCredentials) Clone() credentials.TransportCredentials { return p }
 func (peerCredentials) OverrideServerName(string) error           { return nil }
 
-// adminAuth allows root, and members of the admin group when one is set.
+// adminAuth decides every admin RPC in one place (the interceptors of
+// newAdminServer). Without a role file, root and members of the admin group
+// are admins on the unix socket and nobody else may call anything. With
+// one, a caller named by some binding gets exactly what its bindings grant;
+// root and admin-group members that no binding names stay admins; TLS
+// callers get only what bindings grant.
 type adminAuth struct {
 	gid int // -1: no admin group
+	// roles returns the role file in force (nil: none); it may change
+	// between calls when the file is reloaded.
+	roles func() *Roles
 }
 
-func (a adminAuth) authorize(ctx context.Context) (context.Context, error) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return nil, status.Error(codes.PermissionDenied, "sockguard admin: caller identity unknown")
+// grantFor is what the caller may do.
+func (a adminAuth) grantFor(id CallerIdentity) grant {
+	inGroup := func(gid uint32) bool { return inSupplementaryGroup(id.PID, gid) }
+	var roles *Roles
+	if a.roles != nil {
+		roles = a.roles()
 	}
-	ai, ok := p.AuthInfo.(peerAuthInfo)
-	if !ok {
-		return nil, status.Error(codes.PermissionDenied, "sockguard admin: caller identity unknown")
+	if g := roles.grantFor(id, inGroup); g.matched {
+		return g
 	}
-	c := ai.cred
-	id := CallerIdentity{Transport: TransportUnix, UID: c.UID, GID: c.GID, PID: c.PID, Role: "admin"}
-	if c.UID == 0 {
-		return withCaller(ctx, id), nil
+	if id.Transport == TransportUnix {
+		if id.UID == 0 {
+			return grant{role: RoleAdmin}
+		}
+		if a.gid >= 0 && (id.GID == uint32(a.gid) || inGroup(uint32(a.gid))) {
+			return grant{role: RoleAdmin}
+		}
 	}
-	if a.gid >= 0 && (c.GID == uint32(a.gid) || inSupplementaryGroup(c.PID, uint32(a.gid))) {
-		return withCaller(ctx, id), nil
-	}
-	msg := fmt.Sprintf("sockguard admin: uid %d (gid %d, pid %d) is not allowed: the admin API answers root", c.UID, c.GID, c.PID)
-	if a.gid >= 0 {
-		msg += fmt.Sprintf(" and members of group %d", a.gid)
-	}
-	return nil, status.Error(codes.PermissionDenied, msg)
+	return grant{}
 }
+
+// authorize admits one RPC. req is the request message for unary calls and
+// nil for streams; a socket-scoped method without a request to read the
+// name from is refused unless the grant covers every socket.
+func (a adminAuth) authorize(ctx context.Context, method string, req any) (context.Context, error) {
+	id, ok := transportIdentity(ctx)
+	if !ok {
+		return nil, status.Error(codes.PermissionDenied, "sockguard admin: caller identity unknown")
+	}
+	rule, known := methodRule(method)
+	if !known {
+		// Default deny: a method without a rule (a new RPC, a service
+		// registered later) is nobody's.
+		return nil, status.Errorf(codes.PermissionDenied, "sockguard admin: %s has no role rule", quoteBounded(method))
+	}
+	g := a.grantFor(id)
+	if g.role == RoleNone && rule.role > RoleNone {
+		if id.Transport == TransportUnix {
+			msg := fmt.Sprintf("sockguard admin: uid %d (gid %d, pid %d) is not allowed: the admin API answers root", id.UID, id.GID, id.PID)
+			if a.gid >= 0 {
+				msg += fmt.Sprintf(" and members of group %d", a.gid)
+			}
+			return nil, status.Error(codes.PermissionDenied, msg+" (and identities of the --admin-roles file)")
+		}
+		return nil, status.Errorf(codes.PermissionDenied, "sockguard admin: %s has no role on this broker", quoteBounded(id.String()))
+	}
+	id.Role = g.role.String()
+	if g.role < rule.role {
+		return nil, status.Errorf(codes.PermissionDenied, "sockguard admin: %s (role %s) may not call %s: it needs the %s role",
+			quoteBounded(id.String()), g.role, path.Base(method), rule.role)
+	}
+	if rule.socketScoped {
+		name, ok := scopedSocketName(req)
+		if !ok || !g.allowsSocket(name) {
+			return nil, status.Errorf(codes.PermissionDenied, "sockguard admin: %s (role %s) may not change socket %s: its role covers only %s",
+				quoteBounded(id.String()), g.role, quoteBounded(name), strings.Join(g.opSockets, ", "))
+		}
+	}
+	return withCaller(ctx, id), nil
+}
+
+// rule is what a method needs.
+type rule struct {
+	role Role
+	// socketScoped methods change one socket, named in the request; an
+	// operator narrowed to globs may call them for matching names only.
+	socketScoped bool
+}
+
+// methodRule is the one table of who may call what. Health is open to
+// every authenticated caller (on TLS the handshake already verified the
+// client certificate); reflection only describes the API, like viewer.
+func methodRule(method string) (rule, bool) {
+	switch method {
+	case sockguardv1.SockguardService_ListSockets_FullMethodName,
+		sockguardv1.SockguardService_GetSocket_FullMethodName,
+		sockguardv1.SockguardService_ListPresets_FullMethodName,
+		sockguardv1.SockguardService_GetPreset_FullMethodName,
+		sockguardv1.SockguardService_CheckRequest_FullMethodName,
+		sockguardv1.SockguardService_ListDenials_FullMethodName,
+		sockguardv1.SockguardService_WatchDenials_FullMethodName,
+		sockguardv1.SockguardService_GetBrokerInfo_FullMethodName,
+		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo":
+		return rule{role: RoleViewer}, true
+	case sockguardv1.SockguardService_CreateSocket_FullMethodName,
+		sockguardv1.SockguardService_UpdateSocket_FullMethodName,
+		sockguardv1.SockguardService_DeleteSocket_FullMethodName:
+		return rule{role: RoleOperator, socketScoped: true}, true
+	case sockguardv1.SockguardService_BackupState_FullMethodName:
+		return rule{role: RoleAdmin}, true
+	case healthpb.Health_Check_FullMethodName, healthpb.Health_Watch_FullMethodName, "/grpc.health.v1.Health/List":
+		return rule{role: RoleNone}, true
+	}
+	return rule{}, false
+}
+
+// scopedSocketName is the socket a socket-scoped request changes.
+func scopedSocketName(req any) (string, bool) {
+	switch r := req.(type) {
+	case *sockguardv1.CreateSocketRequest:
+		return r.GetSocket().GetName(), true
+	case *sockguardv1.UpdateSocketRequest:
+		return r.GetSocket().GetName(), true
+	case *sockguardv1.DeleteSocketRequest:
+		return r.GetName(), true
+	}
+	return "", false
+}
+
+func (a adminAuth) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	ctx, err := a.authorize(ctx, info.FullMethod, req)
+	if err != nil {
+		return nil, err
+	}
+	return h(ctx, req)
+}
+
+func (a adminAuth) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	ctx, err := a.authorize(ss.Context(), info.FullMethod, nil)
+	if err != nil {
+		return err
+	}
+	return h(srv, &authedStream{ServerStream: ss, ctx: ctx})
+}
+
+// authedStream carries the authorized caller's context into the handler.
+type authedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *authedStream) Context() context.Context { return s.ctx }
 
 // inSupplementaryGroup reads the peer's supplementary groups from
 // /proc/PID/status. SO_PEERCRED carries only the primary gid.
@@ -112,36 +227,33 @@ func inSupplementaryGroup(pid int32, gid uint32) bool {
 	return false
 }
 
-// newAdminServer builds the gRPC server: logging outermost, then
-// authorization (health checks skip it), recovery innermost.
-func newAdminServer(svc sockguardv1.SockguardServiceServer, auth0 adminAuth, log *slog.Logger) (*grpc.Server, *health.Server) {
+// newAdminServer builds a gRPC server of the admin API on the given
+// transport credentials: logging outermost, then authorization (every
+// method, health included, goes through adminAuth), recovery innermost.
+func newAdminServer(svc sockguardv1.SockguardServiceServer, creds credentials.TransportCredentials, auth0 adminAuth, hs *health.Server, log *slog.Logger, opts ...grpc.ServerOption) *grpc.Server {
 	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		log.Log(ctx, slog.Level(lvl), msg, fields...)
-	})
-	needsAuth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
-		return c.Service != healthpb.Health_ServiceDesc.ServiceName
 	})
 	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "admin_panic", "panic", p, "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
 	})
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
-	srv := grpc.NewServer(
-		grpc.Creds(peerCredentials{}),
+	srv := grpc.NewServer(append([]grpc.ServerOption{
+		grpc.Creds(creds),
 		grpc.ChainUnaryInterceptor(
 			logging.UnaryServerInterceptor(logger, logOpts...),
-			selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(auth0.authorize), needsAuth),
+			auth0.unary,
 			recovery.UnaryServerInterceptor(onPanic),
 		),
 		grpc.ChainStreamInterceptor(
 			logging.StreamServerInterceptor(logger, logOpts...),
-			selector.StreamServerInterceptor(auth.StreamServerInterceptor(auth0.authorize), needsAuth),
+			auth0.stream,
 			recovery.StreamServerInterceptor(onPanic),
 		),
-	)
+	}, opts...)...)
 	sockguardv1.RegisterSockguardServiceServer(srv, svc)
-	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
-	return srv, hs
+	return srv
 }

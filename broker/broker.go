@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/sockguard/sockguard/policy"
@@ -101,6 +105,15 @@ type Config struct {
 	// PinLimit bounds each tenant's pinned bind sources (mounts on the
 	// host); 0 is DefaultPinLimit.
 	PinLimit int
+	// AdminTLS is the TCP admin listener (mutual TLS); off when
+	// AdminTLS.Listen is empty.
+	AdminTLS AdminTLSConfig
+	// AdminRoles is the role file (YAML) mapping admin identities to
+	// roles; empty: root and the admin group only, on the unix socket.
+	AdminRoles string
+	// AdminReloadInterval is how often the admin TLS files and the role
+	// file are checked for changes; 0 is DefaultAdminReloadInterval.
+	AdminReloadInterval time.Duration
 }
 
 // ownPaths are the broker's own files as given and, where they exist,
@@ -159,6 +172,10 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	cfg.SocketDir = filepath.Clean(cfg.SocketDir)
+	adminFiles, err := loadAdminFiles(cfg.AdminTLS, cfg.AdminRoles, log)
+	if err != nil {
+		return err
+	}
 	cfg.Limits.setDefaults()
 	nofile, err := raiseNoFile(log)
 	if err != nil {
@@ -214,6 +231,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err != nil {
 		return fmt.Errorf("admin socket: %w", err)
+	}
+	var adminTCP net.Listener
+	if cfg.AdminTLS.Listen != "" {
+		if adminTCP, err = listenAdminTCP(cfg.AdminTLS.Listen); err != nil {
+			adminLn.Close()
+			return err
+		}
+		defer adminTCP.Close() // served below; closing twice is harmless
 	}
 
 	b := &Broker{
@@ -327,10 +352,22 @@ func Run(ctx context.Context, cfg Config) error {
 		close(metricsDone)
 	}
 
-	srv, hs := newAdminServer(&service{b: b}, adminAuth{gid: cfg.AdminGroup}, log)
+	auth := adminAuth{gid: cfg.AdminGroup, roles: adminFiles.currentRoles}
+	hs := health.NewServer()
+	srv := newAdminServer(&service{b: b}, peerCredentials{}, auth, hs, log)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(adminLn) }()
+	var tlsSrv *grpc.Server
+	if adminTCP != nil {
+		tlsSrv = newAdminServer(&service{b: b}, adminFiles.tlsCreds(), auth, hs, log, tlsServerOptions()...)
+		go func() { served <- tlsSrv.Serve(adminTCP) }()
+		log.Info("admin_tls_listening", "addr", adminTCP.Addr().String())
+	}
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); adminFiles.watch(watchCtx, cfg.AdminReloadInterval) }()
+	defer func() { stopWatch(); <-watchDone }()
 	log.Info("broker_started", "version", cfg.Version, "upstream", up.String(),
 		"admin_socket", cfg.AdminSocket, "socket_dir", cfg.SocketDir, "sockets", len(b.reg.tenants))
 
@@ -346,11 +383,22 @@ func Run(ctx context.Context, cfg Config) error {
 	drain, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	stopped := make(chan struct{})
-	go func() { srv.GracefulStop(); close(stopped) }()
+	go func() {
+		var wg sync.WaitGroup
+		if tlsSrv != nil {
+			wg.Go(tlsSrv.GracefulStop)
+		}
+		srv.GracefulStop()
+		wg.Wait()
+		close(stopped)
+	}()
 	b.reg.shutdown(drain)
 	select {
 	case <-stopped:
 	case <-drain.Done():
+		if tlsSrv != nil {
+			tlsSrv.Stop()
+		}
 		srv.Stop()
 		<-stopped
 	}

@@ -66,6 +66,8 @@ type options struct {
 	pinSweepInterval  time.Duration
 	limits            broker.Limits
 	pinLimit          int
+	adminTLS          broker.AdminTLSConfig
+	adminRoles        string
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -104,6 +106,11 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.limits.MaxHeaderBytes, "max-header-bytes", broker.DefaultMaxHeaderBytes,
 		"largest request line plus headers a tenant may send, in bytes (registry auth headers must fit)")
 	fs.IntVar(&o.pinLimit, "pin-limit", broker.DefaultPinLimit, "at most this many pinned bind sources (host mounts) per tenant socket; a create past it is refused until containers are removed")
+	fs.StringVar(&o.adminTLS.Listen, "admin-listen", "", "also serve the admin API on `tcp://HOST:PORT` over mutual TLS 1.3 (needs --admin-tls-cert, --admin-tls-key, --admin-client-ca and --admin-roles; default: off). The files are reloaded when they change, for rotation without a restart")
+	fs.StringVar(&o.adminTLS.CertFile, "admin-tls-cert", "", "PEM `file` with the admin listener's certificate chain")
+	fs.StringVar(&o.adminTLS.KeyFile, "admin-tls-key", "", "PEM `file` with the admin listener's private key")
+	fs.StringVar(&o.adminTLS.ClientCA, "admin-client-ca", "", "PEM `file` of the CA certificates client certificates must chain to")
+	fs.StringVar(&o.adminRoles, "admin-roles", "", "YAML `file` mapping admin identities (uid:N, gid:N on the unix socket; uri:, cn:, ou: of client certificates) to the roles viewer, operator (optionally limited to socket name globs) and admin; without it the unix socket answers root and --admin-group as admins")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
@@ -301,6 +308,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		BindPins:            pinMode,
 		PinSweepInterval:    o.pinSweepInterval,
 		PinLimit:            o.pinLimit,
+		AdminTLS:            o.adminTLS,
+		AdminRoles:          o.adminRoles,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "broker: %v\n", err)
