@@ -17,7 +17,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -230,15 +229,17 @@ func inSupplementaryGroup(pid int32, gid uint32) bool {
 // newAdminServer builds a gRPC server of the admin API on the given
 // transport credentials: logging outermost, then authorization (every
 // method, health included, goes through adminAuth), recovery innermost.
-func newAdminServer(svc sockguardv1.SockguardServiceServer, creds credentials.TransportCredentials, auth0 adminAuth, hs *health.Server, log *slog.Logger, opts ...grpc.ServerOption) *grpc.Server {
+func newAdminServer(svc sockguardv1.SockguardServiceServer, creds credentials.TransportCredentials, auth0 adminAuth, hs healthpb.HealthServer, log *slog.Logger, opts ...grpc.ServerOption) *grpc.Server {
 	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		log.Log(ctx, slog.Level(lvl), msg, fields...)
+		log.Log(ctx, adminCallLevel(lvl, fields), msg, fields...)
 	})
 	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "admin_panic", "panic", p, "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
 	})
-	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	// Quiet by default: successful read-only calls at debug, mutations at
+	// info, failures at warn (adminCallLevel).
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(adminCodeLevel)}
 	srv := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.Creds(creds),
 		grpc.ChainUnaryInterceptor(

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,8 +16,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/sockguard/sockguard/policy"
 )
@@ -96,6 +95,19 @@ type Config struct {
 	Logger  *slog.Logger
 	// AccessLog, when set, gets one record per proxied request.
 	AccessLog *slog.Logger
+	// AccessLogFile, when set, is the file under AccessLog: a reload
+	// reopens it (logrotate moves the old one away first).
+	AccessLogFile *LogFile
+	// Reload receives a value for each SIGHUP: re-read PresetDir, apply
+	// changed presets, reopen AccessLogFile.
+	Reload <-chan os.Signal
+	// Notify, when set, gets systemd readiness messages (sd_notify).
+	Notify *Notifier
+	// HealthSocket, when set, is a unix socket (mode 0666) serving only
+	// the gRPC health service.
+	HealthSocket string
+	// pingInterval overrides upstreamPingInterval (tests).
+	pingInterval time.Duration
 	// BindPins chooses how judged bind sources are kept from being
 	// swapped (see PinMode); "" is PinAuto.
 	BindPins PinMode
@@ -136,13 +148,23 @@ func ownPaths(paths ...string) []string {
 // are forgotten.
 const imageSweepInterval = 15 * time.Minute
 
+// statusLine is the STATUS= line systemd shows for the broker.
+func (b *Broker) statusLine() string {
+	up := "reachable"
+	if !b.upMon.up() {
+		up = "not reachable"
+	}
+	return fmt.Sprintf("STATUS=serving %d sockets; upstream %s", len(b.reg.servers()), up)
+}
+
 // Broker is a running daemon.
 type Broker struct {
 	cfg      Config
 	log      *slog.Logger
 	up       *Upstream
-	catalog  *policy.Catalog
 	store    *Store
+	notify   *Notifier
+	upMon    *upstreamMonitor
 	denials  *DenyLog
 	reg      *Registry
 	started  time.Time
@@ -242,9 +264,20 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	b := &Broker{
-		cfg: cfg, log: log, up: up, catalog: catalog, store: store,
+		cfg: cfg, log: log, up: up, store: store, notify: cfg.Notify,
 		started: time.Now().UTC(), stopping: make(chan struct{}),
+		upMon: newUpstreamMonitor(log),
 	}
+	// Every dial to dockerd (and a ping every few seconds) feeds the
+	// upstream state: its changes are logged once each, not per request.
+	up.observe = b.upMon.observe
+	monCtx, stopMon := context.WithCancel(context.Background())
+	monDone := make(chan struct{})
+	go func() {
+		defer close(monDone)
+		b.upMon.run(monCtx, up, cmp.Or(cfg.pingInterval, upstreamPingInterval))
+	}()
+	defer func() { stopMon(); <-monDone }()
 	b.denials = NewDenyLog(store, log, DenyLogConfig{
 		Retention: DenialRetention{
 			MaxRecords: cfg.DenyLogMaxRecords, MaxPerTenant: cfg.DenyLogMaxPerTenant,
@@ -265,7 +298,6 @@ func Run(ctx context.Context, cfg Config) error {
 		limits:        cfg.Limits,
 		gate:          newConnGate(budget),
 		locator:       newPeerLocator(up),
-		catalog:       catalog,
 		store:         store,
 		proxy:         NewProxy(up, b.denials, log, cfg.AccessLog),
 		denials:       b.denials,
@@ -273,6 +305,7 @@ func Run(ctx context.Context, cfg Config) error {
 		tenants:       make(map[string]*tenantServer),
 		deleting:      make(map[string]struct{}),
 	}
+	b.reg.catalog.Store(catalog)
 	if p := up.SocketPath(); p != "" {
 		b.reg.daemonSockets = []string{p}
 		if real, err := filepath.EvalSymlinks(p); err == nil && real != p {
@@ -352,15 +385,35 @@ func Run(ctx context.Context, cfg Config) error {
 		close(metricsDone)
 	}
 
+	hsvc := newHealthService(b)
+	healthDone := make(chan struct{})
+	var healthSrv *grpc.Server
+	if cfg.HealthSocket != "" {
+		ln, err := listenHealth(cfg.HealthSocket)
+		if err != nil {
+			adminLn.Close()
+			stopMetrics()
+			<-metricsDone
+			b.reg.shutdown(metricsCtx)
+			close(stopWriter)
+			<-writerDone
+			return fmt.Errorf("health socket: %w", err)
+		}
+		healthSrv = newHealthServer(hsvc)
+		go func() {
+			defer close(healthDone)
+			healthSrv.Serve(ln)
+		}()
+	} else {
+		close(healthDone)
+	}
 	auth := adminAuth{gid: cfg.AdminGroup, roles: adminFiles.currentRoles}
-	hs := health.NewServer()
-	srv := newAdminServer(&service{b: b}, peerCredentials{}, auth, hs, log)
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	srv := newAdminServer(&service{b: b}, peerCredentials{}, auth, hsvc, log)
 	served := make(chan error, 2)
 	go func() { served <- srv.Serve(adminLn) }()
 	var tlsSrv *grpc.Server
 	if adminTCP != nil {
-		tlsSrv = newAdminServer(&service{b: b}, adminFiles.tlsCreds(), auth, hs, log, tlsServerOptions()...)
+		tlsSrv = newAdminServer(&service{b: b}, adminFiles.tlsCreds(), auth, hsvc, log, tlsServerOptions()...)
 		go func() { served <- tlsSrv.Serve(adminTCP) }()
 		log.Info("admin_tls_listening", "addr", adminTCP.Addr().String())
 	}
@@ -370,16 +423,32 @@ func Run(ctx context.Context, cfg Config) error {
 	defer func() { stopWatch(); <-watchDone }()
 	log.Info("broker_started", "version", cfg.Version, "upstream", up.String(),
 		"admin_socket", cfg.AdminSocket, "socket_dir", cfg.SocketDir, "sockets", len(b.reg.tenants))
+	// Ready: every listener (admin, tenants, metrics, health) is bound and
+	// has its Serve loop; a client connecting now is answered.
+	if err := b.notify.Notify("READY=1", b.statusLine()); err != nil {
+		log.Warn("sd_notify_failed", "err", err)
+	}
 
 	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-served:
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case serveErr = <-served:
+			break wait
+		case <-cfg.Reload:
+			b.reload()
+		}
 	}
 
 	log.Info("broker_stopping")
+	b.notify.Notify("STOPPING=1", "STATUS=draining")
 	close(b.stopping)
-	hs.Shutdown()
+	if healthSrv != nil {
+		healthSrv.Stop()
+	}
+	<-healthDone
 	drain, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	stopped := make(chan struct{})

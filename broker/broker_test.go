@@ -456,6 +456,8 @@ func TestMetricsAndAccessLog(t *testing.T) {
 		`sockguard_active_connections{socket="m1"}`,
 		`sockguard_hijacked_streams{socket="m1"} 0`,
 		`sockguard_deny_log_records_dropped_total 0`,
+		`sockguard_build_info{goversion="go`,
+		`",version="test"} 1`,
 	}
 	var missing []string
 	for range 50 { // latency is observed after the response went out

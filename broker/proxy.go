@@ -28,8 +28,9 @@ type Proxy struct {
 	up      *Upstream
 	denials *DenyLog
 	log     *slog.Logger
-	access  *slog.Logger // nil: no access log
-	hist    *prometheus.HistogramVec
+	access  *slog.Logger             // nil: no access log
+	hist    *prometheus.HistogramVec // requests answered, streams not included
+	streams *prometheus.HistogramVec // streams (see streamKind), by kind
 	// resolveBinds: the broker shares the daemon's filesystem, so bind
 	// sources are resolved (symlinks) before they are judged.
 	resolveBinds bool
@@ -50,6 +51,7 @@ func NewProxy(up *Upstream, denials *DenyLog, log, access *slog.Logger) *Proxy {
 	p := &Proxy{
 		up: up, denials: denials, log: log, access: access,
 		hist:    newRequestHistogram(),
+		streams: newStreamHistogram(),
 		reqBase: strconv.FormatInt(time.Now().UnixNano()%1e9, 36),
 	}
 	p.rp = &httputil.ReverseProxy{
@@ -260,11 +262,8 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w = sw
 	}
 	defer func() {
-		if outcome == "hijacked" {
-			return // a stream lasts as long as the container: not a latency
-		}
 		d := time.Since(start)
-		p.hist.WithLabelValues(st.t.Name, outcome).Observe(d.Seconds())
+		p.observe(st.t.Name, req, outcome, d)
 		if sw != nil {
 			p.access.LogAttrs(ctx, slog.LevelInfo, "request",
 				slog.String("request_id", reqID), slog.String("socket", st.t.Name),
@@ -275,11 +274,13 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	record := func(d policy.Decision, mode Mode) {
-		outcome = "deny"
 		if mode == ModeAudit {
-			outcome = "audit"
+			outcome = "audit" // forwarded anyway, unless a later check refuses it
+			h.ts.countWouldDeny(d.Code)
+		} else {
+			outcome = "deny"
+			h.ts.countDenial(d.Code)
 		}
-		h.ts.countDenial(d.Code)
 		p.denials.Record(Denial{
 			Time: time.Now().UTC(), Socket: st.t.Name, TenantID: st.t.ID, RequestID: reqID,
 			PeerUID: cred.UID, PeerGID: cred.GID, PeerPID: cred.PID,
@@ -577,7 +578,11 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	h.ts.allowed.Add(1)
+	if outcome == "audit" {
+		h.ts.audited.Add(1)
+	} else {
+		h.ts.allowed.Add(1)
+	}
 	ctx = context.WithValue(ctx, forwardKey{}, f)
 	if isUpgrade(r.Header) {
 		if p.hijack(w, r.WithContext(ctx), f, h.ts) {

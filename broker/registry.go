@@ -44,12 +44,16 @@ type tenantServer struct {
 	invalid  bool
 	storeKey string
 
-	pacer    *pacer // spaces out this tenant's refusals
-	allowed  atomic.Uint64
-	denied   atomic.Uint64
+	pacer    *pacer            // spaces out this tenant's refusals
+	allowed  atomic.Uint64     // requests forwarded with no would-deny
+	denied   atomic.Uint64     // refusals (requests and connections)
+	audited  atomic.Uint64     // requests forwarded with a would-deny (audit mode)
 	byReason [16]atomic.Uint64 // denials by policy.ReasonCode
-	conns    atomic.Int64      // accepted connections held, hijacked streams included
-	inflight atomic.Int64      // requests not yet answered by dockerd or refused
+	// wouldDeny counts audit mode's would-deny records by reason (a
+	// request can have several).
+	wouldDeny [16]atomic.Uint64
+	conns     atomic.Int64 // accepted connections held, hijacked streams included
+	inflight  atomic.Int64 // requests not yet answered by dockerd or refused
 	// connRefused counts connections refused by a limit since the last
 	// deny record about them; lastConnRecord is that record's time.
 	connRefused    atomic.Int64
@@ -67,6 +71,13 @@ func (s *tenantServer) countDenial(code policy.ReasonCode) {
 	s.denied.Add(1)
 	if int(code) >= 0 && int(code) < len(s.byReason) {
 		s.byReason[code].Add(1)
+	}
+}
+
+// countWouldDeny counts one audit-mode would-deny by reason.
+func (s *tenantServer) countWouldDeny(code policy.ReasonCode) {
+	if int(code) >= 0 && int(code) < len(s.wouldDeny) {
+		s.wouldDeny[code].Add(1)
 	}
 }
 
@@ -122,7 +133,7 @@ type Registry struct {
 	limits      Limits
 	gate        *connGate
 	locator     *peerLocator
-	catalog     *policy.Catalog
+	catalog     atomic.Pointer[policy.Catalog] // swapped whole by a reload (under mu)
 	store       *Store
 	proxy       *Proxy
 	denials     *DenyLog
@@ -140,7 +151,11 @@ func (r *Registry) socketPath(name string) string {
 }
 
 func (r *Registry) compile(t *Tenant) (*policy.Policy, error) {
-	p, err := r.catalog.Get(t.Preset)
+	return r.compileWith(r.catalog.Load(), t)
+}
+
+func (r *Registry) compileWith(cat *policy.Catalog, t *Tenant) (*policy.Policy, error) {
+	p, err := cat.Get(t.Preset)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}
@@ -600,6 +615,7 @@ func (r *Registry) Delete(ctx context.Context, name string, purge bool) (PurgeRe
 	r.stop(drain, s)
 	cancel()
 	r.proxy.hist.DeletePartialMatch(prometheus.Labels{"socket": name})
+	r.proxy.streams.DeletePartialMatch(prometheus.Labels{"socket": name})
 	// The listener unlinked its socket; the directory is ours and empty.
 	if s.path != "" {
 		if err := os.Remove(filepath.Dir(s.path)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -720,7 +736,7 @@ func (s *tenantServer) info() SocketInfo {
 		Path:     s.path,
 		Serving:  s.srv != nil,
 		Failed:   s.failed,
-		Allowed:  s.allowed.Load(),
+		Allowed:  s.allowed.Load() + s.audited.Load(),
 		Denied:   s.denied.Load(),
 		OpenConn: s.conns.Load(),
 	}

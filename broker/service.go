@@ -203,7 +203,7 @@ func presetToProto(p *policy.Preset) *sockguardv1.Preset {
 
 func (s *service) ListPresets(context.Context, *sockguardv1.ListPresetsRequest) (*sockguardv1.ListPresetsResponse, error) {
 	resp := &sockguardv1.ListPresetsResponse{}
-	for _, p := range s.b.catalog.List() {
+	for _, p := range s.b.reg.catalog.Load().List() {
 		resp.Presets = append(resp.Presets, presetToProto(p))
 	}
 	return resp, nil
@@ -215,7 +215,7 @@ func (s *service) preset(name string) (*policy.Preset, error) {
 	if len(name) > maxPresetNameLen {
 		return nil, fmt.Errorf("%w: preset name %s is longer than %d bytes", ErrInvalidArgument, quoteBounded(name), maxPresetNameLen)
 	}
-	return s.b.catalog.Get(name)
+	return s.b.reg.catalog.Load().Get(name)
 }
 
 func (s *service) GetPreset(_ context.Context, req *sockguardv1.GetPresetRequest) (*sockguardv1.GetPresetResponse, error) {

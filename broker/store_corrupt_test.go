@@ -548,8 +548,9 @@ func TestFailedCreateLeavesNothing(t *testing.T) {
 	if err := os.Mkdir(socketDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r := &Registry{socketDir: socketDir, catalog: catalog, store: st, log: slog.New(slog.DiscardHandler),
+	r := &Registry{socketDir: socketDir, store: st, log: slog.New(slog.DiscardHandler),
 		tenants: map[string]*tenantServer{}, deleting: map[string]struct{}{}}
+	r.catalog.Store(catalog)
 	st.db.Close() // every write now fails
 	if _, err := r.Create(Tenant{Name: "enospc", Preset: "read-only"}); err == nil {
 		t.Fatal("create succeeded with a closed store")

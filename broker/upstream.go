@@ -20,6 +20,9 @@ type Upstream struct {
 	network   string // "unix" or "tcp"
 	address   string // socket path or host:port
 	transport *http.Transport
+	// observe, when set, hears the result of every dial (see
+	// upstreamMonitor); set before the first request.
+	observe func(error)
 }
 
 // ParseUpstream accepts unix:///path, /path, tcp://host:port or
@@ -72,7 +75,12 @@ func (u *Upstream) SocketPath() string {
 // Dial opens a new raw connection to the daemon.
 func (u *Upstream) Dial(ctx context.Context) (net.Conn, error) {
 	var d net.Dialer
-	return d.DialContext(ctx, u.network, u.address)
+	c, err := d.DialContext(ctx, u.network, u.address)
+	// A dial the caller gave up on says nothing about dockerd.
+	if u.observe != nil && (err == nil || ctx.Err() == nil) {
+		u.observe(err)
+	}
+	return c, err
 }
 
 // Version asks the daemon for its version, for status reports.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,7 +32,9 @@ const usageHead = `Usage: broker [flags]
 The sockguard broker owns the only connection to the Docker daemon and serves
 one policy-filtered Docker API socket per tenant (CI runner) at
 <socket-dir>/<name>/sockguard.sock. Tenants are created with sgctl over the
-admin socket and survive restarts. SIGTERM or SIGINT drains and exits.
+admin socket and survive restarts. SIGTERM or SIGINT drains and exits. SIGHUP
+reloads: it re-reads --preset-dir (keeping the old presets if any file fails),
+applies changed presets to the sockets using them, and reopens --access-log.
 
 Every flag can also be set in the --config YAML file, using the flag name as
 the key (for example "upstream: unix:///var/run/docker.sock"); flags given on
@@ -68,6 +71,7 @@ type options struct {
 	pinLimit          int
 	adminTLS          broker.AdminTLSConfig
 	adminRoles        string
+	healthSocket      string
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -85,10 +89,11 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.denyLogMaxRecords, "deny-log-max-records", 100000, "keep at most this many deny-log records in all (0: no count limit). Past it, records are removed from the tenants holding the most first, so a tenant that stores few keeps them however much another one floods")
 	fs.IntVar(&o.denyLogPerTenant, "deny-log-max-records-per-tenant", 10000, "keep at most this many deny-log records per tenant socket (0: no per-tenant limit). Past it, that tenant's oldest records are removed, except its first tenth of this limit, so its own flood cannot erase how its history began. Connections refused by a socket's --allow-uid/--allow-gid list have a bound of their own, so they cannot evict the tenant's records")
 	fs.Int64Var(&o.denyLogQueueBytes, "deny-log-queue-bytes", 4<<20, "refusals waiting to be written to the deny log may hold at most this many `bytes` (min 65536); past it, new ones are dropped and counted (sockguard_deny_log_records_dropped_total). Every stored field is clipped (path 256 bytes, reason 512, ...) and query values are kept only for harmless keys")
-	fs.DurationVar(&o.denyLogMaxAge, "deny-log-max-age", 30*24*time.Hour, "drop deny-log records older than this (0: no age limit)")
+	o.denyLogMaxAge = 30 * 24 * time.Hour
+	fs.Var((*days)(&o.denyLogMaxAge), "deny-log-max-age", "drop deny-log records older than this `duration`: days (\"30d\") or a Go duration (\"36h\"); 0: no age limit")
 	fs.IntVar(&o.denyRate, "deny-rate", 1000, "refusals per second each tenant socket gets answered at once (after a one-second burst); beyond it refusals are paced, so a client flooding denied requests cannot starve other tenants (0: no pacing)")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long in-flight requests and streams may finish before they are cut")
-	fs.StringVar(&o.presetDir, "preset-dir", "", "`directory` of operator presets (NAME.yaml), loaded beside the built-in ones and validated strictly at start")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long in-flight requests and streams may finish before they are cut (must be positive)")
+	fs.StringVar(&o.presetDir, "preset-dir", "", "`directory` of operator presets (NAME.yaml), loaded beside the built-in ones and validated strictly at start and on SIGHUP (a reload keeps the old presets when any file fails)")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on `addr`: unix:///path or a loopback host:port such as 127.0.0.1:9323 (default: off)")
 	fs.StringVar(&o.accessLog, "access-log", "", "write one JSON line per proxied request (request id, socket, peer, method, path, decision, status; never bodies or header values) to `dest`: stderr or a file path (default: off)")
 	fs.StringVar(&o.bindPins, "bind-pins", "auto", "how a judged bind source is kept from being swapped before dockerd mounts it: mount (bind-mount each source, opened without following symlinks, under <state-dir>/pins and forward that path), root-owned (only read-only binds of paths that are root-owned and not group/world-writable all the way from /), refuse (no host binds), or auto (mount where the broker can mount in dockerd's mount namespace, else root-owned, else refuse; the choice is logged at start)")
@@ -111,6 +116,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.adminTLS.KeyFile, "admin-tls-key", "", "PEM `file` with the admin listener's private key")
 	fs.StringVar(&o.adminTLS.ClientCA, "admin-client-ca", "", "PEM `file` of the CA certificates client certificates must chain to")
 	fs.StringVar(&o.adminRoles, "admin-roles", "", "YAML `file` mapping admin identities (uid:N, gid:N on the unix socket; uri:, cn:, ou: of client certificates) to the roles viewer, operator (optionally limited to socket name globs) and admin; without it the unix socket answers root and --admin-group as admins")
+	fs.StringVar(&o.healthSocket, "health-socket", "", "also serve the gRPC health service alone (no admin API) on this unix socket `path`, mode 0666, so any local user or probe can check services \"\" (the broker), \"sockguard.upstream\" and \"sockguard.tenant/NAME\" (default: off; the admin socket answers them too)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
@@ -198,6 +204,70 @@ func checkLimits(l broker.Limits) error {
 	return nil
 }
 
+// days is a duration flag that also takes whole days ("30d").
+type days time.Duration
+
+func (d *days) String() string {
+	if d == nil {
+		return ""
+	}
+	v := time.Duration(*d)
+	if v != 0 && v%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(v/(24*time.Hour)), 10) + "d"
+	}
+	return v.String()
+}
+
+func (d *days) Set(s string) error {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		v, err := strconv.ParseInt(n, 10, 32)
+		if err != nil {
+			return fmt.Errorf("want days (\"30d\") or a Go duration (\"36h\")")
+		}
+		*d = days(time.Duration(v) * 24 * time.Hour)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want days (\"30d\") or a Go duration (\"36h\")")
+	}
+	*d = days(v)
+	return nil
+}
+
+// checkOptions refuses values that would be silently wrong: each message
+// names the flag.
+func checkOptions(o *options) error {
+	switch {
+	case o.denyRate < 0:
+		return fmt.Errorf("--deny-rate %d must not be negative (0 turns pacing off)", o.denyRate)
+	case o.shutdownTimeout <= 0:
+		return fmt.Errorf("--shutdown-timeout %s must be positive", o.shutdownTimeout)
+	case o.denyLogMaxAge < 0:
+		return fmt.Errorf("--deny-log-max-age %s must not be negative (0 means no age limit)", o.denyLogMaxAge)
+	case o.pinSweepInterval <= 0:
+		return fmt.Errorf("--pin-sweep-interval %s must be positive", o.pinSweepInterval)
+	}
+	// Only the two documented forms: a bare path or http:// would be
+	// accepted by the parser below but is not what the flag promises.
+	if !strings.HasPrefix(o.upstream, "unix://") && !strings.HasPrefix(o.upstream, "tcp://") {
+		return fmt.Errorf("--upstream %q: use unix:///path/to/docker.sock or tcp://host:port", o.upstream)
+	}
+	if o.presetDir != "" {
+		fi, err := os.Stat(o.presetDir)
+		switch {
+		case err != nil:
+			return fmt.Errorf("--preset-dir: %w", err)
+		case !fi.IsDir():
+			return fmt.Errorf("--preset-dir %s: not a directory", o.presetDir)
+		}
+	}
+	if o.healthSocket != "" && !filepath.IsAbs(o.healthSocket) {
+		return fmt.Errorf("--health-socket %q must be an absolute path", o.healthSocket)
+	}
+	return nil
+}
+
 func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
@@ -247,6 +317,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "broker: --deny-log-queue-bytes %d: want at least 65536\n", o.denyLogQueueBytes)
 		return 2
 	}
+	if err := checkOptions(&o); err != nil {
+		fmt.Fprintf(stderr, "broker: %v\n", err)
+		return 2
+	}
 	if err := checkLimits(o.limits); err != nil {
 		fmt.Fprintf(stderr, "broker: %v\n", err)
 		return 2
@@ -262,17 +336,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var access *slog.Logger
+	var accessFile *broker.LogFile
 	switch o.accessLog {
 	case "":
 	case "stderr":
 		access = slog.New(slog.NewJSONHandler(stderr, nil))
 	default:
-		f, err := os.OpenFile(o.accessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		f, err := broker.OpenLogFile(o.accessLog)
 		if err != nil {
 			fmt.Fprintf(stderr, "broker: --access-log: %v\n", err)
 			return 2
 		}
 		defer f.Close()
+		accessFile = f
 		access = slog.New(slog.NewJSONHandler(f, nil))
 	}
 	if o.pinLimit < 1 {
@@ -284,6 +360,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "broker: --bind-pins: %v\n", err)
 		return 2
 	}
+	// SIGHUP is a reload from here on, never the default kill.
+	reload := make(chan os.Signal, 1)
+	signal.Notify(reload, syscall.SIGHUP)
+	defer signal.Stop(reload)
 	err = broker.Run(ctx, broker.Config{
 		Upstream:            o.upstream,
 		AdminSocket:         o.adminSocket,
@@ -305,6 +385,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Version:             version,
 		Logger:              log,
 		AccessLog:           access,
+		AccessLogFile:       accessFile,
+		Reload:              reload,
+		Notify:              broker.NewNotifier(os.Getenv("NOTIFY_SOCKET")),
+		HealthSocket:        o.healthSocket,
 		BindPins:            pinMode,
 		PinSweepInterval:    o.pinSweepInterval,
 		PinLimit:            o.pinLimit,

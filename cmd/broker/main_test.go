@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestConfigFile(t *testing.T) {
@@ -69,6 +70,39 @@ func TestConfigFile(t *testing.T) {
 	}
 }
 
+func TestDays(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		str  string
+		bad  bool
+	}{
+		{in: "30d", want: 30 * 24 * time.Hour, str: "30d"},
+		{in: "0d", want: 0, str: "0s"},
+		{in: "36h", want: 36 * time.Hour, str: "36h0m0s"},
+		{in: "48h", want: 48 * time.Hour, str: "2d"},
+		{in: "0", want: 0, str: "0s"},
+		{in: "1.5d", bad: true},
+		{in: "d", bad: true},
+		{in: "30 days", bad: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			var d days
+			err := d.Set(tt.in)
+			if tt.bad {
+				if err == nil {
+					t.Fatalf("Set(%q) accepted: %v", tt.in, time.Duration(d))
+				}
+				return
+			}
+			if err != nil || time.Duration(d) != tt.want || d.String() != tt.str {
+				t.Fatalf("Set(%q) = %v, %q, %v; want %v, %q", tt.in, time.Duration(d), d.String(), err, tt.want, tt.str)
+			}
+		})
+	}
+}
+
 func TestRunRejectsBadInput(t *testing.T) {
 	tests := []struct {
 		name string
@@ -78,7 +112,18 @@ func TestRunRejectsBadInput(t *testing.T) {
 	}{
 		{"stray argument", []string{"extra"}, 2, "unexpected argument"},
 		{"bad log level", []string{"--log-level", "loud"}, 2, "--log-level"},
-		{"bad upstream", []string{"--upstream", "ftp://x", "--state-dir", "/tmp/x", "--socket-dir", "/tmp/y", "--admin-socket", "/tmp/z.sock"}, 1, "upstream"},
+		{"bad upstream", []string{"--upstream", "ftp://x", "--state-dir", "/tmp/x", "--socket-dir", "/tmp/y", "--admin-socket", "/tmp/z.sock"}, 2, "--upstream \"ftp://x\""},
+		{"bare upstream path", []string{"--upstream", "/var/run/docker.sock"}, 2, "--upstream"},
+		{"http upstream", []string{"--upstream", "http://127.0.0.1:2375"}, 2, "--upstream"},
+		{"missing preset dir", []string{"--preset-dir", "/nonexistent-sockguard-presets"}, 2, "--preset-dir"},
+		{"preset dir is a file", []string{"--preset-dir", "/etc/hostname"}, 2, "--preset-dir /etc/hostname: not a directory"},
+		{"negative deny rate", []string{"--deny-rate", "-1"}, 2, "--deny-rate -1 must not be negative"},
+		{"negative shutdown timeout", []string{"--shutdown-timeout", "-5s"}, 2, "--shutdown-timeout -5s must be positive"},
+		{"zero shutdown timeout", []string{"--shutdown-timeout", "0s"}, 2, "--shutdown-timeout 0s must be positive"},
+		{"negative deny-log age", []string{"--deny-log-max-age", "-1d"}, 2, "--deny-log-max-age"},
+		{"bad deny-log age", []string{"--deny-log-max-age", "thirty"}, 2, "deny-log-max-age"},
+		{"zero pin sweep", []string{"--pin-sweep-interval", "0s"}, 2, "--pin-sweep-interval"},
+		{"relative health socket", []string{"--health-socket", "health.sock"}, 2, "--health-socket"},
 		{"relative state dir", []string{"--state-dir", "state"}, 1, "absolute"},
 		{"missing config", []string{"--config", "/nonexistent.yaml"}, 2, "config"},
 		{"zero connection limit", []string{"--max-conns-per-socket", "0"}, 2, "--max-conns-per-socket must be positive"},

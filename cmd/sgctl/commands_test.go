@@ -617,6 +617,31 @@ func TestUnreachableBroker(t *testing.T) {
 	}
 }
 
+// TestStatusHealthcheck: status is a healthcheck; an unreachable dockerd
+// makes it exit 1 after printing the whole report.
+func TestStatusHealthcheck(t *testing.T) {
+	tests := []struct {
+		name     string
+		down     bool
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{"up", false, []string{"status"}, exitOK, "(reachable, Docker 27.1.1)"},
+		{"down", true, []string{"status"}, exitFailure, "upstream: unix:///var/run/docker.sock (not reachable)"},
+		{"down json", true, []string{"-o", "json", "status"}, exitFailure, `"version"`},
+		{"up json", false, []string{"-o", "json", "status"}, exitOK, `"version"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := sgctl(t, startBroker(t, &fakeBroker{upstreamDown: tt.down}), tt.args...)
+			if res.code != tt.wantCode || !strings.Contains(regexpSpaces(res.stdout), tt.want) || res.stderr != "" {
+				t.Errorf("exit %d stdout %q stderr %q; want %d and %q", res.code, res.stdout, res.stderr, tt.wantCode, tt.want)
+			}
+		})
+	}
+}
+
 func TestStatusErrors(t *testing.T) {
 	tests := []struct {
 		name string

@@ -38,6 +38,8 @@ type fakeBroker struct {
 	watch    []*sockguardv1.Denial // sent by WatchDenials, then it waits
 	checkFor func(*sockguardv1.CheckRequestRequest) *sockguardv1.CheckRequestResponse
 	backup   []*sockguardv1.BackupStateResponse // sent by BackupState
+	// upstreamDown: GetBrokerInfo says dockerd does not answer.
+	upstreamDown bool
 
 	mu   sync.Mutex // guards reqs
 	reqs []proto.Message
@@ -215,7 +217,7 @@ func (f *fakeBroker) GetBrokerInfo(_ context.Context, req *sockguardv1.GetBroker
 	return &sockguardv1.GetBrokerInfoResponse{
 		Version:           "v0.1.0-test",
 		Upstream:          "unix:///var/run/docker.sock",
-		UpstreamReachable: true,
+		UpstreamReachable: !f.upstreamDown,
 		UpstreamVersion:   "27.1.1",
 		StartTime:         timestamppb.New(testNow.Add(-time.Hour)),
 		SocketCount:       uint32(len(f.sockets)),

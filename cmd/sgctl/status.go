@@ -13,7 +13,7 @@ func statusCommand() *command {
 		name:  "status",
 		usage: "status",
 		short: "Show the broker's version, upstream and counters",
-		long:  "Prints the broker's version, whether its upstream Docker daemon answers, when it started, how many tenant sockets it serves, the deny log's size and where it keeps its sockets and state.",
+		long:  "Prints the broker's version, whether its upstream Docker daemon answers, when it started, how many tenant sockets it serves, the deny log's size and where it keeps its sockets and state.\n\nExit status: 0 when the broker answers and its upstream Docker daemon does too; 1 when the broker cannot be reached or dockerd does not answer it (the report is still printed), so status serves as a healthcheck.",
 		setup: func(fs *flag.FlagSet) runFunc {
 			return func(ctx context.Context, c *cli, args []string) error {
 				return c.runStatus(ctx, args)
@@ -39,8 +39,16 @@ func (c *cli) runStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// A healthcheck: the report is printed either way, and an unreachable
+	// upstream makes the exit status 1.
+	unhealthy := func(err error) error {
+		if err == nil && !info.GetUpstreamReachable() {
+			return exitCodeError(exitFailure)
+		}
+		return err
+	}
 	if c.jsonOutput() {
-		return c.printJSON(info)
+		return unhealthy(c.printJSON(info))
 	}
 	upstream := "not reachable"
 	if info.GetUpstreamReachable() {
@@ -49,7 +57,7 @@ func (c *cli) runStatus(ctx context.Context, args []string) error {
 			upstream += ", Docker " + v
 		}
 	}
-	return printKV(c.stdout, []kv{
+	return unhealthy(printKV(c.stdout, []kv{
 		{"broker version", info.GetVersion()},
 		{"started", formatTimeLong(info.GetStartTime(), c.now())},
 		{"upstream", fmt.Sprintf("%s (%s)", info.GetUpstream(), upstream)},
@@ -60,5 +68,5 @@ func (c *cli) runStatus(ctx context.Context, args []string) error {
 		{"socket dir", info.GetSocketDir()},
 		{"state dir", info.GetStateDir()},
 		{"broker id", info.GetBrokerId()},
-	})
+	}))
 }
