@@ -174,7 +174,7 @@ type daemonObjects interface {
 	// answers 4xx: not found, or an ambiguous prefix.
 	inspect(ctx context.Context, k objectKind, ref string) (obj objectInfo, found bool, err error)
 	// createVolume creates a named local volume with the owner label.
-	createVolume(ctx context.Context, name, owner string) error
+	createVolume(ctx context.Context, name, owner string, spec policy.VolumeSpec) error
 	// listContainers answers GET /containers/json?filters=filters with
 	// the status and, for an error, dockerd's message.
 	listContainers(ctx context.Context, filters string) (status int, message string, err error)
@@ -253,8 +253,13 @@ func (u upstreamObjects) listContainers(ctx context.Context, filters string) (in
 	return resp.StatusCode, m.Message, nil
 }
 
-func (u upstreamObjects) createVolume(ctx context.Context, name, owner string) error {
-	body, _ := json.Marshal(map[string]any{"Name": name, "Labels": map[string]string{OwnerLabel: owner}})
+func (u upstreamObjects) createVolume(ctx context.Context, name, owner string, spec policy.VolumeSpec) error {
+	labels := make(map[string]string, len(spec.Labels)+1)
+	for k, v := range spec.Labels {
+		labels[k] = v
+	}
+	labels[OwnerLabel] = owner // default deny: the owner is the broker's to set
+	body, _ := json.Marshal(map[string]any{"Name": name, "Driver": spec.Driver, "DriverOpts": spec.Options, "Labels": labels})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://docker/volumes/create", bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -685,7 +690,7 @@ func (iso isolator) forwardRefs(ctx context.Context, refs *policy.BodyRefs, inBo
 	keys := refs.Distinct()
 	ids := make(map[policy.RefKey]string, len(keys))
 	for _, k := range keys {
-		id, err := iso.resolveRef(ctx, k)
+		id, err := iso.resolveRef(ctx, refs, k)
 		if err != nil {
 			var nf *errNoSuchObject
 			if errors.As(err, &nf) {
@@ -703,7 +708,7 @@ func (iso isolator) forwardRefs(ctx context.Context, refs *policy.BodyRefs, inBo
 }
 
 // resolveRef resolves one body reference to what is forwarded for it.
-func (iso isolator) resolveRef(ctx context.Context, k policy.RefKey) (string, error) {
+func (iso isolator) resolveRef(ctx context.Context, refs *policy.BodyRefs, k policy.RefKey) (string, error) {
 	switch k.Kind {
 	case policy.RefContainer:
 		return iso.resolve(ctx, kindContainer, k.Ref)
@@ -722,21 +727,22 @@ func (iso isolator) resolveRef(ctx context.Context, k policy.RefKey) (string, er
 		}
 		return obj.ID, nil
 	case policy.RefVolume:
-		return k.Ref, iso.ownVolume(ctx, k.Ref)
+		return k.Ref, iso.ownVolume(ctx, k.Ref, refs.NewVolume(k.Ref))
 	}
 	return "", errAmbiguous(fmt.Sprintf("reference of unknown kind %v", k.Kind))
 }
 
 // ownVolume checks a named volume a container will mount. dockerd creates
 // a missing named volume on the fly, unlabelled; the broker creates it
-// first, labelled, so the tenant owns it like any volume it creates.
-func (iso isolator) ownVolume(ctx context.Context, name string) error {
+// first, labelled, so the tenant owns it like any volume it creates, with
+// the driver, options and labels the body gives it (judged by the rails).
+func (iso isolator) ownVolume(ctx context.Context, name string, spec policy.VolumeSpec) error {
 	_, err := iso.resolve(ctx, kindVolume, name)
 	var nf *errNoSuchObject
 	if !errors.As(err, &nf) || nf.foreign {
 		return err
 	}
-	if err := iso.objects().createVolume(ctx, name, iso.owner); err != nil {
+	if err := iso.objects().createVolume(ctx, name, iso.owner, spec); err != nil {
 		return err
 	}
 	// Another tenant may have won a race for the name: check again.

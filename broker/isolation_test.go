@@ -224,7 +224,8 @@ func TestIsolateQuery(t *testing.T) {
 // by kind, found by full id, name or unique id prefix, as dockerd finds them.
 type fakeObjects struct {
 	objs    map[objectKind][]objectInfo
-	lookups int // inspect calls
+	lookups int                          // inspect calls
+	specs   map[string]policy.VolumeSpec // volumes created, by name
 }
 
 func (f *fakeObjects) inspect(_ context.Context, k objectKind, ref string) (objectInfo, bool, error) {
@@ -244,8 +245,12 @@ func (f *fakeObjects) inspect(_ context.Context, k objectKind, ref string) (obje
 	return objectInfo{}, false, nil // missing, or an ambiguous prefix
 }
 
-func (f *fakeObjects) createVolume(_ context.Context, name, owner string) error {
+func (f *fakeObjects) createVolume(_ context.Context, name, owner string, spec policy.VolumeSpec) error {
 	f.objs[kindVolume] = append(f.objs[kindVolume], objectInfo{ID: name, Name: name, Labels: map[string]string{OwnerLabel: owner}})
+	if f.specs == nil {
+		f.specs = map[string]policy.VolumeSpec{}
+	}
+	f.specs[name] = spec
 	return nil
 }
 
@@ -590,5 +595,44 @@ func TestPacerBacklog(t *testing.T) {
 	}
 	if d := p.delay(now); d != next {
 		t.Fatalf("the next refusal waits %v, the backlog said %v", d, next)
+	}
+}
+
+// TestOwnVolumeKeepsTheBodysSpec: a named volume the broker creates ahead
+// of dockerd gets the driver, options and labels the body gives it (the
+// first mount naming it wins, as in dockerd), never another owner.
+func TestOwnVolumeKeepsTheBodysSpec(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       policy.VolumeSpec
+	}{
+		{"bind of a new volume", `{"HostConfig":{"Binds":["fresh:/x"]}}`, policy.VolumeSpec{}},
+		{"bind with a volume driver", `{"HostConfig":{"VolumeDriver":"local","Binds":["fresh:/x"]}}`, policy.VolumeSpec{Driver: "local"}},
+		{"tmpfs volume through a mount", `{"HostConfig":{"Mounts":[{"Type":"volume","Source":"fresh","Target":"/x",` +
+			`"VolumeOptions":{"Labels":{"app":"ci","io.sockguard.owner":"t-b"},"DriverConfig":{"Name":"local","Options":{"type":"tmpfs","device":"tmpfs","o":"size=1m"}}}},` +
+			`{"Type":"volume","Source":"fresh","Target":"/y"}]}}`,
+			policy.VolumeSpec{Driver: "local", Options: map[string]string{"type": "tmpfs", "device": "tmpfs", "o": "size=1m"},
+				Labels: map[string]string{"app": "ci", "io.sockguard.owner": "t-b"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := newFakeObjects()
+			iso := isolator{owner: "t-a", daemon: objs}
+			if _, err := iso.isolateContainerCreate(context.Background(), []byte(tt.body)); err != nil {
+				t.Fatal(err)
+			}
+			got, ok := objs.specs["fresh"]
+			if !ok {
+				t.Fatal("the volume was not created")
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("spec %+v, want %+v", got, tt.want)
+			}
+			for _, o := range objs.objs[kindVolume] {
+				if o.Name == "fresh" && o.Labels[OwnerLabel] != "t-a" {
+					t.Fatalf("owner %q", o.Labels[OwnerLabel])
+				}
+			}
+		})
 	}
 }

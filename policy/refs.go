@@ -106,6 +106,7 @@ type BodyRefs struct {
 	sites []refSite
 	keys  []RefKey
 	seen  map[RefKey]bool
+	volumes map[string]VolumeSpec // named volumes: how dockerd would create each
 	// post runs after every site was set: checks between references and
 	// the structural edits (endpoint keys, added endpoints).
 	post []func(ids map[RefKey]string) error
@@ -259,10 +260,45 @@ type refsHostConfig struct {
 	VolumesFrom  []string
 	Links        []string
 	Binds        []string
+	VolumeDriver string
 	Mounts       []struct {
-		Type   string
-		Source string
+		Type          string
+		Source        string
+		VolumeOptions *struct {
+			Labels       map[string]string
+			DriverConfig *struct {
+				Name    string
+				Options map[string]string
+			}
+		}
 	}
+}
+
+// VolumeSpec is how dockerd would create a named volume a container-create
+// body mounts when it does not exist yet: the driver, its options and the
+// labels the body gives it (judged by the rails like any other field).
+type VolumeSpec struct {
+	Driver  string
+	Options map[string]string
+	Labels  map[string]string
+}
+
+// NewVolume returns the spec of the named volume name as the body's first
+// mount of it gives it (dockerd creates a missing volume from the first
+// mount that names it); the zero spec for a plain local volume.
+func (b *BodyRefs) NewVolume(name string) VolumeSpec { return b.volumes[name] }
+
+func (b *BodyRefs) addVolume(field, name string, spec VolumeSpec) error {
+	if err := b.add(RefVolume, field, name, nil); err != nil {
+		return err
+	}
+	if _, ok := b.volumes[name]; !ok {
+		if b.volumes == nil {
+			b.volumes = map[string]VolumeSpec{}
+		}
+		b.volumes[name] = spec
+	}
+	return nil
 }
 
 type refsEndpoint struct {
@@ -381,14 +417,21 @@ func (b *BodyRefs) hostConfig(prefix string, m map[string]any, h *refsHostConfig
 		// "name:/dst[:opts]" is a named volume; "/src:..." a host path and
 		// "/dst" alone an anonymous volume (as the rails read them).
 		if src, _, ok := strings.Cut(bind, ":"); ok && src != "" && !strings.HasPrefix(src, "/") {
-			if err := b.add(RefVolume, fmt.Sprintf("%sBinds[%d]", prefix, i), src, nil); err != nil {
+			if err := b.addVolume(fmt.Sprintf("%sBinds[%d]", prefix, i), src, VolumeSpec{Driver: h.VolumeDriver}); err != nil {
 				return err
 			}
 		}
 	}
 	for i, mt := range h.Mounts {
 		if strings.EqualFold(mt.Type, "volume") && mt.Source != "" {
-			if err := b.add(RefVolume, fmt.Sprintf("%sMounts[%d].Source", prefix, i), mt.Source, nil); err != nil {
+			var spec VolumeSpec
+			if vo := mt.VolumeOptions; vo != nil {
+				spec.Labels = vo.Labels
+				if dc := vo.DriverConfig; dc != nil {
+					spec.Driver, spec.Options = dc.Name, dc.Options
+				}
+			}
+			if err := b.addVolume(fmt.Sprintf("%sMounts[%d].Source", prefix, i), mt.Source, spec); err != nil {
 				return err
 			}
 		}

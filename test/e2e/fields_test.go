@@ -159,6 +159,17 @@ func TestFieldAllowlistsLegit(t *testing.T) {
 	if !strings.Contains(r.Stdout, "tmpfs /m tmpfs") {
 		t.Errorf("--mount volume-opt tmpfs: %s", r.Stdout)
 	}
+	// A new named volume: the broker creates it ahead of dockerd (to own
+	// it) with the mount's judged options and labels.
+	named := objectName(t, "namedtmpfs")
+	cleanupUpstream(t, "volume", named)
+	r = b.Docker(sock, append(run("--mount", "type=volume,src="+named+",dst=/m,volume-opt=type=tmpfs,volume-opt=device=tmpfs,volume-opt=o=size=2m,volume-label=app=ci"), testImage, "grep", " /m ", "/proc/mounts")...).MustSucceed(t)
+	if !strings.Contains(r.Stdout, "tmpfs /m tmpfs") || !strings.Contains(r.Stdout, "size=2048k") {
+		t.Errorf("--mount src=%s volume-opt tmpfs is not the sized tmpfs asked for: %s", named, r.Stdout)
+	}
+	if got := upstreamInspect(t, "volume", "{{index .Labels \"app\"}} {{index .Options \"type\"}}", named); got != "ci tmpfs" {
+		t.Errorf("volume %s labels/options upstream: %q, want \"ci tmpfs\"", named, got)
+	}
 
 	name := objectName(t, "log")
 	cleanupUpstream(t, "container", name)
