@@ -101,11 +101,11 @@ type RefKey struct {
 // BodyRefs is the references of one decoded body, and the way to forward
 // the body with each reference replaced by what it resolved to.
 type BodyRefs struct {
-	body  []byte
-	doc   map[string]any // generic form, numbers kept exact; nil for an empty body
-	sites []refSite
-	keys  []RefKey
-	seen  map[RefKey]bool
+	body    []byte
+	doc     map[string]any // generic form, numbers kept exact; nil for an empty body
+	sites   []refSite
+	keys    []RefKey
+	seen    map[RefKey]bool
 	volumes map[string]VolumeSpec // named volumes: how dockerd would create each
 	// post runs after every site was set: checks between references and
 	// the structural edits (endpoint keys, added endpoints).
