@@ -529,17 +529,19 @@ func imageObjectRoute(method, p string) (ref, suffix string, rewrite, ok bool) {
 	return "", "", false, false
 }
 
-// checkCreate resolves the Image of a container create body and returns
-// the body with the image id in its place. A missing image is answered
-// with dockerd's 404, which makes the docker CLI pull.
+// checkCreate resolves the Image of a container create body, and the
+// Source of each image mount, and returns the body with the image ids in
+// their place. A missing image is answered with dockerd's 404, which
+// makes the docker CLI pull.
 func (g *imageGuard) checkCreate(ctx context.Context, tenant string, body []byte) ([]byte, error) {
 	// encoding/json, as dockerd decodes the body: keys match without case.
 	var c struct{ Image string }
 	if err := json.Unmarshal(body, &c); err != nil {
 		return nil, errAmbiguous("container create body: " + err.Error())
 	}
-	if c.Image == "" {
-		return body, nil
+	body, err := g.checkImageMounts(ctx, tenant, body)
+	if err != nil || c.Image == "" {
+		return body, err
 	}
 	id, err := g.checkRef(ctx, opOther, tenant, c.Image)
 	if err != nil {
