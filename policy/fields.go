@@ -389,7 +389,7 @@ func resourcesFields(t *tableBuilder, p string) {
 func mountFields(t *tableBuilder, p string) {
 	t.judged(p+"Type", kScalar, "mounts", "bind, volume, tmpfs and image only")
 	t.judgedRef(p+"Source", kScalar, "container.allowed_bind_roots", "volume",
-		"a bind source must lie under an allowed root; a volume source names a volume")
+		"a bind source must lie under an allowed root; a volume source names a volume; an image source is held to image ownership and forwarded as its id")
 	t.safe(p+"Target", kScalar, "a path inside the container (runc refuses targets that escape or shadow /proc)")
 	t.judged(p+"ReadOnly", kScalar, "container.allowed_bind_roots", "read-only bind roots need it")
 	t.safe(p+"Consistency", kScalar, "ignored on Linux")
