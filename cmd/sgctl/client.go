@@ -30,6 +30,13 @@ func (c *cli) adminSocketPath() string {
 // that is not there shows up as the first call's error, which rpcError
 // rewrites.
 func (c *cli) connect() (sockguardv1.SockguardServiceClient, func(), error) {
+	if c.target != nil && c.target.isTCP() {
+		conn, err := dialContext(*c.target)
+		if err != nil {
+			return nil, nil, err
+		}
+		return sockguardv1.NewSockguardServiceClient(conn), func() { conn.Close() }, nil
+	}
 	// The admin socket is local and protected by its file mode and by the
 	// broker's peer-credential check; there is no transport security to add.
 	conn, err := grpc.NewClient("unix://"+c.adminSocketPath(),
@@ -81,6 +88,9 @@ func (c *cli) rpcError(err error) error {
 	}
 	path := c.adminSocketPath()
 	msg := st.Message()
+	if c.target != nil && c.target.isTCP() {
+		return c.tcpError(st.Code(), msg)
+	}
 	switch st.Code() {
 	case codes.Unavailable:
 		switch {
@@ -116,6 +126,26 @@ func (c *cli) rpcError(err error) error {
 		return errors.New("interrupted")
 	case codes.Unimplemented:
 		return fmt.Errorf("the broker does not support this request (%s); is it older than sgctl %s?", msg, version)
+	}
+	return errors.New(msg)
+}
+
+// tcpError words an error from a broker's TCP admin listener.
+func (c *cli) tcpError(code codes.Code, msg string) error {
+	addr := c.target.Address
+	switch code {
+	case codes.Unavailable:
+		if strings.Contains(msg, "handshake") || strings.Contains(msg, "certificate") || strings.Contains(msg, "tls:") {
+			return fmt.Errorf("TLS handshake with context %s (%s) failed: %s (check the context's ca, cert and key: "+
+				"the broker wants a client certificate from its --admin-client-ca, valid now)", c.target.Name, addr, msg)
+		}
+		return fmt.Errorf("cannot reach the broker of context %s at %s: %s", c.target.Name, addr, msg)
+	case codes.PermissionDenied:
+		return fmt.Errorf("%s (the broker's --admin-roles file decides what this certificate may do)", msg)
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("the broker of context %s at %s did not answer within %s (raise --timeout if it is busy)", c.target.Name, addr, c.timeout)
+	case codes.Canceled:
+		return errors.New("interrupted")
 	}
 	return errors.New(msg)
 }

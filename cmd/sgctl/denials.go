@@ -88,6 +88,14 @@ func (c *cli) runDenials(ctx context.Context, o *denialsOptions, args []string) 
 		if o.set()["limit"] {
 			limit = o.limit
 		}
+		if c.fanOut != nil {
+			if o.after != 0 {
+				return usagef("--after names one broker's record; it does not apply with --context all")
+			}
+			return c.followAll(ctx, &sockguardv1.WatchDenialsRequest{
+				Socket: req.GetSocket(), ReasonCode: req.GetReasonCode(), Method: req.GetMethod(), PathPrefix: req.GetPathPrefix(),
+			}, req, limit)
+		}
 		return c.followDenials(ctx, req, o.after, limit)
 	}
 	if o.after != 0 {
@@ -112,6 +120,9 @@ func (c *cli) runDenials(ctx context.Context, o *denialsOptions, args []string) 
 		return usagef("--until must be later than --since")
 	}
 
+	if c.fanOut != nil {
+		return c.denialsAll(ctx, req, o.limit)
+	}
 	var denials []*sockguardv1.Denial
 	err := c.call(ctx, func(ctx context.Context, api sockguardv1.SockguardServiceClient) error {
 		var err error

@@ -70,6 +70,11 @@ Global flags (before the command):
         table (for people) or json (protojson, for scripts) (default table)
   --timeout DURATION
         how long to wait for the broker to answer (default %s)
+  --context NAME
+        send the command to the broker of context NAME (see 'sgctl context');
+        "all" runs list-sockets or denials on every context with a HOST column
+  --all-contexts
+        the same as --context all
   -h, --help
         show this help
 

@@ -31,6 +31,9 @@ func (c *cli) runListSockets(ctx context.Context, quiet bool, args []string) err
 	if err := wantArgs(args); err != nil {
 		return err
 	}
+	if c.fanOut != nil {
+		return c.listSocketsAll(ctx, quiet)
+	}
 	var resp *sockguardv1.ListSocketsResponse
 	err := c.call(ctx, func(ctx context.Context, api sockguardv1.SockguardServiceClient) (err error) {
 		resp, err = api.ListSockets(ctx, &sockguardv1.ListSocketsRequest{})

@@ -12,6 +12,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -62,9 +64,15 @@ type cli struct {
 	now            func() time.Time
 
 	// Global flags.
-	adminSocket string
-	output      string // "table" or "json"
-	timeout     time.Duration
+	adminSocket     string
+	contextName     string // --context
+	allContextsFlag bool   // --all-contexts
+	// target is the context commands go to (nil: the unix socket
+	// adminSocket); fanOut is every context, for --context all.
+	target  *sgContext
+	fanOut  []sgContext
+	output  string // "table" or "json"
+	timeout time.Duration
 }
 
 // runFunc runs a command with its positional arguments, after its flags have
@@ -102,6 +110,7 @@ func commands() []*command {
 		suggestPolicyCommand(),
 		statusCommand(),
 		backupCommand(),
+		contextCommand(),
 		versionCommand(),
 		helpCommand(),
 	}
@@ -147,6 +156,8 @@ func (c *cli) main(ctx context.Context, args []string) int {
 	fs.StringVar(&c.output, "o", "table", "")
 	fs.StringVar(&c.output, "output", "table", "")
 	fs.DurationVar(&c.timeout, "timeout", defaultTimeout, "")
+	fs.StringVar(&c.contextName, "context", "", "")
+	fs.BoolVar(&c.allContextsFlag, "all-contexts", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			c.printMainUsage(c.stdout)
@@ -173,6 +184,16 @@ func (c *cli) main(ctx context.Context, args []string) int {
 	cmd := lookupCommand(rest[0])
 	if cmd == nil {
 		return c.fail(usagef("unknown command %q (run 'sgctl --help' for the list)", rest[0]))
+	}
+	if cmd.name != "context" && cmd.name != "help" {
+		if err := c.resolveTarget(flagsSet(fs)["admin-socket"]); err != nil {
+			return c.fail(err)
+		}
+		// Allowlist: only read-only commands fan out over every context.
+		if c.fanOut != nil && !slices.Contains(fanOutCommands, cmd.name) {
+			return c.fail(usagef("%s does not run on all contexts (--context all is for %s); pick one with --context NAME",
+				cmd.name, strings.Join(fanOutCommands, ", ")))
+		}
 	}
 	return c.exec(ctx, cmd, rest[1:])
 }
