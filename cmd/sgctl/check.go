@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,14 +29,22 @@ func checkCommand() *command {
 		long: "Asks the broker whether it would forward the request METHOD TARGET (for example POST /v1.45/containers/create) " +
 			"under PRESET, or under the preset and overrides of the socket NAME, without contacting Docker. " +
 			"Prints allow or deny, the canonical method and path, the rule that decided and the reason.\n\n" +
-			"Exit status: 0 allow, 1 deny (or error), 2 usage error.",
+			"Exit status: 0 allow, 1 deny, 2 usage error (a mistake on the command line), " +
+			"3 no answer (broker unreachable or refusing the call, unknown preset or socket, unreadable --body). " +
+			"A script can therefore tell \"this request is refused\" (1) from \"could not ask\" (3).",
 		setup: func(fs *flag.FlagSet) runFunc {
 			o := &checkOptions{}
 			fs.StringVar(&o.preset, "preset", "", "judge against the preset `PRESET`")
 			fs.StringVar(&o.socket, "socket", "", "judge against the preset and overrides of the socket `NAME`")
 			fs.StringVar(&o.body, "body", "", "request body from `FILE`, or - for standard input (container create, exec, ... are judged by their body)")
 			return func(ctx context.Context, c *cli, args []string) error {
-				return c.runCheck(ctx, o, args)
+				err := c.runCheck(ctx, o, args)
+				var uerr *usageError
+				var code exitCodeError
+				if err != nil && !errors.As(err, &uerr) && !errors.As(err, &code) {
+					err = &codedError{code: exitCheckError, err: err}
+				}
+				return err
 			}
 		},
 	}

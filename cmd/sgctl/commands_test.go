@@ -17,9 +17,9 @@ import (
 	"time"
 
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -325,7 +325,7 @@ func TestDenialsPaging(t *testing.T) {
 				var ids []uint64
 				if output == "json" {
 					var resp sockguardv1.ListDenialsResponse
-					if err := protojson.Unmarshal([]byte(res.stdout), &resp); err != nil {
+					if err := unmarshalStructured([]byte(res.stdout), &resp); err != nil {
 						t.Fatalf("stdout is not a ListDenialsResponse: %v\n%s", err, res.stdout)
 					}
 					if resp.GetNextPageToken() != "" {
@@ -432,7 +432,7 @@ func TestDenialsFollow(t *testing.T) {
 	wantIDs := []uint64{4, 2, 1}
 	for i, l := range lines {
 		var d sockguardv1.Denial
-		if err := protojson.Unmarshal([]byte(l), &d); err != nil {
+		if err := unmarshalStructured([]byte(l), &d); err != nil {
 			t.Fatalf("line %d is not one Denial: %v: %s", i, err, l)
 		}
 		if d.GetId() != wantIDs[i] {
@@ -495,7 +495,7 @@ func TestCheckExitCodes(t *testing.T) {
 		{name: "neither preset nor socket", args: []string{"check", "GET", "/_ping"}, wantCode: 2},
 		{name: "both preset and socket", args: []string{"check", "--preset", "p", "--socket", "s", "GET", "/_ping"}, wantCode: 2},
 		{name: "missing target", args: []string{"check", "--preset", "p", "GET"}, wantCode: 2},
-		{name: "missing body file", args: []string{"check", "--preset", "p", "POST", "/x", "--body", "/nonexistent/b.json"}, wantCode: 1},
+		{name: "missing body file", args: []string{"check", "--preset", "p", "POST", "/x", "--body", "/nonexistent/b.json"}, wantCode: 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -558,6 +558,22 @@ func TestJSONIsOneDocument(t *testing.T) {
 			}
 			if err := dec.Decode(&v); !errors.Is(err, io.EOF) {
 				t.Errorf("more than one JSON document: %v\n%s", err, res.stdout)
+			}
+			// -o yaml: one YAML document holding the same tree.
+			res = sgctl(t, sock, append([]string{"--output", "yaml"}, args...)...)
+			if res.code != 0 {
+				t.Fatalf("yaml: exit %d: %s", res.code, res.stderr)
+			}
+			ydec := yaml.NewDecoder(strings.NewReader(res.stdout))
+			var y map[string]any
+			if err := ydec.Decode(&y); err != nil {
+				t.Fatalf("not YAML: %v\n%s", err, res.stdout)
+			}
+			if err := ydec.Decode(&y); !errors.Is(err, io.EOF) {
+				t.Errorf("more than one YAML document: %v\n%s", err, res.stdout)
+			}
+			if len(y) != len(v) {
+				t.Errorf("yaml has %d top-level keys, json %d", len(y), len(v))
 			}
 		})
 	}
@@ -679,13 +695,12 @@ func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{},
 		{"frobnicate"},
-		{"-o", "yaml", "ls"},
+		{"-o", "xml", "ls"},
 		{"--timeout", "0s", "ls"},
 		{"--bogus", "ls"},
 		{"ls", "--bogus"},
 		{"ls", "extra"},
 		{"inspect-socket"},
-		{"delete-socket", "a", "b"},
 		{"preset"},
 		{"status", "now"},
 		{"help", "frobnicate"},

@@ -22,7 +22,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
@@ -426,7 +425,7 @@ func (c *cli) listSocketsAll(ctx context.Context, quiet bool) error {
 			if r.err != nil {
 				continue
 			}
-			b, err := protojson.Marshal(r.val)
+			b, err := structuredJSON(r.val)
 			if err != nil {
 				return err
 			}
@@ -462,7 +461,7 @@ type hostDenial struct {
 
 func (c *cli) printHostDenial(hd hostDenial) error {
 	if c.jsonOutput() {
-		b, err := protojson.Marshal(hd.d)
+		b, err := structuredJSON(hd.d)
 		if err != nil {
 			return err
 		}
@@ -473,7 +472,7 @@ func (c *cli) printHostDenial(hd hostDenial) error {
 		_, err = fmt.Fprintf(c.stdout, "%s\n", line)
 		return err
 	}
-	_, err := fmt.Fprintf(c.stdout, "%-16s  %s\n", cell(hd.host), followLine(denialRow(hd.d)))
+	_, err := fmt.Fprintf(c.stdout, "%-16s  %s\n", cell(hd.host), followLine(denialRow(hd.d, false)))
 	return err
 }
 
@@ -498,7 +497,7 @@ func (c *cli) denialsAll(ctx context.Context, req *sockguardv1.ListDenialsReques
 		tw := newTable(c.stdout)
 		fmt.Fprintln(tw, "HOST\t"+strings.Join(denialHeader, "\t"))
 		for _, hd := range all {
-			fmt.Fprintln(tw, cell(hd.host)+"\t"+strings.Join(denialRow(hd.d), "\t"))
+			fmt.Fprintln(tw, cell(hd.host)+"\t"+strings.Join(denialRow(hd.d, false), "\t"))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -13,15 +13,17 @@ func deleteSocketCommand() *command {
 	return &command{
 		name:    "delete-socket",
 		aliases: []string{"rm"},
-		usage:   "delete-socket NAME [--purge]",
+		usage:   "delete-socket NAME... [--purge]",
 		short:   "Stop serving a tenant socket and forget it",
 		long: "Stops serving the tenant socket NAME, closes its connections, removes the socket file and forgets the tenant. " +
-			"Docker objects the tenant created stay unless --purge is given. A later socket of the same name is a new tenant.",
+			"Docker objects the tenant created stay unless --purge is given. A later socket of the same name is a new tenant.\n\n" +
+			"Several names are deleted one after the other, each reported on its own (with -o json, one document per name); " +
+			"a failure does not stop the others, and the exit status is 1 if any failed.",
 		setup: func(fs *flag.FlagSet) runFunc {
 			var purge bool
 			fs.BoolVar(&purge, "purge", false, "also remove every Docker object (containers, volumes, networks...) the tenant owns")
 			return func(ctx context.Context, c *cli, args []string) error {
-				return c.runDeleteSocket(ctx, purge, args)
+				return c.runDeleteSockets(ctx, purge, args)
 			}
 		},
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -20,16 +19,17 @@ const (
 )
 
 type denialsOptions struct {
-	socket string
-	limit  int
-	since  string
-	until  string
-	reason string
-	method string
-	path   string
-	follow bool
-	after  uint64
-	set    func() map[string]bool
+	socket  string
+	limit   int
+	since   string
+	until   string
+	reason  string
+	method  string
+	path    string
+	follow  bool
+	after   uint64
+	noTrunc bool
+	set     func() map[string]bool
 }
 
 func denialsCommand() *command {
@@ -41,7 +41,9 @@ func denialsCommand() *command {
 			"(uid/gid/pid of the peer), the canonical method and path, and why it was refused; -o json shows the full record. " +
 			"Records of sockets in audit mode were forwarded and are marked (audit).\n\n" +
 			"With --follow, prints refusals as the broker records them until interrupted " +
-			"(with -o json, one JSON object per line); --since and --until do not apply then.\n\n" +
+			"(with -o json, one JSON object per line); --since and --until do not apply then. " +
+			"If the broker goes away (a restart), --follow says so on standard error, reconnects with back-off " +
+			"and resumes after the last record it printed, so nothing is shown twice and nothing recorded meanwhile is skipped.\n\n" +
 			"Reason codes: " + strings.Join(reasonNames(), ", ") + ".",
 		setup: func(fs *flag.FlagSet) runFunc {
 			o := &denialsOptions{set: func() map[string]bool { return flagsSet(fs) }}
@@ -53,6 +55,7 @@ func denialsCommand() *command {
 			fs.StringVar(&o.method, "method", "", "only this HTTP `METHOD`")
 			fs.StringVar(&o.path, "path", "", "only canonical paths starting with `PREFIX`, for example /containers")
 			fs.BoolVar(&o.follow, "follow", false, "keep running and print refusals as they are recorded")
+			fs.BoolVar(&o.noTrunc, "no-trunc", false, "do not shorten long reasons in the table")
 			fs.Uint64Var(&o.after, "after", 0, "with --follow: start after the record with this `ID` (from -o json), to resume without losing records the broker still keeps")
 			return func(ctx context.Context, c *cli, args []string) error {
 				return c.runDenials(ctx, o, args)
@@ -96,7 +99,7 @@ func (c *cli) runDenials(ctx context.Context, o *denialsOptions, args []string) 
 				Socket: req.GetSocket(), ReasonCode: req.GetReasonCode(), Method: req.GetMethod(), PathPrefix: req.GetPathPrefix(),
 			}, req, limit)
 		}
-		return c.followDenials(ctx, req, o.after, limit)
+		return c.followDenials(ctx, req, o.after, limit, o.noTrunc)
 	}
 	if o.after != 0 {
 		return usagef("--after applies with --follow only")
@@ -134,16 +137,14 @@ func (c *cli) runDenials(ctx context.Context, o *denialsOptions, args []string) 
 	}
 	if c.jsonOutput() {
 		if len(denials) == 0 {
-			// protojson leaves empty lists out; scripts get the key anyway.
-			_, err := fmt.Fprintln(c.stdout, `{"denials": []}`)
-			return err
+			return c.printEmptyList("denials")
 		}
 		return c.printJSON(&sockguardv1.ListDenialsResponse{Denials: denials})
 	}
 	tw := newTable(c.stdout)
 	fmt.Fprintln(tw, strings.Join(denialHeader, "\t"))
 	for _, d := range denials {
-		fmt.Fprintln(tw, strings.Join(denialRow(d), "\t"))
+		fmt.Fprintln(tw, strings.Join(denialRow(d, o.noTrunc), "\t"))
 	}
 	return tw.Flush()
 }
@@ -178,64 +179,6 @@ func collectDenials(ctx context.Context, api sockguardv1.SockguardServiceClient,
 	}
 }
 
-// followDenials streams new refusals (after the record id after, when not
-// 0) until ctx ends, the broker closes the stream, or limit (if not 0)
-// records were printed. The broker filters; matchDenial checks again, so an
-// older broker that filters by socket only still gives the right lines.
-func (c *cli) followDenials(ctx context.Context, req *sockguardv1.ListDenialsRequest, after uint64, limit int) error {
-	api, closeConn, err := c.connect()
-	if err != nil {
-		return err
-	}
-	defer closeConn()
-	stream, err := api.WatchDenials(ctx, &sockguardv1.WatchDenialsRequest{
-		Socket: req.GetSocket(), AfterId: after,
-		ReasonCode: req.GetReasonCode(), Method: req.GetMethod(), PathPrefix: req.GetPathPrefix(),
-	})
-	if err != nil {
-		return c.followError(ctx, err)
-	}
-	if !c.jsonOutput() {
-		fmt.Fprintln(c.stdout, followLine(denialHeader))
-	}
-	printed := 0
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return c.followError(ctx, err)
-		}
-		if n := resp.GetMissed(); n > 0 {
-			fmt.Fprintf(c.stderr, "sgctl: fell behind: %d records were removed by the broker's retention before they could be shown\n", n)
-		}
-		d := resp.GetDenial()
-		if !matchDenial(req, d) {
-			continue
-		}
-		if c.jsonOutput() {
-			err = c.printJSONLine(d)
-		} else {
-			_, err = fmt.Fprintln(c.stdout, followLine(denialRow(d)))
-		}
-		if err != nil {
-			return err
-		}
-		printed++
-		if limit > 0 && printed >= limit {
-			return nil
-		}
-	}
-}
-
-func (c *cli) followError(ctx context.Context, err error) error {
-	if errors.Is(err, io.EOF) {
-		return errors.New("the broker closed the denial stream")
-	}
-	if ctx.Err() != nil {
-		return nil // interrupted: the normal way to stop following
-	}
-	return c.rpcError(err)
-}
-
 func matchDenial(f *sockguardv1.ListDenialsRequest, d *sockguardv1.Denial) bool {
 	switch {
 	case f.GetReasonCode() != sockguardv1.DenialReason_DENIAL_REASON_UNSPECIFIED && d.GetReasonCode() != f.GetReasonCode():
@@ -250,7 +193,9 @@ func matchDenial(f *sockguardv1.ListDenialsRequest, d *sockguardv1.Denial) bool 
 
 var denialHeader = []string{"TIME", "SOCKET", "PEER(uid/gid/pid)", "METHOD", "PATH", "REASON"}
 
-func denialRow(d *sockguardv1.Denial) []string {
+// denialRow is a table row; the reason is cut to reasonColumnWidth unless
+// noTrunc.
+func denialRow(d *sockguardv1.Denial, noTrunc bool) []string {
 	reason := reasonName(d.GetReasonCode())
 	if d.GetPolicyMode() == sockguardv1.PolicyMode_POLICY_MODE_AUDIT {
 		reason += " (audit)"
@@ -258,14 +203,18 @@ func denialRow(d *sockguardv1.Denial) []string {
 	if d.GetReason() != "" {
 		reason += ": " + d.GetReason()
 	}
-	return []string{
+	row := []string{
 		formatTime(d.GetTime()),
 		cell(d.GetSocket()),
 		fmt.Sprintf("%d/%d/%d", d.GetPeerUid(), d.GetPeerGid(), d.GetPeerPid()),
 		cell(d.GetMethod()),
 		cell(d.GetPath()),
-		truncate(cell(reason), reasonColumnWidth),
+		cell(reason),
 	}
+	if !noTrunc {
+		row[5] = truncate(row[5], reasonColumnWidth)
+	}
+	return row
 }
 
 // followLine lays out a row in fixed columns: a streamed line is printed

@@ -67,7 +67,9 @@ Global flags (before the command):
         admin socket of the broker (default $%s, else %s;
         now %s)
   -o, --output FORMAT
-        table (for people) or json (protojson, for scripts) (default table)
+        table (for people), json or yaml (for scripts: protojson's field
+        names, enums spelled as the flags spell them, file modes in octal)
+        (default table)
   --timeout DURATION
         how long to wait for the broker to answer (default %s)
   --context NAME
@@ -75,6 +77,8 @@ Global flags (before the command):
         "all" runs list-sockets or denials on every context with a HOST column
   --all-contexts
         the same as --context all
+  --version
+        print the sgctl version and exit ('sgctl version' also asks the broker)
   -h, --help
         show this help
 
@@ -88,7 +92,8 @@ Example session (the admin socket is for root and the broker's admin group):
   $ sudo sgctl denials --follow
   $ sudo sgctl delete-socket runner-1 --purge
 
-Run 'sgctl help COMMAND' or 'sgctl COMMAND -h' for a command's flags.
+Run 'sgctl help COMMAND' or 'sgctl COMMAND -h' for a command's flags, and
+'sgctl completion bash|zsh|fish' for a shell completion script.
 `, adminSocketEnv, defaultAdminSocket, c.adminSocket, defaultTimeout)
 }
 

@@ -28,11 +28,13 @@ const (
 	defaultTimeout     = 10 * time.Second
 )
 
-// Exit codes. check also exits exitFailure when the request would be denied.
+// Exit codes. check exits exitFailure when the request would be denied and
+// exitCheckError when it could not get an answer.
 const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
+	exitOK         = 0
+	exitFailure    = 1
+	exitUsage      = 2
+	exitCheckError = 3
 )
 
 func main() {
@@ -71,7 +73,7 @@ type cli struct {
 	// adminSocket); fanOut is every context, for --context all.
 	target  *sgContext
 	fanOut  []sgContext
-	output  string // "table" or "json"
+	output  string // "table", "json" or "yaml"
 	timeout time.Duration
 }
 
@@ -112,6 +114,7 @@ func commands() []*command {
 		backupCommand(),
 		contextCommand(),
 		versionCommand(),
+		completionCommand(),
 		helpCommand(),
 	}
 }
@@ -145,6 +148,16 @@ type exitCodeError int
 
 func (e exitCodeError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
+// codedError is an error printed like any other that exits with its own
+// code.
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
+
 func (c *cli) main(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("sgctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -158,6 +171,8 @@ func (c *cli) main(ctx context.Context, args []string) int {
 	fs.DurationVar(&c.timeout, "timeout", defaultTimeout, "")
 	fs.StringVar(&c.contextName, "context", "", "")
 	fs.BoolVar(&c.allContextsFlag, "all-contexts", false, "")
+	var showVersion bool
+	fs.BoolVar(&showVersion, "version", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			c.printMainUsage(c.stdout)
@@ -165,10 +180,14 @@ func (c *cli) main(ctx context.Context, args []string) int {
 		}
 		return c.fail(usagef("%v (run 'sgctl --help' for usage)", err))
 	}
-	switch c.output {
-	case "table", "json":
-	default:
-		return c.fail(usagef("-o %q: want table or json", c.output))
+	if showVersion {
+		// Client only, offline, like docker --version: "version" also asks
+		// the broker.
+		fmt.Fprintf(c.stdout, "sgctl version %s\n", version)
+		return exitOK
+	}
+	if err := checkOutputFormat(c.output); err != nil {
+		return c.fail(err)
 	}
 	if c.timeout <= 0 {
 		return c.fail(usagef("--timeout %s: want a positive duration such as 10s", c.timeout))
@@ -206,12 +225,12 @@ func (c *cli) exec(ctx context.Context, cmd *command, args []string) int {
 	// -o is global, but "sgctl denials --socket x -o json" reads naturally
 	// too: accept it after the command as well.
 	if fs.Lookup("o") == nil {
-		fs.StringVar(&c.output, "o", c.output, "output `format`: table or json (same as the global -o)")
-		fs.StringVar(&c.output, "output", c.output, "output `format`: table or json (same as the global -o)")
+		fs.StringVar(&c.output, "o", c.output, aliasPrefix+"output")
+		fs.StringVar(&c.output, "output", c.output, "output `format`: table, json or yaml (same as the global -o)")
 	}
 	pos, err := parseInterspersed(fs, args)
-	if err == nil && c.output != "table" && c.output != "json" {
-		err = usagef("-o %q: want table or json", c.output)
+	if err == nil {
+		err = checkOutputFormat(c.output)
 	}
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -242,6 +261,10 @@ func (c *cli) fail(err error) int {
 	var uerr *usageError
 	if errors.As(err, &uerr) {
 		return exitUsage
+	}
+	var coded *codedError
+	if errors.As(err, &coded) {
+		return coded.code
 	}
 	return exitFailure
 }

@@ -11,33 +11,8 @@ import (
 	"unicode/utf8"
 
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-func (c *cli) jsonOutput() bool { return c.output == "json" }
-
-// printJSON writes m as one multi-line protojson document.
-func (c *cli) printJSON(m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, EmitUnpopulated: false}.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("encoding JSON: %w", err)
-	}
-	_, err = fmt.Fprintf(c.stdout, "%s\n", b)
-	return err
-}
-
-// printJSONLine writes m as protojson on one line (for streams: one object
-// per line).
-func (c *cli) printJSONLine(m proto.Message) error {
-	b, err := protojson.MarshalOptions{EmitUnpopulated: false}.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("encoding JSON: %w", err)
-	}
-	_, err = fmt.Fprintf(c.stdout, "%s\n", b)
-	return err
-}
 
 // newTable returns a tabwriter for ctr-style columns; the caller flushes it.
 func newTable(w io.Writer) *tabwriter.Writer {

@@ -1,14 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-
-	"google.golang.org/protobuf/encoding/protojson"
 )
 
 func versionCommand() *command {
@@ -33,27 +29,17 @@ func (c *cli) runVersion(ctx context.Context, args []string) error {
 	if c.jsonOutput() {
 		// No API message holds both versions: {"client": {"version": ...},
 		// "broker": <GetBrokerInfoResponse>} or "brokerError" instead.
-		doc := map[string]any{"client": map[string]string{"version": version}}
+		doc := mappingNode("client", mappingNode("version", strNode(version)))
 		if infoErr != nil {
-			doc["brokerError"] = infoErr.Error()
+			doc.Content = append(doc.Content, strNode("brokerError"), strNode(infoErr.Error()))
 		} else {
-			b, err := protojson.Marshal(info)
+			b, err := structuredNode(info)
 			if err != nil {
 				return err
 			}
-			doc["broker"] = json.RawMessage(b)
+			doc.Content = append(doc.Content, strNode("broker"), b)
 		}
-		b, err := json.Marshal(doc)
-		if err != nil {
-			return err
-		}
-		var out bytes.Buffer
-		if err := json.Indent(&out, b, "", "  "); err != nil {
-			return err
-		}
-		out.WriteByte('\n')
-		_, err = c.stdout.Write(out.Bytes())
-		return err
+		return c.printNode(doc, true)
 	}
 	fmt.Fprintf(c.stdout, "client: %s\n", version)
 	switch {

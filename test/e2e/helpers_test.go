@@ -27,7 +27,7 @@ type getSocketJSON struct {
 		socketJSON
 		OwnerUID     uint32 `json:"ownerUid"`
 		OwnerGID     uint32 `json:"ownerGid"`
-		FileMode     uint32 `json:"fileMode"`
+		FileMode     string `json:"fileMode"` // octal, "0660"
 		AllowedPeers struct {
 			Uids []uint32 `json:"uids"`
 			Gids []uint32 `json:"gids"`

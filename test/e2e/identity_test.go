@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"slices"
@@ -100,10 +101,10 @@ func TestPeerIdentity(t *testing.T) {
 				peerRefused(t, sock)
 			}
 			d, ok := b.waitDenial(t, tc.socket, func(d denialJSON) bool {
-				return d.ReasonCode == "DENIAL_REASON_PEER_NOT_ALLOWED" && d.PeerUID == uint32(tc.peerUID)
+				return d.ReasonCode == "peer-not-allowed" && d.PeerUID == uint32(tc.peerUID)
 			})
 			if !ok {
-				t.Fatalf("sgctl denials --socket %s has no DENIAL_REASON_PEER_NOT_ALLOWED record for uid %d:\n%s",
+				t.Fatalf("sgctl denials --socket %s has no peer-not-allowed record for uid %d:\n%s",
 					tc.socket, tc.peerUID, b.Sgctl("-o", "json", "denials", "--socket", tc.socket).Stdout)
 			}
 			if d.Socket != tc.socket {
@@ -132,8 +133,9 @@ func TestPeerIdentity(t *testing.T) {
 				t.Errorf("%s: socket file %v %d:%d, want socket %#o %d:%d", tc.socket, fi.Mode(), st.Uid, st.Gid, tc.mode, tc.uid, tc.gid)
 			}
 			in := b.inspectSocket(t, tc.socket).Socket
-			if in.OwnerUID != tc.uid || in.OwnerGID != tc.gid || os.FileMode(in.FileMode) != tc.mode {
-				t.Errorf("%s: inspect-socket says %d:%d %#o, want %d:%d %#o", tc.socket, in.OwnerUID, in.OwnerGID, in.FileMode, tc.uid, tc.gid, tc.mode)
+			// -o json spells the mode in octal, as --mode takes it.
+			if in.OwnerUID != tc.uid || in.OwnerGID != tc.gid || in.FileMode != fmt.Sprintf("%#04o", uint32(tc.mode)) {
+				t.Errorf("%s: inspect-socket says %d:%d %s, want %d:%d %#04o", tc.socket, in.OwnerUID, in.OwnerGID, in.FileMode, tc.uid, tc.gid, tc.mode)
 			}
 		}
 	})

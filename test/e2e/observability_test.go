@@ -33,7 +33,7 @@ func TestAuditMode(t *testing.T) {
 		return ok
 	})
 	d, _ := findDenial(ds, "POST", "/containers/create")
-	if d.ReasonCode != "DENIAL_REASON_PRIVILEGED" {
+	if d.ReasonCode != "privileged" {
 		t.Fatalf("would-deny record: %+v", d)
 	}
 	var raw struct {
@@ -42,7 +42,7 @@ func TestAuditMode(t *testing.T) {
 		} `json:"denials"`
 	}
 	b.SgctlJSON(t, &raw, "denials", "--socket", "aud")
-	if len(raw.Denials) == 0 || raw.Denials[0].PolicyMode != "POLICY_MODE_AUDIT" {
+	if len(raw.Denials) == 0 || raw.Denials[0].PolicyMode != "audit" {
 		t.Fatalf("denial not marked audit: %+v", raw)
 	}
 
@@ -109,7 +109,7 @@ func TestFollowDenials(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &d); err != nil {
 			t.Fatalf("--follow -o json printed %q: %v", line, err)
 		}
-		if d.Path != "/containers/create" || d.ReasonCode != "DENIAL_REASON_HOST_NAMESPACE" {
+		if d.Path != "/containers/create" || d.ReasonCode != "host-namespace" {
 			t.Fatalf("followed record: %+v", d)
 		}
 		t.Logf("denial printed %v after the refused command returned", latency)

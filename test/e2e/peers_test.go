@@ -131,7 +131,7 @@ func TestJobContainerPeers(t *testing.T) {
 				t.Fatalf("refused peer's docker CLI does not print the broker's reason (%q): %s", tc.want, r)
 			}
 			if _, ok := b.waitDenial(t, owner, func(d denialJSON) bool {
-				return d.ReasonCode == "DENIAL_REASON_PEER_NOT_ALLOWED" && strings.Contains(d.Reason, tc.want)
+				return d.ReasonCode == "peer-not-allowed" && strings.Contains(d.Reason, tc.want)
 			}); !ok {
 				t.Errorf("no PEER_NOT_ALLOWED record with %q for %s", tc.want, owner)
 			}

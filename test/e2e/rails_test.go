@@ -99,7 +99,7 @@ func TestPolicyRails(t *testing.T) {
 			d, found := b.waitDenial(t, sock, func(d denialJSON) bool {
 				return d.Reason != "" && strings.Contains(reason, d.Reason)
 			})
-			if found && (d.ReasonCode == "" || d.ReasonCode == "DENIAL_REASON_UNSPECIFIED") {
+			if found && (d.ReasonCode == "" || d.ReasonCode == "unspecified") {
 				t.Errorf("denial %+v has no reason code", d)
 			}
 			if !found {

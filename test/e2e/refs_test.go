@@ -192,7 +192,7 @@ func TestRefsNetworkIDHijack(t *testing.T) {
 	f.b.Docker(f.x, "start", xStopped)
 	f.victimNetUntouched(t)
 	d, ok := f.b.waitDenial(t, f.x, func(d denialJSON) bool {
-		return d.ReasonCode == "DENIAL_REASON_FOREIGN_OBJECT" && strings.HasSuffix(d.Path, "/connect")
+		return d.ReasonCode == "foreign-object" && strings.HasSuffix(d.Path, "/connect")
 	})
 	if !ok {
 		t.Fatalf("no foreign-object denial recorded for the connect hijack: %v", f.b.denials(t, f.x))
@@ -350,7 +350,7 @@ func TestRefsMissingIsNotForeign(t *testing.T) {
 	// The foreign probes (the last ones) are recorded; the deny log is
 	// written in order, so once it is there the missing ones would be too.
 	if _, ok := f.b.waitDenial(t, f.x, func(d denialJSON) bool {
-		return d.ReasonCode == "DENIAL_REASON_FOREIGN_OBJECT" && strings.Contains(d.Path, f.vRun)
+		return d.ReasonCode == "foreign-object" && strings.Contains(d.Path, f.vRun)
 	}); !ok {
 		t.Fatalf("inspect of the victim's container was not recorded as foreign-object: %v", f.b.denials(t, f.x))
 	}

@@ -23,7 +23,7 @@ func (b *Broker) tenantIDs(t testing.TB) (ids map[string]string, failed []string
 	ids = map[string]string{}
 	for _, s := range out.Sockets {
 		ids[s.Name] = s.TenantID
-		if s.State != "SOCKET_STATE_SERVING" {
+		if s.State != "serving" {
 			failed = append(failed, s.Name+" "+s.State)
 		}
 	}
