@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"net"
@@ -80,6 +81,34 @@ func TestCompletionCoversTheCommandTable(t *testing.T) {
 	res := sgctl(t, "/nonexistent.sock", "completion", "tcsh")
 	if res.code != exitUsage || !strings.Contains(res.stderr, "want bash, zsh or fish") {
 		t.Errorf("tcsh: exit %d stderr %q", res.code, res.stderr)
+	}
+}
+
+// TestCompletionKnowsTheGlobalFlags: every global flag sgctl --help lists
+// is completed.
+func TestCompletionKnowsTheGlobalFlags(t *testing.T) {
+	var help bytes.Buffer
+	(&cli{}).printMainUsage(&help)
+	global, _ := completionModel()
+	have := map[string]bool{}
+	for _, f := range global {
+		have[f.name] = true
+	}
+	_, flags, _ := strings.Cut(help.String(), "Global flags")
+	flags, _, _ = strings.Cut(flags, "\n\n")
+	n := 0
+	for _, line := range strings.Split(flags, "\n") {
+		for _, w := range strings.Fields(strings.ReplaceAll(line, ",", " ")) {
+			if name, ok := strings.CutPrefix(w, "--"); ok && strings.HasPrefix(strings.TrimSpace(line), "-") {
+				n++
+				if !have[name] {
+					t.Errorf("sgctl --help lists --%s, completion does not", name)
+				}
+			}
+		}
+	}
+	if n < 5 {
+		t.Errorf("found %d global flags in the help:\n%s", n, help.String())
 	}
 }
 

@@ -71,6 +71,8 @@ func completionModel() (global []compFlag, cmds []compCommand) {
 	fs.String("output", "", "output format")
 	fs.String("o", "", aliasPrefix+"output")
 	fs.Duration("timeout", 0, "how long to wait for the broker to answer")
+	fs.String("context", "", "send the command to the broker of context NAME")
+	fs.Bool("all-contexts", false, "the same as --context all")
 	fs.Bool("version", false, "print the sgctl version and exit")
 	fs.Bool("help", false, "show help")
 	fs.Bool("h", false, aliasPrefix+"help")
