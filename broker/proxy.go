@@ -585,12 +585,37 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx = context.WithValue(ctx, forwardKey{}, f)
 	if isUpgrade(r.Header) {
-		if p.hijack(w, r.WithContext(ctx), f, h.ts) {
-			outcome = "hijacked"
+		if upgradeRoute(req) {
+			if p.hijack(w, r.WithContext(ctx), f, h.ts) {
+				outcome = "hijacked"
+			}
+			return
 		}
-		return
+		// Only the streaming routes switch protocols. Any other request
+		// asking to goes through the reverse proxy like the rest, so its
+		// answer passes the same filters (the 409 scrub, the image list,
+		// the pull settlement): the upgrade intent is dropped.
+		r.Header.Del("Upgrade")
 	}
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// upgradeRoute reports whether a request may switch protocols on a
+// hijacked connection: attach and exec start (the docker CLI's streams)
+// and BuildKit's session and gRPC tunnels. Their answers need no filter.
+func upgradeRoute(req policy.Request) bool {
+	if req.Method != http.MethodPost {
+		return false
+	}
+	switch {
+	case req.Path == "/session", req.Path == "/grpc":
+		return true
+	case strings.HasPrefix(req.Path, "/containers/") && strings.HasSuffix(req.Path, "/attach"):
+		return true
+	case strings.HasPrefix(req.Path, "/exec/") && strings.HasSuffix(req.Path, "/start"):
+		return true
+	}
+	return false
 }
 
 // mayRemoveContainer: after this request a container may be gone.
