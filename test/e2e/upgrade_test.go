@@ -92,7 +92,9 @@ func TestUpgradeHeaderKeepsTheImageListFilter(t *testing.T) {
 		if st != http.StatusOK {
 			t.Fatalf("GET /images/json: %d %s", st, got)
 		}
-		var imgs []struct{ ID string `json:"Id"` }
+		var imgs []struct {
+			ID string `json:"Id"`
+		}
 		if err := json.Unmarshal([]byte(got), &imgs); err != nil {
 			t.Fatalf("GET /images/json: %v: %s", err, got)
 		}
