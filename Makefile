@@ -1,6 +1,9 @@
 # sockguard: build, test and tooling entry points.
 #
 #   make build        bin/broker and bin/sgctl
+#   make install      binaries to $(PREFIX)/bin, the systemd unit to
+#                     /etc/systemd/system, /etc/sockguard/presets (DESTDIR
+#                     respected; nothing is enabled or started)
 #   make test         everything CI runs: deps, tools, proto-check, vet, unit
 #                     tests, then e2e tests against a private dockerd
 #   make demo         the end-to-end story of scripts/demo.sh
@@ -37,13 +40,29 @@ LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 20s
 E2E_BIN := $(CURDIR)/.tmp/e2e-bin
 
-.PHONY: all build test deps tools unit vet e2e-bin demo bench bench-storm bench-connflood proto proto-check lint fuzz clean
+PREFIX ?= /usr/local
+DESTDIR ?=
+UNITDIR ?= /etc/systemd/system
+
+.PHONY: all build install test deps tools unit vet e2e-bin demo bench bench-storm bench-connflood proto proto-check lint fuzz clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/broker ./cmd/broker
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/sgctl ./cmd/sgctl
+
+# install copies what `make build` made; the unit's ExecStart names
+# $(PREFIX)/bin/broker. It never enables or starts the unit, and never
+# overwrites presets in /etc/sockguard/presets.
+install: build
+	install -d "$(DESTDIR)$(PREFIX)/bin" "$(DESTDIR)$(UNITDIR)"
+	install -d -m 0755 "$(DESTDIR)/etc/sockguard/presets"
+	install -m 0755 bin/broker bin/sgctl "$(DESTDIR)$(PREFIX)/bin/"
+	sed 's|/usr/local/bin/broker|$(PREFIX)/bin/broker|' examples/systemd/sockguard-broker.service \
+		> "$(DESTDIR)$(UNITDIR)/sockguard-broker.service"
+	chmod 0644 "$(DESTDIR)$(UNITDIR)/sockguard-broker.service"
+	@echo "installed; now: systemctl daemon-reload && systemctl enable --now sockguard-broker"
 
 # test runs the e2e suite against a private dockerd in a short /tmp dir (unix
 # socket paths must stay < 108 bytes), with a registry with htpasswd auth

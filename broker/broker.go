@@ -237,7 +237,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("create %s: %w", filepath.Dir(cfg.SocketDir), err)
 	}
 	if err := ensureSocketDir(cfg.SocketDir, cfg.AllowSharedDirs); err != nil {
-		return fmt.Errorf("socket dir: %w", err)
+		return fmt.Errorf("--socket-dir: %w", err)
 	}
 	store.WriteSocketMarker(socketMarker)
 	if err := os.MkdirAll(filepath.Dir(cfg.AdminSocket), 0o755); err != nil {

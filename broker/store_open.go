@@ -88,7 +88,7 @@ func OpenStoreWith(dir string, o StoreOptions) (*Store, error) {
 	}
 	if !o.AllowSharedDir {
 		if err := checkPrivateDir(dir); err != nil {
-			return nil, fmt.Errorf("%w: state dir: %w (pass --allow-shared-dirs if this is deliberate)", ErrStateRefused, err)
+			return nil, fmt.Errorf("%w: --state-dir: %w (pass --allow-shared-dirs if this is deliberate)", ErrStateRefused, err)
 		}
 	}
 	lock, err := lockStateDir(dir)

@@ -144,3 +144,61 @@ func TestRunRejectsBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestRunRefusesSharedDirs: a state or socket dir someone else could
+// write is refused, naming the flag, before anything is created in it.
+func TestRunRefusesSharedDirs(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+		want  string
+	}{
+		{"world-writable state dir", func(t *testing.T, dir string) {
+			mkdirMode(t, filepath.Join(dir, "state"), 0o777)
+		}, "--state-dir"},
+		{"group-writable state dir", func(t *testing.T, dir string) {
+			mkdirMode(t, filepath.Join(dir, "state"), 0o770)
+		}, "--state-dir"},
+		{"state dir of another uid", func(t *testing.T, dir string) {
+			if os.Geteuid() != 0 {
+				t.Skip("needs root to chown")
+			}
+			mkdirMode(t, filepath.Join(dir, "state"), 0o700)
+			if err := os.Chown(filepath.Join(dir, "state"), 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}, "--state-dir"},
+		{"world-writable socket dir", func(t *testing.T, dir string) {
+			mkdirMode(t, filepath.Join(dir, "s"), 0o777)
+		}, "--socket-dir"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, err := os.MkdirTemp("/tmp", "sgdirs")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			tt.setup(t, dir)
+			var stderr strings.Builder
+			code := run(t.Context(), []string{"--state-dir", filepath.Join(dir, "state"), "--socket-dir", filepath.Join(dir, "s"),
+				"--admin-socket", filepath.Join(dir, "a.sock"), "--upstream", "unix://" + filepath.Join(dir, "d.sock"), "--log-level", "error"}, io.Discard, &stderr)
+			if code != 1 || !strings.Contains(stderr.String(), tt.want) || !strings.Contains(stderr.String(), "--allow-shared-dirs") {
+				t.Fatalf("exit %d stderr %q, want 1 naming %s", code, stderr.String(), tt.want)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "state", "state.db")); err == nil && tt.want == "--state-dir" {
+				t.Fatal("state.db created in a refused dir")
+			}
+		})
+	}
+}
+
+func mkdirMode(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Mkdir(path, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil { // past the umask
+		t.Fatal(err)
+	}
+}
