@@ -150,12 +150,14 @@ func methodRule(method string) (rule, bool) {
 		sockguardv1.SockguardService_ListDenials_FullMethodName,
 		sockguardv1.SockguardService_WatchDenials_FullMethodName,
 		sockguardv1.SockguardService_GetBrokerInfo_FullMethodName,
+		sockguardv1.SockguardService_ListEvents_FullMethodName,
 		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
 		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo":
 		return rule{role: RoleViewer}, true
 	case sockguardv1.SockguardService_CreateSocket_FullMethodName,
 		sockguardv1.SockguardService_UpdateSocket_FullMethodName,
-		sockguardv1.SockguardService_DeleteSocket_FullMethodName:
+		sockguardv1.SockguardService_DeleteSocket_FullMethodName,
+		sockguardv1.SockguardService_DeleteSocketStream_FullMethodName:
 		return rule{role: RoleOperator, socketScoped: true}, true
 	case sockguardv1.SockguardService_BackupState_FullMethodName:
 		return rule{role: RoleAdmin}, true
@@ -173,6 +175,8 @@ func scopedSocketName(req any) (string, bool) {
 	case *sockguardv1.UpdateSocketRequest:
 		return r.GetSocket().GetName(), true
 	case *sockguardv1.DeleteSocketRequest:
+		return r.GetName(), true
+	case *sockguardv1.DeleteSocketStreamRequest:
 		return r.GetName(), true
 	}
 	return "", false

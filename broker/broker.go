@@ -126,6 +126,13 @@ type Config struct {
 	// AdminReloadInterval is how often the admin TLS files and the role
 	// file are checked for changes; 0 is DefaultAdminReloadInterval.
 	AdminReloadInterval time.Duration
+	// DeleteTimes are the default time limits of delete-socket (drain,
+	// each purged object, the whole delete); zero fields take
+	// DefaultDeleteTimes.
+	DeleteTimes DeleteTimes
+	// AuditRetention bounds the admin audit trail; the zero value takes
+	// DefaultAuditRetention.
+	AuditRetention AuditRetention
 }
 
 // ownPaths are the broker's own files as given and, where they exist,
@@ -172,6 +179,7 @@ type Broker struct {
 	// backingUp is set while a BackupState runs: one at a time, so backups
 	// cannot pile up read transactions that pin old pages.
 	backingUp atomic.Bool
+	audit     *auditor // the admin audit trail
 }
 
 // Run starts the broker and serves until ctx is cancelled, then drains and
@@ -278,6 +286,11 @@ func Run(ctx context.Context, cfg Config) error {
 		b.upMon.run(monCtx, up, cmp.Or(cfg.pingInterval, upstreamPingInterval))
 	}()
 	defer func() { stopMon(); <-monDone }()
+	auditRet := cfg.AuditRetention
+	if auditRet == (AuditRetention{}) {
+		auditRet = DefaultAuditRetention
+	}
+	b.audit = &auditor{store: store, ret: auditRet, log: log}
 	b.denials = NewDenyLog(store, log, DenyLogConfig{
 		Retention: DenialRetention{
 			MaxRecords: cfg.DenyLogMaxRecords, MaxPerTenant: cfg.DenyLogMaxPerTenant,
@@ -295,6 +308,7 @@ func Run(ctx context.Context, cfg Config) error {
 		socketDir:     cfg.SocketDir,
 		hostSocketDir: cfg.HostSocketDir,
 		denyRate:      cfg.DenyRate,
+		deleteTimes:   cfg.DeleteTimes,
 		limits:        cfg.Limits,
 		gate:          newConnGate(budget),
 		locator:       newPeerLocator(up),

@@ -19,8 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sockguard/sockguard/policy"
 )
 
@@ -43,6 +41,9 @@ type tenantServer struct {
 	// tenant is known by name only. storeKey is its key in the store.
 	invalid  bool
 	storeKey string
+	// purging: a delete with purge is running on this tenant (guarded by
+	// Registry.mu); a second one is refused until it returns.
+	purging bool
 
 	pacer    *pacer            // spaces out this tenant's refusals
 	allowed  atomic.Uint64     // requests forwarded with no would-deny
@@ -130,6 +131,8 @@ type Registry struct {
 	// checked with their symlinks resolved.
 	rootsOnHost bool
 	denyRate    int // refusals per second per socket before pacing; 0: off
+	// deleteTimes are the default time limits of a delete (flags).
+	deleteTimes DeleteTimes
 	limits      Limits
 	gate        *connGate
 	locator     *peerLocator
@@ -372,10 +375,17 @@ func (r *Registry) startLocked(t *Tenant) (*tenantServer, error) {
 	s := &tenantServer{path: r.socketPath(t.Name), served: make(chan struct{}), pacer: newPacer(r.denyRate),
 		rejectPace: newPacer(connRejectRate)}
 	pol, err := r.compile(t)
-	if err == nil {
+	switch {
+	case err == nil && t.Deleting:
+		// Half purged: never served again; a delete finishes it.
+		s.state.Store(&tenantState{t: t, pol: pol})
+		s.failed = deletingMessage
+		close(s.served)
+		return s, nil
+	case err == nil:
 		s.state.Store(&tenantState{t: t, pol: pol})
 		err = r.listenLocked(s)
-	} else {
+	default:
 		s.state.Store(&tenantState{t: t})
 	}
 	if err != nil {
@@ -480,7 +490,10 @@ func (r *Registry) Create(t Tenant) (SocketInfo, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.tenants[t.Name]; ok {
+	if old, ok := r.tenants[t.Name]; ok {
+		if old.state.Load().t.Deleting {
+			return SocketInfo{}, fmt.Errorf("%w: socket %q is still being deleted (a purge did not finish); finish it with sgctl delete-socket --purge %s", ErrAlreadyExists, t.Name, t.Name)
+		}
 		return SocketInfo{}, fmt.Errorf("%w: socket %q already exists", ErrAlreadyExists, t.Name)
 	}
 	if _, ok := r.deleting[t.Name]; ok {
@@ -567,125 +580,51 @@ func (r *Registry) Policy(name string) (*policy.Policy, error) {
 // then swaps in the new policy. Requests already in flight finish under the
 // policy they started with.
 func (r *Registry) Update(name string, change func(*Tenant)) (SocketInfo, error) {
+	_, si, err := r.UpdateWithPrevious(name, change)
+	return si, err
+}
+
+// UpdateWithPrevious is Update that also returns the settings it replaced
+// (nil when the socket was not found), for the audit trail.
+func (r *Registry) UpdateWithPrevious(name string, change func(*Tenant)) (*Tenant, SocketInfo, error) {
+	before, si, err := r.update(name, change)
+	return before, si, err
+}
+
+func (r *Registry) update(name string, change func(*Tenant)) (*Tenant, SocketInfo, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s, ok := r.tenants[name]
 	if !ok {
-		return SocketInfo{}, fmt.Errorf("%w: socket %s", ErrNotFound, quoteBounded(name))
+		return nil, SocketInfo{}, fmt.Errorf("%w: socket %s", ErrNotFound, quoteBounded(name))
 	}
 	if s.invalid {
-		return SocketInfo{}, fmt.Errorf("%w: socket %s has a stored record that cannot be trusted (%s): delete it and create it again, or restore the state from a backup",
+		return nil, SocketInfo{}, fmt.Errorf("%w: socket %s has a stored record that cannot be trusted (%s): delete it and create it again, or restore the state from a backup",
 			ErrUnavailable, quoteBounded(name), s.failed)
 	}
-	t := *s.state.Load().t
+	prev := s.state.Load().t
+	if prev.Deleting || s.purging {
+		return prev, SocketInfo{}, fmt.Errorf("%w: socket %s is being deleted; finish with sgctl delete-socket --purge %s", ErrUnavailable, quoteBounded(name), name)
+	}
+	t := *prev
 	t.AllowBinds = slices.Clone(t.AllowBinds)
 	t.AllowUIDs = slices.Clone(t.AllowUIDs)
 	t.AllowGIDs = slices.Clone(t.AllowGIDs)
 	change(&t)
 	t.Name, t.ID, t.Created = name, s.state.Load().t.ID, s.state.Load().t.Created
+	t.Deleting = false
 	if err := validate(&t); err != nil {
-		return SocketInfo{}, err
+		return prev, SocketInfo{}, err
 	}
 	pol, err := r.compile(&t)
 	if err != nil {
-		return SocketInfo{}, err
+		return prev, SocketInfo{}, err
 	}
 	if err := r.store.PutTenant(&t); err != nil {
-		return SocketInfo{}, err
+		return prev, SocketInfo{}, err
 	}
 	s.state.Store(&tenantState{t: &t, pol: pol})
-	return s.info(), nil
-}
-
-// Delete stops serving a socket and forgets it. With purge, every Docker
-// object the tenant owns is removed first; without, they are counted and
-// left alone. The socket is stopped before the purge so that the tenant
-// cannot create new objects while its old ones are being removed.
-func (r *Registry) Delete(ctx context.Context, name string, purge bool) (PurgeResult, error) {
-	var res PurgeResult
-	s, iso, err := r.deleteLocked(ctx, name, purge, &res)
-	if err != nil {
-		return res, err
-	}
-	// The drain and the purge run without the registry lock: they can take
-	// a while, and the tenant is already out of the registry (so it cannot
-	// race new objects); its name stays reserved in r.deleting until the
-	// socket and its directory are gone.
-	drain, cancel := context.WithTimeout(ctx, deleteDrain)
-	r.stop(drain, s)
-	cancel()
-	r.proxy.hist.DeletePartialMatch(prometheus.Labels{"socket": name})
-	r.proxy.streams.DeletePartialMatch(prometheus.Labels{"socket": name})
-	// The listener unlinked its socket; the directory is ours and empty.
-	if s.path != "" {
-		if err := os.Remove(filepath.Dir(s.path)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			r.log.Warn("socket_dir_remove_failed", "socket", name, "err", err)
-		}
-	}
-	r.mu.Lock()
-	delete(r.deleting, name)
-	r.mu.Unlock()
-	// Its image grants go with it: the images stay private to others.
-	if im := r.proxy.images; im != nil {
-		im.dropTenant(iso.owner)
-	}
-	if purge {
-		if err := iso.purge(ctx, &res); err != nil {
-			res.Errors = append(res.Errors, "listing the tenant's objects: "+err.Error())
-		}
-		// The tenant's containers are gone: so are their pins.
-		if pn := r.proxy.pins; pn != nil && pn.mode == PinMount {
-			if _, err := pn.sweep(ctx); err != nil {
-				res.Errors = append(res.Errors, "removing bind pins: "+err.Error())
-			}
-		}
-	}
-	r.log.Info("socket_deleted", "socket", name, "purged", res.Purged,
-		"containers", res.Owned.Containers, "networks", res.Owned.Networks, "volumes", res.Owned.Volumes)
-	return res, nil
-}
-
-// deleteDrain bounds how long requests and streams on a deleted socket may
-// go on: the operator asked for it to go away.
-const deleteDrain = 5 * time.Second
-
-// deleteLocked removes the tenant from the store and the registry and
-// reserves its name; the caller drains it.
-func (r *Registry) deleteLocked(ctx context.Context, name string, purge bool, res *PurgeResult) (*tenantServer, isolator, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s, ok := r.tenants[name]
-	if !ok {
-		return nil, isolator{}, fmt.Errorf("%w: socket %s", ErrNotFound, quoteBounded(name))
-	}
-	if s.invalid {
-		// The record's tenant id cannot be trusted, so neither can a
-		// count or a purge by it: only the record goes.
-		if purge {
-			return nil, isolator{}, fmt.Errorf("%w: socket %s has a stored record that cannot be trusted, so its objects cannot be found by owner; delete it without --purge (restore a backup to get its tenant id back)",
-				ErrUnavailable, quoteBounded(name))
-		}
-		if err := r.store.DeleteTenant(s.storeKey); err != nil {
-			return nil, isolator{}, err
-		}
-		delete(r.tenants, name)
-		r.deleting[name] = struct{}{}
-		return s, isolator{}, nil
-	}
-	iso := isolator{up: r.proxy.up, owner: s.state.Load().t.ID}
-	if !purge {
-		cs, ns, vs, err := iso.ownedObjects(ctx)
-		if err != nil {
-			return nil, iso, fmt.Errorf("%w: cannot list the tenant's objects (is the Docker daemon up?): %w", ErrUnavailable, err)
-		}
-		res.Owned = Owned{len(cs), len(ns), len(vs)}
-	}
-	if err := r.store.DeleteTenant(name); err != nil {
-		return nil, iso, err
-	}
-	delete(r.tenants, name)
-	r.deleting[name] = struct{}{}
-	return s, iso, nil
+	return prev, s.info(), nil
 }
 
 // stop drains a socket's server: in-flight requests and streams get until

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"time"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -100,19 +100,25 @@ func socketToProto(si SocketInfo) *sockguardv1.Socket {
 	for _, b := range t.AllowBinds {
 		s.Overrides.AllowedBindRoots = append(s.Overrides.AllowedBindRoots, &sockguardv1.BindRoot{Path: b.Path, ReadOnly: b.ReadOnly})
 	}
-	if !si.Serving {
+	switch {
+	case t.Deleting:
+		s.State = sockguardv1.SocketState_SOCKET_STATE_DELETING
+		s.StateMessage = si.Failed
+	case !si.Serving:
 		s.State = sockguardv1.SocketState_SOCKET_STATE_FAILED
 		s.StateMessage = si.Failed
 	}
 	return s
 }
 
-func (s *service) CreateSocket(_ context.Context, req *sockguardv1.CreateSocketRequest) (*sockguardv1.CreateSocketResponse, error) {
+func (s *service) CreateSocket(ctx context.Context, req *sockguardv1.CreateSocketRequest) (*sockguardv1.CreateSocketResponse, error) {
 	in := req.GetSocket()
 	if in == nil {
-		return nil, status.Error(codes.InvalidArgument, "socket is required")
+		err := status.Error(codes.InvalidArgument, "socket is required")
+		s.b.audit.record(ctx, AuditEvent{Action: AuditCreate}, err)
+		return nil, err
 	}
-	si, err := s.b.reg.Create(Tenant{
+	want := Tenant{
 		Name:       in.GetName(),
 		Preset:     in.GetPreset(),
 		AllowBinds: bindsFromProto(in.GetOverrides()),
@@ -122,7 +128,13 @@ func (s *service) CreateSocket(_ context.Context, req *sockguardv1.CreateSocketR
 		AllowUIDs:  in.GetAllowedPeers().GetUids(),
 		AllowGIDs:  in.GetAllowedPeers().GetGids(),
 		Mode:       modeFromProto(in.GetPolicyMode()),
-	})
+	}
+	ev := AuditEvent{Action: AuditCreate, Socket: in.GetName(), Changes: tenantDiff(nil, requestedTenant(want))}
+	si, err := s.b.reg.Create(want)
+	if err == nil {
+		ev.TenantID, ev.Changes = si.Tenant.ID, tenantDiff(nil, &si.Tenant)
+	}
+	s.b.audit.record(ctx, ev, err)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -145,7 +157,16 @@ func (s *service) ListSockets(context.Context, *sockguardv1.ListSocketsRequest) 
 	return resp, nil
 }
 
-func (s *service) UpdateSocket(_ context.Context, req *sockguardv1.UpdateSocketRequest) (*sockguardv1.UpdateSocketResponse, error) {
+func (s *service) UpdateSocket(ctx context.Context, req *sockguardv1.UpdateSocketRequest) (*sockguardv1.UpdateSocketResponse, error) {
+	ev := AuditEvent{Action: AuditUpdate, Socket: req.GetSocket().GetName()}
+	resp, err := s.updateSocket(req, &ev)
+	s.b.audit.record(ctx, ev, err)
+	return resp, err
+}
+
+// updateSocket applies an update and fills ev with what changed (or, when
+// refused, with what was asked).
+func (s *service) updateSocket(req *sockguardv1.UpdateSocketRequest, ev *AuditEvent) (*sockguardv1.UpdateSocketResponse, error) {
 	in := req.GetSocket()
 	paths := req.GetUpdateMask().GetPaths()
 	if in.GetName() == "" || len(paths) == 0 {
@@ -158,7 +179,8 @@ func (s *service) UpdateSocket(_ context.Context, req *sockguardv1.UpdateSocketR
 			return nil, status.Errorf(codes.InvalidArgument, "update_mask path %s cannot be updated (use preset, overrides, policy_mode, allowed_peers)", quoteBounded(p))
 		}
 	}
-	si, err := s.b.reg.Update(in.GetName(), func(t *Tenant) {
+	var asked *Tenant
+	before, si, err := s.b.reg.UpdateWithPrevious(in.GetName(), func(t *Tenant) {
 		for _, p := range paths {
 			switch p {
 			case "preset":
@@ -172,18 +194,74 @@ func (s *service) UpdateSocket(_ context.Context, req *sockguardv1.UpdateSocketR
 				t.AllowGIDs = in.GetAllowedPeers().GetGids()
 			}
 		}
+		asked = requestedTenant(*t)
 	})
+	if before != nil {
+		ev.TenantID = before.ID
+	}
 	if err != nil {
+		if before != nil && asked != nil {
+			ev.Changes = tenantDiff(before, asked) // asked for, not made
+		}
 		return nil, toStatus(err)
 	}
+	ev.Changes = tenantDiff(before, &si.Tenant)
 	return &sockguardv1.UpdateSocketResponse{Socket: socketToProto(si)}, nil
 }
 
 func (s *service) DeleteSocket(ctx context.Context, req *sockguardv1.DeleteSocketRequest) (*sockguardv1.DeleteSocketResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	res, err := s.b.reg.Delete(ctx, req.GetName(), req.GetPurge())
+	return s.deleteSocket(ctx, req.GetName(), req.GetPurge(), DeleteTimes{
+		Drain: req.GetDrainTimeout().AsDuration(), Object: req.GetObjectTimeout().AsDuration(), Total: req.GetTimeout().AsDuration(),
+	}, nil)
+}
+
+// DeleteSocketStream is DeleteSocket with one progress message per object.
+func (s *service) DeleteSocketStream(req *sockguardv1.DeleteSocketStreamRequest, stream sockguardv1.SockguardService_DeleteSocketStreamServer) error {
+	progress := func(p PurgeProgress) {
+		// A client that went away does not stop the purge: the tenant
+		// must not be left half removed because a terminal closed.
+		_ = stream.Send(&sockguardv1.DeleteSocketStreamResponse{Progress: &sockguardv1.PurgeProgress{
+			Kind: p.Kind, Id: p.ID, Done: uint32(p.Done), Total: uint32(p.Total), Error: p.Err,
+		}})
+	}
+	resp, err := s.deleteSocket(stream.Context(), req.GetName(), req.GetPurge(), DeleteTimes{
+		Drain: req.GetDrainTimeout().AsDuration(), Object: req.GetObjectTimeout().AsDuration(), Total: req.GetTimeout().AsDuration(),
+	}, progress)
 	if err != nil {
+		return err
+	}
+	return stream.Send(&sockguardv1.DeleteSocketStreamResponse{Result: resp})
+}
+
+func (s *service) deleteSocket(ctx context.Context, name string, purge bool, times DeleteTimes, progress func(PurgeProgress)) (*sockguardv1.DeleteSocketResponse, error) {
+	ev := AuditEvent{Action: AuditDelete, Socket: name}
+	if purge {
+		ev.Action = AuditPurge
+	}
+	var before *Tenant
+	if si, err := s.b.reg.Get(name); err == nil {
+		before, ev.TenantID = &si.Tenant, si.Tenant.ID
+	}
+	if times.Drain < 0 || times.Object < 0 || times.Total < 0 {
+		err := status.Error(codes.InvalidArgument, "time limits must not be negative")
+		s.b.audit.record(ctx, ev, err)
+		return nil, err
+	}
+	// The delete runs to its own time limit even when the caller goes
+	// away: a purge stopped half-way is kept (deleting), but finishing is
+	// better than leaving it for a retry.
+	res, err := s.b.reg.DeleteWith(context.WithoutCancel(ctx), name, DeleteOptions{Purge: purge, Times: times, Progress: progress})
+	if err == nil && res.Kept {
+		err = fmt.Errorf("%w: the purge did not remove every object; the socket is kept (deleting, not served): %s",
+			ErrUnavailable, strings.Join(res.Errors, "; "))
+	} else if err == nil && before != nil {
+		ev.Changes = tenantDiff(before, nil)
+		ev.Changes = append(ev.Changes, FieldChange{Field: "owned_objects",
+			Old: fmt.Sprintf("%d containers, %d networks, %d volumes", res.Owned.Containers, res.Owned.Networks, res.Owned.Volumes),
+			New: map[bool]string{true: "removed", false: "left in place"}[purge]})
+	}
+	s.b.audit.record(ctx, ev, err)
+	if err != nil && !res.Kept {
 		return nil, toStatus(err)
 	}
 	return &sockguardv1.DeleteSocketResponse{
@@ -194,6 +272,7 @@ func (s *service) DeleteSocket(ctx context.Context, req *sockguardv1.DeleteSocke
 		},
 		Purged:      res.Purged,
 		PurgeErrors: res.Errors,
+		Kept:        res.Kept,
 	}, nil
 }
 

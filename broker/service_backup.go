@@ -21,7 +21,13 @@ const backupTimeout = 10 * time.Minute
 
 // BackupState streams a snapshot of the store from one read transaction,
 // then its size and SHA-256. The broker keeps serving meanwhile.
-func (s *service) BackupState(_ *sockguardv1.BackupStateRequest, stream sockguardv1.SockguardService_BackupStateServer) error {
+func (s *service) BackupState(req *sockguardv1.BackupStateRequest, stream sockguardv1.SockguardService_BackupStateServer) error {
+	err := s.backupState(stream)
+	s.b.audit.record(stream.Context(), AuditEvent{Action: AuditBackup}, err)
+	return err
+}
+
+func (s *service) backupState(stream sockguardv1.SockguardService_BackupStateServer) error {
 	if !s.b.backingUp.CompareAndSwap(false, true) {
 		return status.Error(codes.ResourceExhausted, "a backup is already running; try again when it finishes")
 	}

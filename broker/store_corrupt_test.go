@@ -471,7 +471,7 @@ func TestRunRefusesAndIsolates(t *testing.T) {
 	}
 	tb.stop(t)
 	p := filepath.Join(dir, "state", stateFileName)
-	mutateFile(t, p, flipAt(findOffset(t, p, []byte(`"name":"victim"`))+9))
+	everyCopy(t, p, []byte(`"name":"victim"`), flipBit(9))
 
 	tb = startBroker(t, dir, "unix://"+upPath)
 	resp, err := tb.client.ListSockets(ctx, &sockguardv1.ListSocketsRequest{})

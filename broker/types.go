@@ -32,6 +32,9 @@ type Tenant struct {
 	AllowGIDs  []uint32          `json:"allow_gids,omitempty"`
 	Mode       Mode              `json:"mode"`
 	Created    time.Time         `json:"created"`
+	// Deleting: a delete with purge began and has not removed every
+	// object yet. The socket is not served; deleting again finishes.
+	Deleting bool `json:"deleting,omitempty"`
 }
 
 // Denial is one recorded refusal (or would-deny in audit mode). It never

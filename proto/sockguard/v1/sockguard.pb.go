@@ -13,6 +13,7 @@ package sockguardv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -37,6 +38,9 @@ const (
 	SocketState_SOCKET_STATE_SERVING SocketState = 1
 	// Known to the broker but not listening (for example the listener failed).
 	SocketState_SOCKET_STATE_FAILED SocketState = 2
+	// Being deleted: not served. A purge that did not remove every object
+	// leaves the socket in this state; deleting it again finishes.
+	SocketState_SOCKET_STATE_DELETING SocketState = 3
 )
 
 // Enum value maps for SocketState.
@@ -45,11 +49,13 @@ var (
 		0: "SOCKET_STATE_UNSPECIFIED",
 		1: "SOCKET_STATE_SERVING",
 		2: "SOCKET_STATE_FAILED",
+		3: "SOCKET_STATE_DELETING",
 	}
 	SocketState_value = map[string]int32{
 		"SOCKET_STATE_UNSPECIFIED": 0,
 		"SOCKET_STATE_SERVING":     1,
 		"SOCKET_STATE_FAILED":      2,
+		"SOCKET_STATE_DELETING":    3,
 	}
 )
 
@@ -979,7 +985,16 @@ type DeleteSocketRequest struct {
 	// Socket name.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Also remove every Docker object the tenant owns.
-	Purge         bool `protobuf:"varint,2,opt,name=purge,proto3" json:"purge,omitempty"`
+	Purge bool `protobuf:"varint,2,opt,name=purge,proto3" json:"purge,omitempty"`
+	// How long requests and streams on the socket may go on before they are
+	// cut; unset: the broker's --delete-drain-timeout.
+	DrainTimeout *durationpb.Duration `protobuf:"bytes,3,opt,name=drain_timeout,json=drainTimeout,proto3" json:"drain_timeout,omitempty"`
+	// How long the removal of one object may take; unset: the broker's
+	// --purge-object-timeout.
+	ObjectTimeout *durationpb.Duration `protobuf:"bytes,4,opt,name=object_timeout,json=objectTimeout,proto3" json:"object_timeout,omitempty"`
+	// How long the whole delete may take; unset: the broker's
+	// --purge-timeout. Objects not removed by then are purge errors.
+	Timeout       *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1028,6 +1043,27 @@ func (x *DeleteSocketRequest) GetPurge() bool {
 	return false
 }
 
+func (x *DeleteSocketRequest) GetDrainTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.DrainTimeout
+	}
+	return nil
+}
+
+func (x *DeleteSocketRequest) GetObjectTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.ObjectTimeout
+	}
+	return nil
+}
+
+func (x *DeleteSocketRequest) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
 // DeleteSocketResponse is the response of DeleteSocket.
 type DeleteSocketResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1037,7 +1073,10 @@ type DeleteSocketResponse struct {
 	// Whether the objects were removed.
 	Purged bool `protobuf:"varint,2,opt,name=purged,proto3" json:"purged,omitempty"`
 	// Objects that could not be removed, with the daemon's reason.
-	PurgeErrors   []string `protobuf:"bytes,3,rep,name=purge_errors,json=purgeErrors,proto3" json:"purge_errors,omitempty"`
+	PurgeErrors []string `protobuf:"bytes,3,rep,name=purge_errors,json=purgeErrors,proto3" json:"purge_errors,omitempty"`
+	// The purge did not finish (purge_errors says why): the tenant is kept in
+	// state DELETING, not served, and deleting it again finishes the purge.
+	Kept          bool `protobuf:"varint,4,opt,name=kept,proto3" json:"kept,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1093,6 +1132,655 @@ func (x *DeleteSocketResponse) GetPurgeErrors() []string {
 	return nil
 }
 
+func (x *DeleteSocketResponse) GetKept() bool {
+	if x != nil {
+		return x.Kept
+	}
+	return false
+}
+
+// DeleteSocketStreamRequest is the request of DeleteSocketStream; its
+// fields mean what DeleteSocketRequest's do.
+type DeleteSocketStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Socket name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Also remove every Docker object the tenant owns.
+	Purge bool `protobuf:"varint,2,opt,name=purge,proto3" json:"purge,omitempty"`
+	// See DeleteSocketRequest.drain_timeout.
+	DrainTimeout *durationpb.Duration `protobuf:"bytes,3,opt,name=drain_timeout,json=drainTimeout,proto3" json:"drain_timeout,omitempty"`
+	// See DeleteSocketRequest.object_timeout.
+	ObjectTimeout *durationpb.Duration `protobuf:"bytes,4,opt,name=object_timeout,json=objectTimeout,proto3" json:"object_timeout,omitempty"`
+	// See DeleteSocketRequest.timeout.
+	Timeout       *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSocketStreamRequest) Reset() {
+	*x = DeleteSocketStreamRequest{}
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSocketStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSocketStreamRequest) ProtoMessage() {}
+
+func (x *DeleteSocketStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSocketStreamRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSocketStreamRequest) Descriptor() ([]byte, []int) {
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DeleteSocketStreamRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteSocketStreamRequest) GetPurge() bool {
+	if x != nil {
+		return x.Purge
+	}
+	return false
+}
+
+func (x *DeleteSocketStreamRequest) GetDrainTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.DrainTimeout
+	}
+	return nil
+}
+
+func (x *DeleteSocketStreamRequest) GetObjectTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.ObjectTimeout
+	}
+	return nil
+}
+
+func (x *DeleteSocketStreamRequest) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+// DeleteSocketStreamResponse is one message of DeleteSocketStream: progress
+// messages, then exactly one result.
+type DeleteSocketStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One object removed, or not.
+	Progress *PurgeProgress `protobuf:"bytes,1,opt,name=progress,proto3" json:"progress,omitempty"`
+	// Set on the last message only.
+	Result        *DeleteSocketResponse `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSocketStreamResponse) Reset() {
+	*x = DeleteSocketStreamResponse{}
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSocketStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSocketStreamResponse) ProtoMessage() {}
+
+func (x *DeleteSocketStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSocketStreamResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSocketStreamResponse) Descriptor() ([]byte, []int) {
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DeleteSocketStreamResponse) GetProgress() *PurgeProgress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+func (x *DeleteSocketStreamResponse) GetResult() *DeleteSocketResponse {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+// PurgeProgress reports one object of a purge.
+type PurgeProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "container", "network" or "volume".
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The object's id (containers, networks) or name (volumes).
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// Objects handled so far, this one included.
+	Done uint32 `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
+	// Objects the purge found.
+	Total uint32 `protobuf:"varint,4,opt,name=total,proto3" json:"total,omitempty"`
+	// Why it could not be removed; empty when it was.
+	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeProgress) Reset() {
+	*x = PurgeProgress{}
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeProgress) ProtoMessage() {}
+
+func (x *PurgeProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeProgress.ProtoReflect.Descriptor instead.
+func (*PurgeProgress) Descriptor() ([]byte, []int) {
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PurgeProgress) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *PurgeProgress) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PurgeProgress) GetDone() uint32 {
+	if x != nil {
+		return x.Done
+	}
+	return 0
+}
+
+func (x *PurgeProgress) GetTotal() uint32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *PurgeProgress) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// Caller is who made an admin call.
+type Caller struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Peer user id (unix admin socket).
+	Uid uint32 `protobuf:"varint,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	// Peer group id (unix admin socket).
+	Gid uint32 `protobuf:"varint,2,opt,name=gid,proto3" json:"gid,omitempty"`
+	// Peer process id (unix admin socket).
+	Pid int32 `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	// Client identity of a TLS peer (certificate subject); empty on the unix socket.
+	Subject string `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
+	// Role the caller acted under; empty when roles are not configured.
+	Role string `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
+	// How the caller connected: "unix" (uid/gid/pid are the kernel's) or
+	// "tls" (subject is the verified client certificate; uid/gid/pid mean
+	// nothing).
+	Transport     string `protobuf:"bytes,6,opt,name=transport,proto3" json:"transport,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Caller) Reset() {
+	*x = Caller{}
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Caller) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Caller) ProtoMessage() {}
+
+func (x *Caller) ProtoReflect() protoreflect.Message {
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Caller.ProtoReflect.Descriptor instead.
+func (*Caller) Descriptor() ([]byte, []int) {
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Caller) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *Caller) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *Caller) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *Caller) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *Caller) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Caller) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
+}
+
+// FieldChange is one setting an admin call changed.
+type FieldChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The setting, e.g. "preset" or "allowed_peers.uids".
+	Field string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	// Its value before (empty for a create).
+	Old string `protobuf:"bytes,2,opt,name=old,proto3" json:"old,omitempty"`
+	// Its value after (empty for a delete).
+	New           string `protobuf:"bytes,3,opt,name=new,proto3" json:"new,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FieldChange) Reset() {
+	*x = FieldChange{}
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FieldChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FieldChange) ProtoMessage() {}
+
+func (x *FieldChange) ProtoReflect() protoreflect.Message {
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FieldChange.ProtoReflect.Descriptor instead.
+func (*FieldChange) Descriptor() ([]byte, []int) {
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *FieldChange) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *FieldChange) GetOld() string {
+	if x != nil {
+		return x.Old
+	}
+	return ""
+}
+
+func (x *FieldChange) GetNew() string {
+	if x != nil {
+		return x.New
+	}
+	return ""
+}
+
+// AdminEvent is one record of the admin audit trail.
+type AdminEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Monotonic id.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// When the call finished.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// "create", "update", "delete", "purge" or "backup".
+	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	// Socket name (empty for broker-wide actions).
+	Socket string `protobuf:"bytes,4,opt,name=socket,proto3" json:"socket,omitempty"`
+	// Tenant id of the socket, when known.
+	TenantId string `protobuf:"bytes,5,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Who asked.
+	Caller *Caller `protobuf:"bytes,6,opt,name=caller,proto3" json:"caller,omitempty"`
+	// What changed: old and new values. For a refused call, what was asked.
+	Changes []*FieldChange `protobuf:"bytes,7,rep,name=changes,proto3" json:"changes,omitempty"`
+	// "ok", or the gRPC status code name of the error (e.g. "InvalidArgument").
+	Result string `protobuf:"bytes,8,opt,name=result,proto3" json:"result,omitempty"`
+	// The error message when result is not "ok".
+	Error         string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminEvent) Reset() {
+	*x = AdminEvent{}
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminEvent) ProtoMessage() {}
+
+func (x *AdminEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminEvent.ProtoReflect.Descriptor instead.
+func (*AdminEvent) Descriptor() ([]byte, []int) {
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AdminEvent) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *AdminEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AdminEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AdminEvent) GetSocket() string {
+	if x != nil {
+		return x.Socket
+	}
+	return ""
+}
+
+func (x *AdminEvent) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *AdminEvent) GetCaller() *Caller {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
+}
+
+func (x *AdminEvent) GetChanges() []*FieldChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *AdminEvent) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *AdminEvent) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// ListEventsRequest is the request of ListEvents.
+type ListEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Filter: only this socket. Empty means all.
+	Socket string `protobuf:"bytes,1,opt,name=socket,proto3" json:"socket,omitempty"`
+	// Filter: only events at or after this time.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// Filter: only events before this time.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Maximum events to return; 0 means 100, at most 1000.
+	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Token from a previous response's next_page_token.
+	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Filter: only this action.
+	Action        string `protobuf:"bytes,6,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventsRequest) Reset() {
+	*x = ListEventsRequest{}
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventsRequest) ProtoMessage() {}
+
+func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListEventsRequest) Descriptor() ([]byte, []int) {
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListEventsRequest) GetSocket() string {
+	if x != nil {
+		return x.Socket
+	}
+	return ""
+}
+
+func (x *ListEventsRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ListEventsRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *ListEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListEventsRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+// ListEventsResponse is the response of ListEvents.
+type ListEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Events, newest first.
+	Events []*AdminEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Token for the next page; empty when there is none.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventsResponse) Reset() {
+	*x = ListEventsResponse{}
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventsResponse) ProtoMessage() {}
+
+func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListEventsResponse) Descriptor() ([]byte, []int) {
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListEventsResponse) GetEvents() []*AdminEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // OwnedObjects counts the Docker objects carrying a tenant's owner label.
 type OwnedObjects struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1109,7 +1797,7 @@ type OwnedObjects struct {
 
 func (x *OwnedObjects) Reset() {
 	*x = OwnedObjects{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[15]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1809,7 @@ func (x *OwnedObjects) String() string {
 func (*OwnedObjects) ProtoMessage() {}
 
 func (x *OwnedObjects) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[15]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1822,7 @@ func (x *OwnedObjects) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnedObjects.ProtoReflect.Descriptor instead.
 func (*OwnedObjects) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{15}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *OwnedObjects) GetContainers() uint32 {
@@ -1175,7 +1863,7 @@ type Preset struct {
 
 func (x *Preset) Reset() {
 	*x = Preset{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[16]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1875,7 @@ func (x *Preset) String() string {
 func (*Preset) ProtoMessage() {}
 
 func (x *Preset) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[16]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1888,7 @@ func (x *Preset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Preset.ProtoReflect.Descriptor instead.
 func (*Preset) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{16}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Preset) GetName() string {
@@ -1240,7 +1928,7 @@ type ListPresetsRequest struct {
 
 func (x *ListPresetsRequest) Reset() {
 	*x = ListPresetsRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[17]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1940,7 @@ func (x *ListPresetsRequest) String() string {
 func (*ListPresetsRequest) ProtoMessage() {}
 
 func (x *ListPresetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[17]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1953,7 @@ func (x *ListPresetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPresetsRequest.ProtoReflect.Descriptor instead.
 func (*ListPresetsRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{17}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{25}
 }
 
 // ListPresetsResponse is the response of ListPresets.
@@ -1279,7 +1967,7 @@ type ListPresetsResponse struct {
 
 func (x *ListPresetsResponse) Reset() {
 	*x = ListPresetsResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[18]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1979,7 @@ func (x *ListPresetsResponse) String() string {
 func (*ListPresetsResponse) ProtoMessage() {}
 
 func (x *ListPresetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[18]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,7 +1992,7 @@ func (x *ListPresetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPresetsResponse.ProtoReflect.Descriptor instead.
 func (*ListPresetsResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{18}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListPresetsResponse) GetPresets() []*Preset {
@@ -1325,7 +2013,7 @@ type GetPresetRequest struct {
 
 func (x *GetPresetRequest) Reset() {
 	*x = GetPresetRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[19]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +2025,7 @@ func (x *GetPresetRequest) String() string {
 func (*GetPresetRequest) ProtoMessage() {}
 
 func (x *GetPresetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[19]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +2038,7 @@ func (x *GetPresetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPresetRequest.ProtoReflect.Descriptor instead.
 func (*GetPresetRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{19}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetPresetRequest) GetName() string {
@@ -1371,7 +2059,7 @@ type GetPresetResponse struct {
 
 func (x *GetPresetResponse) Reset() {
 	*x = GetPresetResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[20]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1383,7 +2071,7 @@ func (x *GetPresetResponse) String() string {
 func (*GetPresetResponse) ProtoMessage() {}
 
 func (x *GetPresetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[20]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1396,7 +2084,7 @@ func (x *GetPresetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPresetResponse.ProtoReflect.Descriptor instead.
 func (*GetPresetResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{20}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetPresetResponse) GetPreset() *Preset {
@@ -1425,7 +2113,7 @@ type CheckRequestRequest struct {
 
 func (x *CheckRequestRequest) Reset() {
 	*x = CheckRequestRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[21]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +2125,7 @@ func (x *CheckRequestRequest) String() string {
 func (*CheckRequestRequest) ProtoMessage() {}
 
 func (x *CheckRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[21]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +2138,7 @@ func (x *CheckRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequestRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequestRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{21}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CheckRequestRequest) GetPreset() string {
@@ -1509,7 +2197,7 @@ type CheckRequestResponse struct {
 
 func (x *CheckRequestResponse) Reset() {
 	*x = CheckRequestResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[22]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +2209,7 @@ func (x *CheckRequestResponse) String() string {
 func (*CheckRequestResponse) ProtoMessage() {}
 
 func (x *CheckRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[22]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +2222,7 @@ func (x *CheckRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequestResponse.ProtoReflect.Descriptor instead.
 func (*CheckRequestResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{22}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CheckRequestResponse) GetAllowed() bool {
@@ -1618,7 +2306,7 @@ type Denial struct {
 
 func (x *Denial) Reset() {
 	*x = Denial{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[23]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1630,7 +2318,7 @@ func (x *Denial) String() string {
 func (*Denial) ProtoMessage() {}
 
 func (x *Denial) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[23]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1643,7 +2331,7 @@ func (x *Denial) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Denial.ProtoReflect.Descriptor instead.
 func (*Denial) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{23}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Denial) GetId() uint64 {
@@ -1776,7 +2464,7 @@ type ListDenialsRequest struct {
 
 func (x *ListDenialsRequest) Reset() {
 	*x = ListDenialsRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[24]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +2476,7 @@ func (x *ListDenialsRequest) String() string {
 func (*ListDenialsRequest) ProtoMessage() {}
 
 func (x *ListDenialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[24]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +2489,7 @@ func (x *ListDenialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDenialsRequest.ProtoReflect.Descriptor instead.
 func (*ListDenialsRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{24}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListDenialsRequest) GetSocket() string {
@@ -1873,7 +2561,7 @@ type ListDenialsResponse struct {
 
 func (x *ListDenialsResponse) Reset() {
 	*x = ListDenialsResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[25]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +2573,7 @@ func (x *ListDenialsResponse) String() string {
 func (*ListDenialsResponse) ProtoMessage() {}
 
 func (x *ListDenialsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[25]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +2586,7 @@ func (x *ListDenialsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDenialsResponse.ProtoReflect.Descriptor instead.
 func (*ListDenialsResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{25}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListDenialsResponse) GetDenials() []*Denial {
@@ -1935,7 +2623,7 @@ type WatchDenialsRequest struct {
 
 func (x *WatchDenialsRequest) Reset() {
 	*x = WatchDenialsRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[26]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2635,7 @@ func (x *WatchDenialsRequest) String() string {
 func (*WatchDenialsRequest) ProtoMessage() {}
 
 func (x *WatchDenialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[26]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2648,7 @@ func (x *WatchDenialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchDenialsRequest.ProtoReflect.Descriptor instead.
 func (*WatchDenialsRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{26}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WatchDenialsRequest) GetSocket() string {
@@ -2013,7 +2701,7 @@ type WatchDenialsResponse struct {
 
 func (x *WatchDenialsResponse) Reset() {
 	*x = WatchDenialsResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[27]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2025,7 +2713,7 @@ func (x *WatchDenialsResponse) String() string {
 func (*WatchDenialsResponse) ProtoMessage() {}
 
 func (x *WatchDenialsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[27]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2038,7 +2726,7 @@ func (x *WatchDenialsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchDenialsResponse.ProtoReflect.Descriptor instead.
 func (*WatchDenialsResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{27}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WatchDenialsResponse) GetDenial() *Denial {
@@ -2064,7 +2752,7 @@ type GetBrokerInfoRequest struct {
 
 func (x *GetBrokerInfoRequest) Reset() {
 	*x = GetBrokerInfoRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[28]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2764,7 @@ func (x *GetBrokerInfoRequest) String() string {
 func (*GetBrokerInfoRequest) ProtoMessage() {}
 
 func (x *GetBrokerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[28]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2777,7 @@ func (x *GetBrokerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBrokerInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetBrokerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{28}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{36}
 }
 
 // GetBrokerInfoResponse is the response of GetBrokerInfo.
@@ -2126,7 +2814,7 @@ type GetBrokerInfoResponse struct {
 
 func (x *GetBrokerInfoResponse) Reset() {
 	*x = GetBrokerInfoResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[29]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2138,7 +2826,7 @@ func (x *GetBrokerInfoResponse) String() string {
 func (*GetBrokerInfoResponse) ProtoMessage() {}
 
 func (x *GetBrokerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[29]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2151,7 +2839,7 @@ func (x *GetBrokerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBrokerInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetBrokerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{29}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetBrokerInfoResponse) GetVersion() string {
@@ -2247,7 +2935,7 @@ type BackupStateRequest struct {
 
 func (x *BackupStateRequest) Reset() {
 	*x = BackupStateRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[30]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +2947,7 @@ func (x *BackupStateRequest) String() string {
 func (*BackupStateRequest) ProtoMessage() {}
 
 func (x *BackupStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[30]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2272,7 +2960,7 @@ func (x *BackupStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupStateRequest.ProtoReflect.Descriptor instead.
 func (*BackupStateRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{30}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{38}
 }
 
 // BackupStateResponse is one message of the BackupState stream: a chunk of
@@ -2296,7 +2984,7 @@ type BackupStateResponse struct {
 
 func (x *BackupStateResponse) Reset() {
 	*x = BackupStateResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[31]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2996,7 @@ func (x *BackupStateResponse) String() string {
 func (*BackupStateResponse) ProtoMessage() {}
 
 func (x *BackupStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[31]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +3009,7 @@ func (x *BackupStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupStateResponse.ProtoReflect.Descriptor instead.
 func (*BackupStateResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{31}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *BackupStateResponse) GetChunk() []byte {
@@ -2363,7 +3051,7 @@ var File_sockguard_v1_sockguard_proto protoreflect.FileDescriptor
 
 const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\n" +
-	"\x1csockguard/v1/sockguard.proto\x12\fsockguard.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n" +
+	"\x1csockguard/v1/sockguard.proto\x12\fsockguard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n" +
 	"\bBindRoot\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1b\n" +
 	"\tread_only\x18\x02 \x01(\bR\breadOnly\"W\n" +
@@ -2410,14 +3098,67 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
 	"updateMask\"D\n" +
 	"\x14UpdateSocketResponse\x12,\n" +
-	"\x06socket\x18\x01 \x01(\v2\x14.sockguard.v1.SocketR\x06socket\"?\n" +
+	"\x06socket\x18\x01 \x01(\v2\x14.sockguard.v1.SocketR\x06socket\"\xf6\x01\n" +
 	"\x13DeleteSocketRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05purge\x18\x02 \x01(\bR\x05purge\"\x83\x01\n" +
+	"\x05purge\x18\x02 \x01(\bR\x05purge\x12>\n" +
+	"\rdrain_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\fdrainTimeout\x12@\n" +
+	"\x0eobject_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\robjectTimeout\x123\n" +
+	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"\x97\x01\n" +
 	"\x14DeleteSocketResponse\x120\n" +
 	"\x05owned\x18\x01 \x01(\v2\x1a.sockguard.v1.OwnedObjectsR\x05owned\x12\x16\n" +
 	"\x06purged\x18\x02 \x01(\bR\x06purged\x12!\n" +
-	"\fpurge_errors\x18\x03 \x03(\tR\vpurgeErrors\"d\n" +
+	"\fpurge_errors\x18\x03 \x03(\tR\vpurgeErrors\x12\x12\n" +
+	"\x04kept\x18\x04 \x01(\bR\x04kept\"\xfc\x01\n" +
+	"\x19DeleteSocketStreamRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05purge\x18\x02 \x01(\bR\x05purge\x12>\n" +
+	"\rdrain_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\fdrainTimeout\x12@\n" +
+	"\x0eobject_timeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\robjectTimeout\x123\n" +
+	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"\x91\x01\n" +
+	"\x1aDeleteSocketStreamResponse\x127\n" +
+	"\bprogress\x18\x01 \x01(\v2\x1b.sockguard.v1.PurgeProgressR\bprogress\x12:\n" +
+	"\x06result\x18\x02 \x01(\v2\".sockguard.v1.DeleteSocketResponseR\x06result\"s\n" +
+	"\rPurgeProgress\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04done\x18\x03 \x01(\rR\x04done\x12\x14\n" +
+	"\x05total\x18\x04 \x01(\rR\x05total\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"\x8a\x01\n" +
+	"\x06Caller\x12\x10\n" +
+	"\x03uid\x18\x01 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x02 \x01(\rR\x03gid\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x18\n" +
+	"\asubject\x18\x04 \x01(\tR\asubject\x12\x12\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role\x12\x1c\n" +
+	"\ttransport\x18\x06 \x01(\tR\ttransport\"G\n" +
+	"\vFieldChange\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12\x10\n" +
+	"\x03old\x18\x02 \x01(\tR\x03old\x12\x10\n" +
+	"\x03new\x18\x03 \x01(\tR\x03new\"\xaa\x02\n" +
+	"\n" +
+	"AdminEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x16\n" +
+	"\x06socket\x18\x04 \x01(\tR\x06socket\x12\x1b\n" +
+	"\ttenant_id\x18\x05 \x01(\tR\btenantId\x12,\n" +
+	"\x06caller\x18\x06 \x01(\v2\x14.sockguard.v1.CallerR\x06caller\x123\n" +
+	"\achanges\x18\a \x03(\v2\x19.sockguard.v1.FieldChangeR\achanges\x12\x16\n" +
+	"\x06result\x18\b \x01(\tR\x06result\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\"\xf1\x01\n" +
+	"\x11ListEventsRequest\x12\x16\n" +
+	"\x06socket\x18\x01 \x01(\tR\x06socket\x129\n" +
+	"\n" +
+	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06action\x18\x06 \x01(\tR\x06action\"n\n" +
+	"\x12ListEventsResponse\x120\n" +
+	"\x06events\x18\x01 \x03(\v2\x18.sockguard.v1.AdminEventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"d\n" +
 	"\fOwnedObjects\x12\x1e\n" +
 	"\n" +
 	"containers\x18\x01 \x01(\rR\n" +
@@ -2521,11 +3262,12 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x1b\n" +
 	"\tbroker_id\x18\x04 \x01(\tR\bbrokerId\x12!\n" +
-	"\ftenant_count\x18\x05 \x01(\rR\vtenantCount*^\n" +
+	"\ftenant_count\x18\x05 \x01(\rR\vtenantCount*y\n" +
 	"\vSocketState\x12\x1c\n" +
 	"\x18SOCKET_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SOCKET_STATE_SERVING\x10\x01\x12\x17\n" +
-	"\x13SOCKET_STATE_FAILED\x10\x02*Y\n" +
+	"\x13SOCKET_STATE_FAILED\x10\x02\x12\x19\n" +
+	"\x15SOCKET_STATE_DELETING\x10\x03*Y\n" +
 	"\n" +
 	"PolicyMode\x12\x1b\n" +
 	"\x17POLICY_MODE_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -2543,7 +3285,7 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\x1eDENIAL_REASON_PEER_NOT_ALLOWED\x10\b\x12\x1c\n" +
 	"\x18DENIAL_REASON_ESCALATION\x10\t\x12\x1d\n" +
 	"\x19DENIAL_REASON_BODY_DENIED\x10\n" +
-	"2\x8f\b\n" +
+	"2\xcb\t\n" +
 	"\x10SockguardService\x12U\n" +
 	"\fCreateSocket\x12!.sockguard.v1.CreateSocketRequest\x1a\".sockguard.v1.CreateSocketResponse\x12L\n" +
 	"\tGetSocket\x12\x1e.sockguard.v1.GetSocketRequest\x1a\x1f.sockguard.v1.GetSocketResponse\x12R\n" +
@@ -2556,7 +3298,10 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\vListDenials\x12 .sockguard.v1.ListDenialsRequest\x1a!.sockguard.v1.ListDenialsResponse\x12W\n" +
 	"\fWatchDenials\x12!.sockguard.v1.WatchDenialsRequest\x1a\".sockguard.v1.WatchDenialsResponse0\x01\x12X\n" +
 	"\rGetBrokerInfo\x12\".sockguard.v1.GetBrokerInfoRequest\x1a#.sockguard.v1.GetBrokerInfoResponse\x12T\n" +
-	"\vBackupState\x12 .sockguard.v1.BackupStateRequest\x1a!.sockguard.v1.BackupStateResponse0\x01B?Z=github.com/sockguard/sockguard/proto/sockguard/v1;sockguardv1b\x06proto3"
+	"\vBackupState\x12 .sockguard.v1.BackupStateRequest\x1a!.sockguard.v1.BackupStateResponse0\x01\x12i\n" +
+	"\x12DeleteSocketStream\x12'.sockguard.v1.DeleteSocketStreamRequest\x1a(.sockguard.v1.DeleteSocketStreamResponse0\x01\x12O\n" +
+	"\n" +
+	"ListEvents\x12\x1f.sockguard.v1.ListEventsRequest\x1a .sockguard.v1.ListEventsResponseB?Z=github.com/sockguard/sockguard/proto/sockguard/v1;sockguardv1b\x06proto3"
 
 var (
 	file_sockguard_v1_sockguard_proto_rawDescOnce sync.Once
@@ -2571,45 +3316,54 @@ func file_sockguard_v1_sockguard_proto_rawDescGZIP() []byte {
 }
 
 var file_sockguard_v1_sockguard_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sockguard_v1_sockguard_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_sockguard_v1_sockguard_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_sockguard_v1_sockguard_proto_goTypes = []any{
-	(SocketState)(0),              // 0: sockguard.v1.SocketState
-	(PolicyMode)(0),               // 1: sockguard.v1.PolicyMode
-	(DenialReason)(0),             // 2: sockguard.v1.DenialReason
-	(*BindRoot)(nil),              // 3: sockguard.v1.BindRoot
-	(*SocketOverrides)(nil),       // 4: sockguard.v1.SocketOverrides
-	(*AllowedPeers)(nil),          // 5: sockguard.v1.AllowedPeers
-	(*SocketCounters)(nil),        // 6: sockguard.v1.SocketCounters
-	(*Socket)(nil),                // 7: sockguard.v1.Socket
-	(*CreateSocketRequest)(nil),   // 8: sockguard.v1.CreateSocketRequest
-	(*CreateSocketResponse)(nil),  // 9: sockguard.v1.CreateSocketResponse
-	(*GetSocketRequest)(nil),      // 10: sockguard.v1.GetSocketRequest
-	(*GetSocketResponse)(nil),     // 11: sockguard.v1.GetSocketResponse
-	(*ListSocketsRequest)(nil),    // 12: sockguard.v1.ListSocketsRequest
-	(*ListSocketsResponse)(nil),   // 13: sockguard.v1.ListSocketsResponse
-	(*UpdateSocketRequest)(nil),   // 14: sockguard.v1.UpdateSocketRequest
-	(*UpdateSocketResponse)(nil),  // 15: sockguard.v1.UpdateSocketResponse
-	(*DeleteSocketRequest)(nil),   // 16: sockguard.v1.DeleteSocketRequest
-	(*DeleteSocketResponse)(nil),  // 17: sockguard.v1.DeleteSocketResponse
-	(*OwnedObjects)(nil),          // 18: sockguard.v1.OwnedObjects
-	(*Preset)(nil),                // 19: sockguard.v1.Preset
-	(*ListPresetsRequest)(nil),    // 20: sockguard.v1.ListPresetsRequest
-	(*ListPresetsResponse)(nil),   // 21: sockguard.v1.ListPresetsResponse
-	(*GetPresetRequest)(nil),      // 22: sockguard.v1.GetPresetRequest
-	(*GetPresetResponse)(nil),     // 23: sockguard.v1.GetPresetResponse
-	(*CheckRequestRequest)(nil),   // 24: sockguard.v1.CheckRequestRequest
-	(*CheckRequestResponse)(nil),  // 25: sockguard.v1.CheckRequestResponse
-	(*Denial)(nil),                // 26: sockguard.v1.Denial
-	(*ListDenialsRequest)(nil),    // 27: sockguard.v1.ListDenialsRequest
-	(*ListDenialsResponse)(nil),   // 28: sockguard.v1.ListDenialsResponse
-	(*WatchDenialsRequest)(nil),   // 29: sockguard.v1.WatchDenialsRequest
-	(*WatchDenialsResponse)(nil),  // 30: sockguard.v1.WatchDenialsResponse
-	(*GetBrokerInfoRequest)(nil),  // 31: sockguard.v1.GetBrokerInfoRequest
-	(*GetBrokerInfoResponse)(nil), // 32: sockguard.v1.GetBrokerInfoResponse
-	(*BackupStateRequest)(nil),    // 33: sockguard.v1.BackupStateRequest
-	(*BackupStateResponse)(nil),   // 34: sockguard.v1.BackupStateResponse
-	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil), // 36: google.protobuf.FieldMask
+	(SocketState)(0),                   // 0: sockguard.v1.SocketState
+	(PolicyMode)(0),                    // 1: sockguard.v1.PolicyMode
+	(DenialReason)(0),                  // 2: sockguard.v1.DenialReason
+	(*BindRoot)(nil),                   // 3: sockguard.v1.BindRoot
+	(*SocketOverrides)(nil),            // 4: sockguard.v1.SocketOverrides
+	(*AllowedPeers)(nil),               // 5: sockguard.v1.AllowedPeers
+	(*SocketCounters)(nil),             // 6: sockguard.v1.SocketCounters
+	(*Socket)(nil),                     // 7: sockguard.v1.Socket
+	(*CreateSocketRequest)(nil),        // 8: sockguard.v1.CreateSocketRequest
+	(*CreateSocketResponse)(nil),       // 9: sockguard.v1.CreateSocketResponse
+	(*GetSocketRequest)(nil),           // 10: sockguard.v1.GetSocketRequest
+	(*GetSocketResponse)(nil),          // 11: sockguard.v1.GetSocketResponse
+	(*ListSocketsRequest)(nil),         // 12: sockguard.v1.ListSocketsRequest
+	(*ListSocketsResponse)(nil),        // 13: sockguard.v1.ListSocketsResponse
+	(*UpdateSocketRequest)(nil),        // 14: sockguard.v1.UpdateSocketRequest
+	(*UpdateSocketResponse)(nil),       // 15: sockguard.v1.UpdateSocketResponse
+	(*DeleteSocketRequest)(nil),        // 16: sockguard.v1.DeleteSocketRequest
+	(*DeleteSocketResponse)(nil),       // 17: sockguard.v1.DeleteSocketResponse
+	(*DeleteSocketStreamRequest)(nil),  // 18: sockguard.v1.DeleteSocketStreamRequest
+	(*DeleteSocketStreamResponse)(nil), // 19: sockguard.v1.DeleteSocketStreamResponse
+	(*PurgeProgress)(nil),              // 20: sockguard.v1.PurgeProgress
+	(*Caller)(nil),                     // 21: sockguard.v1.Caller
+	(*FieldChange)(nil),                // 22: sockguard.v1.FieldChange
+	(*AdminEvent)(nil),                 // 23: sockguard.v1.AdminEvent
+	(*ListEventsRequest)(nil),          // 24: sockguard.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),         // 25: sockguard.v1.ListEventsResponse
+	(*OwnedObjects)(nil),               // 26: sockguard.v1.OwnedObjects
+	(*Preset)(nil),                     // 27: sockguard.v1.Preset
+	(*ListPresetsRequest)(nil),         // 28: sockguard.v1.ListPresetsRequest
+	(*ListPresetsResponse)(nil),        // 29: sockguard.v1.ListPresetsResponse
+	(*GetPresetRequest)(nil),           // 30: sockguard.v1.GetPresetRequest
+	(*GetPresetResponse)(nil),          // 31: sockguard.v1.GetPresetResponse
+	(*CheckRequestRequest)(nil),        // 32: sockguard.v1.CheckRequestRequest
+	(*CheckRequestResponse)(nil),       // 33: sockguard.v1.CheckRequestResponse
+	(*Denial)(nil),                     // 34: sockguard.v1.Denial
+	(*ListDenialsRequest)(nil),         // 35: sockguard.v1.ListDenialsRequest
+	(*ListDenialsResponse)(nil),        // 36: sockguard.v1.ListDenialsResponse
+	(*WatchDenialsRequest)(nil),        // 37: sockguard.v1.WatchDenialsRequest
+	(*WatchDenialsResponse)(nil),       // 38: sockguard.v1.WatchDenialsResponse
+	(*GetBrokerInfoRequest)(nil),       // 39: sockguard.v1.GetBrokerInfoRequest
+	(*GetBrokerInfoResponse)(nil),      // 40: sockguard.v1.GetBrokerInfoResponse
+	(*BackupStateRequest)(nil),         // 41: sockguard.v1.BackupStateRequest
+	(*BackupStateResponse)(nil),        // 42: sockguard.v1.BackupStateResponse
+	(*timestamppb.Timestamp)(nil),      // 43: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),      // 44: google.protobuf.FieldMask
+	(*durationpb.Duration)(nil),        // 45: google.protobuf.Duration
 }
 var file_sockguard_v1_sockguard_proto_depIdxs = []int32{
 	3,  // 0: sockguard.v1.SocketOverrides.allowed_bind_roots:type_name -> sockguard.v1.BindRoot
@@ -2617,58 +3371,76 @@ var file_sockguard_v1_sockguard_proto_depIdxs = []int32{
 	5,  // 2: sockguard.v1.Socket.allowed_peers:type_name -> sockguard.v1.AllowedPeers
 	1,  // 3: sockguard.v1.Socket.policy_mode:type_name -> sockguard.v1.PolicyMode
 	0,  // 4: sockguard.v1.Socket.state:type_name -> sockguard.v1.SocketState
-	35, // 5: sockguard.v1.Socket.create_time:type_name -> google.protobuf.Timestamp
+	43, // 5: sockguard.v1.Socket.create_time:type_name -> google.protobuf.Timestamp
 	6,  // 6: sockguard.v1.Socket.counters:type_name -> sockguard.v1.SocketCounters
 	7,  // 7: sockguard.v1.CreateSocketRequest.socket:type_name -> sockguard.v1.Socket
 	7,  // 8: sockguard.v1.CreateSocketResponse.socket:type_name -> sockguard.v1.Socket
 	7,  // 9: sockguard.v1.GetSocketResponse.socket:type_name -> sockguard.v1.Socket
 	7,  // 10: sockguard.v1.ListSocketsResponse.sockets:type_name -> sockguard.v1.Socket
 	7,  // 11: sockguard.v1.UpdateSocketRequest.socket:type_name -> sockguard.v1.Socket
-	36, // 12: sockguard.v1.UpdateSocketRequest.update_mask:type_name -> google.protobuf.FieldMask
+	44, // 12: sockguard.v1.UpdateSocketRequest.update_mask:type_name -> google.protobuf.FieldMask
 	7,  // 13: sockguard.v1.UpdateSocketResponse.socket:type_name -> sockguard.v1.Socket
-	18, // 14: sockguard.v1.DeleteSocketResponse.owned:type_name -> sockguard.v1.OwnedObjects
-	19, // 15: sockguard.v1.ListPresetsResponse.presets:type_name -> sockguard.v1.Preset
-	19, // 16: sockguard.v1.GetPresetResponse.preset:type_name -> sockguard.v1.Preset
-	2,  // 17: sockguard.v1.CheckRequestResponse.reason_code:type_name -> sockguard.v1.DenialReason
-	35, // 18: sockguard.v1.Denial.time:type_name -> google.protobuf.Timestamp
-	2,  // 19: sockguard.v1.Denial.reason_code:type_name -> sockguard.v1.DenialReason
-	1,  // 20: sockguard.v1.Denial.policy_mode:type_name -> sockguard.v1.PolicyMode
-	35, // 21: sockguard.v1.ListDenialsRequest.start_time:type_name -> google.protobuf.Timestamp
-	35, // 22: sockguard.v1.ListDenialsRequest.end_time:type_name -> google.protobuf.Timestamp
-	2,  // 23: sockguard.v1.ListDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
-	26, // 24: sockguard.v1.ListDenialsResponse.denials:type_name -> sockguard.v1.Denial
-	2,  // 25: sockguard.v1.WatchDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
-	26, // 26: sockguard.v1.WatchDenialsResponse.denial:type_name -> sockguard.v1.Denial
-	35, // 27: sockguard.v1.GetBrokerInfoResponse.start_time:type_name -> google.protobuf.Timestamp
-	8,  // 28: sockguard.v1.SockguardService.CreateSocket:input_type -> sockguard.v1.CreateSocketRequest
-	10, // 29: sockguard.v1.SockguardService.GetSocket:input_type -> sockguard.v1.GetSocketRequest
-	12, // 30: sockguard.v1.SockguardService.ListSockets:input_type -> sockguard.v1.ListSocketsRequest
-	14, // 31: sockguard.v1.SockguardService.UpdateSocket:input_type -> sockguard.v1.UpdateSocketRequest
-	16, // 32: sockguard.v1.SockguardService.DeleteSocket:input_type -> sockguard.v1.DeleteSocketRequest
-	20, // 33: sockguard.v1.SockguardService.ListPresets:input_type -> sockguard.v1.ListPresetsRequest
-	22, // 34: sockguard.v1.SockguardService.GetPreset:input_type -> sockguard.v1.GetPresetRequest
-	24, // 35: sockguard.v1.SockguardService.CheckRequest:input_type -> sockguard.v1.CheckRequestRequest
-	27, // 36: sockguard.v1.SockguardService.ListDenials:input_type -> sockguard.v1.ListDenialsRequest
-	29, // 37: sockguard.v1.SockguardService.WatchDenials:input_type -> sockguard.v1.WatchDenialsRequest
-	31, // 38: sockguard.v1.SockguardService.GetBrokerInfo:input_type -> sockguard.v1.GetBrokerInfoRequest
-	33, // 39: sockguard.v1.SockguardService.BackupState:input_type -> sockguard.v1.BackupStateRequest
-	9,  // 40: sockguard.v1.SockguardService.CreateSocket:output_type -> sockguard.v1.CreateSocketResponse
-	11, // 41: sockguard.v1.SockguardService.GetSocket:output_type -> sockguard.v1.GetSocketResponse
-	13, // 42: sockguard.v1.SockguardService.ListSockets:output_type -> sockguard.v1.ListSocketsResponse
-	15, // 43: sockguard.v1.SockguardService.UpdateSocket:output_type -> sockguard.v1.UpdateSocketResponse
-	17, // 44: sockguard.v1.SockguardService.DeleteSocket:output_type -> sockguard.v1.DeleteSocketResponse
-	21, // 45: sockguard.v1.SockguardService.ListPresets:output_type -> sockguard.v1.ListPresetsResponse
-	23, // 46: sockguard.v1.SockguardService.GetPreset:output_type -> sockguard.v1.GetPresetResponse
-	25, // 47: sockguard.v1.SockguardService.CheckRequest:output_type -> sockguard.v1.CheckRequestResponse
-	28, // 48: sockguard.v1.SockguardService.ListDenials:output_type -> sockguard.v1.ListDenialsResponse
-	30, // 49: sockguard.v1.SockguardService.WatchDenials:output_type -> sockguard.v1.WatchDenialsResponse
-	32, // 50: sockguard.v1.SockguardService.GetBrokerInfo:output_type -> sockguard.v1.GetBrokerInfoResponse
-	34, // 51: sockguard.v1.SockguardService.BackupState:output_type -> sockguard.v1.BackupStateResponse
-	40, // [40:52] is the sub-list for method output_type
-	28, // [28:40] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	45, // 14: sockguard.v1.DeleteSocketRequest.drain_timeout:type_name -> google.protobuf.Duration
+	45, // 15: sockguard.v1.DeleteSocketRequest.object_timeout:type_name -> google.protobuf.Duration
+	45, // 16: sockguard.v1.DeleteSocketRequest.timeout:type_name -> google.protobuf.Duration
+	26, // 17: sockguard.v1.DeleteSocketResponse.owned:type_name -> sockguard.v1.OwnedObjects
+	45, // 18: sockguard.v1.DeleteSocketStreamRequest.drain_timeout:type_name -> google.protobuf.Duration
+	45, // 19: sockguard.v1.DeleteSocketStreamRequest.object_timeout:type_name -> google.protobuf.Duration
+	45, // 20: sockguard.v1.DeleteSocketStreamRequest.timeout:type_name -> google.protobuf.Duration
+	20, // 21: sockguard.v1.DeleteSocketStreamResponse.progress:type_name -> sockguard.v1.PurgeProgress
+	17, // 22: sockguard.v1.DeleteSocketStreamResponse.result:type_name -> sockguard.v1.DeleteSocketResponse
+	43, // 23: sockguard.v1.AdminEvent.time:type_name -> google.protobuf.Timestamp
+	21, // 24: sockguard.v1.AdminEvent.caller:type_name -> sockguard.v1.Caller
+	22, // 25: sockguard.v1.AdminEvent.changes:type_name -> sockguard.v1.FieldChange
+	43, // 26: sockguard.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	43, // 27: sockguard.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	23, // 28: sockguard.v1.ListEventsResponse.events:type_name -> sockguard.v1.AdminEvent
+	27, // 29: sockguard.v1.ListPresetsResponse.presets:type_name -> sockguard.v1.Preset
+	27, // 30: sockguard.v1.GetPresetResponse.preset:type_name -> sockguard.v1.Preset
+	2,  // 31: sockguard.v1.CheckRequestResponse.reason_code:type_name -> sockguard.v1.DenialReason
+	43, // 32: sockguard.v1.Denial.time:type_name -> google.protobuf.Timestamp
+	2,  // 33: sockguard.v1.Denial.reason_code:type_name -> sockguard.v1.DenialReason
+	1,  // 34: sockguard.v1.Denial.policy_mode:type_name -> sockguard.v1.PolicyMode
+	43, // 35: sockguard.v1.ListDenialsRequest.start_time:type_name -> google.protobuf.Timestamp
+	43, // 36: sockguard.v1.ListDenialsRequest.end_time:type_name -> google.protobuf.Timestamp
+	2,  // 37: sockguard.v1.ListDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
+	34, // 38: sockguard.v1.ListDenialsResponse.denials:type_name -> sockguard.v1.Denial
+	2,  // 39: sockguard.v1.WatchDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
+	34, // 40: sockguard.v1.WatchDenialsResponse.denial:type_name -> sockguard.v1.Denial
+	43, // 41: sockguard.v1.GetBrokerInfoResponse.start_time:type_name -> google.protobuf.Timestamp
+	8,  // 42: sockguard.v1.SockguardService.CreateSocket:input_type -> sockguard.v1.CreateSocketRequest
+	10, // 43: sockguard.v1.SockguardService.GetSocket:input_type -> sockguard.v1.GetSocketRequest
+	12, // 44: sockguard.v1.SockguardService.ListSockets:input_type -> sockguard.v1.ListSocketsRequest
+	14, // 45: sockguard.v1.SockguardService.UpdateSocket:input_type -> sockguard.v1.UpdateSocketRequest
+	16, // 46: sockguard.v1.SockguardService.DeleteSocket:input_type -> sockguard.v1.DeleteSocketRequest
+	28, // 47: sockguard.v1.SockguardService.ListPresets:input_type -> sockguard.v1.ListPresetsRequest
+	30, // 48: sockguard.v1.SockguardService.GetPreset:input_type -> sockguard.v1.GetPresetRequest
+	32, // 49: sockguard.v1.SockguardService.CheckRequest:input_type -> sockguard.v1.CheckRequestRequest
+	35, // 50: sockguard.v1.SockguardService.ListDenials:input_type -> sockguard.v1.ListDenialsRequest
+	37, // 51: sockguard.v1.SockguardService.WatchDenials:input_type -> sockguard.v1.WatchDenialsRequest
+	39, // 52: sockguard.v1.SockguardService.GetBrokerInfo:input_type -> sockguard.v1.GetBrokerInfoRequest
+	41, // 53: sockguard.v1.SockguardService.BackupState:input_type -> sockguard.v1.BackupStateRequest
+	18, // 54: sockguard.v1.SockguardService.DeleteSocketStream:input_type -> sockguard.v1.DeleteSocketStreamRequest
+	24, // 55: sockguard.v1.SockguardService.ListEvents:input_type -> sockguard.v1.ListEventsRequest
+	9,  // 56: sockguard.v1.SockguardService.CreateSocket:output_type -> sockguard.v1.CreateSocketResponse
+	11, // 57: sockguard.v1.SockguardService.GetSocket:output_type -> sockguard.v1.GetSocketResponse
+	13, // 58: sockguard.v1.SockguardService.ListSockets:output_type -> sockguard.v1.ListSocketsResponse
+	15, // 59: sockguard.v1.SockguardService.UpdateSocket:output_type -> sockguard.v1.UpdateSocketResponse
+	17, // 60: sockguard.v1.SockguardService.DeleteSocket:output_type -> sockguard.v1.DeleteSocketResponse
+	29, // 61: sockguard.v1.SockguardService.ListPresets:output_type -> sockguard.v1.ListPresetsResponse
+	31, // 62: sockguard.v1.SockguardService.GetPreset:output_type -> sockguard.v1.GetPresetResponse
+	33, // 63: sockguard.v1.SockguardService.CheckRequest:output_type -> sockguard.v1.CheckRequestResponse
+	36, // 64: sockguard.v1.SockguardService.ListDenials:output_type -> sockguard.v1.ListDenialsResponse
+	38, // 65: sockguard.v1.SockguardService.WatchDenials:output_type -> sockguard.v1.WatchDenialsResponse
+	40, // 66: sockguard.v1.SockguardService.GetBrokerInfo:output_type -> sockguard.v1.GetBrokerInfoResponse
+	42, // 67: sockguard.v1.SockguardService.BackupState:output_type -> sockguard.v1.BackupStateResponse
+	19, // 68: sockguard.v1.SockguardService.DeleteSocketStream:output_type -> sockguard.v1.DeleteSocketStreamResponse
+	25, // 69: sockguard.v1.SockguardService.ListEvents:output_type -> sockguard.v1.ListEventsResponse
+	56, // [56:70] is the sub-list for method output_type
+	42, // [42:56] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_sockguard_v1_sockguard_proto_init() }
@@ -2682,7 +3454,7 @@ func file_sockguard_v1_sockguard_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sockguard_v1_sockguard_proto_rawDesc), len(file_sockguard_v1_sockguard_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   32,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,18 +23,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	SockguardService_CreateSocket_FullMethodName  = "/sockguard.v1.SockguardService/CreateSocket"
-	SockguardService_GetSocket_FullMethodName     = "/sockguard.v1.SockguardService/GetSocket"
-	SockguardService_ListSockets_FullMethodName   = "/sockguard.v1.SockguardService/ListSockets"
-	SockguardService_UpdateSocket_FullMethodName  = "/sockguard.v1.SockguardService/UpdateSocket"
-	SockguardService_DeleteSocket_FullMethodName  = "/sockguard.v1.SockguardService/DeleteSocket"
-	SockguardService_ListPresets_FullMethodName   = "/sockguard.v1.SockguardService/ListPresets"
-	SockguardService_GetPreset_FullMethodName     = "/sockguard.v1.SockguardService/GetPreset"
-	SockguardService_CheckRequest_FullMethodName  = "/sockguard.v1.SockguardService/CheckRequest"
-	SockguardService_ListDenials_FullMethodName   = "/sockguard.v1.SockguardService/ListDenials"
-	SockguardService_WatchDenials_FullMethodName  = "/sockguard.v1.SockguardService/WatchDenials"
-	SockguardService_GetBrokerInfo_FullMethodName = "/sockguard.v1.SockguardService/GetBrokerInfo"
-	SockguardService_BackupState_FullMethodName   = "/sockguard.v1.SockguardService/BackupState"
+	SockguardService_CreateSocket_FullMethodName       = "/sockguard.v1.SockguardService/CreateSocket"
+	SockguardService_GetSocket_FullMethodName          = "/sockguard.v1.SockguardService/GetSocket"
+	SockguardService_ListSockets_FullMethodName        = "/sockguard.v1.SockguardService/ListSockets"
+	SockguardService_UpdateSocket_FullMethodName       = "/sockguard.v1.SockguardService/UpdateSocket"
+	SockguardService_DeleteSocket_FullMethodName       = "/sockguard.v1.SockguardService/DeleteSocket"
+	SockguardService_ListPresets_FullMethodName        = "/sockguard.v1.SockguardService/ListPresets"
+	SockguardService_GetPreset_FullMethodName          = "/sockguard.v1.SockguardService/GetPreset"
+	SockguardService_CheckRequest_FullMethodName       = "/sockguard.v1.SockguardService/CheckRequest"
+	SockguardService_ListDenials_FullMethodName        = "/sockguard.v1.SockguardService/ListDenials"
+	SockguardService_WatchDenials_FullMethodName       = "/sockguard.v1.SockguardService/WatchDenials"
+	SockguardService_GetBrokerInfo_FullMethodName      = "/sockguard.v1.SockguardService/GetBrokerInfo"
+	SockguardService_BackupState_FullMethodName        = "/sockguard.v1.SockguardService/BackupState"
+	SockguardService_DeleteSocketStream_FullMethodName = "/sockguard.v1.SockguardService/DeleteSocketStream"
+	SockguardService_ListEvents_FullMethodName         = "/sockguard.v1.SockguardService/ListEvents"
 )
 
 // SockguardServiceClient is the client API for SockguardService service.
@@ -74,6 +76,13 @@ type SockguardServiceClient interface {
 	// complete copy from a cut one. Restore it offline with
 	// `broker state restore`.
 	BackupState(ctx context.Context, in *BackupStateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupStateResponse], error)
+	// DeleteSocketStream is DeleteSocket with progress: one message per Docker
+	// object a purge removes (or fails to remove), then the result.
+	DeleteSocketStream(ctx context.Context, in *DeleteSocketStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DeleteSocketStreamResponse], error)
+	// ListEvents returns the audit trail of the admin API: every change
+	// (create, update, delete, purge, backup) with who asked, what changed
+	// and the result, newest first.
+	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
 }
 
 type sockguardServiceClient struct {
@@ -222,6 +231,35 @@ func (c *sockguardServiceClient) BackupState(ctx context.Context, in *BackupStat
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SockguardService_BackupStateClient = grpc.ServerStreamingClient[BackupStateResponse]
 
+func (c *sockguardServiceClient) DeleteSocketStream(ctx context.Context, in *DeleteSocketStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DeleteSocketStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &SockguardService_ServiceDesc.Streams[2], SockguardService_DeleteSocketStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[DeleteSocketStreamRequest, DeleteSocketStreamResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SockguardService_DeleteSocketStreamClient = grpc.ServerStreamingClient[DeleteSocketStreamResponse]
+
+func (c *sockguardServiceClient) ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListEventsResponse)
+	err := c.cc.Invoke(ctx, SockguardService_ListEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SockguardServiceServer is the server API for SockguardService service.
 // All implementations must embed UnimplementedSockguardServiceServer
 // for forward compatibility.
@@ -259,6 +297,13 @@ type SockguardServiceServer interface {
 	// complete copy from a cut one. Restore it offline with
 	// `broker state restore`.
 	BackupState(*BackupStateRequest, grpc.ServerStreamingServer[BackupStateResponse]) error
+	// DeleteSocketStream is DeleteSocket with progress: one message per Docker
+	// object a purge removes (or fails to remove), then the result.
+	DeleteSocketStream(*DeleteSocketStreamRequest, grpc.ServerStreamingServer[DeleteSocketStreamResponse]) error
+	// ListEvents returns the audit trail of the admin API: every change
+	// (create, update, delete, purge, backup) with who asked, what changed
+	// and the result, newest first.
+	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
 	mustEmbedUnimplementedSockguardServiceServer()
 }
 
@@ -304,6 +349,12 @@ func (UnimplementedSockguardServiceServer) GetBrokerInfo(context.Context, *GetBr
 }
 func (UnimplementedSockguardServiceServer) BackupState(*BackupStateRequest, grpc.ServerStreamingServer[BackupStateResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method BackupState not implemented")
+}
+func (UnimplementedSockguardServiceServer) DeleteSocketStream(*DeleteSocketStreamRequest, grpc.ServerStreamingServer[DeleteSocketStreamResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method DeleteSocketStream not implemented")
+}
+func (UnimplementedSockguardServiceServer) ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListEvents not implemented")
 }
 func (UnimplementedSockguardServiceServer) mustEmbedUnimplementedSockguardServiceServer() {}
 func (UnimplementedSockguardServiceServer) testEmbeddedByValue()                          {}
@@ -528,6 +579,35 @@ func _SockguardService_BackupState_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type SockguardService_BackupStateServer = grpc.ServerStreamingServer[BackupStateResponse]
 
+func _SockguardService_DeleteSocketStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(DeleteSocketStreamRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(SockguardServiceServer).DeleteSocketStream(m, &grpc.GenericServerStream[DeleteSocketStreamRequest, DeleteSocketStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type SockguardService_DeleteSocketStreamServer = grpc.ServerStreamingServer[DeleteSocketStreamResponse]
+
+func _SockguardService_ListEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SockguardServiceServer).ListEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SockguardService_ListEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SockguardServiceServer).ListEvents(ctx, req.(*ListEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SockguardService_ServiceDesc is the grpc.ServiceDesc for SockguardService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -575,6 +655,10 @@ var SockguardService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetBrokerInfo",
 			Handler:    _SockguardService_GetBrokerInfo_Handler,
 		},
+		{
+			MethodName: "ListEvents",
+			Handler:    _SockguardService_ListEvents_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -585,6 +669,11 @@ var SockguardService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "BackupState",
 			Handler:       _SockguardService_BackupState_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "DeleteSocketStream",
+			Handler:       _SockguardService_DeleteSocketStream_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -1,0 +1,213 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/status"
+)
+
+// AuditEvent is one record of the admin audit trail: who changed what,
+// when, and whether it worked. It never holds a secret: tenant settings
+// are policy (preset names, ids, paths), never credentials.
+type AuditEvent struct {
+	ID       uint64        `json:"id"`
+	Time     time.Time     `json:"time"`
+	Action   string        `json:"action"`
+	Socket   string        `json:"socket,omitempty"`
+	TenantID string        `json:"tenant_id,omitempty"`
+	Caller   AuditCaller   `json:"caller"`
+	Changes  []FieldChange `json:"changes,omitempty"`
+	Result   string        `json:"result"` // AuditOK or a gRPC code name
+	Error    string        `json:"error,omitempty"`
+}
+
+// AuditCaller is the stored form of a CallerIdentity.
+type AuditCaller struct {
+	Transport string `json:"transport,omitempty"` // TransportUnix or TransportTLS
+	UID       uint32 `json:"uid"`
+	GID       uint32 `json:"gid"`
+	PID       int32  `json:"pid"`
+	Subject   string `json:"subject,omitempty"`
+	Role      string `json:"role,omitempty"`
+}
+
+func auditCaller(id CallerIdentity) AuditCaller {
+	return AuditCaller{Transport: id.Transport, UID: id.UID, GID: id.GID, PID: id.PID, Subject: id.Subject, Role: id.Role}
+}
+
+// FieldChange is one setting's value before and after.
+type FieldChange struct {
+	Field string `json:"field"`
+	Old   string `json:"old,omitempty"`
+	New   string `json:"new,omitempty"`
+}
+
+// Audit actions.
+const (
+	AuditCreate = "create"
+	AuditUpdate = "update"
+	AuditDelete = "delete"
+	AuditPurge  = "purge"
+	AuditBackup = "backup"
+	AuditOK     = "ok"
+)
+
+// Bounds of a stored audit event: every string is clipped, the change list
+// is cut. A tenant's settings are small (validated names, ids and paths),
+// so only a refused call carrying garbage meets them.
+const (
+	maxAuditValue   = 1024
+	maxAuditField   = 64
+	maxAuditChanges = 16
+	maxAuditError   = 1024
+	maxAuditSubject = 256
+)
+
+// DefaultAuditRetention is what the broker keeps when no flag says
+// otherwise: a year, and 10000 changes plus 10000 refused calls.
+var DefaultAuditRetention = AuditRetention{MaxRecords: 10000, MaxAge: 366 * 24 * time.Hour}
+
+// auditor writes the audit trail: one log line and one stored record per
+// admin change. A record that cannot be stored is still logged (with the
+// store error); the change itself is not undone.
+type auditor struct {
+	store *Store
+	ret   AuditRetention
+	log   *slog.Logger
+}
+
+// record finishes ev with the caller, the time and the result of err,
+// bounds it, logs it and stores it.
+func (a *auditor) record(ctx context.Context, ev AuditEvent, err error) {
+	ev.Time = time.Now().UTC()
+	ev.Caller = auditCaller(callerIdentity(ctx))
+	ev.Result = AuditOK
+	if err != nil {
+		st, _ := status.FromError(toStatus(err))
+		ev.Result = st.Code().String()
+		ev.Error = st.Message()
+	}
+	ev.bound()
+	attrs := []slog.Attr{
+		slog.String("action", ev.Action), slog.String("socket", ev.Socket), slog.String("tenant_id", ev.TenantID),
+		slog.String("caller_transport", ev.Caller.Transport),
+	}
+	if ev.Caller.Transport == TransportTLS {
+		attrs = append(attrs, slog.String("caller_subject", ev.Caller.Subject))
+	} else {
+		attrs = append(attrs, slog.Uint64("caller_uid", uint64(ev.Caller.UID)), slog.Uint64("caller_gid", uint64(ev.Caller.GID)),
+			slog.Int("caller_pid", int(ev.Caller.PID)))
+	}
+	if ev.Caller.Role != "" {
+		attrs = append(attrs, slog.String("caller_role", ev.Caller.Role))
+	}
+	for _, c := range ev.Changes {
+		attrs = append(attrs, slog.Group("change", slog.String("field", c.Field), slog.String("old", c.Old), slog.String("new", c.New)))
+	}
+	attrs = append(attrs, slog.String("result", ev.Result))
+	if ev.Error != "" {
+		attrs = append(attrs, slog.String("error", ev.Error))
+	}
+	if a.store != nil {
+		if serr := a.store.AppendAudit(&ev, a.ret); serr != nil {
+			attrs = append(attrs, slog.String("store_error", serr.Error()))
+		} else {
+			attrs = append(attrs, slog.Uint64("event_id", ev.ID))
+		}
+	}
+	a.log.LogAttrs(ctx, slog.LevelInfo, "admin_audit", attrs...)
+}
+
+// bound clips every string and cuts the change list.
+func (ev *AuditEvent) bound() {
+	ev.Socket = clip(ev.Socket, 160)
+	ev.TenantID = clip(ev.TenantID, 64)
+	ev.Caller.Subject = clip(ev.Caller.Subject, maxAuditSubject)
+	ev.Caller.Role = clip(ev.Caller.Role, maxAuditField)
+	ev.Caller.Transport = clip(ev.Caller.Transport, 16)
+	ev.Error = clip(ev.Error, maxAuditError)
+	if len(ev.Changes) > maxAuditChanges {
+		ev.Changes = append(ev.Changes[:maxAuditChanges-1], FieldChange{Field: "...", New: strconv.Itoa(len(ev.Changes)-maxAuditChanges+1) + " more"})
+	}
+	for i := range ev.Changes {
+		c := &ev.Changes[i]
+		c.Field, c.Old, c.New = clip(c.Field, maxAuditField), clip(c.Old, maxAuditValue), clip(c.New, maxAuditValue)
+	}
+}
+
+// tenantFields renders the settings of t an operator changes, by the names
+// update-socket uses. nil renders every field empty (no tenant).
+func tenantFields(t *Tenant) []FieldChange {
+	if t == nil {
+		t = &Tenant{}
+	}
+	binds := make([]string, 0, len(t.AllowBinds))
+	for _, b := range t.AllowBinds {
+		s := b.Path
+		if b.ReadOnly {
+			s += ":ro"
+		}
+		binds = append(binds, s)
+	}
+	mode := ""
+	if t.FileMode != 0 {
+		mode = fmt.Sprintf("%#o", t.FileMode)
+	}
+	owner := ""
+	if t.Name != "" {
+		owner = fmt.Sprintf("%d:%d", t.OwnerUID, t.OwnerGID)
+	}
+	return []FieldChange{
+		{Field: "preset", New: t.Preset},
+		{Field: "policy_mode", New: string(t.Mode)},
+		{Field: "allowed_bind_roots", New: listValue(binds)},
+		{Field: "allowed_peers.uids", New: idsValue(t.AllowUIDs)},
+		{Field: "allowed_peers.gids", New: idsValue(t.AllowGIDs)},
+		{Field: "owner", New: owner},
+		{Field: "file_mode", New: mode},
+	}
+}
+
+// tenantDiff lists the settings that differ between before and after
+// (either may be nil: a create or a delete).
+func tenantDiff(before, after *Tenant) []FieldChange {
+	old, nw := tenantFields(before), tenantFields(after)
+	var out []FieldChange
+	for i := range old {
+		if old[i].New != nw[i].New {
+			out = append(out, FieldChange{Field: old[i].Field, Old: old[i].New, New: nw[i].New})
+		}
+	}
+	return out
+}
+
+func idsValue(ids []uint32) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatUint(uint64(id), 10)
+	}
+	return listValue(s)
+}
+
+func listValue(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return "[" + strings.Join(s, ",") + "]"
+}
+
+// requestedTenant is what a refused create or update asked for, for the
+// audit record: the change that was not made.
+func requestedTenant(t Tenant) *Tenant {
+	t.AllowBinds = slices.Clone(t.AllowBinds)
+	if t.Mode == "" {
+		t.Mode = ModeEnforce
+	}
+	return &t
+}

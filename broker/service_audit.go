@@ -1,0 +1,78 @@
+package broker
+
+import (
+	"context"
+	"strconv"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
+)
+
+func auditEventToProto(ev *AuditEvent) *sockguardv1.AdminEvent {
+	out := &sockguardv1.AdminEvent{
+		Id: ev.ID, Time: timestamppb.New(ev.Time), Action: ev.Action, Socket: ev.Socket, TenantId: ev.TenantID,
+		Caller: &sockguardv1.Caller{Uid: ev.Caller.UID, Gid: ev.Caller.GID, Pid: ev.Caller.PID,
+			Subject: ev.Caller.Subject, Role: ev.Caller.Role, Transport: ev.Caller.Transport},
+		Result: ev.Result, Error: ev.Error,
+	}
+	for _, c := range ev.Changes {
+		out.Changes = append(out.Changes, &sockguardv1.FieldChange{Field: c.Field, Old: c.Old, New: c.New})
+	}
+	return out
+}
+
+// ListEvents pages through the audit trail, newest first, under the same
+// answer bound as ListDenials.
+func (s *service) ListEvents(_ context.Context, req *sockguardv1.ListEventsRequest) (*sockguardv1.ListEventsResponse, error) {
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
+	case size == 0:
+		size = 100
+	case size > 1000:
+		size = 1000
+	}
+	var before uint64
+	if tok := req.GetPageToken(); tok != "" {
+		n, err := strconv.ParseUint(tok, 10, 64)
+		if err != nil || n == 0 {
+			return nil, status.Error(codes.InvalidArgument, "invalid page_token")
+		}
+		before = n
+	}
+	f := AuditFilter{Socket: req.GetSocket(), Action: req.GetAction()}
+	if t := req.GetStartTime(); t != nil {
+		f.Since = t.AsTime()
+	}
+	if t := req.GetEndTime(); t != nil {
+		f.Until = t.AsTime()
+	}
+	evs, next, skipped, err := s.b.store.ListAudit(f, before, size)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if skipped > 0 {
+		s.b.log.Warn("audit_records_skipped", "count", skipped)
+	}
+	resp := &sockguardv1.ListEventsResponse{}
+	total := 0
+	for i := range evs {
+		e := auditEventToProto(&evs[i])
+		n := proto.Size(e) + 8
+		if i > 0 && total+n > listPageBytes {
+			next = evs[i-1].ID
+			break
+		}
+		total += n
+		resp.Events = append(resp.Events, e)
+	}
+	if next != 0 {
+		resp.NextPageToken = strconv.FormatUint(next, 10)
+	}
+	return resp, nil
+}
