@@ -252,6 +252,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	cred, _ := credFrom(ctx)
 	reqID := p.reqBase + "-" + strconv.FormatUint(p.reqSeq.Add(1), 36)
+	w.Header().Set(RequestIDHeader, reqID)
 
 	start := time.Now()
 	var req policy.Request
@@ -301,7 +302,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeDockerError(w, d.Status, msg)
 	}
 	// refuse answers a decision that is never forwarded, whatever the mode.
-	refuse := func(d policy.Decision) { answer(d, "sockguard: denied by policy: "+d.Reason) }
+	refuse := func(d policy.Decision) { answer(d, refusalMessage(st.t, reqID, req, d)) }
 	// deny applies the socket's mode: it refuses (and returns true), or in
 	// audit mode records a would-deny and lets the request through.
 	deny := func(d policy.Decision) bool {
@@ -374,7 +375,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 		answer(policy.Decision{Status: http.StatusTooManyRequests, Code: policy.ReasonUnspecified,
 			Reason: fmt.Sprintf("over the limit of %d requests in flight on this socket", h.maxInFlight), Rule: "requests in flight limit"},
-			fmt.Sprintf("sockguard: too many requests in flight on this socket (limit %d, broker --max-requests-per-socket); retry when earlier requests have been answered", h.maxInFlight))
+			fmt.Sprintf("sockguard: too many requests in flight on this socket (limit %d, broker --max-requests-per-socket); retry when earlier requests have been answered [socket %s, request %s]", h.maxInFlight, st.t.Name, reqID))
 		return
 	}
 

@@ -72,6 +72,8 @@ type options struct {
 	adminTLS          broker.AdminTLSConfig
 	adminRoles        string
 	healthSocket      string
+	deleteTimes       broker.DeleteTimes
+	audit             broker.AuditRetention
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -94,6 +96,12 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.denyRate, "deny-rate", 1000, "refusals per second each tenant socket gets answered at once (after a one-second burst); beyond it refusals are paced, so a client flooding denied requests cannot starve other tenants (0: no pacing)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, how long in-flight requests and streams may finish before they are cut (must be positive)")
 	fs.StringVar(&o.presetDir, "preset-dir", "", "`directory` of operator presets (NAME.yaml), loaded beside the built-in ones and validated strictly at start and on SIGHUP (a reload keeps the old presets when any file fails)")
+	fs.DurationVar(&o.deleteTimes.Drain, "delete-drain-timeout", broker.DefaultDeleteTimes.Drain, "on delete-socket, how long requests and streams on the socket may go on before they are cut (a request may ask for its own)")
+	fs.DurationVar(&o.deleteTimes.Object, "purge-object-timeout", broker.DefaultDeleteTimes.Object, "on delete-socket --purge, how long removing one Docker object may take before it counts as not removed")
+	fs.DurationVar(&o.deleteTimes.Total, "purge-timeout", broker.DefaultDeleteTimes.Total, "how long a whole delete-socket may take; objects not removed by then leave the socket in state deleting, finished by another delete-socket --purge")
+	fs.IntVar(&o.audit.MaxRecords, "audit-max-records", broker.DefaultAuditRetention.MaxRecords, "keep at most this many admin audit events of changes made, and as many of refused calls (kept apart, so refused calls cannot evict changes)")
+	o.audit.MaxAge = broker.DefaultAuditRetention.MaxAge
+	fs.Var((*days)(&o.audit.MaxAge), "audit-max-age", "drop admin audit events older than this `duration`: days (\"366d\") or a Go duration")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on `addr`: unix:///path or a loopback host:port such as 127.0.0.1:9323 (default: off)")
 	fs.StringVar(&o.accessLog, "access-log", "", "write one JSON line per proxied request (request id, socket, peer, method, path, decision, status; never bodies or header values) to `dest`: stderr or a file path (default: off)")
 	fs.StringVar(&o.bindPins, "bind-pins", "auto", "how a judged bind source is kept from being swapped before dockerd mounts it: mount (bind-mount each source, opened without following symlinks, under <state-dir>/pins and forward that path), root-owned (only read-only binds of paths that are root-owned and not group/world-writable all the way from /), refuse (no host binds), or auto (mount where the broker can mount in dockerd's mount namespace, else root-owned, else refuse; the choice is logged at start)")
@@ -321,6 +329,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "broker: %v\n", err)
 		return 2
 	}
+	switch {
+	case o.deleteTimes.Drain <= 0, o.deleteTimes.Object <= 0, o.deleteTimes.Total <= 0:
+		fmt.Fprintf(stderr, "broker: --delete-drain-timeout, --purge-object-timeout and --purge-timeout must be positive durations\n")
+		return 2
+	case o.audit.MaxRecords <= 0, o.audit.MaxAge <= 0:
+		fmt.Fprintf(stderr, "broker: --audit-max-records and --audit-max-age must be positive (the audit trail is always bounded)\n")
+		return 2
+	}
 	if err := checkLimits(o.limits); err != nil {
 		fmt.Fprintf(stderr, "broker: %v\n", err)
 		return 2
@@ -378,6 +394,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		DenyLogMaxPerTenant: o.denyLogPerTenant,
 		DenyLogQueueBytes:   o.denyLogQueueBytes,
 		ShutdownTimeout:     o.shutdownTimeout,
+		DeleteTimes:         o.deleteTimes,
+		AuditRetention:      o.audit,
 		DenyRate:            o.denyRate,
 		PresetDir:           o.presetDir,
 		MetricsListen:       o.metricsListen,

@@ -139,7 +139,8 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{"sgctl", "denials", "--no"}, "--no-trunc"},
 		{[]string{"sgctl", "denials", "--reason", "foreign"}, "foreign-object"},
 		{[]string{"sgctl", "create-socket", "r1", "--policy-mode", "a"}, "audit"},
-		{[]string{"sgctl", "rm", "--pu"}, "--purge"},
+		{[]string{"sgctl", "rm", "--pu"}, "--purge --purge-timeout"},
+		{[]string{"sgctl", "rm", "--purge-t"}, "--purge-timeout"},
 		{[]string{"sgctl", "completion", "z"}, "zsh"},
 		{[]string{"sgctl", "help", "sta"}, "status"},
 	}

@@ -9,9 +9,9 @@ import (
 // runDeleteSockets deletes each named socket in turn with
 // runDeleteSocket, which reports it. A failure is reported with the name
 // and does not stop the rest; the exit status is 1 if any failed.
-func (c *cli) runDeleteSockets(ctx context.Context, purge bool, names []string) error {
+func (c *cli) runDeleteSockets(ctx context.Context, o *deleteOptions, names []string) error {
 	if len(names) <= 1 {
-		return c.runDeleteSocket(ctx, purge, names)
+		return c.runDeleteSocket(ctx, o, names)
 	}
 	failed := 0
 	seen := map[string]bool{}
@@ -25,7 +25,7 @@ func (c *cli) runDeleteSockets(ctx context.Context, purge bool, names []string) 
 			failed++
 			continue
 		}
-		err := c.runDeleteSocket(ctx, purge, []string{name})
+		err := c.runDeleteSocket(ctx, o, []string{name})
 		var code exitCodeError
 		switch {
 		case err == nil:

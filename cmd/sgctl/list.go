@@ -64,8 +64,11 @@ func (c *cli) runListSockets(ctx context.Context, quiet bool, args []string) err
 	}
 	// Why a socket failed does not fit a column: one line each, below.
 	for _, s := range resp.GetSockets() {
-		if s.GetState() == sockguardv1.SocketState_SOCKET_STATE_FAILED {
+		switch s.GetState() {
+		case sockguardv1.SocketState_SOCKET_STATE_FAILED:
 			fmt.Fprintf(c.stdout, "%s failed: %s\n", cell(s.GetName()), cell(s.GetStateMessage()))
+		case sockguardv1.SocketState_SOCKET_STATE_DELETING:
+			fmt.Fprintf(c.stdout, "%s %s\n", cell(s.GetName()), cell(s.GetStateMessage()))
 		}
 	}
 	return nil

@@ -109,6 +109,7 @@ func commands() []*command {
 		presetCommand(),
 		checkCommand(),
 		denialsCommand(),
+		eventsCommand(),
 		suggestPolicyCommand(),
 		statusCommand(),
 		backupCommand(),

@@ -115,6 +115,8 @@ func socketStateName(s sockguardv1.SocketState) string {
 		return "serving"
 	case sockguardv1.SocketState_SOCKET_STATE_FAILED:
 		return "failed"
+	case sockguardv1.SocketState_SOCKET_STATE_DELETING:
+		return "deleting"
 	case sockguardv1.SocketState_SOCKET_STATE_UNSPECIFIED:
 		return "unknown"
 	}
