@@ -90,8 +90,9 @@ func (a adminAuth) grantFor(id CallerIdentity) grant {
 }
 
 // authorize admits one RPC. req is the request message for unary calls and
-// nil for streams; a socket-scoped method without a request to read the
-// name from is refused unless the grant covers every socket.
+// nil when a stream opens: a socket-scoped stream is then admitted on the
+// role alone, and each message it receives is authorized again with the
+// message (authedStream.RecvMsg) before the handler sees it.
 func (a adminAuth) authorize(ctx context.Context, method string, req any) (context.Context, error) {
 	id, ok := transportIdentity(ctx)
 	if !ok {
@@ -119,7 +120,7 @@ func (a adminAuth) authorize(ctx context.Context, method string, req any) (conte
 		return nil, status.Errorf(codes.PermissionDenied, "sockguard admin: %s (role %s) may not call %s: it needs the %s role",
 			quoteBounded(id.String()), g.role, path.Base(method), rule.role)
 	}
-	if rule.socketScoped {
+	if rule.socketScoped && req != nil {
 		name, ok := scopedSocketName(req)
 		if !ok || !g.allowsSocket(name) {
 			return nil, status.Errorf(codes.PermissionDenied, "sockguard admin: %s (role %s) may not change socket %s: its role covers only %s",
@@ -195,13 +196,33 @@ func (a adminAuth) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 	if err != nil {
 		return err
 	}
-	return h(srv, &authedStream{ServerStream: ss, ctx: ctx})
+	as := &authedStream{ServerStream: ss, ctx: ctx}
+	if r, _ := methodRule(info.FullMethod); r.socketScoped {
+		as.check = func(m any) error {
+			_, err := a.authorize(ss.Context(), info.FullMethod, m)
+			return err
+		}
+	}
+	return h(srv, as)
 }
 
-// authedStream carries the authorized caller's context into the handler.
+// authedStream carries the authorized caller's context into the handler
+// and, for a socket-scoped stream, authorizes every received message on
+// the socket it names.
 type authedStream struct {
 	grpc.ServerStream
-	ctx context.Context
+	ctx   context.Context
+	check func(m any) error // nil: nothing to check per message
+}
+
+func (s *authedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if s.check != nil {
+		return s.check(m)
+	}
+	return nil
 }
 
 func (s *authedStream) Context() context.Context { return s.ctx }

@@ -207,6 +207,10 @@ func (s *stubService) WatchDenials(_ *sockguardv1.WatchDenialsRequest, st sockgu
 	return st.Send(&sockguardv1.WatchDenialsResponse{})
 }
 
+func (s *stubService) DeleteSocketStream(req *sockguardv1.DeleteSocketStreamRequest, st sockguardv1.SockguardService_DeleteSocketStreamServer) error {
+	return st.Send(&sockguardv1.DeleteSocketStreamResponse{Result: &sockguardv1.DeleteSocketResponse{}})
+}
+
 func (s *stubService) BackupState(_ *sockguardv1.BackupStateRequest, st sockguardv1.SockguardService_BackupStateServer) error {
 	return st.Send(&sockguardv1.BackupStateResponse{})
 }
@@ -326,6 +330,12 @@ func TestAdminTLS(t *testing.T) {
 				_, err = st.Recv()
 			}
 			return err
+		case "delete-stream":
+			st, err := api.DeleteSocketStream(ctx, &sockguardv1.DeleteSocketStreamRequest{Name: name, Purge: true})
+			if err == nil {
+				_, err = st.Recv()
+			}
+			return err
 		case "backup":
 			st, err := api.BackupState(ctx, &sockguardv1.BackupStateRequest{})
 			if err == nil {
@@ -388,6 +398,10 @@ func TestAdminTLS(t *testing.T) {
 		{"operator cannot create build-1", operator, "create", "build-1", codes.PermissionDenied},
 		{"operator: name glob is not a prefix trick", operator, "create", "runner-1/../build-1", codes.PermissionDenied},
 		{"operator cannot back up", operator, "backup", "", codes.PermissionDenied},
+		{"operator purges runner-9 (stream)", operator, "delete-stream", "runner-9", codes.OK},
+		{"operator cannot purge build-1 (stream: judged on its message)", operator, "delete-stream", "build-1", codes.PermissionDenied},
+		{"viewer cannot purge (stream)", viewer, "delete-stream", "runner-9", codes.PermissionDenied},
+		{"admin purges anything (stream)", admin, "delete-stream", "build-1", codes.OK},
 		{"operator lists", operator, "list", "", codes.OK},
 		{"admin backs up", admin, "backup", "", codes.OK},
 		{"admin creates anything", admin, "create", "build-1", codes.OK},

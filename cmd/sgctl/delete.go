@@ -82,11 +82,9 @@ func (c *cli) runDeleteSocket(ctx context.Context, o *deleteOptions, args []stri
 	err := c.call(ctx, func(ctx context.Context, api sockguardv1.SockguardServiceClient) error {
 		var err error
 		resp, err = c.deleteStream(ctx, api, req)
-		if c := status.Code(err); c == codes.Unimplemented || c == codes.PermissionDenied {
-			// A broker older than the stream, or a role narrowed to some
-			// sockets (the role check does not see a stream's request, so
-			// it refuses it): the same delete without progress; the unary
-			// call is judged on the socket it names.
+		if status.Code(err) == codes.Unimplemented {
+			// A broker older than the stream: the same delete, without
+			// progress.
 			resp, err = api.DeleteSocket(ctx, &sockguardv1.DeleteSocketRequest{Name: req.Name, Purge: req.Purge,
 				DrainTimeout: req.DrainTimeout, ObjectTimeout: req.ObjectTimeout, Timeout: req.Timeout})
 		}
