@@ -225,6 +225,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer up.Close()
+	if err := checkPresetDir(cfg.PresetDir, cfg.AllowSharedDirs); err != nil {
+		return err
+	}
 	catalog, err := LoadCatalog(cfg.PresetDir)
 	if err != nil {
 		return err

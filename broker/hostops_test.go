@@ -544,3 +544,77 @@ func TestStreamKind(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckPresetDir(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, dir string)
+		shared  bool
+		wantErr string
+	}{
+		{name: "private", setup: func(t *testing.T, dir string) {}},
+		{name: "world-readable", setup: func(t *testing.T, dir string) {
+			os.Chmod(dir, 0o755)
+			os.Chmod(filepath.Join(dir, "a.yaml"), 0o644)
+		}},
+		{name: "group-writable dir", setup: func(t *testing.T, dir string) { os.Chmod(dir, 0o770) }, wantErr: "writable by group or others"},
+		{name: "world-writable file", setup: func(t *testing.T, dir string) { os.Chmod(filepath.Join(dir, "a.yaml"), 0o666) }, wantErr: "a.yaml is writable"},
+		{name: "world-writable file, allowed", shared: true, setup: func(t *testing.T, dir string) { os.Chmod(filepath.Join(dir, "a.yaml"), 0o666) }},
+		{name: "file of another uid", setup: func(t *testing.T, dir string) {
+			if os.Geteuid() != 0 {
+				t.Skip("needs root to chown")
+			}
+			os.Chown(filepath.Join(dir, "a.yaml"), 65534, 65534)
+		}, wantErr: "owned by uid 65534"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.Chmod(dir, 0o700)
+			if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(presetV1), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			tt.setup(t, dir)
+			err := checkPresetDir(dir, tt.shared)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "--preset-dir") {
+				t.Fatalf("err %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestLogFileRefusesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	if err := os.WriteFile(target, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "access.log")
+	if err := os.Symlink(target, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenLogFile(p); err == nil {
+		t.Fatal("opened a log path that is a symlink")
+	}
+	os.Remove(p)
+	f, err := OpenLogFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	os.Rename(p, p+".1")
+	os.Symlink(target, p) // swapped in after the rotation
+	if err := f.Reopen(); err == nil {
+		t.Fatal("reopened through a symlink")
+	}
+	io.WriteString(f, "x\n")
+	if b, _ := os.ReadFile(target); len(b) != 0 {
+		t.Fatalf("the symlink target got %q", b)
+	}
+}

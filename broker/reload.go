@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sockguard/sockguard/policy"
@@ -33,8 +35,44 @@ func OpenLogFile(path string) (*LogFile, error) {
 	return &LogFile{path: path, f: f}, nil
 }
 
+// openAppend opens path for appending, never through a symlink: whoever
+// could swap the log path for a link between rotations must not get the
+// broker appending to a file of their choosing.
 func openAppend(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+}
+
+// checkPresetDir refuses a preset dir, or a preset file in it, that
+// someone besides root and the broker's own uid could write (unless
+// allowShared): whoever writes a preset widens every socket using it at the
+// next reload or restart.
+func checkPresetDir(dir string, allowShared bool) error {
+	if dir == "" || allowShared {
+		return nil
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		return fmt.Errorf("--preset-dir: %w", err)
+	}
+	for _, p := range append([]string{dir}, files...) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("--preset-dir: %w", err)
+		}
+		uid := -1
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			uid = int(st.Uid)
+		}
+		switch {
+		case fi.Mode().Perm()&0o022 != 0:
+			return fmt.Errorf("%w: --preset-dir: %s is writable by group or others (mode %#o) (pass --allow-shared-dirs if this is deliberate)",
+				ErrInvalidArgument, p, fi.Mode().Perm())
+		case uid != 0 && uid != os.Geteuid():
+			return fmt.Errorf("%w: --preset-dir: %s is owned by uid %d, not root or the broker's uid (pass --allow-shared-dirs if this is deliberate)",
+				ErrInvalidArgument, p, uid)
+		}
+	}
+	return nil
 }
 
 func (l *LogFile) Write(p []byte) (int, error) {
@@ -91,7 +129,11 @@ func (b *Broker) reload() {
 			b.log.Info("access_log_reopened")
 		}
 	}
-	cat, err := LoadCatalog(b.cfg.PresetDir)
+	err := checkPresetDir(b.cfg.PresetDir, b.cfg.AllowSharedDirs)
+	var cat *policy.Catalog
+	if err == nil {
+		cat, err = LoadCatalog(b.cfg.PresetDir)
+	}
 	if err == nil {
 		var res ReloadResult
 		res, err = b.reg.applyCatalog(cat)

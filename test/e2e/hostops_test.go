@@ -125,6 +125,22 @@ func TestSighupReload(t *testing.T) {
 		t.Fatalf("broker exited after SIGHUP: %v", b.proc.err)
 	default:
 	}
+	// A preset file anyone may write is refused: the narrower v1 written
+	// through it does not take effect either.
+	write("ops.yaml", reloadPresetV1)
+	if err := os.Chmod(presetFile, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	b.signal(t, syscall.SIGHUP)
+	if log := waitLogCount(t, b, "msg=presets_reload_failed", 2); !strings.Contains(log, "ops.yaml is writable by group or others") {
+		t.Fatalf("reload log:\n%s", log)
+	}
+	b.Docker("hup", "ps").MustSucceed(t)
+	write("ops.yaml", reloadPresetV2)
+	if err := os.Chmod(presetFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
 	// The change survives a restart (it is the file, not the memory).
 	b.Restart()
 	b.Docker("hup", "ps").MustSucceed(t)
