@@ -249,7 +249,7 @@ func TestPurgeKeepsDeletingUntilDone(t *testing.T) {
 		}
 		return "gone"
 	}
-	if s := state(); s != "SOCKET_STATE_DELETING" {
+	if s := state(); s != "deleting" {
 		t.Fatalf("after a failed purge pg-1 is %s, want deleting", s)
 	}
 	if _, err := os.Stat(b.TenantSocket("pg-1")); err == nil {
@@ -266,7 +266,7 @@ func TestPurgeKeepsDeletingUntilDone(t *testing.T) {
 	}
 	// The state outlives the broker: after a restart still deleting, still not served.
 	b.Restart()
-	if s := state(); s != "SOCKET_STATE_DELETING" {
+	if s := state(); s != "deleting" {
 		t.Fatalf("after a restart pg-1 is %s, want deleting", s)
 	}
 	if _, err := os.Stat(b.TenantSocket("pg-1")); err == nil {
