@@ -477,3 +477,54 @@ func TestAdminTLS(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkAdminTLS measures a call over a held mutual-TLS connection and
+// one that pays a new connection and TLS 1.3 handshake (ECDSA P-256).
+func BenchmarkAdminTLS(b *testing.B) {
+	dir := b.TempDir()
+	ca, _ := certgen.NewCA(certgen.Options{CommonName: "ca"})
+	_ = ca.Write(dir, "ca")
+	srvCert, _ := ca.Server(certgen.Options{CommonName: "b", Hosts: []string{"127.0.0.1"}})
+	_ = srvCert.Write(dir, "server")
+	cl, _ := ca.Client(certgen.Options{URIs: []string{"spiffe://fleet/viewer"}})
+	rolesFile := filepath.Join(dir, "roles.yaml")
+	_ = os.WriteFile(rolesFile, []byte("bindings:\n- role: viewer\n  identities: [uri:spiffe://fleet/viewer]\n"), 0o600)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tcfg := AdminTLSConfig{Listen: "tcp://127.0.0.1:0", CertFile: filepath.Join(dir, "server.pem"),
+		KeyFile: filepath.Join(dir, "server-key.pem"), ClientCA: filepath.Join(dir, "ca.pem")}
+	af, err := loadAdminFiles(tcfg, rolesFile, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := listenAdminTCP(tcfg.Listen)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := newAdminServer(&stubService{}, af.tlsCreds(), adminAuth{gid: -1, roles: af.currentRoles}, health.NewServer(), log, tlsServerOptions()...)
+	go srv.Serve(ln)
+	defer srv.Stop()
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	creds := credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{cl.Cert.Raw}, PrivateKey: cl.Key}}})
+	list := func(cc *grpc.ClientConn) {
+		if _, err := sockguardv1.NewSockguardServiceClient(cc).ListSockets(context.Background(), &sockguardv1.ListSocketsRequest{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("held connection", func(b *testing.B) {
+		cc, _ := grpc.NewClient("passthrough:///"+ln.Addr().String(), grpc.WithTransportCredentials(creds))
+		defer cc.Close()
+		list(cc)
+		for b.Loop() {
+			list(cc)
+		}
+	})
+	b.Run("new connection", func(b *testing.B) {
+		for b.Loop() {
+			cc, _ := grpc.NewClient("passthrough:///"+ln.Addr().String(), grpc.WithTransportCredentials(creds))
+			list(cc)
+			cc.Close()
+		}
+	})
+}

@@ -455,6 +455,7 @@ wait:
 		case serveErr = <-served:
 			break wait
 		case <-cfg.Reload:
+			adminFiles.Reload(true) // admin TLS files and role file, beside the presets
 			b.reload()
 		}
 	}

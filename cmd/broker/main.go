@@ -119,7 +119,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.limits.MaxHeaderBytes, "max-header-bytes", broker.DefaultMaxHeaderBytes,
 		"largest request line plus headers a tenant may send, in bytes (registry auth headers must fit)")
 	fs.IntVar(&o.pinLimit, "pin-limit", broker.DefaultPinLimit, "at most this many pinned bind sources (host mounts) per tenant socket; a create past it is refused until containers are removed")
-	fs.StringVar(&o.adminTLS.Listen, "admin-listen", "", "also serve the admin API on `tcp://HOST:PORT` over mutual TLS 1.3 (needs --admin-tls-cert, --admin-tls-key, --admin-client-ca and --admin-roles; default: off). The files are reloaded when they change, for rotation without a restart")
+	fs.StringVar(&o.adminTLS.Listen, "admin-listen", "", "also serve the admin API on `tcp://HOST:PORT` over mutual TLS 1.3 (needs --admin-tls-cert, --admin-tls-key, --admin-client-ca and --admin-roles; default: off). The files (and --admin-roles) are reloaded when they change and on SIGHUP, for rotation without a restart; open connections are kept")
 	fs.StringVar(&o.adminTLS.CertFile, "admin-tls-cert", "", "PEM `file` with the admin listener's certificate chain")
 	fs.StringVar(&o.adminTLS.KeyFile, "admin-tls-key", "", "PEM `file` with the admin listener's private key")
 	fs.StringVar(&o.adminTLS.ClientCA, "admin-client-ca", "", "PEM `file` of the CA certificates client certificates must chain to")
