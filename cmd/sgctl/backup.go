@@ -10,7 +10,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
@@ -55,8 +58,14 @@ func (c *cli) runBackup(ctx context.Context, args []string) error {
 	ok := false
 	defer func() {
 		if !ok {
+			// Only the partial copy this run made: someone else may have
+			// replaced the name meanwhile.
+			if fi, err := f.Stat(); err == nil {
+				if li, err := os.Lstat(tmp); err == nil && os.SameFile(fi, li) {
+					os.Remove(tmp)
+				}
+			}
 			f.Close()
-			os.Remove(tmp)
 		}
 	}()
 	api, closeConn, err := c.connect()
@@ -105,28 +114,62 @@ func (c *cli) runBackup(ctx context.Context, args []string) error {
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
+	// FILE's directory may be writable by others (a runner's work
+	// directory): the copy written is installed by its descriptor, never
+	// by the partial file's name, which someone else may have replaced.
+	if err := installBackup(f, tmp, file); err != nil {
+		return err
+	}
+	ok = true
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	// Link, not rename: it fails if FILE appeared meanwhile, never replacing
-	// it. A filesystem without hard links gets a rename after a last check.
-	if err := os.Link(tmp, file); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("backup: %s appeared while the backup ran; the copy was removed", file)
-		}
-		if _, serr := os.Lstat(file); serr == nil {
-			return fmt.Errorf("backup: %s appeared while the backup ran; the copy was removed", file)
-		}
-		if err := os.Rename(tmp, file); err != nil {
-			return fmt.Errorf("backup: %w", err)
-		}
-	}
-	os.Remove(tmp)
-	ok = true
 	if c.jsonOutput() {
 		return c.printJSON(last)
 	}
 	fmt.Fprintf(c.stdout, "wrote %s: %d bytes, %d tenants, broker %s, sha256 %s\n",
 		file, n, last.GetTenantCount(), cell(last.GetBrokerId()), got)
+	return nil
+}
+
+// installBackup links the file open as f (written to the name tmp) as
+// file, failing if file exists, and removes tmp if it still names f. The
+// caller closes f.
+// Linking by descriptor (/proc/self/fd) installs exactly the bytes that
+// were checked, whatever has happened to the name tmp meanwhile. Without
+// /proc, the name is linked only while it still names f (a narrow race
+// remains there), and a filesystem without hard links gets a rename after
+// a last check.
+func installBackup(f *os.File, tmp, file string) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	stillOurs := func() bool {
+		li, err := os.Lstat(tmp)
+		return err == nil && os.SameFile(fi, li)
+	}
+	err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), unix.AT_FDCWD, file, unix.AT_SYMLINK_FOLLOW)
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		if !stillOurs() {
+			return fmt.Errorf("backup: the partial copy %s was replaced by someone else while the backup ran; nothing was installed", tmp)
+		}
+		err = os.Link(tmp, file)
+	}
+	if err != nil {
+		if _, serr := os.Lstat(file); errors.Is(err, os.ErrExist) || errors.Is(err, unix.EEXIST) || serr == nil {
+			return fmt.Errorf("backup: %s appeared while the backup ran; the copy was removed", file)
+		}
+		if !stillOurs() {
+			return fmt.Errorf("backup: the partial copy %s was replaced by someone else while the backup ran; nothing was installed", tmp)
+		}
+		if err := os.Rename(tmp, file); err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		return nil
+	}
+	if stillOurs() {
+		os.Remove(tmp)
+	}
 	return nil
 }

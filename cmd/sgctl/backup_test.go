@@ -59,3 +59,37 @@ func TestBackup(t *testing.T) {
 		})
 	}
 }
+
+// TestBackupSwappedPartial: FILE's directory may be writable by someone
+// else (a runner's work directory). Whoever replaces the partial copy
+// while the snapshot streams must not get their file installed as FILE.
+func TestBackupSwappedPartial(t *testing.T) {
+	data := bytes.Repeat([]byte("snapshot"), 1000)
+	sum := sha256.Sum256(data)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "b.db")
+	partial := filepath.Join(dir, ".b.db.partial")
+	fb := &fakeBroker{backup: []*sockguardv1.BackupStateResponse{
+		{Chunk: data},
+		{Size: uint64(len(data)), Sha256: hex.EncodeToString(sum[:]), BrokerId: "b-1"},
+	}}
+	fb.midBackup = func() {
+		if err := os.Rename(partial, filepath.Join(dir, "moved")); err != nil {
+			t.Error(err)
+		}
+		if err := os.WriteFile(partial, []byte("forged"), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	res := sgctl(t, startBroker(t, fb), "backup", file)
+	got, err := os.ReadFile(file)
+	switch {
+	case res.code == 0 && !bytes.Equal(got, data):
+		t.Fatalf("backup reported success but %s holds %q", file, got)
+	case res.code != 0 && err == nil:
+		t.Fatalf("backup failed (%s) but left %s behind", res.stderr, file)
+	}
+	if forged, _ := os.ReadFile(partial); string(forged) != "forged" {
+		t.Errorf("the other party's file at %s was touched: %q", partial, forged)
+	}
+}

@@ -38,6 +38,8 @@ type fakeBroker struct {
 	watch    []*sockguardv1.Denial // sent by WatchDenials, then it waits
 	checkFor func(*sockguardv1.CheckRequestRequest) *sockguardv1.CheckRequestResponse
 	backup   []*sockguardv1.BackupStateResponse // sent by BackupState
+	// midBackup, when set, runs before BackupState sends its last message.
+	midBackup func()
 	// upstreamDown: GetBrokerInfo says dockerd does not answer.
 	upstreamDown bool
 
@@ -202,7 +204,10 @@ func (f *fakeBroker) BackupState(req *sockguardv1.BackupStateRequest, stream grp
 	if err := f.record(req); err != nil {
 		return err
 	}
-	for _, m := range f.backup {
+	for i, m := range f.backup {
+		if i == len(f.backup)-1 && f.midBackup != nil {
+			f.midBackup()
+		}
 		if err := stream.Send(m); err != nil {
 			return err
 		}
