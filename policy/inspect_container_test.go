@@ -250,6 +250,15 @@ func TestInspectContainerCreate(t *testing.T) {
 		{name: "trailing whitespace", body: []byte("{}\n\t "), allow: true},
 		{name: "wrong type bool", body: []byte(`{"HostConfig":{"Privileged":"true"}}`), status: bad, code: ReasonMalformed, reason: "HostConfig.Privileged"},
 		{name: "wrong type object", body: []byte(`{"HostConfig":[]}`), status: bad, code: ReasonMalformed},
+		// dockerd 20.10 dereferences every Ulimits element: a null one makes
+		// container inspect panic with the container's lock held, so every
+		// later inspect of that name (another tenant's probe too) hangs.
+		{name: "null ulimit", body: []byte(`{"HostConfig":{"Ulimits":[null]}}`), status: bad, code: ReasonMalformed, reason: "HostConfig.Ulimits[0]"},
+		{name: "null ulimit after a valid one", body: []byte(`{"HostConfig":{"Ulimits":[{"Name":"nofile","Soft":1024,"Hard":1024},null]}}`), status: bad, code: ReasonMalformed, reason: "HostConfig.Ulimits[1]"},
+		{name: "top-level null ulimit", body: []byte(`{"Ulimits":[null]}`), status: bad, code: ReasonMalformed, reason: "Ulimits[0]"},
+		{name: "null mount", body: []byte(`{"HostConfig":{"Mounts":[null]}}`), status: bad, code: ReasonMalformed, reason: "HostConfig.Mounts[0]"},
+		{name: "null port binding", body: []byte(`{"HostConfig":{"PortBindings":{"80/tcp":[null]}}}`), status: bad, code: ReasonMalformed},
+		{name: "null string elements", body: []byte(`{"Env":[null],"HostConfig":{"Dns":[null]}}`), allow: true},
 		{name: "wrong type binds", body: []byte(`{"HostConfig":{"Binds":"/:/host"}}`), status: bad, code: ReasonMalformed},
 		{name: "bad UTF-8", body: []byte("{\"Image\":\"\xff\"}"), status: bad, code: ReasonMalformed, reason: "UTF-8"},
 		{name: "array body", body: []byte(`[]`), status: bad, code: ReasonMalformed},
@@ -430,6 +439,7 @@ func TestContainerStartAndUpdate(t *testing.T) {
 		{name: "update devices", body: []byte(`{"Devices":[{"PathOnHost":"/dev/sda"}]}`), status: http.StatusForbidden, code: ReasonEscalation},
 		{name: "update cgroup parent", body: []byte(`{"CgroupParent":"/"}`), status: http.StatusForbidden, code: ReasonEscalation},
 		{name: "update duplicate", body: []byte(`{"Memory":1,"memory":2}`), status: http.StatusBadRequest, code: ReasonMalformed},
+		{name: "update null ulimit", body: []byte(`{"Ulimits":[null]}`), status: http.StatusBadRequest, code: ReasonMalformed, reason: "Ulimits[0]"},
 	})
 }
 

@@ -96,10 +96,11 @@ func ulimitMax(name string) (max int64, ok bool) {
 func checkUlimits(prefix string, us []*ulimitBody) Decision {
 	const rule = "ulimits"
 	for i, u := range us {
-		if u == nil {
-			continue
-		}
 		field := fmt.Sprintf("%sUlimits[%d]", prefix, i)
+		if u == nil {
+			// dockerd dereferences every element (strictjson refuses it first).
+			return malformed(rule, "%s is null", field)
+		}
 		max, ok := ulimitMax(u.Name)
 		if !ok {
 			return forbid(ReasonEscalation, rule, "%s.Name %s: this ulimit is not allowed (allowed: nofile, nproc, core, stack, memlock up to 8 MiB, cpu, fsize, data, as, rss, locks)", field, q(u.Name))

@@ -156,6 +156,27 @@ func (w *walker) value(n *fieldNode, depth int) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errAmbiguous, err)
 	}
+	return w.valueTok(n, depth, tok)
+}
+
+// element reads one array element. A null where the table says the
+// element is an object is refused: dockerd decodes it as a nil pointer
+// where its element type is one (HostConfig.Ulimits) and dereferences it
+// later. dockerd 20.10 then panics in container inspect, holding the
+// container's lock for good: every later inspect of that name hangs,
+// another tenant's probe of it included.
+func (w *walker) element(n *fieldNode, depth int) error {
+	tok, err := w.dec.Token()
+	if err != nil {
+		return fmt.Errorf("%w: %v", errAmbiguous, err)
+	}
+	if tok == nil && n != nil && n.kind == kObject {
+		return fmt.Errorf("%w: %s is null where dockerd expects an object", errAmbiguous, q(w.where()))
+	}
+	return w.valueTok(n, depth, tok)
+}
+
+func (w *walker) valueTok(n *fieldNode, depth int, tok json.Token) error {
 	if w.table && n != nil && n.f != nil && n.f.Class == FieldRefused {
 		return w.refused(n, tok)
 	}
@@ -185,7 +206,7 @@ func (w *walker) value(n *fieldNode, depth int) error {
 		}
 		for i := 0; w.dec.More(); i++ {
 			w.segs = append(w.segs, "["+strconv.Itoa(i)+"]")
-			if err := w.value(elem, depth+1); err != nil {
+			if err := w.element(elem, depth+1); err != nil {
 				return err
 			}
 			w.segs = w.segs[:len(w.segs)-1]
