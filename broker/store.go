@@ -30,6 +30,8 @@ import (
 //	denial_counts/<tenant key> -> uint64       (records per tenant)
 //	images/<image id> -> JSON imageRecord      (credential-pulled images,
 //	image_tenants/<tenant id> 0x00 <image id>   and their grants: store_images.go)
+//	audit/<id>, audit_failed/<id> -> JSON AuditEvent (the admin audit trail,
+//	audit_counts/<bucket> -> uint64              store_audit.go)
 //
 // The deny-log buckets, their invariants and retention are described in
 // store_denials.go.

@@ -22,9 +22,16 @@ import (
 // separate count bounds: a caller repeating a refused call cannot evict
 // the record of a change that was made. Both are created by the first
 // write that finds them missing (a state.db written before they existed).
+//
+//	audit_counts/
+//	  "audit", "audit_failed" -> uint64 big-endian   records in each
+//
+// (bbolt's own key count does not see a transaction's uncommitted writes,
+// so the counts are kept here, rebuilt by counting when missing.)
 var (
 	bucketAudit       = []byte("audit")
 	bucketAuditFailed = []byte("audit_failed")
+	bucketAuditCounts = []byte("audit_counts")
 )
 
 // AuditRetention bounds the audit trail. Zero fields disable their bound.
@@ -45,20 +52,37 @@ func (s *Store) AppendAudit(ev *AuditEvent, ret AuditRetention) error {
 		if err != nil {
 			return err
 		}
+		counts, err := tx.CreateBucketIfNotExists(bucketAuditCounts)
+		if err != nil {
+			return err
+		}
 		id, err := ok.NextSequence()
 		if err != nil {
 			return err
 		}
 		ev.ID = id
-		b := ok
+		b, name := ok, bucketAudit
 		if ev.Result != AuditOK {
-			b = failed
+			b, name = failed, bucketAuditFailed
 		}
+		n := auditCount(counts, b, name)
 		if err := putJSON(b, idKey(id), ev); err != nil {
 			return err
 		}
-		for _, b := range []*bolt.Bucket{ok, failed} {
-			if err := pruneAudit(b, ret, ev.Time); err != nil {
+		if err := counts.Put(name, u64(n+1)); err != nil {
+			return err
+		}
+		for i, b := range []*bolt.Bucket{ok, failed} {
+			name := [][]byte{bucketAudit, bucketAuditFailed}[i]
+			n := auditCount(counts, b, name)
+			removed, err := pruneAudit(b, n, ret, ev.Time)
+			if err != nil {
+				return err
+			}
+			if removed > n {
+				removed = n // a stored count that was wrong: recounted next time it matters
+			}
+			if err := counts.Put(name, u64(n-removed)); err != nil {
 				return err
 			}
 		}
@@ -66,12 +90,26 @@ func (s *Store) AppendAudit(ev *AuditEvent, ret AuditRetention) error {
 	})
 }
 
-// pruneAudit removes b's oldest records past the count bound and every
-// record older than the age bound.
-func pruneAudit(b *bolt.Bucket, ret AuditRetention, now time.Time) error {
+// auditCount is how many records b holds: its stored count, or counted
+// (a store written before the counts existed).
+func auditCount(counts, b *bolt.Bucket, name []byte) uint64 {
+	if v := counts.Get(name); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	var n uint64
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		n++
+	}
+	return n
+}
+
+// pruneAudit removes b's oldest records past the count bound (b holds n)
+// and every record older than the age bound; it returns how many it removed.
+func pruneAudit(b *bolt.Bucket, n uint64, ret AuditRetention, now time.Time) (uint64, error) {
 	extra := 0
-	if ret.MaxRecords > 0 {
-		extra = b.Stats().KeyN - ret.MaxRecords
+	if ret.MaxRecords > 0 && n > uint64(ret.MaxRecords) {
+		extra = int(n - uint64(ret.MaxRecords))
 	}
 	var drop [][]byte
 	c := b.Cursor()
@@ -92,10 +130,10 @@ func pruneAudit(b *bolt.Bucket, ret AuditRetention, now time.Time) error {
 	}
 	for _, k := range drop {
 		if err := b.Delete(k); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return uint64(len(drop)), nil
 }
 
 // AuditFilter selects audit events; zero fields match everything.
