@@ -66,6 +66,17 @@ type adminAuth struct {
 	// roles returns the role file in force (nil: none); it may change
 	// between calls when the file is reloaded.
 	roles func() *Roles
+	// refused, when set, hears of every call refused by authorization
+	// (for the audit trail); it decides which ones to record.
+	refused func(ctx context.Context, method string, req any, err error)
+}
+
+// deny reports a refused call to a.refused and returns err.
+func (a adminAuth) deny(ctx context.Context, method string, req any, err error) error {
+	if a.refused != nil {
+		a.refused(ctx, method, req, err)
+	}
+	return err
 }
 
 // grantFor is what the caller may do.
@@ -184,23 +195,25 @@ func scopedSocketName(req any) (string, bool) {
 }
 
 func (a adminAuth) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	ctx, err := a.authorize(ctx, info.FullMethod, req)
+	actx, err := a.authorize(ctx, info.FullMethod, req)
 	if err != nil {
-		return nil, err
+		return nil, a.deny(ctx, info.FullMethod, req, err)
 	}
-	return h(ctx, req)
+	return h(actx, req)
 }
 
 func (a adminAuth) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	ctx, err := a.authorize(ss.Context(), info.FullMethod, nil)
 	if err != nil {
-		return err
+		return a.deny(ss.Context(), info.FullMethod, nil, err)
 	}
 	as := &authedStream{ServerStream: ss, ctx: ctx}
 	if r, _ := methodRule(info.FullMethod); r.socketScoped {
 		as.check = func(m any) error {
-			_, err := a.authorize(ss.Context(), info.FullMethod, m)
-			return err
+			if _, err := a.authorize(ss.Context(), info.FullMethod, m); err != nil {
+				return a.deny(ss.Context(), info.FullMethod, m, err)
+			}
+			return nil
 		}
 	}
 	return h(srv, as)

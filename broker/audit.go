@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc/status"
+
+	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
 
 // AuditEvent is one record of the admin audit trail: who changed what,
@@ -210,4 +212,29 @@ func requestedTenant(t Tenant) *Tenant {
 		t.Mode = ModeEnforce
 	}
 	return &t
+}
+
+// refused records an admin call that authorization refused, when it asked
+// for a change (create, update, delete, purge, backup): who tried, on what
+// socket, and why not. Read-only calls refused are only logged by the
+// admin server's call log.
+func (a *auditor) refused(ctx context.Context, method string, req any, err error) {
+	ev := AuditEvent{}
+	switch method {
+	case sockguardv1.SockguardService_CreateSocket_FullMethodName:
+		ev.Action = AuditCreate
+	case sockguardv1.SockguardService_UpdateSocket_FullMethodName:
+		ev.Action = AuditUpdate
+	case sockguardv1.SockguardService_DeleteSocket_FullMethodName, sockguardv1.SockguardService_DeleteSocketStream_FullMethodName:
+		ev.Action = AuditDelete
+		if r, ok := req.(interface{ GetPurge() bool }); ok && r.GetPurge() {
+			ev.Action = AuditPurge
+		}
+	case sockguardv1.SockguardService_BackupState_FullMethodName:
+		ev.Action = AuditBackup
+	default:
+		return
+	}
+	ev.Socket, _ = scopedSocketName(req)
+	a.record(ctx, ev, err)
 }

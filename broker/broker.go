@@ -424,7 +424,7 @@ func Run(ctx context.Context, cfg Config) error {
 	} else {
 		close(healthDone)
 	}
-	auth := adminAuth{gid: cfg.AdminGroup, roles: adminFiles.currentRoles}
+	auth := adminAuth{gid: cfg.AdminGroup, roles: adminFiles.currentRoles, refused: b.audit.refused}
 	srv := newAdminServer(&service{b: b}, peerCredentials{}, auth, hsvc, log)
 	served := make(chan error, 2)
 	go func() { served <- srv.Serve(adminLn) }()

@@ -7,7 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
 	"github.com/sockguard/sockguard/policy"
+	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
 
 func TestAuditRetention(t *testing.T) {
@@ -185,5 +191,38 @@ func TestTenantDiff(t *testing.T) {
 	}
 	if d := tenantDiff(before, before); len(d) != 0 {
 		t.Fatalf("no change gave %+v", d)
+	}
+}
+
+// TestAuditRefusedCalls: a change refused by authorization is recorded
+// with who tried; a refused read is not.
+func TestAuditRefusedCalls(t *testing.T) {
+	s := openTestStore(t)
+	au := &auditor{store: s, ret: DefaultAuditRetention, log: slog.New(slog.DiscardHandler)}
+	a := adminAuth{gid: -1, refused: au.refused}
+	ctx := peer.NewContext(context.Background(), &peer.Peer{AuthInfo: peerAuthInfo{cred: PeerCred{UID: 1000, GID: 1000, PID: 42}}})
+	never := func(context.Context, any) (any, error) { t.Fatal("handler ran"); return nil, nil }
+	calls := []struct {
+		method string
+		req    any
+	}{
+		{sockguardv1.SockguardService_UpdateSocket_FullMethodName, &sockguardv1.UpdateSocketRequest{Socket: &sockguardv1.Socket{Name: "runner-7"}}},
+		{sockguardv1.SockguardService_DeleteSocket_FullMethodName, &sockguardv1.DeleteSocketRequest{Name: "runner-7", Purge: true}},
+		{sockguardv1.SockguardService_ListSockets_FullMethodName, &sockguardv1.ListSocketsRequest{}},
+	}
+	for _, c := range calls {
+		if _, err := a.unary(ctx, c.req, &grpc.UnaryServerInfo{FullMethod: c.method}, never); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("%s: %v", c.method, err)
+		}
+	}
+	evs, _, _, err := s.ListAudit(AuditFilter{}, 0, 10)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("%+v %v", evs, err)
+	}
+	for i, want := range []string{AuditPurge, AuditUpdate} {
+		ev := evs[i]
+		if ev.Action != want || ev.Socket != "runner-7" || ev.Result != "PermissionDenied" || ev.Caller.UID != 1000 || ev.Caller.PID != 42 || ev.Caller.Transport != TransportUnix {
+			t.Errorf("event %d: %+v", i, ev)
+		}
 	}
 }
