@@ -281,7 +281,7 @@ func containerCreateFields(t *tableBuilder) {
 
 func hostConfigFields(t *tableBuilder, p string) {
 	t.judgedRef(p+"Binds", kArray, "container.allowed_bind_roots", "volume",
-		"host paths must lie under an allowed root; a name is a named volume")
+		"host paths must lie under an allowed root, with options from an allowlist (ro, rw, z, Z, private or slave propagation); a name is a named volume")
 	t.safe(p+"ContainerIDFile", kScalar, "dockerd ignores it; the CLI writes the file itself")
 	t.obj(p + "LogConfig")
 	t.judged(p+"LogConfig.Type", kScalar, "container.allowed_log_drivers", "remote drivers make dockerd connect out from the host")

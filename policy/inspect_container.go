@@ -273,6 +273,9 @@ func (p *Policy) checkHostConfig(prefix string, h *hostConfigBody, binds, mounts
 			if ro, ok = bindReadOnly(parts[2]); !ok {
 				return malformed(ruleContainer, "%s %s: both ro and rw given", field, q(bind))
 			}
+			if d := checkBindOptions(field, parts[2]); !d.Allow {
+				return d
+			}
 		}
 		rewrite, d := p.checkBindSource(field, parts[0], ro, false)
 		if !d.Allow {
