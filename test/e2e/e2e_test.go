@@ -437,6 +437,11 @@ func TestUpstreamUnreachable(t *testing.T) {
 			t.Errorf("GET %s: body %q (err %v), want {\"message\": ...}", target, body, err)
 		}
 	}
-	// The admin plane works without the upstream.
-	b.Sgctl("status").MustSucceed(t)
+	// The admin plane works without the upstream; status prints its
+	// report and, as a healthcheck, exits 1.
+	st := b.Sgctl("status")
+	if st.Code != 1 || !strings.Contains(st.Stdout, "not reachable") || !strings.Contains(st.Stdout, "sockets") {
+		t.Errorf("status without the upstream: %s", st)
+	}
+	b.Sgctl("ls").MustSucceed(t)
 }
