@@ -202,6 +202,8 @@ func TestInspectContainerCreate(t *testing.T) {
 		// Security options.
 		{name: "seccomp=unconfined", body: run(t, nil, hc("SecurityOpt", strs("seccomp=unconfined"))), status: no, code: ReasonEscalation, reason: "seccomp"},
 		{name: "seccomp custom profile", body: run(t, nil, hc("SecurityOpt", strs(`seccomp={"defaultAction":"SCMP_ACT_ALLOW"}`))), status: no, code: ReasonEscalation},
+		{name: "-v ro,shared", body: run(t, nil, hc("Binds", strs("/home/runner/_work/x:/w:ro,shared"))), status: no, code: ReasonBindMount, reason: "HostConfig.Binds[0]"},
+		{name: "-v rslave and z", body: run(t, nil, hc("Binds", strs("/home/runner/_work/x:/w:rslave,z"))), allow: true},
 		{name: "apparmor=unconfined", body: run(t, nil, hc("SecurityOpt", strs("apparmor=unconfined"))), status: no, code: ReasonEscalation},
 		{name: "label=disable", body: run(t, nil, hc("SecurityOpt", strs("label=disable"))), status: no, code: ReasonEscalation},
 		{name: "label:disable", body: run(t, nil, hc("SecurityOpt", strs("label:disable"))), status: no, code: ReasonEscalation},

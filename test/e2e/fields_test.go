@@ -63,6 +63,7 @@ func TestFieldAllowlistsRefuse(t *testing.T) {
 		{"cgroup parent", runArgs("--cgroup-parent", "/"), []string{"CgroupParent"}},
 		{"storage opt", runArgs("--storage-opt", "size=1G"), []string{"StorageOpt"}},
 		{"bind propagation shared", runArgs("--mount", "type=bind,src="+work+",dst=/w,bind-propagation=rshared"), []string{"BindOptions.Propagation"}},
+		{"bind propagation shared in -v", runArgs("-v", work+":/w:rshared"), []string{"Binds[0]"}},
 		{"tmpfs mount exec", runArgs("--tmpfs", "/t:exec"), []string{`Tmpfs["/t"]`}},
 		{"isolation hyperv", runArgs("--isolation", "hyperv"), []string{"Isolation"}},
 	} {
