@@ -71,9 +71,15 @@ type adminAuth struct {
 	refused func(ctx context.Context, method string, req any, err error)
 }
 
-// deny reports a refused call to a.refused and returns err.
+// deny reports a refused call to a.refused, with the caller and the role
+// it has (the audit trail records who was refused as what), and returns
+// err.
 func (a adminAuth) deny(ctx context.Context, method string, req any, err error) error {
 	if a.refused != nil {
+		if id, ok := transportIdentity(ctx); ok {
+			id.Role = a.grantFor(id).role.String()
+			ctx = withCaller(ctx, id)
+		}
 		a.refused(ctx, method, req, err)
 	}
 	return err

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/sockguard/sockguard/internal/certgen"
@@ -87,7 +88,6 @@ func TestParseRoles(t *testing.T) {
 		{"bad identity kind", "bindings:\n- role: viewer\n  identities: [email:a@b]\n", "want uid:N"},
 		{"uid not numeric", "bindings:\n- role: viewer\n  identities: [uid:root]\n", "numeric"},
 		{"uri without scheme", "bindings:\n- role: viewer\n  identities: [uri:fleet/ops]\n", "want a URI"},
-		{"cn smuggling an OU", "bindings:\n- role: viewer\n  identities: [\"cn:a,OU=sre\"]\n", "may not contain"},
 		{"sockets on viewer", "bindings:\n- role: viewer\n  identities: [cn:a]\n  sockets: [x]\n", "operator role only"},
 		{"sockets on admin", "bindings:\n- role: admin\n  identities: [cn:a]\n  sockets: [x]\n", "operator role only"},
 		{"empty sockets", "bindings:\n- role: operator\n  identities: [cn:a]\n  sockets: []\n", "sockets is empty"},
@@ -132,7 +132,21 @@ func TestGrants(t *testing.T) {
 		t.Fatal(err)
 	}
 	auth := adminAuth{gid: 50, roles: func() *Roles { return roles }}
-	tlsID := func(s string) CallerIdentity { return CallerIdentity{Transport: TransportTLS, Subject: s} }
+	// tlsID is a caller with a verified certificate named s: a URI, or
+	// "CN=name[,OU=unit...]" split the way a certificate holds them.
+	tlsID := func(s string) CallerIdentity {
+		n := &certNames{}
+		if strings.Contains(s, "://") {
+			n.uri = s
+		} else {
+			parts := strings.Split(s, "|")
+			n.cn = strings.TrimPrefix(parts[0], "CN=")
+			for _, p := range parts[1:] {
+				n.ous = append(n.ous, strings.TrimPrefix(p, "OU="))
+			}
+		}
+		return CallerIdentity{Transport: TransportTLS, Subject: s, cert: n}
+	}
 	unixID := func(uid, gid uint32) CallerIdentity {
 		return CallerIdentity{Transport: TransportUnix, UID: uid, GID: gid, PID: int32(os.Getpid())}
 	}
@@ -144,15 +158,18 @@ func TestGrants(t *testing.T) {
 		refused []string
 	}{
 		{"uri viewer", tlsID("spiffe://fleet/viewer"), RoleViewer, nil, []string{"runner-1"}},
-		{"ou viewer", tlsID("CN=carol,OU=dev,OU=sre"), RoleViewer, nil, nil},
+		{"ou viewer", tlsID("CN=carol|OU=dev|OU=sre"), RoleViewer, nil, nil},
+		{"a CN that spells an OU is not one", tlsID("CN=mallory,OU=sre"), RoleNone, nil, nil},
+		{"an OU that spells a CN is not one", tlsID("CN=x|OU=sre,CN=runner-bot"), RoleNone, nil, []string{"runner-1"}},
 		{"ou is not a cn", tlsID("CN=sre"), RoleNone, nil, nil},
 		{"cn operator narrowed", tlsID("CN=runner-bot"), RoleOperator, []string{"runner-9", "runner-"}, []string{"build-1", "Runner-9", "runner-9/../x", "xrunner-1"}},
-		{"cn with an OU still the cn", tlsID("CN=runner-bot,OU=x"), RoleOperator, []string{"runner-1"}, []string{"build-1"}},
+		{"cn with an OU still the cn", tlsID("CN=runner-bot|OU=x"), RoleOperator, []string{"runner-1"}, []string{"build-1"}},
 		{"globs unite", tlsID("CN=two-globs"), RoleOperator, []string{"runner-1", "build-1"}, []string{"build-10"}},
 		{"uri admin", tlsID("spiffe://fleet/admin"), RoleAdmin, []string{"anything"}, nil},
 		{"uri prefix is not the uri", tlsID("spiffe://fleet/admin/x"), RoleNone, nil, nil},
 		{"unknown cert", tlsID("CN=mallory"), RoleNone, nil, nil},
 		{"a cert cannot claim a uid", tlsID("uid:0"), RoleNone, nil, nil},
+		{"a cert without verified names", CallerIdentity{Transport: TransportTLS, Subject: "spiffe://fleet/admin"}, RoleNone, nil, nil},
 		{"root demoted by the file", unixID(0, 0), RoleViewer, nil, []string{"runner-1"}},
 		{"uid viewer", unixID(1000, 1000), RoleViewer, nil, nil},
 		{"admin group member stays admin", unixID(2000, 50), RoleAdmin, []string{"x"}, nil},
@@ -182,6 +199,56 @@ func TestGrants(t *testing.T) {
 	}
 	if g := plain.grantFor(tlsID("spiffe://fleet/admin")); g.role != RoleNone {
 		t.Errorf("TLS caller without a role file: %s", g.role)
+	}
+}
+
+// TestCertIdentity: the identity comes from the verified chain's leaf,
+// with its names kept apart, so a CN cannot spell an OU or a URI.
+func TestCertIdentity(t *testing.T) {
+	ca, err := certgen.NewCA(certgen.Options{CommonName: "ca"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles, err := ParseRoles([]byte("bindings:\n- role: admin\n  identities: [ou:sre, \"cn:spiffe://fleet/admin\", uri:spiffe://fleet/admin]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		o       certgen.Options
+		subject string
+		role    Role
+	}{
+		{"cn spelling an ou", certgen.Options{CommonName: "mallory,OU=sre"}, `CN=mallory\,OU\=sre`, RoleNone},
+		{"real ou", certgen.Options{CommonName: "carol", OUs: []string{"sre"}}, "CN=carol,OU=sre", RoleAdmin},
+		{"cn spelling a uri", certgen.Options{CommonName: "spiffe://fleet/admin"}, `CN=spiffe://fleet/admin`, RoleAdmin},
+		{"uri wins over cn and ou", certgen.Options{CommonName: "x", OUs: []string{"sre"}, URIs: []string{"spiffe://fleet/other"}}, "spiffe://fleet/other", RoleNone},
+		{"uri", certgen.Options{URIs: []string{"spiffe://fleet/admin"}}, "spiffe://fleet/admin", RoleAdmin},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ca.Client(tc.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := peer.NewContext(context.Background(), &peer.Peer{AuthInfo: credentials.TLSInfo{
+				State: tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{c.Cert, ca.Cert}}},
+			}})
+			id := callerIdentity(ctx)
+			if id.Transport != TransportTLS || id.Subject != tc.subject {
+				t.Fatalf("identity %+v, want subject %s", id, tc.subject)
+			}
+			if g := roles.grantFor(id, nil); g.role != tc.role {
+				t.Fatalf("role %s, want %s", g.role, tc.role)
+			}
+		})
+	}
+	// Presented but unverified certificates name nobody.
+	c, _ := ca.Client(certgen.Options{URIs: []string{"spiffe://fleet/admin"}})
+	ctx := peer.NewContext(context.Background(), &peer.Peer{AuthInfo: credentials.TLSInfo{
+		State: tls.ConnectionState{PeerCertificates: []*x509.Certificate{c.Cert}},
+	}})
+	if id, ok := transportIdentity(ctx); ok || id.Transport != "" {
+		t.Fatalf("an unverified certificate gave %+v", id)
 	}
 }
 

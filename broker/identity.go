@@ -30,8 +30,21 @@ type CallerIdentity struct {
 	PID       int32
 	Subject   string
 	// Role is the role the admin interceptor granted (viewer, operator,
-	// admin); empty before authorization ran or when it refused.
+	// admin, or none); empty before authorization ran.
 	Role string
+	// cert holds the verified certificate's names as separate values, for
+	// role matching: Subject is for people and logs, and a CN such as
+	// "x,OU=sre" must never read as an OU. nil on the unix socket.
+	cert *certNames
+}
+
+// certNames are a client certificate's names as the role file matches
+// them: its first URI SAN when it has one (then CN and OU do not count),
+// else its CN and OUs.
+type certNames struct {
+	uri string
+	cn  string
+	ous []string
 }
 
 // String is a short, log-safe form: "uid 1000 gid 1000 pid 42" or
@@ -80,19 +93,27 @@ func transportIdentity(ctx context.Context) (CallerIdentity, bool) {
 		if len(chains) == 0 || len(chains[0]) == 0 {
 			return CallerIdentity{}, false // default deny: only a verified chain names someone
 		}
-		subj := certSubject(chains[0][0])
+		leaf := chains[0][0]
+		subj := certSubject(leaf)
 		if subj == "" {
 			return CallerIdentity{}, false
 		}
-		return CallerIdentity{Transport: TransportTLS, Subject: subj}, true
+		names := &certNames{}
+		if len(leaf.URIs) > 0 {
+			names.uri = leaf.URIs[0].String()
+		} else {
+			names.cn, names.ous = leaf.Subject.CommonName, leaf.Subject.OrganizationalUnit
+		}
+		return CallerIdentity{Transport: TransportTLS, Subject: subj, cert: names}, true
 	}
 	return CallerIdentity{}, false
 }
 
-// certSubject names a verified client certificate: its first URI SAN (for
-// example spiffe://fleet.example/ops) when it has one, else its subject as
-// "CN=name" followed by ",OU=unit" for each organizational unit. Empty when
-// the certificate carries neither.
+// certSubject names a verified client certificate for people and logs: its
+// first URI SAN (for example spiffe://fleet.example/ops) when it has one,
+// else its subject as "CN=name" followed by ",OU=unit" for each
+// organizational unit, with '\\', ',' and '=' in the values escaped by a
+// backslash. Empty when the certificate carries neither.
 func certSubject(c *x509.Certificate) string {
 	if len(c.URIs) > 0 {
 		return c.URIs[0].String()
@@ -100,9 +121,10 @@ func certSubject(c *x509.Certificate) string {
 	if c.Subject.CommonName == "" && len(c.Subject.OrganizationalUnit) == 0 {
 		return ""
 	}
-	parts := []string{"CN=" + c.Subject.CommonName}
+	esc := strings.NewReplacer(`\`, `\\`, ",", `\,`, "=", `\=`)
+	parts := []string{"CN=" + esc.Replace(c.Subject.CommonName)}
 	for _, ou := range c.Subject.OrganizationalUnit {
-		parts = append(parts, "OU="+ou)
+		parts = append(parts, "OU="+esc.Replace(ou))
 	}
 	return strings.Join(parts, ",")
 }

@@ -243,6 +243,24 @@ func TestFleetAdminTLS(t *testing.T) {
 		if slices.Contains(a.socketNames(t), "runner-5") {
 			t.Fatal("a viewer created a socket")
 		}
+		// The refusal is in the audit trail with the certificate's
+		// identity and role (read by root over the unix socket).
+		var out struct {
+			Events []struct {
+				Action, Socket, Result string
+				Caller                 struct{ Subject, Role, Transport string }
+			} `json:"events"`
+		}
+		a.SgctlJSON(t, &out, "events", "--socket", "runner-5")
+		if len(out.Events) != 2 {
+			t.Fatalf("audit events of runner-5: %+v, want the two refused creates", out.Events)
+		}
+		for _, ev := range out.Events {
+			if ev.Action != "create" || ev.Result != "PermissionDenied" || ev.Caller.Transport != "tls" ||
+				ev.Caller.Subject != "spiffe://fleet.test/viewer" || ev.Caller.Role != "viewer" {
+				t.Errorf("audit event %+v", ev)
+			}
+		}
 		if _, err := api.ListSockets(ctx, &sockguardv1.ListSocketsRequest{}); err != nil {
 			t.Fatalf("viewer ListSockets: %v", err)
 		}
