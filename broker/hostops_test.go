@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -616,5 +617,25 @@ func TestLogFileRefusesSymlink(t *testing.T) {
 	io.WriteString(f, "x\n")
 	if b, _ := os.ReadFile(target); len(b) != 0 {
 		t.Fatalf("the symlink target got %q", b)
+	}
+}
+
+func TestClipNames(t *testing.T) {
+	var many []string
+	for i := range 40 {
+		many = append(many, "s"+strconv.Itoa(i))
+	}
+	tests := []struct {
+		in   []string
+		want string
+	}{
+		{nil, "[]"},
+		{[]string{"a", "b"}, "[a b]"},
+		{many, "[" + strings.Join(many[:32], " ") + " ...] (40 in all)"},
+	}
+	for _, tt := range tests {
+		if got := clipNames(tt.in); got != tt.want {
+			t.Errorf("clipNames(%d names) = %q, want %q", len(tt.in), got, tt.want)
+		}
 	}
 }

@@ -138,16 +138,25 @@ func (b *Broker) reload() {
 		var res ReloadResult
 		res, err = b.reg.applyCatalog(cat)
 		if err == nil {
-			b.log.Info("presets_reloaded", "dir", b.cfg.PresetDir, "added", res.Added, "removed", res.Removed,
-				"changed", res.Changed, "sockets_updated", res.Updated, "sockets_started", res.Started,
-				"duration", time.Since(start))
-			for _, name := range res.StillFailed {
-				b.log.Warn("socket_still_failed", "socket", name)
-			}
+			b.log.Info("presets_reloaded", "dir", b.cfg.PresetDir, "added", clipNames(res.Added), "removed", clipNames(res.Removed),
+				"changed", clipNames(res.Changed), "sockets_updated", clipNames(res.Updated), "sockets_started", clipNames(res.Started),
+				"sockets_still_failed", clipNames(res.StillFailed), "duration", time.Since(start))
 			return
 		}
 	}
 	b.log.Error("presets_reload_failed", "dir", b.cfg.PresetDir, "err", err, "kept", "the previous presets and policies")
+}
+
+// maxLoggedNames bounds the names one reload log line lists.
+const maxLoggedNames = 32
+
+// clipNames is names for a log line: at most maxLoggedNames, then how
+// many more there were.
+func clipNames(names []string) string {
+	if len(names) <= maxLoggedNames {
+		return "[" + strings.Join(names, " ") + "]"
+	}
+	return fmt.Sprintf("[%s ...] (%d in all)", strings.Join(names[:maxLoggedNames], " "), len(names))
 }
 
 // applyCatalog swaps in cat when every socket still compiles under it,

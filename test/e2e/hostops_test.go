@@ -417,7 +417,7 @@ func TestReloadManySockets(t *testing.T) {
 	log := waitLogCount(t, b, "msg=presets_reloaded", 1)
 	line := regexp.MustCompile(`msg=presets_reloaded.*`).FindString(log)
 	t.Logf("reload with %d sockets: %s", n, line)
-	if !strings.Contains(line, "m49") {
+	if !strings.Contains(line, "(50 in all)") {
 		t.Fatalf("reload did not update every socket: %s", line)
 	}
 	b.Docker("m49", "ps").MustSucceed(t)
