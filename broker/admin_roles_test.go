@@ -348,7 +348,7 @@ func TestAdminTLS(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tcfg := AdminTLSConfig{Listen: "tcp://127.0.0.1:0", CertFile: filepath.Join(dir, "server.pem"),
 		KeyFile: filepath.Join(dir, "server-key.pem"), ClientCA: filepath.Join(dir, "ca.pem")}
-	af, err := loadAdminFiles(tcfg, rolesFile, log)
+	af, err := loadAdminFiles(tcfg, rolesFile, false, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,6 +480,32 @@ func TestAdminTLS(t *testing.T) {
 		})
 	}
 
+	t.Run("files others can write are refused", func(t *testing.T) {
+		for _, f := range []string{rolesFile, tcfg.ClientCA, tcfg.KeyFile} {
+			if err := os.Chmod(f, 0o620); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := loadAdminFiles(tcfg, rolesFile, false, log); err == nil || !strings.Contains(err.Error(), "writable by group or others") {
+				t.Errorf("%s mode 0620: %v", f, err)
+			}
+			if _, err := loadAdminFiles(tcfg, rolesFile, true, log); err != nil {
+				t.Errorf("%s with allow-shared: %v", f, err)
+			}
+			if err := os.Chmod(f, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chmod(tcfg.KeyFile, 0o604); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadAdminFiles(tcfg, rolesFile, false, log); err == nil || !strings.Contains(err.Error(), "readable by others") {
+			t.Errorf("key mode 0604: %v", err)
+		}
+		if err := os.Chmod(tcfg.KeyFile, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("the service sees the caller and its role", func(t *testing.T) {
 		if err := call(dial(t, operator, nil), "create", "runner-2"); err != nil {
 			t.Fatal(err)
@@ -559,7 +585,7 @@ func BenchmarkAdminTLS(b *testing.B) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tcfg := AdminTLSConfig{Listen: "tcp://127.0.0.1:0", CertFile: filepath.Join(dir, "server.pem"),
 		KeyFile: filepath.Join(dir, "server-key.pem"), ClientCA: filepath.Join(dir, "ca.pem")}
-	af, err := loadAdminFiles(tcfg, rolesFile, log)
+	af, err := loadAdminFiles(tcfg, rolesFile, false, log)
 	if err != nil {
 		b.Fatal(err)
 	}

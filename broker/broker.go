@@ -202,7 +202,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	cfg.SocketDir = filepath.Clean(cfg.SocketDir)
-	adminFiles, err := loadAdminFiles(cfg.AdminTLS, cfg.AdminRoles, log)
+	adminFiles, err := loadAdminFiles(cfg.AdminTLS, cfg.AdminRoles, cfg.AllowSharedDirs, log)
 	if err != nil {
 		return err
 	}

@@ -215,9 +215,39 @@ type adminFiles struct {
 	roles *reloadable[Roles]
 }
 
+// checkAdminFile refuses a file that decides who is admin (the role file,
+// the client CA, the listener's certificate and key) when someone besides
+// root and the broker's own uid could write it, or, for the key, read it
+// (unless allowShared): whoever writes the CA file or the role file makes
+// themselves admin at the next reload.
+func checkAdminFile(flag, file string, key, allowShared bool) error {
+	if allowShared {
+		return nil
+	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		return fmt.Errorf("%s: %w", flag, err)
+	}
+	uid := -1
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		uid = int(st.Uid)
+	}
+	switch perm := fi.Mode().Perm(); {
+	case perm&0o022 != 0:
+		return fmt.Errorf("%w: %s: %s is writable by group or others (mode %#o) (pass --allow-shared-dirs if this is deliberate)",
+			ErrInvalidArgument, flag, file, perm)
+	case key && perm&0o004 != 0:
+		return fmt.Errorf("%w: %s: %s is readable by others (mode %#o)", ErrInvalidArgument, flag, file, perm)
+	case uid != 0 && uid != os.Geteuid():
+		return fmt.Errorf("%w: %s: %s is owned by uid %d, not root or the broker's uid (pass --allow-shared-dirs if this is deliberate)",
+			ErrInvalidArgument, flag, file, uid)
+	}
+	return nil
+}
+
 // loadAdminFiles reads and checks the admin listener's and role file's
 // settings before anything is served.
-func loadAdminFiles(t AdminTLSConfig, rolesFile string, log *slog.Logger) (*adminFiles, error) {
+func loadAdminFiles(t AdminTLSConfig, rolesFile string, allowShared bool, log *slog.Logger) (*adminFiles, error) {
 	af := &adminFiles{}
 	if t.Listen == "" {
 		if t.CertFile != "" || t.KeyFile != "" || t.ClientCA != "" {
@@ -233,14 +263,31 @@ func loadAdminFiles(t AdminTLSConfig, rolesFile string, log *slog.Logger) (*admi
 		if rolesFile == "" {
 			return nil, fmt.Errorf("%w: --admin-listen needs --admin-roles: a client certificate has no role unless the role file gives it one", ErrInvalidArgument)
 		}
-		r, err := newReloadable("tls", func() (*tlsMaterial, error) { return loadTLSMaterial(t) }, log, t.CertFile, t.KeyFile, t.ClientCA)
+		load := func() (*tlsMaterial, error) {
+			for _, f := range []struct {
+				flag, file string
+				key        bool
+			}{{"--admin-tls-cert", t.CertFile, false}, {"--admin-tls-key", t.KeyFile, true}, {"--admin-client-ca", t.ClientCA, false}} {
+				if err := checkAdminFile(f.flag, f.file, f.key, allowShared); err != nil {
+					return nil, err
+				}
+			}
+			return loadTLSMaterial(t)
+		}
+		r, err := newReloadable("tls", load, log, t.CertFile, t.KeyFile, t.ClientCA)
 		if err != nil {
 			return nil, err
 		}
 		af.tls = r
 	}
 	if rolesFile != "" {
-		r, err := newReloadable("roles", func() (*Roles, error) { return LoadRoles(rolesFile) }, log, rolesFile)
+		load := func() (*Roles, error) {
+			if err := checkAdminFile("--admin-roles", rolesFile, false, allowShared); err != nil {
+				return nil, err
+			}
+			return LoadRoles(rolesFile)
+		}
+		r, err := newReloadable("roles", load, log, rolesFile)
 		if err != nil {
 			return nil, err
 		}
