@@ -64,8 +64,11 @@ func ParsePinMode(s string) (PinMode, error) {
 
 // PinLabel is stamped on every container created through a tenant socket
 // with the ids of the pin directories it mounts, comma-separated: its own
-// and those of the containers it takes VolumesFrom (absent when none). The
-// sweep keeps exactly the pins an existing container names.
+// and those of the containers it takes VolumesFrom (empty when none, never
+// absent: dockerd gives a container the labels of its image where the
+// create sets none, and an image may carry this label with another
+// tenant's pin ids, read from the host's mountinfo). The sweep keeps
+// exactly the pins an existing container names.
 const PinLabel = "io.sockguard.pin"
 
 // pinRefused is a bind source the broker will not forward; the handler
@@ -751,8 +754,9 @@ func (pn *pinner) run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// setLabel sets (or, with value "", removes) one label in a container
-// create body, replacing whatever the client sent under that key. The body
+// setLabel sets one label in a container create body, replacing whatever
+// the client sent under that key; an empty value is set too, so that the
+// image's label of that name cannot reach the container. The body
 // has passed strict decoding: exactly one key equals "Labels" under case
 // folding, the one dockerd reads.
 func setLabel(body []byte, key, value string) ([]byte, error) {
@@ -778,14 +782,7 @@ func setLabel(body []byte, key, value string) ([]byte, error) {
 			labels = map[string]string{}
 		}
 	}
-	if _, had := labels[key]; !had && value == "" {
-		return body, nil
-	}
-	if value == "" {
-		delete(labels, key)
-	} else {
-		labels[key] = value
-	}
+	labels[key] = value
 	raw, err := json.Marshal(labels)
 	if err != nil {
 		return nil, err

@@ -41,13 +41,15 @@ func TestSetLabel(t *testing.T) {
 		want              map[string]string // nil: no Labels key expected
 		same              bool              // the body comes back unchanged
 	}{
-		{name: "nothing to set or remove", body: `{"Image":"x"}`, same: true},
-		{name: "empty body, nothing to set", body: ``, same: true},
+		// An empty value is stamped, never left out: dockerd would give the
+		// container its image's label of that name.
+		{name: "empty value stamped", body: `{"Image":"x"}`, want: map[string]string{PinLabel: ""}},
+		{name: "empty body, empty value stamped", body: ``, want: map[string]string{PinLabel: ""}},
 		{name: "set", body: `{"Image":"x"}`, value: "p1", want: map[string]string{PinLabel: "p1"}},
 		{name: "tenant value replaced", body: `{"Labels":{"a":"b","` + PinLabel + `":"evil"}}`, value: "p1",
 			want: map[string]string{"a": "b", PinLabel: "p1"}},
-		{name: "tenant value removed", body: `{"Labels":{"a":"b","` + PinLabel + `":"evil"}}`,
-			want: map[string]string{"a": "b"}},
+		{name: "tenant value emptied", body: `{"Labels":{"a":"b","` + PinLabel + `":"evil"}}`,
+			want: map[string]string{"a": "b", PinLabel: ""}},
 		{name: "case-folded key", body: `{"labels":{"` + PinLabel + `":"evil"}}`, value: "p1",
 			want: map[string]string{PinLabel: "p1"}},
 	}

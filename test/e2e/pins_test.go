@@ -386,6 +386,33 @@ func TestBindPinCleanup(t *testing.T) {
 		docker("rm", name).MustSucceed(t)
 		b.waitNoPins(t, "after removing the pinned container")
 	})
+	t.Run("image label cannot keep pins", func(t *testing.T) {
+		// Pin ids are public (the host's mountinfo lists every pin), and
+		// dockerd gives a container its image's labels where the create
+		// sets none: an image labelled with another container's pin id
+		// (pulled from any registry; built upstream here) must not keep
+		// that pin alive.
+		name := created(t)
+		keep := strings.TrimSpace(upstreamInspect(t, "container", `{{index .Config.Labels "io.sockguard.pin"}}`, name))
+		if keep == "" {
+			t.Fatal("the created container has no pin label")
+		}
+		ctx := t.TempDir()
+		if err := os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM "+testImage+"\nLABEL io.sockguard.pin="+keep+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		img := objectName(t, "img")
+		cleanupUpstream(t, "image", img)
+		upstreamDocker("build", "-q", "-t", img, ctx).MustSucceed(t)
+		other := objectName(t, "c")
+		cleanupUpstream(t, "container", other)
+		docker("create", "--name", other, "--network", "none", img, "true").MustSucceed(t)
+		if got := strings.TrimSpace(upstreamInspect(t, "container", `{{index .Config.Labels "io.sockguard.pin"}}`, other)); got != "" {
+			t.Fatalf("the container took its image's pin label: %q", got)
+		}
+		docker("rm", name).MustSucceed(t)
+		b.waitNoPins(t, "after removing the pinned container")
+	})
 	t.Run("volumes-from keeps the source's pins", func(t *testing.T) {
 		a := created(t)
 		b2 := objectName(t, "c")
