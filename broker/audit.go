@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -11,6 +13,7 @@ import (
 
 	"google.golang.org/grpc/status"
 
+	"github.com/sockguard/sockguard/policy"
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
 
@@ -57,6 +60,7 @@ const (
 	AuditDelete = "delete"
 	AuditPurge  = "purge"
 	AuditBackup = "backup"
+	AuditReload = "reload" // SIGHUP: presets re-read from --preset-dir
 	AuditOK     = "ok"
 )
 
@@ -88,7 +92,9 @@ type auditor struct {
 // bounds it, logs it and stores it.
 func (a *auditor) record(ctx context.Context, ev AuditEvent, err error) {
 	ev.Time = time.Now().UTC()
-	ev.Caller = auditCaller(callerIdentity(ctx))
+	if ev.Caller == (AuditCaller{}) {
+		ev.Caller = auditCaller(callerIdentity(ctx))
+	}
 	ev.Result = AuditOK
 	if err != nil {
 		st, _ := status.FromError(toStatus(err))
@@ -237,4 +243,59 @@ func (a *auditor) refused(ctx context.Context, method string, req any, err error
 	}
 	ev.Socket, _ = scopedSocketName(req)
 	a.record(ctx, ev, err)
+}
+
+// auditReload records a SIGHUP reload of the preset dir: one event for the
+// broker (presets added, changed, removed) and one per socket whose policy
+// it changed or started, with its preset file's old and new digests, so a
+// socket's own history shows a preset file that widened it. A failed
+// reload changed nothing and is one event with its error.
+func (b *Broker) auditReload(before, after *policy.Catalog, res ReloadResult, err error) {
+	ctx := context.Background()
+	signal := AuditCaller{Transport: "signal"} // SIGHUP: whoever may signal the broker
+	ev := AuditEvent{Action: AuditReload, Caller: signal}
+	if err == nil {
+		ev.Changes = tenantDiffNonEmpty([]FieldChange{
+			{Field: "presets_added", New: listValue(res.Added)},
+			{Field: "presets_changed", New: listValue(res.Changed)},
+			{Field: "presets_removed", Old: listValue(res.Removed)},
+			{Field: "sockets_updated", New: listValue(res.Updated)},
+			{Field: "sockets_started", New: listValue(res.Started)},
+		})
+	}
+	b.audit.record(ctx, ev, err)
+	if err != nil {
+		return
+	}
+	digest := func(c *policy.Catalog, name string) string {
+		if c == nil {
+			return ""
+		}
+		p, err := c.Get(name)
+		if err != nil {
+			return ""
+		}
+		sum := sha256.Sum256(p.Source)
+		return "sha256:" + hex.EncodeToString(sum[:8])
+	}
+	for _, name := range append(slices.Clone(res.Updated), res.Started...) {
+		ev := AuditEvent{Action: AuditReload, Socket: name, Caller: signal}
+		preset := ""
+		if si, err := b.reg.Get(name); err == nil {
+			ev.TenantID, preset = si.Tenant.ID, si.Tenant.Preset
+		}
+		ev.Changes = []FieldChange{{Field: "preset_file", Old: preset + " " + digest(before, preset), New: preset + " " + digest(after, preset)}}
+		b.audit.record(ctx, ev, nil)
+	}
+}
+
+// tenantDiffNonEmpty drops changes with neither an old nor a new value.
+func tenantDiffNonEmpty(cs []FieldChange) []FieldChange {
+	out := cs[:0]
+	for _, c := range cs {
+		if c.Old != "" || c.New != "" {
+			out = append(out, c)
+		}
+	}
+	return out
 }

@@ -136,8 +136,10 @@ func (b *Broker) reload() {
 	}
 	if err == nil {
 		var res ReloadResult
+		before := b.reg.catalog.Load()
 		res, err = b.reg.applyCatalog(cat)
 		if err == nil {
+			b.auditReload(before, cat, res, nil)
 			b.log.Info("presets_reloaded", "dir", b.cfg.PresetDir, "added", clipNames(res.Added), "removed", clipNames(res.Removed),
 				"changed", clipNames(res.Changed), "sockets_updated", clipNames(res.Updated), "sockets_started", clipNames(res.Started),
 				"sockets_still_failed", clipNames(res.StillFailed), "duration", time.Since(start))
@@ -145,6 +147,7 @@ func (b *Broker) reload() {
 		}
 	}
 	b.log.Error("presets_reload_failed", "dir", b.cfg.PresetDir, "err", err, "kept", "the previous presets and policies")
+	b.auditReload(nil, nil, ReloadResult{}, err)
 }
 
 // maxLoggedNames bounds the names one reload log line lists.
@@ -199,7 +202,8 @@ func (r *Registry) applyCatalog(cat *policy.Catalog) (ReloadResult, error) {
 	inUse := map[string][]string{}
 	var compileErr error
 	for name, s := range r.tenants {
-		if s.invalid {
+		if s.invalid || s.purging || s.state.Load().t.Deleting {
+			// Being deleted: never served again, whatever its preset.
 			continue
 		}
 		st := s.state.Load()

@@ -25,15 +25,15 @@ func eventsCommand() *command {
 	return &command{
 		name:    "events",
 		aliases: []string{"history"},
-		usage:   "events [--socket NAME] [--action create|update|delete|purge|backup] [--since 1h|RFC3339] [--until 1h|RFC3339] [--limit N]",
+		usage:   "events [--socket NAME] [--action create|update|delete|purge|backup|reload] [--since 1h|RFC3339] [--until 1h|RFC3339] [--limit N]",
 		short:   "Show the audit trail of the admin API: who changed what, when, with what result",
 		long: "Lists admin changes, newest first: socket creates, updates, deletes and purges, and backups, " +
-			"including refused ones. Each shows who called (uid/gid/pid of the peer on the admin socket), " +
+			"including refused ones, and preset reloads (SIGHUP, one event per socket whose policy changed). Each shows who called (uid/gid/pid of the peer on the admin socket), " +
 			"the settings that changed as old -> new, and the result (ok, or the error). -o json shows the full records.",
 		setup: func(fs *flag.FlagSet) runFunc {
 			o := &eventsOptions{}
 			fs.StringVar(&o.socket, "socket", "", "only events of the socket `NAME`")
-			fs.StringVar(&o.action, "action", "", "only this `ACTION`: create, update, delete, purge or backup")
+			fs.StringVar(&o.action, "action", "", "only this `ACTION`: create, update, delete, purge, backup or reload")
 			fs.StringVar(&o.since, "since", "", "only events at or after `TIME`: a duration back from now (90s, 1h) or an RFC 3339 time")
 			fs.StringVar(&o.until, "until", "", "only events before `TIME`: a duration back from now or an RFC 3339 time")
 			fs.IntVar(&o.limit, "limit", defaultEventsLimit, "show at most `N` events; 0 means all")
@@ -52,9 +52,9 @@ func (c *cli) runEvents(ctx context.Context, o *eventsOptions, args []string) er
 		return usagef("--limit %d: want 0 (all) or more", o.limit)
 	}
 	switch o.action {
-	case "", "create", "update", "delete", "purge", "backup":
+	case "", "create", "update", "delete", "purge", "backup", "reload":
 	default:
-		return usagef("--action %s: want create, update, delete, purge or backup", o.action)
+		return usagef("--action %s: want create, update, delete, purge, backup or reload", o.action)
 	}
 	req := &sockguardv1.ListEventsRequest{Socket: o.socket, Action: o.action}
 	now := c.now()
@@ -125,7 +125,10 @@ func orDash(s string) string {
 // when there are any.
 func callerCell(c *sockguardv1.Caller) string {
 	s := fmt.Sprintf("uid=%d gid=%d pid=%d", c.GetUid(), c.GetGid(), c.GetPid())
-	if c.GetSubject() != "" {
+	switch {
+	case c.GetTransport() == "signal":
+		s = "SIGHUP"
+	case c.GetSubject() != "":
 		s = cell(c.GetSubject())
 	}
 	if c.GetRole() != "" {

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -294,5 +296,57 @@ func TestPurgeKeepsDeletingUntilDone(t *testing.T) {
 	evs := b.events(t, "--socket", "pg-1", "--action", "purge")
 	if len(evs) != 2 || evs[0].Result != "ok" || evs[1].Result != "FailedPrecondition" || !strings.Contains(evs[1].Error, "active endpoints") {
 		t.Errorf("purge events: %+v", evs)
+	}
+}
+
+// TestAuditReload: a SIGHUP that changes a preset file is in the history
+// of every socket using it (old and new file digests); a reload that fails
+// is one broker-wide event with its error.
+func TestAuditReload(t *testing.T) {
+	b := NewBroker(t)
+	presets := filepath.Join(b.Dir, "presets")
+	if err := os.Mkdir(presets, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, src string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(presets, name), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("ops.yaml", reloadPresetV1)
+	b.ExtraArgs = append(b.ExtraArgs, "--preset-dir", presets)
+	b.Start()
+	b.CreateSocket(t, "hup-a", "ops")
+	b.CreateSocket(t, "hup-b", "read-only")
+
+	write("broken.yaml", "name: broken\nrules: [\n")
+	b.signal(t, syscall.SIGHUP)
+	waitLogCount(t, b, "msg=presets_reload_failed", 1)
+	os.Remove(filepath.Join(presets, "broken.yaml"))
+	write("ops.yaml", reloadPresetV2)
+	b.signal(t, syscall.SIGHUP)
+	waitLogCount(t, b, "msg=presets_reloaded", 1)
+
+	evs := b.events(t, "--action", "reload")
+	if len(evs) != 3 {
+		t.Fatalf("reload events: want 3 (failed, broker-wide, hup-a), got %+v", evs)
+	}
+	sock, all, failed := evs[0], evs[1], evs[2]
+	if failed.Socket != "" || failed.Result == "ok" || failed.Error == "" {
+		t.Errorf("failed reload event: %+v", failed)
+	}
+	if _, nw, _ := all.change("sockets_updated"); all.Result != "ok" || nw != "[hup-a]" {
+		t.Errorf("broker-wide reload event: %+v", all)
+	}
+	old, nw, _ := sock.change("preset_file")
+	if sock.Socket != "hup-a" || !strings.HasPrefix(old, "ops sha256:") || !strings.HasPrefix(nw, "ops sha256:") || old == nw {
+		t.Errorf("hup-a reload event: %+v", sock)
+	}
+	if n := len(b.events(t, "--socket", "hup-b", "--action", "reload")); n != 0 {
+		t.Errorf("hup-b (preset unchanged) has %d reload events", n)
+	}
+	if tab := b.Sgctl("events", "--socket", "hup-a").MustSucceed(t).Stdout; !strings.Contains(tab, "SIGHUP") {
+		t.Errorf("sgctl events does not name the signal:\n%s", tab)
 	}
 }

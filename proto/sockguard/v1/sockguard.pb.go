@@ -1373,9 +1373,9 @@ type Caller struct {
 	Subject string `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
 	// Role the caller acted under; empty when roles are not configured.
 	Role string `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
-	// How the caller connected: "unix" (uid/gid/pid are the kernel's) or
+	// How the caller connected: "unix" (uid/gid/pid are the kernel's),
 	// "tls" (subject is the verified client certificate; uid/gid/pid mean
-	// nothing).
+	// nothing) or "signal" (a SIGHUP reload; the sender is not known).
 	Transport     string `protobuf:"bytes,6,opt,name=transport,proto3" json:"transport,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1524,7 +1524,9 @@ type AdminEvent struct {
 	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// When the call finished.
 	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
-	// "create", "update", "delete", "purge" or "backup".
+	// "create", "update", "delete", "purge", "backup" or "reload" (SIGHUP
+	// re-read the preset dir; one event for the broker and one per socket
+	// whose policy changed).
 	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
 	// Socket name (empty for broker-wide actions).
 	Socket string `protobuf:"bytes,4,opt,name=socket,proto3" json:"socket,omitempty"`

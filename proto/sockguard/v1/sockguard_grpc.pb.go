@@ -80,7 +80,7 @@ type SockguardServiceClient interface {
 	// object a purge removes (or fails to remove), then the result.
 	DeleteSocketStream(ctx context.Context, in *DeleteSocketStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DeleteSocketStreamResponse], error)
 	// ListEvents returns the audit trail of the admin API: every change
-	// (create, update, delete, purge, backup) with who asked, what changed
+	// (create, update, delete, purge, backup, preset reload) with who asked, what changed
 	// and the result, newest first.
 	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
 }
@@ -301,7 +301,7 @@ type SockguardServiceServer interface {
 	// object a purge removes (or fails to remove), then the result.
 	DeleteSocketStream(*DeleteSocketStreamRequest, grpc.ServerStreamingServer[DeleteSocketStreamResponse]) error
 	// ListEvents returns the audit trail of the admin API: every change
-	// (create, update, delete, purge, backup) with who asked, what changed
+	// (create, update, delete, purge, backup, preset reload) with who asked, what changed
 	// and the result, newest first.
 	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
 	mustEmbedUnimplementedSockguardServiceServer()
