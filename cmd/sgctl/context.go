@@ -39,7 +39,7 @@ const (
 // fanOutCommands are the read-only commands that run across every context
 // with --context all. Allowlist: anything else, every mutation included,
 // refuses to fan out.
-var fanOutCommands = []string{"list-sockets", "denials"}
+var fanOutCommands = []string{"list-sockets", "denials", "status"}
 
 // sgConfig is the sgctl config file: named brokers, like kubectl's
 // kubeconfig or docker's contexts.
@@ -255,7 +255,7 @@ func contextCommand() *command {
 		long: "Contexts name brokers, like kubectl's and docker's: unix:///path for a local admin socket, or tcp://host:port " +
 			"for a broker's mutual-TLS admin listener with the CA, client certificate and key to use. They live in " +
 			"$SGCTL_CONFIG, else ~/.config/sgctl/config.yaml. 'use' makes one the default; --context NAME picks one for a " +
-			"single command, and --context all (or --all-contexts) runs list-sockets or denials on every context at once " +
+			"single command, and --context all (or --all-contexts) runs list-sockets, denials or status on every context at once " +
 			"with a HOST column. Commands that change something never run on all contexts.",
 		setup: func(fs *flag.FlagSet) runFunc {
 			var add sgContext
@@ -588,4 +588,56 @@ func (c *cli) followAll(ctx context.Context, req *sockguardv1.WatchDenialsReques
 			}
 		}
 	}
+}
+
+// statusAll is status on every context, one line each; like status, it
+// exits 1 when a broker is unreachable or its upstream is.
+func (c *cli) statusAll(ctx context.Context) error {
+	rs := fanOut(ctx, c, func(ctx context.Context, api sockguardv1.SockguardServiceClient) (*sockguardv1.GetBrokerInfoResponse, error) {
+		return api.GetBrokerInfo(ctx, &sockguardv1.GetBrokerInfoRequest{})
+	})
+	down := false
+	if c.jsonOutput() {
+		for _, r := range rs {
+			if r.err != nil {
+				continue
+			}
+			b, err := structuredJSON(r.val)
+			if err != nil {
+				return err
+			}
+			line, _ := json.Marshal(struct {
+				Host string          `json:"host"`
+				Info json.RawMessage `json:"response"`
+			}{r.host, b})
+			fmt.Fprintf(c.stdout, "%s\n", line)
+			down = down || !r.val.GetUpstreamReachable()
+		}
+	} else {
+		tw := newTable(c.stdout)
+		fmt.Fprintln(tw, "HOST\tVERSION\tUPSTREAM\tSOCKETS\tDENIALS\tSTARTED")
+		for _, r := range rs {
+			if r.err != nil {
+				continue
+			}
+			up := "not reachable"
+			if r.val.GetUpstreamReachable() {
+				up = "reachable"
+			} else {
+				down = true
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", r.host, cell(r.val.GetVersion()), up,
+				r.val.GetSocketCount(), r.val.GetDenialsStored(), formatTime(r.val.GetStartTime()))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if err := reportHostErrors(c, rs); err != nil {
+		return err
+	}
+	if down {
+		return exitCodeError(exitFailure)
+	}
+	return nil
 }

@@ -87,6 +87,13 @@ func TestContexts(t *testing.T) {
 			}
 		}
 	})
+	t.Run("fan-out status", func(t *testing.T) {
+		r := sgctlEnv(t, env, "--context", "all", "status")
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if len(lines) != 3 || !strings.HasPrefix(lines[0], "HOST") || !strings.HasPrefix(lines[1], "host-a") || !strings.HasPrefix(lines[2], "host-b") {
+			t.Fatalf("%+v", r)
+		}
+	})
 	t.Run("fan-out denials merge newest first", func(t *testing.T) {
 		r := sgctlEnv(t, env, "--context", "all", "denials")
 		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")

@@ -74,7 +74,7 @@ Global flags (before the command):
         how long to wait for the broker to answer (default %s)
   --context NAME
         send the command to the broker of context NAME (see 'sgctl context');
-        "all" runs list-sockets or denials on every context with a HOST column
+        "all" runs list-sockets, denials or status on every context (HOST column)
   --all-contexts
         the same as --context all
   --version

@@ -35,6 +35,9 @@ func (c *cli) runStatus(ctx context.Context, args []string) error {
 	if err := wantArgs(args); err != nil {
 		return err
 	}
+	if c.fanOut != nil {
+		return c.statusAll(ctx)
+	}
 	info, err := c.brokerInfo(ctx)
 	if err != nil {
 		return err
