@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httputil"
 	"strconv"
@@ -41,7 +42,6 @@ type Proxy struct {
 	// nil only in tests that do not exercise images.
 	images  *imageGuard
 	rp      *httputil.ReverseProxy
-	reqSeq  atomic.Uint64
 	reqBase string
 }
 
@@ -224,6 +224,17 @@ type tenantHandler struct {
 	p           *Proxy
 	ts          *tenantServer
 	maxInFlight int // requests in flight on this socket
+	// Request ids are the broker's base, this socket's random tag and
+	// this socket's own sequence: unique across sockets, and a tenant
+	// counting its ids learns nothing about other tenants' traffic (a
+	// broker-wide sequence would show it).
+	reqTag string
+	reqSeq atomic.Uint64
+}
+
+// newRequestTag is a socket's random part of its request ids.
+func newRequestTag() string {
+	return strconv.FormatUint(rand.Uint64()%(36*36*36*36), 36)
 }
 
 // bodyIsolated reports whether isolation must see (and may rewrite) the
@@ -251,7 +262,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := h.ts.state.Load()
 	ctx := r.Context()
 	cred, _ := credFrom(ctx)
-	reqID := p.reqBase + "-" + strconv.FormatUint(p.reqSeq.Add(1), 36)
+	reqID := p.reqBase + h.reqTag + "-" + strconv.FormatUint(h.reqSeq.Add(1), 36)
 	w.Header().Set(RequestIDHeader, reqID)
 
 	start := time.Now()

@@ -424,7 +424,7 @@ func (r *Registry) listenLocked(s *tenantServer) error {
 		overLimit: func(msg string) { r.recordConnRefused(s, msg) },
 	}
 	s.srv = &http.Server{
-		Handler:           &tenantHandler{p: r.proxy, ts: s, maxInFlight: r.limits.MaxRequestsPerSocket},
+		Handler:           &tenantHandler{p: r.proxy, ts: s, maxInFlight: r.limits.MaxRequestsPerSocket, reqTag: newRequestTag()},
 		ReadHeaderTimeout: r.limits.ReadHeaderTimeout,
 		// No read or write timeout: logs -f, events and wait last as long
 		// as they last. Only idle keep-alive connections are reaped.

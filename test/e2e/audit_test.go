@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -197,6 +198,26 @@ func TestRefusalMessage(t *testing.T) {
 	status, h, _ = doRaw(t, sock, http.MethodGet, "/v1.41/_ping", "", nil)
 	if status != http.StatusOK || h.Get("X-Sockguard-Request-Id") == "" {
 		t.Errorf("ping: %d, header %q", status, h.Get("X-Sockguard-Request-Id"))
+	}
+
+	// Another tenant's traffic does not show in this tenant's ids: each
+	// socket numbers its own requests.
+	other := b.CreateSocket(t, "rf-2", preset)
+	ping := func(s string) (prefix, seq string) {
+		_, h, _ := doRaw(t, s, http.MethodGet, "/v1.41/_ping", "", nil)
+		prefix, seq, _ = strings.Cut(h.Get("X-Sockguard-Request-Id"), "-")
+		return prefix, seq
+	}
+	p1, s1 := ping(sock)
+	for range 5 {
+		ping(other)
+	}
+	p2, s2 := ping(sock)
+	po, _ := ping(other)
+	n1, _ := strconv.ParseUint(s1, 36, 64)
+	n2, _ := strconv.ParseUint(s2, 36, 64)
+	if p1 != p2 || n2 != n1+1 || po == p1 {
+		t.Errorf("request ids: rf-1 %s-%s then %s-%s around 5 requests on rf-2 (%s-...)", p1, s1, p2, s2, po)
 	}
 }
 
