@@ -56,7 +56,9 @@ func TestAdminReflectionAndHealth(t *testing.T) {
 	}
 
 	if path, err := exec.LookPath("grpcurl"); err == nil {
-		r := run(cmdOpts{}, path, "-plaintext", "-unix", b.AdminSocket, "list")
+		// The unix:// target, not -unix PATH: grpcurl 1.9 with a current gRPC
+		// resolves a bare -unix path as a TCP host.
+		r := run(cmdOpts{}, path, "-plaintext", "unix://"+b.AdminSocket, "list")
 		r.MustSucceed(t)
 		if !strings.Contains(r.Stdout, "sockguard.v1.SockguardService") {
 			t.Fatalf("grpcurl list: %s", r)

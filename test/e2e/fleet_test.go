@@ -359,9 +359,9 @@ func TestFleetAdminTLS(t *testing.T) {
 			if !strings.Contains(r.Stdout, "runner-1") {
 				t.Errorf("grpcurl ListSockets: %s", r)
 			}
-			run(cmdOpts{}, path, "-cacert", p.file("ca"), "-cert", p.file("nobody"), "-key", p.key("nobody"), addrA, "list").MustFail(t)
+			run(cmdOpts{}, path, "-connect-timeout", "3", "-cacert", p.file("ca"), "-cert", p.file("nobody"), "-key", p.key("nobody"), addrA, "list").MustFail(t)
 			run(cmdOpts{}, path, append(tlsArgs, addrA, "grpc.health.v1.Health/Check")...).MustSucceed(t)
-			run(cmdOpts{}, path, "-cacert", p.file("ca"), addrA, "grpc.health.v1.Health/Check").MustFail(t)
+			run(cmdOpts{}, path, "-connect-timeout", "3", "-cacert", p.file("ca"), addrA, "grpc.health.v1.Health/Check").MustFail(t)
 		} else {
 			t.Log("grpcurl not installed; used the reflection and health APIs directly")
 		}
