@@ -8,39 +8,65 @@ import (
 )
 
 // checkImageMounts judges the image mounts of a container create body
-// (HostConfig.Mounts[] of Type "image", API 1.48 and later): their Source
-// names an image whose filesystem dockerd mounts into the container, so it
-// is held to the same ownership rule as the Image field. Each source is
-// replaced by the id that was checked, never forwarded as the tenant's text.
-// The body has passed strict decoding: at most one key per name under case
-// folding, the one dockerd reads.
+// (Mounts[] of Type "image", API 1.48 and later), in HostConfig and in the
+// deprecated top-level host config fields dockerd still reads when
+// HostConfig is absent: their Source names an image whose filesystem
+// dockerd mounts into the container, so it is held to the same ownership
+// rule as the Image field. Each source is replaced by the id that was
+// checked, never forwarded as the tenant's text. The body has passed
+// strict decoding: at most one key per name under case folding, the one
+// dockerd reads.
 func (g *imageGuard) checkImageMounts(ctx context.Context, tenant string, body []byte) ([]byte, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil || top == nil {
 		return nil, errAmbiguous("container create body is not a JSON object")
 	}
-	hk := foldKey(top, "HostConfig")
-	if hk == "" || isJSONNull(top[hk]) {
+	changed, err := g.checkMountList(ctx, tenant, top, "")
+	if err != nil {
+		return nil, err
+	}
+	if hk := foldKey(top, "HostConfig"); hk != "" && !isJSONNull(top[hk]) {
+		var hc map[string]json.RawMessage
+		if err := json.Unmarshal(top[hk], &hc); err != nil || hc == nil {
+			return nil, errAmbiguous("HostConfig is not a JSON object")
+		}
+		hcChanged, err := g.checkMountList(ctx, tenant, hc, "HostConfig.")
+		if err != nil {
+			return nil, err
+		}
+		if hcChanged {
+			raw, err := json.Marshal(hc)
+			if err != nil {
+				return nil, err
+			}
+			top[hk] = raw
+			changed = true
+		}
+	}
+	if !changed {
 		return body, nil
 	}
-	var hc map[string]json.RawMessage
-	if err := json.Unmarshal(top[hk], &hc); err != nil || hc == nil {
-		return nil, errAmbiguous("HostConfig is not a JSON object")
-	}
-	mk := foldKey(hc, "Mounts")
-	if mk == "" || isJSONNull(hc[mk]) {
-		return body, nil
+	return json.Marshal(top)
+}
+
+// checkMountList checks and rewrites, in place, the image mounts of the
+// Mounts member of obj (a create body or its HostConfig); prefix names obj
+// in errors. It reports whether obj changed.
+func (g *imageGuard) checkMountList(ctx context.Context, tenant string, obj map[string]json.RawMessage, prefix string) (bool, error) {
+	mk := foldKey(obj, "Mounts")
+	if mk == "" || isJSONNull(obj[mk]) {
+		return false, nil
 	}
 	var mounts []map[string]json.RawMessage
-	if err := json.Unmarshal(hc[mk], &mounts); err != nil {
-		return nil, errAmbiguous("HostConfig.Mounts is not an array of objects")
+	if err := json.Unmarshal(obj[mk], &mounts); err != nil {
+		return false, errAmbiguous(prefix + "Mounts is not an array of objects")
 	}
 	changed := false
 	for i, m := range mounts {
 		var typ, src string
 		if k := foldKey(m, "Type"); k != "" {
 			if err := json.Unmarshal(m[k], &typ); err != nil {
-				return nil, errAmbiguous(fmt.Sprintf("HostConfig.Mounts[%d].Type is not a string", i))
+				return false, errAmbiguous(fmt.Sprintf("%sMounts[%d].Type is not a string", prefix, i))
 			}
 		}
 		if !strings.EqualFold(typ, "image") {
@@ -49,7 +75,7 @@ func (g *imageGuard) checkImageMounts(ctx context.Context, tenant string, body [
 		sk := foldKey(m, "Source")
 		if sk != "" {
 			if err := json.Unmarshal(m[sk], &src); err != nil {
-				return nil, errAmbiguous(fmt.Sprintf("HostConfig.Mounts[%d].Source is not a string", i))
+				return false, errAmbiguous(fmt.Sprintf("%sMounts[%d].Source is not a string", prefix, i))
 			}
 		}
 		if src == "" {
@@ -57,28 +83,23 @@ func (g *imageGuard) checkImageMounts(ctx context.Context, tenant string, body [
 		}
 		id, err := g.checkRef(ctx, opOther, tenant, src)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 		raw, err := json.Marshal(id)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 		m[sk] = raw
 		changed = true
 	}
-	if !changed {
-		return body, nil
+	if changed {
+		raw, err := json.Marshal(mounts)
+		if err != nil {
+			return false, err
+		}
+		obj[mk] = raw
 	}
-	raw, err := json.Marshal(mounts)
-	if err != nil {
-		return nil, err
-	}
-	hc[mk] = raw
-	if raw, err = json.Marshal(hc); err != nil {
-		return nil, err
-	}
-	top[hk] = raw
-	return json.Marshal(top)
+	return changed, nil
 }
 
 // foldKey returns the key of m that equals name under case folding, as

@@ -527,6 +527,10 @@ func TestCheckCreate(t *testing.T) {
 			body: `{"Image":"busybox:local","HostConfig":{"Mounts":[{"Type":"image","Source":"r.io/priv:v1","Target":"/x"}]}}`, want: `"Source":"sha256:priv"`},
 		{name: "missing image mount: dockerd's 404", tenant: "tb", missing: "No such image: nope:1",
 			body: `{"Image":"busybox:local","HostConfig":{"Mounts":[{"Type":"image","Source":"nope:1","Target":"/x"}]}}`},
+		{name: "top-level image mount (deprecated host config fields)", tenant: "tb", hidden: true,
+			body: `{"Image":"busybox:local","Mounts":[{"Type":"image","Source":"r.io/priv:v1","Target":"/x"}]}`},
+		{name: "own top-level image mount: the id is forwarded", tenant: "ta",
+			body: `{"Image":"busybox:local","Mounts":[{"Type":"image","Source":"r.io/priv:v1","Target":"/x"}]}`, want: `"Source":"sha256:priv"`},
 		{name: "volume mount untouched", tenant: "tb",
 			body: `{"Image":"busybox:local","HostConfig":{"Mounts":[{"Type":"volume","Source":"r.io/priv:v1","Target":"/x"}]}}`, want: `"Source":"r.io/priv:v1"`},
 	} {
