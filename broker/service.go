@@ -251,13 +251,14 @@ func (s *service) deleteSocket(ctx context.Context, name string, purge bool, tim
 	// away: a purge stopped half-way is kept (deleting), but finishing is
 	// better than leaving it for a retry.
 	res, err := s.b.reg.DeleteWith(context.WithoutCancel(ctx), name, DeleteOptions{Purge: purge, Times: times, Progress: progress})
+	owned := fmt.Sprintf("%d containers, %d networks, %d volumes", res.Owned.Containers, res.Owned.Networks, res.Owned.Volumes)
 	if err == nil && res.Kept {
 		err = fmt.Errorf("%w: the purge did not remove every object; the socket is kept (deleting, not served): %s",
 			ErrUnavailable, strings.Join(res.Errors, "; "))
+		ev.Changes = []FieldChange{{Field: "owned_objects", Old: owned, New: "not all removed: kept, deleting"}}
 	} else if err == nil && before != nil {
 		ev.Changes = tenantDiff(before, nil)
-		ev.Changes = append(ev.Changes, FieldChange{Field: "owned_objects",
-			Old: fmt.Sprintf("%d containers, %d networks, %d volumes", res.Owned.Containers, res.Owned.Networks, res.Owned.Volumes),
+		ev.Changes = append(ev.Changes, FieldChange{Field: "owned_objects", Old: owned,
 			New: map[bool]string{true: "removed", false: "left in place"}[purge]})
 	}
 	s.b.audit.record(ctx, ev, err)
