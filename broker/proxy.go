@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"strconv"
@@ -40,9 +41,12 @@ type Proxy struct {
 	pins *pinner
 	// images keeps credential-pulled images to their tenants (images.go);
 	// nil only in tests that do not exercise images.
-	images  *imageGuard
-	rp      *httputil.ReverseProxy
-	reqBase string
+	images *imageGuard
+	// registries resolves registry names of pulls and logins (nil: the
+	// default resolver), which must not be the broker's own host.
+	registries hostResolver
+	rp         *httputil.ReverseProxy
+	reqBase    string
 }
 
 // NewProxy returns the proxy for upstream up. access, when not nil,
@@ -506,6 +510,13 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			if nb != nil {
 				f.body = nb
+			}
+			res := p.registries
+			if res == nil {
+				res = net.DefaultResolver
+			}
+			if d, ok := checkRegistryHost(ctx, res, st.pol, req, body); !ok && deny(d) {
+				return
 			}
 		}
 		if isolated {

@@ -108,6 +108,10 @@ func referenceDomain(ref string) string {
 
 func (p *Policy) registryAllowed(domain string) bool {
 	d := strings.ToLower(domain)
+	if localRegistryHost(d) {
+		// A registry on the broker's own host: only an exact entry allows it.
+		return p.RegistryListed(d)
+	}
 	for _, r := range p.preset.images.registries {
 		switch {
 		case r == "*":

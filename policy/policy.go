@@ -222,6 +222,7 @@ const (
 	epNetworkDisconnect
 	epExecStart
 	epArchivePut
+	epAuth
 )
 
 func classify(req Request) endpoint {
@@ -260,6 +261,8 @@ func classify(req Request) endpoint {
 		return epNetworkDisconnect
 	case len(s) == 3 && s[0] == "exec" && s[2] == "start":
 		return epExecStart
+	case len(s) == 1 && s[0] == "auth":
+		return epAuth
 	}
 	return epNone
 }
@@ -306,6 +309,8 @@ func (p *Policy) InspectBody(req Request, header http.Header, body []byte) (Deci
 		return p.inspectExecCreate(body), nil
 	case epImageCreate:
 		return p.inspectImageCreate(req, header), nil
+	case epAuth:
+		return p.inspectAuth(body), nil
 	case epVolumeCreate:
 		return p.inspectVolumeCreate(body), nil
 	case epNetworkCreate:

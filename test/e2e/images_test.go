@@ -140,6 +140,35 @@ func privateImage(t *testing.T, registry string, repos ...string) (id, digest st
 	return id, digest
 }
 
+// startRegistryBroker starts a broker whose preset directory holds the
+// runner preset with the test registry listed exactly: "*" never covers a
+// registry on the broker's own host (127.0.0.1 here). It returns the
+// preset's name.
+func startRegistryBroker(t *testing.T, registry string) (*Broker, string) {
+	t.Helper()
+	const name = "gha-local-registry"
+	src, err := os.ReadFile(filepath.Join("..", "..", "policy", "presets", "github-actions-runner.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.Replace(string(src), "name: github-actions-runner", "name: "+name, 1)
+	listed := strings.Replace(doc, `allowed_registries: ["*"]`, `allowed_registries: ["*", "`+registry+`"]`, 1)
+	if listed == doc {
+		t.Fatal("the runner preset no longer says allowed_registries: [\"*\"]")
+	}
+	b := NewBroker(t)
+	dir := filepath.Join(b.Dir, "presets")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(listed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.ExtraArgs = append(b.ExtraArgs, "--preset-dir", dir)
+	b.Start()
+	return b, name
+}
+
 // listsImage reports whether `docker images` through host shows id.
 func listsImage(t *testing.T, host, cfg, id string) bool {
 	t.Helper()
@@ -154,10 +183,10 @@ func TestImagesPulledWithCredentialsStayWithTheirTenants(t *testing.T) {
 	id, digest := privateImage(t, registry, repo+":v1", mirror+":v1")
 	short := strings.TrimPrefix(id, "sha256:")[:12]
 
-	b := StartBroker(t)
-	sockA := b.CreateSocket(t, "img-a", "github-actions-runner")
-	sockB := b.CreateSocket(t, "img-b", "github-actions-runner")
-	sockC := b.CreateSocket(t, "img-c", "github-actions-runner")
+	b, regPreset := startRegistryBroker(t, registry)
+	sockA := b.CreateSocket(t, "img-a", regPreset)
+	sockB := b.CreateSocket(t, "img-b", regPreset)
+	sockC := b.CreateSocket(t, "img-c", regPreset)
 	hostA, hostB, hostC := "unix://"+sockA, "unix://"+sockB, "unix://"+sockC
 	cfgA, cfgB, cfgC := dockerConfigDir(t), dockerConfigDir(t), dockerConfigDir(t)
 
@@ -321,7 +350,7 @@ func TestImagesPulledWithCredentialsStayWithTheirTenants(t *testing.T) {
 			t.Fatalf("no image_grants_dropped in the broker log")
 		}
 		// A socket of the same name is a new tenant: it has nothing.
-		sockB = b.CreateSocket(t, "img-b", "github-actions-runner")
+		sockB = b.CreateSocket(t, "img-b", regPreset)
 		hidden(t, "unix://"+sockB, dockerConfigDir(t), "new B")
 		// The others keep theirs.
 		dockerAsIdentity(hostA, cfgA, "image", "inspect", id).MustSucceed(t)
@@ -333,10 +362,10 @@ func TestImagesPulledAnonymouslyAreShared(t *testing.T) {
 	repo := registry + "/" + suite.runID + "/anon"
 	id, _ := privateImage(t, registry, repo+":v1")
 
-	b := StartBroker(t)
-	sockA := b.CreateSocket(t, "anon-a", "github-actions-runner")
+	b, regPreset := startRegistryBroker(t, registry)
+	sockA := b.CreateSocket(t, "anon-a", regPreset)
 	t.Cleanup(func() { cleanupNewContainers(t) })
-	b.CreateSocket(t, "anon-b", "github-actions-runner")
+	b.CreateSocket(t, "anon-b", regPreset)
 	cfgA, cfgB := dockerConfigDir(t), dockerConfigDir(t)
 	hostA, hostB := "unix://"+sockA, "unix://"+b.TenantSocket("anon-b")
 
@@ -368,9 +397,9 @@ func TestImagePullRefusals(t *testing.T) {
 		name, query string
 		status      int
 	}{
-		{"all tags with credentials", "fromImage=127.0.0.1:1/x", http.StatusBadRequest},
-		{"tag twice", "fromImage=127.0.0.1:1/x:a&tag=b", http.StatusBadRequest},
-		{"bad digest", "fromImage=127.0.0.1:1/x&tag=sha256:abc", http.StatusBadRequest},
+		{"all tags with credentials", "fromImage=registry.invalid:1/x", http.StatusBadRequest},
+		{"tag twice", "fromImage=registry.invalid:1/x:a&tag=b", http.StatusBadRequest},
+		{"bad digest", "fromImage=registry.invalid:1/x&tag=sha256:abc", http.StatusBadRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, body := rawPull(t, sock, tc.query, auth)

@@ -160,8 +160,9 @@ func TestDockerLogin(t *testing.T) {
 	sock := b.CreateSocket(t, "login", preset)
 	b.CreateSocket(t, "login-ro", "read-only")
 	password := fmt.Sprintf("sg-pw-%d-secret", time.Now().UnixNano())
-	// Nothing listens on port 1: dockerd tries the registry and fails.
-	body := map[string]string{"username": "sg-user", "password": password, "serveraddress": "127.0.0.1:1"}
+	// The name never resolves: dockerd tries the registry and fails.
+	const registry = "sg-registry.invalid:1"
+	body := map[string]string{"username": "sg-user", "password": password, "serveraddress": registry}
 
 	t.Run("raw POST /auth reaches dockerd", func(t *testing.T) {
 		status, resp := dockerJSON(t, sock, "POST", "/v1.41/auth", body, nil)
@@ -169,7 +170,7 @@ func TestDockerLogin(t *testing.T) {
 		if status == 403 || strings.HasPrefix(msg, "sockguard") {
 			t.Fatalf("POST /auth refused by the broker: %d %s", status, resp)
 		}
-		if status < 400 || !strings.Contains(msg, "127.0.0.1:1") {
+		if status < 400 || !strings.Contains(msg, registry) {
 			t.Fatalf("POST /auth to a registry that is not there: %d %s, want dockerd's error naming it", status, resp)
 		}
 		t.Logf("dockerd answered %d: %s", status, msg)
@@ -177,9 +178,29 @@ func TestDockerLogin(t *testing.T) {
 
 	t.Run("docker login", func(t *testing.T) {
 		r := b.DockerOpts("login", cmdOpts{stdin: strings.NewReader(password + "\n")},
-			"login", "--username", "sg-user", "--password-stdin", "127.0.0.1:1").MustFail(t)
-		if strings.Contains(r.Stderr, "sockguard") || !strings.Contains(r.Stderr, "127.0.0.1:1") {
+			"login", "--username", "sg-user", "--password-stdin", registry).MustFail(t)
+		if strings.Contains(r.Stderr, "sockguard") || !strings.Contains(r.Stderr, registry) {
 			t.Fatalf("docker login: want dockerd's registry error, not a broker refusal: %s", r)
+		}
+	})
+
+	// dockerd would speak plain HTTP from the host's network namespace to
+	// a registry on the host's loopback: "*" does not cover it.
+	t.Run("a registry on the broker's host is refused", func(t *testing.T) {
+		for _, addr := range []string{"127.0.0.1:1", "localhost:1", "127.1:1", "[::1]:1", "http://127.0.0.1:1/v2/", "169.254.169.254"} {
+			loop := map[string]string{"username": "sg-user", "password": password, "serveraddress": addr}
+			status, resp := dockerJSON(t, sock, "POST", "/v1.41/auth", loop, nil)
+			msg, _ := jsonMessage(resp)
+			if status != 403 || !strings.Contains(msg, "not in this preset's allowlist") {
+				t.Errorf("POST /auth to %s: %d %s, want a policy refusal", addr, status, resp)
+			}
+			if strings.Contains(string(resp), password) {
+				t.Errorf("the refusal quotes the password: %s", resp)
+			}
+		}
+		r := b.Docker("login", "pull", "127.0.0.1:1/x").MustFail(t)
+		if !strings.Contains(r.Stderr, "not in this preset's allowlist") {
+			t.Errorf("pull from a loopback registry: %s, want a policy refusal", r)
 		}
 	})
 

@@ -81,9 +81,9 @@ func TestUpgradeHeaderKeepsTheImageListFilter(t *testing.T) {
 	repo := registry + "/" + suite.runID + "/upgrade"
 	id, _ := privateImage(t, registry, repo+":v1")
 
-	b := StartBroker(t)
-	hostA := "unix://" + b.CreateSocket(t, "upimg-a", "github-actions-runner")
-	sockB := b.CreateSocket(t, "upimg-b", "github-actions-runner")
+	b, regPreset := startRegistryBroker(t, registry)
+	hostA := "unix://" + b.CreateSocket(t, "upimg-a", regPreset)
+	sockB := b.CreateSocket(t, "upimg-b", regPreset)
 	cfgA := dockerConfigDir(t)
 	dockerLogin(hostA, cfgA, registry, regAlice).MustSucceed(t)
 	dockerAsIdentity(hostA, cfgA, "pull", repo+":v1").MustSucceed(t)

@@ -1,0 +1,55 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/sockguard/sockguard/policy"
+)
+
+// registryLookupTimeout bounds the name lookup of a registry host. A
+// lookup that fails or times out lets the request through: dockerd cannot
+// reach a name that does not resolve either.
+const registryLookupTimeout = 2 * time.Second
+
+// hostResolver is the part of net.Resolver the registry check needs.
+type hostResolver interface {
+	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+}
+
+// checkRegistryHost refuses a pull or login whose registry name resolves
+// to the broker's own host or link (policy refuses the literal forms):
+// dockerd would contact it from the host's network namespace, over plain
+// HTTP for 127.0.0.0/8. A registry the preset lists exactly is the
+// operator's choice and is not looked up.
+//
+// Residual risk, written down in the README: dockerd resolves the name
+// again, so a DNS answer that changes between the two lookups is not seen.
+func checkRegistryHost(ctx context.Context, res hostResolver, pol *policy.Policy, req policy.Request, body []byte) (policy.Decision, bool) {
+	domain, ok := policy.RequestRegistry(req, body)
+	if !ok || pol.RegistryListed(domain) {
+		return policy.Decision{}, true
+	}
+	host, literal := policy.RegistryHost(domain)
+	if literal {
+		return policy.Decision{}, true // judged by policy from its spelling
+	}
+	ctx, cancel := context.WithTimeout(ctx, registryLookupTimeout)
+	defer cancel()
+	addrs, err := res.LookupIPAddr(ctx, host)
+	if err != nil {
+		return policy.Decision{}, true
+	}
+	for _, a := range addrs {
+		if policy.LocalAddr(a.IP) {
+			return policy.Decision{
+				Status: http.StatusForbidden, Code: policy.ReasonBodyDenied, Rule: "images.allowed_registries",
+				Reason: fmt.Sprintf("registry %q resolves to %s, an address on the broker's host: list it exactly in images.allowed_registries to allow it", clip(domain, 128), a.IP),
+			}, false
+		}
+	}
+	return policy.Decision{}, true
+}
