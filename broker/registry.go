@@ -190,12 +190,19 @@ func (r *Registry) checkRootsResolved(roots []policy.BindRoot) error {
 	}
 	guarded := append(slices.Clone(r.protected), r.daemonSockets...)
 	for _, b := range roots {
+		// As written first: resolving /proc/<pid>/root may itself fail.
+		if err := checkRootFilesystem(b.Path); err != nil {
+			return fmt.Errorf("%w: allowed bind root %s: %w", ErrInvalidArgument, quoteBounded(b.Path), err)
+		}
 		real, err := resolveHostPath("", b.Path)
 		if err != nil {
 			return fmt.Errorf("%w: allowed bind root %s: %w", ErrInvalidArgument, quoteBounded(b.Path), err)
 		}
 		if pp, ok := policy.ProtectedOverlap(real, guarded); ok {
 			return fmt.Errorf("%w: allowed bind root %s (real path %s) overlaps the broker's own path %q", ErrInvalidArgument, quoteBounded(b.Path), quoteBounded(real), pp)
+		}
+		if err := checkRootFilesystem(real); err != nil {
+			return fmt.Errorf("%w: allowed bind root %s (real path %s): %w", ErrInvalidArgument, quoteBounded(b.Path), quoteBounded(real), err)
 		}
 	}
 	return nil

@@ -532,6 +532,17 @@ func TestBrokerOwnPaths(t *testing.T) {
 			t.Errorf("--allow-bind %s: unclear refusal: %s", root, r)
 		}
 	}
+	// The host's kernel interfaces and the engine's own state are never
+	// bind roots (a careless operator's --allow-bind /proc hands out the host).
+	for _, root := range []string{"/proc", "/sys", "/dev", "/proc/1/root", "/sys/fs/cgroup", "/var/lib/docker", "/var/lib", "/run/containerd"} {
+		r := b.Sgctl("create-socket", "bad", "--preset", "github-actions-runner", "--allow-bind", root+":ro")
+		if r.Code == 0 {
+			t.Fatalf("create-socket with --allow-bind %s succeeded", root)
+		}
+		if !containsAny(r.Stderr, "host system path", "kernel's", "broker's own path", "daemon socket") {
+			t.Errorf("--allow-bind %s: unclear refusal: %s", root, r)
+		}
+	}
 	// A root that is a symlink to the state directory is judged by its real path.
 	link := filepath.Join(work, "to-state")
 	if err := os.Symlink(b.StateDir, link); err != nil {
