@@ -204,6 +204,13 @@ func (r *Registry) checkRootsResolved(roots []policy.BindRoot) error {
 		if err := checkRootFilesystem(real); err != nil {
 			return fmt.Errorf("%w: allowed bind root %s (real path %s): %w", ErrInvalidArgument, quoteBounded(b.Path), quoteBounded(real), err)
 		}
+		if !b.ReadOnly && !setuidSafe(real) && r.log != nil {
+			// Not a refusal (runners' work dirs live on ordinary disks), but
+			// the one escape pins cannot close: write it down where the
+			// operator looks.
+			r.log.Warn("bind_root_allows_setuid", "root", b.Path,
+				"hint", "a root job container can leave setuid files and device nodes here that host users then run or open; mount it nosuid,nodev or run dockerd with userns-remap")
+		}
 	}
 	return nil
 }

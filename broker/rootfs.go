@@ -61,3 +61,16 @@ func checkRootFilesystem(real string) error {
 	}
 	return nil
 }
+
+// setuidSafe reports whether the filesystem at path ignores setuid bits and
+// device nodes (mounted nosuid,nodev): files a container writes there
+// cannot raise a host user's privileges. A path that cannot be examined
+// is reported unsafe.
+func setuidSafe(path string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return false
+	}
+	const want = unix.ST_NOSUID | unix.ST_NODEV
+	return st.Flags&want == want
+}

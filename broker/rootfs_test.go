@@ -1,8 +1,12 @@
 package broker
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestCheckRootFilesystem: the host's kernel interfaces and the engine's
@@ -32,5 +36,37 @@ func TestCheckRootFilesystem(t *testing.T) {
 				t.Fatalf("err %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestSetuidSafe: a mount with nosuid,nodev is safe, one without either
+// is not, and a path that cannot be examined is not.
+func TestSetuidSafe(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name  string
+		flags uintptr
+		safe  bool
+	}{
+		{"nosuid-nodev", unix.MS_NOSUID | unix.MS_NODEV, true},
+		{"nosuid-only", unix.MS_NOSUID, false},
+		{"plain", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mnt := filepath.Join(dir, tc.name)
+			if err := os.Mkdir(mnt, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Mount("sgtest", mnt, "tmpfs", tc.flags, "size=64k"); err != nil {
+				t.Skipf("cannot mount a tmpfs here: %v", err)
+			}
+			defer unix.Unmount(mnt, unix.MNT_DETACH)
+			if got := setuidSafe(mnt); got != tc.safe {
+				t.Fatalf("setuidSafe = %v, want %v", got, tc.safe)
+			}
+		})
+	}
+	if setuidSafe("/nonexistent/path") {
+		t.Fatal("a path that cannot be examined reported safe")
 	}
 }
