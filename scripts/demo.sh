@@ -42,7 +42,14 @@ cleanup() {
 		echo "==> stopping the private dockerd"
 		"$ROOT/scripts/testenv.sh" stop "$PRIVATE_DOCKERD"
 	fi
-	rm -rf "$WORK"
+	# The broker leaves its pin directory (<state-dir>/pins) mounted on
+	# purpose, so pins outlive a restart: unmount whatever is still mounted
+	# under WORK, deepest first, and never let rm cross into a mount.
+	local mp
+	while IFS= read -r mp; do
+		umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || echo "could not unmount $mp" >&2
+	done < <(awk -v d="$WORK/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
+	rm -rf --one-file-system "$WORK"
 	if ((status != 0)); then
 		echo "demo FAILED (status $status)" >&2
 	fi
@@ -90,6 +97,7 @@ expect_denied() {
 	if [[ $out != *"$DENIED"* ]]; then
 		fail "$desc: the command failed, but not with \"$DENIED\""
 	fi
+	LAST_OUTPUT=$out
 	echo "ok: refused by sockguard: $desc"
 }
 
@@ -151,10 +159,32 @@ printf 'FROM %s\nRUN echo built\n' "$IMAGE" >"$WORK/context/Dockerfile"
 
 step "a privileged container is refused"
 expect_denied "docker run --privileged" docker run --rm --privileged "$IMAGE" true
+# Every refusal names its socket, preset and request id; the same id is in
+# the deny record, so an operator can find the record a job log points at.
+[[ $LAST_OUTPUT =~ \[socket\ $TENANT,\ preset\ $PRESET,\ request\ ([A-Za-z0-9]+-[0-9]+)\] ]] ||
+	fail "the refusal does not name its socket, preset and request id"
+REQUEST_ID=${BASH_REMATCH[1]}
+[[ $LAST_OUTPUT == *"ask your CI admin (request $REQUEST_ID)"* ]] || fail "the refusal has no plain-words hint"
+echo "ok: the refusal names request $REQUEST_ID and says what to ask for"
 
 step "the deny log shows both refusals"
+# The broker writes refusals off the request path, in batches (about 20ms):
+# wait until both are stored before showing them.
+for ((i = 0; ; i++)); do
+	out=$(sgctl denials --socket "$TENANT" 2>&1) || true
+	[[ $out == */build* && $out == */containers/create* ]] && break
+	((i < 50)) || fail "sgctl denials does not list both refusals after 10s: $out"
+	sleep 0.2
+done
 expect_ok "sgctl denials" sgctl denials --socket "$TENANT"
 [[ $LAST_OUTPUT == */build* ]] || fail "sgctl denials does not list the refused build"
 [[ $LAST_OUTPUT == */containers/create* ]] || fail "sgctl denials does not list the refused privileged container"
+
+step "the job log's request id leads to its deny record"
+show "sgctl denials --socket $TENANT --reason privileged -o json | grep requestId"
+out=$(sgctl denials --socket "$TENANT" --reason privileged -o json) || fail "sgctl denials -o json failed: $out"
+grep requestId <<<"$out" || true
+[[ $out =~ \"requestId\":\ *\"$REQUEST_ID\" ]] || fail "no deny record has request id $REQUEST_ID"
+echo "ok: deny record of request $REQUEST_ID"
 
 step "done: every step behaved as expected"
