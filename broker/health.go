@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 )
 
@@ -215,16 +216,37 @@ func (h *healthService) Watch(req *healthpb.HealthCheckRequest, stream grpc.Serv
 // connection. Nothing it answers is secret: tenant names are already the
 // names of the directories under the (world-readable) socket dir.
 func newHealthServer(hs healthpb.HealthServer) *grpc.Server {
-	srv := grpc.NewServer(grpc.MaxConcurrentStreams(8))
+	srv := grpc.NewServer(
+		grpc.MaxConcurrentStreams(8),
+		grpc.ConnectionTimeout(adminHandshakeTimeout),
+		// An idle connection gives its slot back (maxHealthConns).
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: healthIdleTimeout}),
+	)
 	healthpb.RegisterHealthServer(srv, hs)
 	return srv
 }
 
+// Bounds of the health socket, which every local user may connect to.
+const (
+	// maxHealthConns is how many health connections may be open at once.
+	// Past it, new ones wait in the listen backlog and hold none of the
+	// broker's descriptors: unbounded, any local user could take every
+	// descriptor the broker has and stop every tenant socket.
+	maxHealthConns = 64
+	// healthIdleTimeout closes a health connection with no call in
+	// flight, so idle clients do not keep slots.
+	healthIdleTimeout = 30 * time.Second
+)
+
 // listenHealth opens the health socket, mode 0666: any local user may ask.
+// At most maxHealthConns connections are open at once.
 func listenHealth(path string) (net.Listener, error) {
 	ln, err := listenUnix(path, os.Geteuid(), os.Getegid(), 0o666)
 	if errors.Is(err, ErrSocketInUse) {
 		return nil, fmt.Errorf("another broker is already serving the health socket %s: %w", path, err)
 	}
-	return ln, err
+	if err != nil {
+		return nil, err
+	}
+	return &limitListener{Listener: ln, sem: make(chan struct{}, maxHealthConns)}, nil
 }
