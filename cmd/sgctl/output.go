@@ -54,9 +54,26 @@ func cell(s string) string {
 	return q[1 : len(q)-1]
 }
 
-// oneLine folds a message onto one line.
+// oneLine folds a message onto one line, safe for a terminal: error
+// messages come from the broker (or whatever answers at a context's
+// address), so control characters are shown escaped as in cell.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return cell(strings.Join(strings.Fields(s), " "))
+}
+
+// text makes a multi-line document (a preset's YAML source) safe for a
+// terminal: lines and tabs stay, every other control character is shown
+// escaped as in cell.
+func text(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		parts := strings.Split(l, "\t")
+		for j, p := range parts {
+			parts[j] = cell(p)
+		}
+		lines[i] = strings.Join(parts, "\t")
+	}
+	return strings.Join(lines, "\n")
 }
 
 // truncate shortens s to at most n runes, marking the cut with "...".

@@ -92,6 +92,6 @@ func (c *cli) runPreset(ctx context.Context, args []string) error {
 	if y != "" && !strings.HasSuffix(y, "\n") {
 		y += "\n"
 	}
-	_, err = fmt.Fprint(c.stdout, y)
+	_, err = fmt.Fprint(c.stdout, text(y))
 	return err
 }
