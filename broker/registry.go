@@ -260,7 +260,21 @@ func validate(t *Tenant) error {
 	default:
 		return fmt.Errorf("%w: policy mode %s: use enforce or audit", ErrInvalidArgument, quoteBounded(string(t.Mode)))
 	}
+	// Bounded: every ListSockets answer and every tenant record carries
+	// these lists, so one socket with 500000 allowed uids (an operator
+	// narrowed to runner-* could make it) pushed ListSockets past the
+	// 4 MiB gRPC message limit and "sgctl ls" failed for every caller.
+	if len(t.AllowUIDs) > maxTenantPeerIDs || len(t.AllowGIDs) > maxTenantPeerIDs {
+		return fmt.Errorf("%w: at most %d allowed uids and %d allowed gids (got %d and %d)", ErrInvalidArgument,
+			maxTenantPeerIDs, maxTenantPeerIDs, len(t.AllowUIDs), len(t.AllowGIDs))
+	}
+	if len(t.AllowBinds) > maxTenantBindRoots {
+		return fmt.Errorf("%w: at most %d allowed bind roots (got %d)", ErrInvalidArgument, maxTenantBindRoots, len(t.AllowBinds))
+	}
 	for i, b := range t.AllowBinds {
+		if len(b.Path) > maxBindRootLen {
+			return fmt.Errorf("%w: allowed bind root %s is longer than %d bytes", ErrInvalidArgument, quoteBounded(b.Path), maxBindRootLen)
+		}
 		if !path.IsAbs(b.Path) {
 			return fmt.Errorf("%w: allowed bind root %s is not an absolute path", ErrInvalidArgument, quoteBounded(b.Path))
 		}
@@ -268,6 +282,13 @@ func validate(t *Tenant) error {
 	}
 	return nil
 }
+
+// Bounds of a tenant record's lists.
+const (
+	maxTenantPeerIDs   = 256  // allowed uids, and allowed gids
+	maxTenantBindRoots = 64   // allowed bind roots
+	maxBindRootLen     = 4096 // PATH_MAX
+)
 
 // invalidID is (uid_t)-1 / (gid_t)-1.
 const invalidID = ^uint32(0)
