@@ -34,7 +34,8 @@ one policy-filtered Docker API socket per tenant (CI runner) at
 <socket-dir>/<name>/sockguard.sock. Tenants are created with sgctl over the
 admin socket and survive restarts. SIGTERM or SIGINT drains and exits. SIGHUP
 reloads: it re-reads --preset-dir (keeping the old presets if any file fails),
-applies changed presets to the sockets using them, and reopens --access-log.
+applies changed presets to the sockets using them, reopens --access-log, and
+reloads the admin TLS files and --admin-roles.
 
 Every flag can also be set in the --config YAML file, using the flag name as
 the key (for example "upstream: unix:///var/run/docker.sock"); flags given on

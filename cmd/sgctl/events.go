@@ -28,7 +28,7 @@ func eventsCommand() *command {
 		usage:   "events [--socket NAME] [--action create|update|delete|purge|backup|reload] [--since 1h|RFC3339] [--until 1h|RFC3339] [--limit N]",
 		short:   "Show the audit trail of the admin API: who changed what, when, with what result",
 		long: "Lists admin changes, newest first: socket creates, updates, deletes and purges, and backups, " +
-			"including refused ones, and preset reloads (SIGHUP, one event per socket whose policy changed). Each shows who called (uid/gid/pid of the peer on the admin socket), " +
+			"including refused ones, and preset reloads (SIGHUP, one event per socket whose policy changed). Each shows who called (uid/gid/pid of the peer on the admin socket, or the client certificate and its role over mutual TLS), " +
 			"the settings that changed as old -> new, and the result (ok, or the error). -o json shows the full records.",
 		setup: func(fs *flag.FlagSet) runFunc {
 			o := &eventsOptions{}

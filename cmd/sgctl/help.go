@@ -145,7 +145,7 @@ func printCommandUsage(w io.Writer, cmd *command, fs *flag.FlagSet) {
 			fmt.Fprintf(w, "        %s\n", line)
 		}
 	}
-	fmt.Fprint(w, "\nGlobal flags (--admin-socket, -o, --timeout) go before the command: see 'sgctl --help'.\n")
+	fmt.Fprint(w, "\nGlobal flags (--admin-socket, -o, --timeout, --context) go before the command: see 'sgctl --help'.\n")
 }
 
 // wrap breaks text into lines of at most width columns at spaces.
