@@ -83,6 +83,7 @@ func CheckState(dir string, catalog *policy.Catalog) (*StateCheck, error) {
 	case c.MarkerID != "" && rep.BrokerID != c.MarkerID:
 		return c, fmt.Errorf("%w: %s is broker %s but the marker says %s", ErrStateForeign, p, orNone(rep.BrokerID), c.MarkerID)
 	}
+	refuseSharedIDs(rep.Tenants)
 	for _, r := range rep.Tenants {
 		tc := TenantCheck{Name: r.Key, Err: r.Err}
 		if r.Tenant != nil {

@@ -345,6 +345,7 @@ func (r *Registry) load() error {
 	if err != nil {
 		return err
 	}
+	refuseSharedIDs(recs)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rec := range recs {

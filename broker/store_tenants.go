@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -222,4 +223,26 @@ func (s *Store) view(what string, fn func(*bolt.Tx) error) error {
 // update runs a write transaction under guard.
 func (s *Store) update(what string, fn func(*bolt.Tx) error) error {
 	return guard(what, func() error { return s.db.Update(fn) })
+}
+
+// refuseSharedIDs marks every record whose tenant id another record also
+// holds as invalid, in place. A tenant id is the owner label of the
+// tenant's Docker objects: two sockets with one id would each list,
+// inspect, exec into and purge the other's containers. The broker never
+// writes such a pair (ids are random and never reused), so one came from a
+// copied or crafted record or snapshot, and neither can be told genuine.
+func refuseSharedIDs(recs []TenantRecord) {
+	names := make(map[string][]string)
+	for _, r := range recs {
+		if r.Err == nil && r.Tenant != nil {
+			names[r.Tenant.ID] = append(names[r.Tenant.ID], r.Key)
+		}
+	}
+	for i, r := range recs {
+		if r.Err != nil || r.Tenant == nil || len(names[r.Tenant.ID]) < 2 {
+			continue
+		}
+		recs[i].Err = fmt.Errorf("%w: socket %s: tenant id %s is also the id of %s (a copied or crafted record): the id decides which Docker objects a socket owns",
+			ErrRecordInvalid, quoteBounded(r.Key), r.Tenant.ID, quoteBounded(strings.Join(names[r.Tenant.ID], ", ")))
+	}
 }
