@@ -32,6 +32,7 @@ export PATH := $(TOOLS):$(PATH)
 BUF_VERSION := v1.75.0
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+GRPCURL_VERSION := v1.9.3
 BUF := $(TOOLS)/buf
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
@@ -89,7 +90,9 @@ tools:
 	check() { [ -x "$(TOOLS)/$$1" ] && "$(TOOLS)/$$1" --version 2>/dev/null | grep -q -- "$${3#v}$$" || install "$$@"; }; \
 	check buf github.com/bufbuild/buf/cmd/buf $(BUF_VERSION); \
 	check protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go $(PROTOC_GEN_GO_VERSION); \
-	check protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc $(PROTOC_GEN_GO_GRPC_VERSION)
+	check protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc $(PROTOC_GEN_GO_GRPC_VERSION); \
+	checkmod() { [ -x "$(TOOLS)/$$1" ] && $(GO) version -m "$(TOOLS)/$$1" 2>/dev/null | grep -q "^[[:space:]]*mod[[:space:]].*[[:space:]]$$3[[:space:]]" || install "$$@"; }; \
+	checkmod grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl $(GRPCURL_VERSION)
 
 vet:
 	$(GO) vet ./...

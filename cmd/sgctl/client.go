@@ -139,6 +139,13 @@ func (c *cli) tcpError(code codes.Code, msg string) error {
 			return fmt.Errorf("TLS handshake with context %s (%s) failed: %s (check the context's ca, cert and key: "+
 				"the broker wants a client certificate from its --admin-client-ca, valid now)", c.target.Name, addr, msg)
 		}
+		if strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "EOF") {
+			// TLS 1.3: the client's side of the handshake ends before the
+			// broker has judged its certificate; a refusal then arrives as
+			// a closed connection.
+			return fmt.Errorf("the broker of context %s (%s) closed the connection right after the TLS handshake: %s "+
+				"(it probably refused this client certificate: expired, or not from its --admin-client-ca)", c.target.Name, addr, msg)
+		}
 		return fmt.Errorf("cannot reach the broker of context %s at %s: %s", c.target.Name, addr, msg)
 	case codes.PermissionDenied:
 		return fmt.Errorf("%s (the broker's --admin-roles file decides what this certificate may do)", msg)

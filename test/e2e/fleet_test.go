@@ -316,7 +316,7 @@ func TestFleetAdminTLS(t *testing.T) {
 		}
 		r := sg1("--context", "expired-a", "ls").MustFail(t)
 		if !strings.Contains(r.Stderr, "TLS handshake") || strings.Contains(r.Stdout, "runner-1") {
-			t.Errorf("sgctl with an expired certificate: %s", r)
+			t.Errorf("sgctl with an expired certificate: %s\nstderr: %s", r, r.Stderr)
 		}
 	})
 
