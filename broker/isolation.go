@@ -630,10 +630,17 @@ func scrubConflict(msg string) string {
 
 // stampOwner sets the owner label in a create body (container, network or
 // volume create all keep labels in a top-level "Labels" object), replacing
-// any value the client sent. The body has passed policy's strict decoding,
-// so there is exactly one key equal to "Labels" under case folding, which
-// is the one dockerd reads.
+// any value the client sent.
 func stampOwner(body []byte, owner string) ([]byte, error) {
+	return setLabel(body, OwnerLabel, owner)
+}
+
+// setLabel sets one label in a create body, replacing whatever the client
+// sent under that key; an empty value is set too, so that an image's label
+// of that name cannot reach the container. The body has passed policy's
+// strict decoding: exactly one key equals "Labels" under case folding, the
+// one dockerd reads. An empty or null body is read as {}.
+func setLabel(body []byte, key, value string) ([]byte, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
@@ -644,14 +651,14 @@ func stampOwner(body []byte, owner string) ([]byte, error) {
 	if top == nil {
 		top = map[string]json.RawMessage{}
 	}
-	key := "Labels"
+	lk := "Labels"
 	for k := range top {
 		if strings.EqualFold(k, "Labels") {
-			key = k
+			lk = k
 		}
 	}
 	labels := map[string]string{}
-	if raw, ok := top[key]; ok {
+	if raw, ok := top[lk]; ok {
 		if err := json.Unmarshal(raw, &labels); err != nil {
 			return nil, errAmbiguous("Labels must be an object of strings")
 		}
@@ -659,12 +666,12 @@ func stampOwner(body []byte, owner string) ([]byte, error) {
 			labels = map[string]string{}
 		}
 	}
-	labels[OwnerLabel] = owner
+	labels[key] = value
 	raw, err := json.Marshal(labels)
 	if err != nil {
 		return nil, err
 	}
-	top[key] = raw
+	top[lk] = raw
 	return json.Marshal(top)
 }
 
