@@ -23,7 +23,11 @@ func createSocketCommand() *command {
 			"filtered by PRESET plus the per-tenant overrides given here, and prints its path. " +
 			"Point the runner at it with DOCKER_HOST=unix://PATH.\n\n" +
 			"Who may connect is decided by the socket file's owner and mode and, when given, by --allow-uid/--allow-gid, " +
-			"which the broker checks against the connecting process's credentials.",
+			"which the broker checks against the connecting process's credentials; a process in one of this tenant's own " +
+			"containers may connect whatever its uid.\n\n" +
+			"A bind root may not be /, the broker's own directories, the host's kernel interfaces (/proc, /sys, /dev, " +
+			"a pseudo filesystem wherever mounted) or the engine's state (/var/lib/docker, /run/containerd, ...). " +
+			"A socket holds at most 64 bind roots, 256 allowed uids and 256 allowed gids.",
 		setup: func(fs *flag.FlagSet) runFunc {
 			o := &createSocketOptions{}
 			o.policyFlags.register(fs)

@@ -112,7 +112,7 @@ func (p *policyFlags) register(fs *flag.FlagSet) {
 	fs.Var(&p.binds, "allow-bind",
 		"allow bind mounts of host `PATH` and below, on top of the preset; append :ro to allow read-only binds only. Repeat for more roots")
 	fs.Var(&p.uids, "allow-uid",
-		"allow only processes running as `UID` to connect (checked with SO_PEERCRED). Repeat or comma-separate for more")
+		"allow only processes running as `UID` (checked with SO_PEERCRED), and processes in this tenant's own containers, to connect. Repeat or comma-separate for more")
 	fs.Var(&p.gids, "allow-gid",
 		"allow processes whose gid is `GID` to connect. Repeat or comma-separate for more")
 	fs.StringVar(&p.policyMode, "policy-mode", "",
