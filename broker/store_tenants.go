@@ -243,6 +243,6 @@ func refuseSharedIDs(recs []TenantRecord) {
 			continue
 		}
 		recs[i].Err = fmt.Errorf("%w: socket %s: tenant id %s is also the id of %s (a copied or crafted record): the id decides which Docker objects a socket owns",
-			ErrRecordInvalid, quoteBounded(r.Key), r.Tenant.ID, quoteBounded(strings.Join(names[r.Tenant.ID], ", ")))
+			ErrRecordInvalid, quoteBounded(r.Key), quoteBounded(r.Tenant.ID), quoteBounded(strings.Join(names[r.Tenant.ID], ", ")))
 	}
 }

@@ -68,17 +68,17 @@ func runState(args []string, stdout, stderr io.Writer) int {
 	case "restore":
 		rep, replaced, err := broker.RestoreState(o.stateDir, fs.Arg(0), log)
 		if err != nil {
-			fmt.Fprintf(stderr, "broker state restore: %v\n", err)
+			fmt.Fprintf(stderr, "broker state restore: %s\n", graphic(err.Error()))
 			return 1
 		}
 		if replaced != "" {
 			fmt.Fprintf(stdout, "kept the previous state.db as %s\n", replaced)
 		}
 		fmt.Fprintf(stdout, "restored %s into %s: broker %s, %d tenants, %d deny-log records\n",
-			fs.Arg(0), o.stateDir, rep.BrokerID, len(rep.Tenants), rep.Denials)
+			fs.Arg(0), o.stateDir, printable(rep.BrokerID), len(rep.Tenants), rep.Denials)
 		for _, t := range rep.Tenants {
 			if t.Tenant != nil {
-				fmt.Fprintf(stdout, "  %s\t%s\n", t.Key, t.Tenant.ID)
+				fmt.Fprintf(stdout, "  %s\t%s\n", printable(t.Key), printable(t.Tenant.ID))
 			}
 		}
 		return 0
@@ -111,17 +111,17 @@ func stateFlags(o *stateOptions, out io.Writer) *flag.FlagSet {
 func stateCheck(o stateOptions, stdout, stderr io.Writer) int {
 	catalog, err := broker.LoadCatalog(o.presetDir)
 	if err != nil {
-		fmt.Fprintf(stderr, "broker state check: %v\n", err)
+		fmt.Fprintf(stderr, "broker state check: %s\n", graphic(err.Error()))
 		return 1
 	}
 	c, err := broker.CheckState(o.stateDir, catalog)
 	if err != nil {
-		fmt.Fprintf(stderr, "broker state check: the broker would refuse to start: %v\n", err)
+		fmt.Fprintf(stderr, "broker state check: the broker would refuse to start: %s\n", graphic(err.Error()))
 		return 1
 	}
 	r := c.Report
 	fmt.Fprintf(stdout, "file:      %s (%d bytes)\nbroker id: %s\nschema:    %s\ntenants:   %d\ndenials:   %d\n",
-		r.Path, r.Size, r.BrokerID, r.Schema, len(c.Tenants), r.Denials)
+		r.Path, r.Size, printable(r.BrokerID), printable(r.Schema), len(c.Tenants), r.Denials)
 	bad := 0
 	for _, t := range c.Tenants {
 		if t.Err != nil {
@@ -132,7 +132,7 @@ func stateCheck(o stateOptions, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "  %-24s ok      %s\n", t.Name, t.ID)
 	}
 	for _, p := range c.Problems {
-		fmt.Fprintf(stdout, "note: %s\n", p)
+		fmt.Fprintf(stdout, "note: %s\n", graphic(p))
 	}
 	if bad > 0 {
 		fmt.Fprintf(stdout, "%d tenant record(s) would be marked failed\n", bad)
@@ -140,6 +140,13 @@ func stateCheck(o stateOptions, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "ok")
 	return 0
+}
+
+// graphic shows text read from a state file (an error naming a damaged or
+// crafted record, a note) with control characters escaped, whole.
+func graphic(s string) string {
+	q := strconv.QuoteToGraphic(s)
+	return q[1 : len(q)-1]
 }
 
 // printable shows a stored key safely: a damaged one can hold anything.
