@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"crypto/x509"
+	"encoding/asn1"
 	"fmt"
 	"strings"
 
@@ -94,6 +95,12 @@ func transportIdentity(ctx context.Context) (CallerIdentity, bool) {
 			return CallerIdentity{}, false // default deny: only a verified chain names someone
 		}
 		leaf := chains[0][0]
+		if len(leaf.URIs) == 0 && commonNames(leaf) > 1 {
+			// Fail closed: with two CN attributes Subject.CommonName is the
+			// last one, while whoever checked the request may have read the
+			// first ("CN=intern,CN=ci-bot").
+			return CallerIdentity{}, false
+		}
 		subj := certSubject(leaf)
 		if subj == "" {
 			return CallerIdentity{}, false
@@ -107,6 +114,20 @@ func transportIdentity(ctx context.Context) (CallerIdentity, bool) {
 		return CallerIdentity{Transport: TransportTLS, Subject: subj, cert: names}, true
 	}
 	return CallerIdentity{}, false
+}
+
+// oidCommonName is the X.520 commonName attribute type.
+var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
+
+// commonNames counts the CN attributes of c's subject.
+func commonNames(c *x509.Certificate) int {
+	n := 0
+	for _, a := range c.Subject.Names {
+		if a.Type.Equal(oidCommonName) {
+			n++
+		}
+	}
+	return n
 }
 
 // certSubject names a verified client certificate for people and logs: its
