@@ -161,7 +161,7 @@ step "a privileged container is refused"
 expect_denied "docker run --privileged" docker run --rm --privileged "$IMAGE" true
 # Every refusal names its socket, preset and request id; the same id is in
 # the deny record, so an operator can find the record a job log points at.
-[[ $LAST_OUTPUT =~ \[socket\ $TENANT,\ preset\ $PRESET,\ request\ ([A-Za-z0-9]+-[0-9]+)\] ]] ||
+[[ $LAST_OUTPUT =~ \[socket\ "$TENANT",\ preset\ "$PRESET",\ request\ ([A-Za-z0-9]+-[A-Za-z0-9]+)\] ]] ||
 	fail "the refusal does not name its socket, preset and request id"
 REQUEST_ID=${BASH_REMATCH[1]}
 [[ $LAST_OUTPUT == *"ask your CI admin (request $REQUEST_ID)"* ]] || fail "the refusal has no plain-words hint"
@@ -184,7 +184,7 @@ step "the job log's request id leads to its deny record"
 show "sgctl denials --socket $TENANT --reason privileged -o json | grep requestId"
 out=$(sgctl denials --socket "$TENANT" --reason privileged -o json) || fail "sgctl denials -o json failed: $out"
 grep requestId <<<"$out" || true
-[[ $out =~ \"requestId\":\ *\"$REQUEST_ID\" ]] || fail "no deny record has request id $REQUEST_ID"
+[[ $out =~ \"requestId\":\ *\""$REQUEST_ID"\" ]] || fail "no deny record has request id $REQUEST_ID"
 echo "ok: deny record of request $REQUEST_ID"
 
 step "done: every step behaved as expected"
