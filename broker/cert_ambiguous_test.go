@@ -23,8 +23,9 @@ import (
 // read two ways names nobody (fail closed). With two CN attributes Go's
 // Subject.CommonName is the last one, while a CA's or a person's check
 // may have looked at the first ("CN=intern,CN=ci-bot" was the
-// operator ci-bot, and the audit trail said only CN=ci-bot); with two URI
-// SANs only the first was matched. An X.509 SVID has exactly one URI SAN.
+// operator ci-bot, and the audit trail said only CN=ci-bot). With a URI
+// SAN the CN is not read: the first URI SAN names the caller, as the
+// README says.
 func TestAmbiguousCertNamesNobody(t *testing.T) {
 	ca, err := certgen.NewCA(certgen.Options{CommonName: "ca"})
 	if err != nil {
