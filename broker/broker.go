@@ -35,7 +35,7 @@ func LoadCatalog(dir string) (*policy.Catalog, error) {
 			return nil, fmt.Errorf("preset dir: %w", err)
 		}
 		for _, f := range files {
-			src, err := os.ReadFile(f)
+			src, err := readRegularFile(f, maxPresetFileBytes)
 			if err != nil {
 				return nil, fmt.Errorf("preset dir: %w", err)
 			}
