@@ -64,8 +64,9 @@ Commands:
 	fmt.Fprintf(w, `
 Global flags (before the command):
   --admin-socket PATH
-        admin socket of the broker (default $%s, else %s;
-        now %s)
+        admin socket of the broker (default $%s, else the
+        current context's broker (see 'sgctl context'), else
+        %s; now %s)
   -o, --output FORMAT
         table (for people), json or yaml (for scripts: protojson's field
         names, enums spelled as the flags spell them, file modes in octal)
@@ -94,7 +95,26 @@ Example session (the admin socket is for root and the broker's admin group):
 
 Run 'sgctl help COMMAND' or 'sgctl COMMAND -h' for a command's flags, and
 'sgctl completion bash|zsh|fish' for a shell completion script.
-`, adminSocketEnv, defaultAdminSocket, c.adminSocket, defaultTimeout)
+`, adminSocketEnv, defaultAdminSocket, c.helpTarget(), defaultTimeout)
+}
+
+// helpTarget names where a command would go now, for the help text: the
+// admin socket, or the current context when it decides (neither
+// $SGCTL_ADMIN_SOCKET nor --admin-socket given). A config that does not
+// load is left for the command itself to report.
+func (c *cli) helpTarget() string {
+	if c.getenv == nil || c.contextName != "" || c.allContextsFlag || c.getenv(adminSocketEnv) != "" || c.adminSocket != defaultAdminSocket {
+		return c.adminSocket
+	}
+	cfg, err := loadConfig(c.configPath())
+	if err != nil || cfg.CurrentContext == "" {
+		return c.adminSocket
+	}
+	x, ok := cfg.find(cfg.CurrentContext)
+	if !ok {
+		return c.adminSocket
+	}
+	return "context " + x.Name + ", " + x.Address
 }
 
 // aliasPrefix marks a flag registered as the short form of another; help
