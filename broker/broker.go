@@ -416,7 +416,9 @@ func Run(ctx context.Context, cfg Config) error {
 			<-writerDone
 			return fmt.Errorf("health socket: %w", err)
 		}
-		healthSrv = newHealthServer(hsvc)
+		// Its own service, so its own pool of watches: every local user
+		// may fill this socket's, never the admin listeners'.
+		healthSrv = newHealthServer(newHealthService(b))
 		go func() {
 			defer close(healthDone)
 			healthSrv.Serve(ln)

@@ -1,11 +1,18 @@
 package broker
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // TestHealthSocketBoundsConnections: the health socket is open to every
@@ -59,5 +66,54 @@ func TestHealthSocketBoundsConnections(t *testing.T) {
 	(<-accepted).Close()
 	for _, c := range held[1:] {
 		c.Close()
+	}
+}
+
+// TestHealthSocketWatchesApart: every local user may open Watch streams on
+// the health socket; filling them must not refuse the admin API's own
+// health watches (they shared one pool of maxHealthWatches).
+func TestHealthSocketWatchesApart(t *testing.T) {
+	dir, upPath := testDir(t)
+	healthSock := filepath.Join(dir, "health.sock")
+	tb := startBroker(t, dir, "unix://"+upPath, func(c *Config) { c.HealthSocket = healthSock })
+	defer tb.stop(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Fill every watch slot through the open socket: 8 streams per
+	// connection, so several connections.
+	exhausted := false
+	for c := 0; c < maxHealthWatches/8+1 && !exhausted; c++ {
+		cc, err := grpc.NewClient("unix://"+healthSock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		for range 8 {
+			w, err := healthpb.NewHealthClient(cc).Watch(ctx, &healthpb.HealthCheckRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Recv(); status.Code(err) == codes.ResourceExhausted {
+				exhausted = true
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !exhausted {
+		t.Fatalf("the health socket took more than %d watches", maxHealthWatches)
+	}
+	admin, err := grpc.NewClient("unix://"+tb.admin, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	w, err := healthpb.NewHealthClient(admin).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Recv(); err != nil {
+		t.Fatalf("admin health watch while the health socket's are full: %v", err)
 	}
 }
