@@ -164,11 +164,26 @@ func saveConfig(file string, cfg *sgConfig) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	tmp := file + ".tmp"
-	if err := os.WriteFile(tmp, out, 0o600); err != nil {
+	// A fresh file of a random name (O_EXCL, 0600): a fixed FILE.tmp was
+	// opened through whatever someone who can write the directory had put
+	// there (a symlink to a file of the caller's, a file of theirs).
+	f, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*.tmp")
+	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	return os.Rename(tmp, file)
+	tmp := f.Name()
+	_, err = f.Write(out)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, file)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
 }
 
 // resolveTarget picks where commands go: --context NAME (or all), else an

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -34,5 +36,31 @@ func TestHostileBrokerCannotWriteTerminalControls(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSaveConfigIgnoresPlantedTemp: whoever can write the config file's
+// directory (a shared $SGCTL_CONFIG location) planted FILE.tmp as a
+// symlink; "sgctl context add" wrote the config through it into the
+// symlink's target.
+func TestSaveConfigIgnoresPlantedTemp(t *testing.T) {
+	dir := shortTempDir(t)
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "config.yaml")
+	if err := os.Symlink(victim, file+".tmp"); err != nil {
+		t.Fatal(err)
+	}
+	if err := saveConfig(file, &sgConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+		t.Fatalf("the symlink's target was written: %q", b)
+	}
+	fi, err := os.Lstat(file)
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("config file: %v %v", fi, err)
 	}
 }
