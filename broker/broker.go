@@ -254,6 +254,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(filepath.Dir(cfg.AdminSocket), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", filepath.Dir(cfg.AdminSocket), err)
 	}
+	if err := checkSocketParent("--admin-socket", cfg.AdminSocket, cfg.AllowSharedDirs); err != nil {
+		return err
+	}
+	if cfg.HealthSocket != "" {
+		if err := checkSocketParent("--health-socket", cfg.HealthSocket, cfg.AllowSharedDirs); err != nil {
+			return err
+		}
+	}
 	adminGID, adminMode := 0, os.FileMode(0o600)
 	if cfg.AdminGroup >= 0 {
 		adminGID, adminMode = cfg.AdminGroup, 0o660

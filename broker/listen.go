@@ -120,3 +120,33 @@ func listenUnix(path string, uid, gid int, perm fs.FileMode) (*unixListener, err
 	}
 	return &unixListener{UnixListener: ln, path: path}, nil
 }
+
+// checkSocketParent refuses to serve a socket (the admin or the health
+// socket) in a directory that another user could change under the broker:
+// owned by another uid than root or the broker's, or writable by group or
+// others without the sticky bit. listenUnix binds under a temporary name
+// and chowns and chmods that name before renaming it into place; whoever
+// can rename files in the directory could swap the name for a symlink in
+// between and have the broker chmod another file (0666 for the health
+// socket). A sticky directory such as /tmp keeps others from renaming the
+// broker's files. allowShared (--allow-shared-dirs) takes the risk.
+func checkSocketParent(flag, path string, allowShared bool) error {
+	if allowShared {
+		return nil
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("%s: %w", flag, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case ok && st.Uid != 0 && int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("%w: %s: directory %s is owned by uid %d, not root or the broker's uid (pass --allow-shared-dirs if this is deliberate)",
+			ErrInvalidArgument, flag, dir, st.Uid)
+	case fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0:
+		return fmt.Errorf("%w: %s: directory %s is writable by group or others (mode %#o) without the sticky bit (pass --allow-shared-dirs if this is deliberate)",
+			ErrInvalidArgument, flag, dir, fi.Mode().Perm())
+	}
+	return nil
+}
