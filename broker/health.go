@@ -248,5 +248,5 @@ func listenHealth(path string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &limitListener{Listener: ln, sem: make(chan struct{}, maxHealthConns)}, nil
+	return newLimitListener(ln, maxHealthConns), nil
 }

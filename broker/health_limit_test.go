@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -115,5 +116,42 @@ func TestHealthSocketWatchesApart(t *testing.T) {
 	}
 	if _, err := w.Recv(); err != nil {
 		t.Fatalf("admin health watch while the health socket's are full: %v", err)
+	}
+}
+
+// TestLimitListenerCloseEndsWaitingAccept: with every slot held, Close
+// must end an Accept waiting for one. grpc's Stop waits for Serve to
+// return before it closes connections, so a client holding every health
+// connection (any local user) hung the broker's shutdown.
+func TestLimitListenerCloseEndsWaitingAccept(t *testing.T) {
+	dir, err := os.MkdirTemp("/tmp", "sgh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ln, err := listenHealth(filepath.Join(dir, "h.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range maxHealthConns {
+		c, err := net.Dial("unix", filepath.Join(dir, "h.sock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		a, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := ln.Accept() // waits: every slot is held
+		done <- err
+	}()
+	ln.Close()
+	if err := <-done; !errors.Is(err, net.ErrClosed) { // a hang here is the bug
+		t.Fatalf("Accept after Close: %v", err)
 	}
 }

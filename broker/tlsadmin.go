@@ -374,7 +374,7 @@ func listenAdminTCP(listen string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
-	return &limitListener{Listener: ln, sem: make(chan struct{}, maxAdminTCPConns)}, nil
+	return newLimitListener(ln, maxAdminTCPConns), nil
 }
 
 // tlsCreds are the TCP listener's transport credentials.
@@ -391,13 +391,33 @@ func tlsServerOptions() []grpc.ServerOption {
 }
 
 // limitListener holds at most cap(sem) accepted connections open.
+//
+// Close also ends an Accept that waits for a slot: grpc's Stop and
+// GracefulStop close the listener and wait for Serve to return before they
+// close any connection, so an Accept blocked on a full sem (connections a
+// client keeps open) would otherwise hang the broker's shutdown.
 type limitListener struct {
 	net.Listener
-	sem chan struct{}
+	sem       chan struct{}
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+func newLimitListener(ln net.Listener, n int) *limitListener {
+	return &limitListener{Listener: ln, sem: make(chan struct{}, n), closed: make(chan struct{})}
+}
+
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	l.sem <- struct{}{}
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
 	c, err := l.Listener.Accept()
 	if err != nil {
 		<-l.sem
