@@ -143,6 +143,10 @@ func (a adminAuth) authorize(ctx context.Context, method string, req any) (conte
 			return nil, status.Errorf(codes.PermissionDenied, "sockguard admin: %s (role %s) may not change socket %s: its role covers only %s",
 				quoteBounded(id.String()), g.role, quoteBounded(name), strings.Join(g.opSockets, ", "))
 		}
+		if root, ok := g.allowsBindRoots(requestedBindRoots(req)); !ok {
+			return nil, status.Errorf(codes.PermissionDenied, "sockguard admin: %s (role %s) may not allow the bind root %s: its bindings allow only %s",
+				quoteBounded(id.String()), g.role, quoteBounded(root), quoteBounded(strings.Join(g.opBindRoots, ", ")))
+		}
 	}
 	return withCaller(ctx, id), nil
 }
@@ -183,6 +187,23 @@ func methodRule(method string) (rule, bool) {
 		return rule{role: RoleNone}, true
 	}
 	return rule{}, false
+}
+
+// requestedBindRoots are the bind roots a create or update asks for (an
+// update is judged on what it carries, whatever its mask: fail closed).
+func requestedBindRoots(req any) []string {
+	var s *sockguardv1.Socket
+	switch r := req.(type) {
+	case *sockguardv1.CreateSocketRequest:
+		s = r.GetSocket()
+	case *sockguardv1.UpdateSocketRequest:
+		s = r.GetSocket()
+	}
+	var out []string
+	for _, b := range s.GetOverrides().GetAllowedBindRoots() {
+		out = append(out, b.GetPath())
+	}
+	return out
 }
 
 // scopedSocketName is the socket a socket-scoped request changes.

@@ -621,3 +621,62 @@ func BenchmarkAdminTLS(b *testing.B) {
 		}
 	})
 }
+
+// TestOperatorBindRoots: an operator narrowed to some sockets may give them
+// only the bind roots its bindings list (none by default); an operator of
+// every socket and an admin may give any. Otherwise a runner-* operator
+// could allow /etc and be root on the host.
+func TestOperatorBindRoots(t *testing.T) {
+	roles, err := ParseRoles([]byte(`bindings:
+- role: operator
+  identities: [cn:narrow]
+  sockets: [runner-*]
+- role: operator
+  identities: [cn:work]
+  sockets: [runner-*]
+  bind_roots: [/srv/runners, /opt/tool]
+- role: operator
+  identities: [cn:wide]
+- role: admin
+  identities: [cn:root]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := adminAuth{gid: -1, roles: func() *Roles { return roles }}
+	id := func(cn string) CallerIdentity {
+		return CallerIdentity{Transport: TransportTLS, Subject: "CN=" + cn, cert: &certNames{cn: cn}}
+	}
+	for _, tc := range []struct {
+		cn    string
+		roots []string
+		ok    bool
+	}{
+		{"narrow", nil, true},
+		{"narrow", []string{"/srv/runners/r1"}, false},
+		{"work", []string{"/srv/runners/r1/_work", "/opt/tool"}, true},
+		{"work", []string{"/srv/runners"}, true},
+		{"work", []string{"/srv/runners-evil"}, false},
+		{"work", []string{"/srv/runners/../../etc"}, false},
+		{"work", []string{"/etc"}, false},
+		{"work", []string{"relative"}, false},
+		{"wide", []string{"/etc"}, true},
+		{"root", []string{"/etc"}, true},
+	} {
+		g := auth.grantFor(id(tc.cn))
+		if _, ok := g.allowsBindRoots(tc.roots); ok != tc.ok {
+			t.Errorf("%s with %v: allowed %v, want %v", tc.cn, tc.roots, ok, tc.ok)
+		}
+	}
+	// The interceptor applies it to create and update alike.
+	req := &sockguardv1.CreateSocketRequest{Socket: &sockguardv1.Socket{Name: "runner-1",
+		Overrides: &sockguardv1.SocketOverrides{AllowedBindRoots: []*sockguardv1.BindRoot{{Path: "/etc"}}}}}
+	if got := requestedBindRoots(req); len(got) != 1 || got[0] != "/etc" {
+		t.Fatalf("requestedBindRoots = %v", got)
+	}
+	for _, bad := range []string{"bind_roots: [/x]\n", "sockets: [r-*]\n  bind_roots: [etc]\n", "sockets: [r-*]\n  bind_roots: [/]\n", "sockets: [r-*]\n  bind_roots: [/a/../b]\n"} {
+		if _, err := ParseRoles([]byte("bindings:\n- role: operator\n  identities: [cn:x]\n  " + bad)); err == nil {
+			t.Errorf("role file with %q accepted", bad)
+		}
+	}
+}

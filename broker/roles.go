@@ -66,6 +66,9 @@ type roleBindingYAML struct {
 	Role       string   `yaml:"role"`
 	Identities []string `yaml:"identities"`
 	Sockets    []string `yaml:"sockets"`
+	// BindRoots are the host directories a narrowed operator may give its
+	// sockets as allowed bind roots (each root equal to or under one).
+	BindRoots []string `yaml:"bind_roots"`
 }
 
 // identityMatcher is one "kind:value" entry of a binding's identities.
@@ -111,6 +114,7 @@ type roleBinding struct {
 	role       Role
 	identities []identityMatcher
 	sockets    []string // nil: every socket
+	bindRoots  []string // narrowed operators: where their bind roots may lie
 }
 
 // Roles is a parsed role file.
@@ -201,6 +205,20 @@ func parseBinding(b roleBindingYAML) (roleBinding, error) {
 		}
 		rb.sockets = slices.Clone(b.Sockets)
 	}
+	if b.BindRoots != nil {
+		if rb.sockets == nil {
+			return roleBinding{}, errors.New("bind_roots narrows an operator binding that has sockets (an operator of every socket may set any bind root)")
+		}
+		if len(b.BindRoots) > maxBindingPatterns {
+			return roleBinding{}, fmt.Errorf("more than %d bind_roots", maxBindingPatterns)
+		}
+		for _, r := range b.BindRoots {
+			if !path.IsAbs(r) || path.Clean(r) != r || r == "/" || len(r) > 4096 {
+				return roleBinding{}, fmt.Errorf("bind_roots entry %q: want a clean absolute path other than /", r)
+			}
+		}
+		rb.bindRoots = slices.Clone(b.BindRoots)
+	}
 	return rb, nil
 }
 
@@ -236,7 +254,10 @@ type grant struct {
 	// meaningful when role is RoleOperator: an admin binding is never
 	// narrowed.
 	opSockets []string
-	matched   bool // some binding named the caller
+	// opBindRoots: where a narrowed operator's sockets may have bind
+	// roots (none when empty); meaningful only with opSockets.
+	opBindRoots []string
+	matched     bool // some binding named the caller
 }
 
 // grantFor unites every binding matching the caller: permissions add up,
@@ -259,12 +280,33 @@ func (r *Roles) grantFor(c CallerIdentity, inGroup func(uint32) bool) grant {
 				unnarrowed = true
 			}
 			g.opSockets = append(g.opSockets, b.sockets...)
+			g.opBindRoots = append(g.opBindRoots, b.bindRoots...)
 		}
 	}
 	if unnarrowed || g.role != RoleOperator {
-		g.opSockets = nil
+		g.opSockets, g.opBindRoots = nil, nil
 	}
 	return g
+}
+
+// allowsBindRoots reports whether the grant may give a socket these
+// allowed bind roots. A bind root hands the socket's containers that host
+// directory, so an operator narrowed to some sockets may use only the
+// directories its bindings list (none by default): otherwise a runner-*
+// operator could allow /etc and be root on the host.
+func (g grant) allowsBindRoots(roots []string) (string, bool) {
+	if g.role == RoleAdmin || (g.role == RoleOperator && g.opSockets == nil) {
+		return "", true
+	}
+	for _, r := range roots {
+		c := path.Clean(r)
+		if !path.IsAbs(r) || !slices.ContainsFunc(g.opBindRoots, func(a string) bool {
+			return c == a || strings.HasPrefix(c, a+"/")
+		}) {
+			return r, false
+		}
+	}
+	return "", true
 }
 
 // allowsSocket reports whether an operator grant may change the socket
