@@ -789,16 +789,7 @@ func isolateContainerStart(body []byte) error {
 // names); one that floods refusals cannot tell a missing object from
 // another tenant's (which is paced) by the answer's delay.
 func (p *pacer) waitBacklog(ctx context.Context) {
-	d := p.backlog(time.Now().UnixNano())
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
+	sleepCtx(ctx, p.backlog(time.Now().UnixNano()))
 }
 
 // backlog is how long a refusal at now would wait, without reserving.

@@ -45,7 +45,11 @@ func (p *pacer) delay(now int64) time.Duration {
 
 // wait sleeps until this refusal's slot, or until ctx ends.
 func (p *pacer) wait(ctx context.Context) {
-	d := p.delay(time.Now().UnixNano())
+	sleepCtx(ctx, p.delay(time.Now().UnixNano()))
+}
+
+// sleepCtx sleeps for d (nothing when d <= 0), or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
 	if d <= 0 {
 		return
 	}

@@ -361,23 +361,32 @@ func denialFilter(socket string, start, end *timestamppb.Timestamp, code sockgua
 	return f
 }
 
-func (s *service) ListDenials(_ context.Context, req *sockguardv1.ListDenialsRequest) (*sockguardv1.ListDenialsResponse, error) {
-	size := int(req.GetPageSize())
+// pageArgs reads a list request's page_size (default 100, at most 1000)
+// and page_token (the id to list before; "" for the newest).
+func pageArgs(pageSize int32, token string) (size int, before uint64, err error) {
+	size = int(pageSize)
 	switch {
 	case size < 0:
-		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
+		return 0, 0, status.Error(codes.InvalidArgument, "page_size must not be negative")
 	case size == 0:
 		size = 100
 	case size > 1000:
 		size = 1000
 	}
-	var before uint64
-	if tok := req.GetPageToken(); tok != "" {
-		n, err := strconv.ParseUint(tok, 10, 64)
+	if token != "" {
+		n, err := strconv.ParseUint(token, 10, 64)
 		if err != nil || n == 0 {
-			return nil, status.Error(codes.InvalidArgument, "invalid page_token")
+			return 0, 0, status.Error(codes.InvalidArgument, "invalid page_token")
 		}
 		before = n
+	}
+	return size, before, nil
+}
+
+func (s *service) ListDenials(_ context.Context, req *sockguardv1.ListDenialsRequest) (*sockguardv1.ListDenialsResponse, error) {
+	size, before, err := pageArgs(req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, err
 	}
 	f := denialFilter(req.GetSocket(), req.GetStartTime(), req.GetEndTime(), req.GetReasonCode(), req.GetMethod(), req.GetPathPrefix())
 	recs, next, skipped, err := s.b.store.ListDenials(f, before, size)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"strconv"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -28,22 +26,9 @@ func auditEventToProto(ev *AuditEvent) *sockguardv1.AdminEvent {
 // ListEvents pages through the audit trail, newest first, under the same
 // answer bound as ListDenials.
 func (s *service) ListEvents(_ context.Context, req *sockguardv1.ListEventsRequest) (*sockguardv1.ListEventsResponse, error) {
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
-	case size == 0:
-		size = 100
-	case size > 1000:
-		size = 1000
-	}
-	var before uint64
-	if tok := req.GetPageToken(); tok != "" {
-		n, err := strconv.ParseUint(tok, 10, 64)
-		if err != nil || n == 0 {
-			return nil, status.Error(codes.InvalidArgument, "invalid page_token")
-		}
-		before = n
+	size, before, err := pageArgs(req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, err
 	}
 	f := AuditFilter{Socket: req.GetSocket(), Action: req.GetAction()}
 	if t := req.GetStartTime(); t != nil {
