@@ -301,7 +301,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Time: time.Now().UTC(), Socket: st.t.Name, TenantID: st.t.ID, RequestID: reqID,
 			PeerUID: cred.UID, PeerGID: cred.GID, PeerPID: cred.PID,
 			Method: req.Method, Path: req.Path, RawTarget: safeTarget(r.RequestURI),
-			Code: d.Code, Reason: d.Reason, Rule: d.Rule, Mode: mode,
+			Code: d.Code, Reason: d.Reason, Rule: d.Rule, Mode: mode, Subject: denialSubject(d.Subject),
 		})
 	}
 	// release gives back the request's in-flight slot (when it has one).
@@ -388,7 +388,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Close after the answer: the unread body of a refused request
 		// (possibly one that never comes) is not waited for.
 		w.Header().Set("Connection", "close")
-		answer(policy.Decision{Status: http.StatusTooManyRequests, Code: policy.ReasonUnspecified,
+		answer(policy.Decision{Status: http.StatusTooManyRequests, Code: policy.ReasonLimit,
 			Reason: fmt.Sprintf("over the limit of %d requests in flight on this socket", h.maxInFlight), Rule: "requests in flight limit"},
 			fmt.Sprintf("sockguard: too many requests in flight on this socket (limit %d, broker --max-requests-per-socket); retry when earlier requests have been answered [socket %s, request %s]", h.maxInFlight, st.t.Name, reqID))
 		return

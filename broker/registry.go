@@ -505,10 +505,10 @@ func (r *Registry) recordConnRefused(s *tenantServer, msg string) {
 	}
 	n = s.connRefused.Swap(0)
 	t := s.state.Load().t
-	s.countDenial(policy.ReasonUnspecified)
+	s.countDenial(policy.ReasonLimit)
 	r.denials.Record(Denial{
 		Time: now.UTC(), Socket: t.Name, TenantID: t.ID,
-		Code:   policy.ReasonUnspecified,
+		Code:   policy.ReasonLimit,
 		Reason: fmt.Sprintf("%d connection(s) refused in the last %s: %s", n, connRecordInterval, msg),
 		Rule:   "connection limit", Mode: ModeEnforce,
 	})

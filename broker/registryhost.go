@@ -47,7 +47,8 @@ func checkRegistryHost(ctx context.Context, res hostResolver, pol *policy.Policy
 		if policy.LocalAddr(a.IP) {
 			return policy.Decision{
 				Status: http.StatusForbidden, Code: policy.ReasonBodyDenied, Rule: "images.allowed_registries",
-				Reason: fmt.Sprintf("registry %q resolves to %s, an address on the broker's host: list it exactly in images.allowed_registries to allow it", clip(domain, 128), a.IP),
+				Reason:  fmt.Sprintf("registry %q resolves to %s, an address on the broker's host: list it exactly in images.allowed_registries to allow it", clip(domain, 128), a.IP),
+				Subject: policy.RegistrySubject(domain),
 			}, false
 		}
 	}

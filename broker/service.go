@@ -336,6 +336,7 @@ func (s *service) CheckRequest(_ context.Context, req *sockguardv1.CheckRequestR
 	}
 	if !d.Allow {
 		resp.ReasonCode = sockguardv1.DenialReason(d.Code)
+		resp.Subject = boundedSubject(d.Subject).proto()
 	}
 	return resp, nil
 }
@@ -346,7 +347,7 @@ func denialToProto(d *Denial) *sockguardv1.Denial {
 		PeerUid: d.PeerUID, PeerGid: d.PeerGID, PeerPid: d.PeerPID,
 		Method: d.Method, Path: d.Path, RawTarget: d.RawTarget,
 		ReasonCode: sockguardv1.DenialReason(d.Code), Reason: d.Reason, Rule: d.Rule,
-		PolicyMode: modeToProto(d.Mode), RequestId: d.RequestID,
+		PolicyMode: modeToProto(d.Mode), RequestId: d.RequestID, Subject: d.Subject.proto(),
 	}
 }
 

@@ -264,7 +264,8 @@ func TestDenialBounds(t *testing.T) {
 	huge := strings.Repeat("\x01é", 1<<19)
 	l := NewDenyLog(s, slog.New(slog.NewTextHandler(io.Discard, nil)), DenyLogConfig{})
 	d := Denial{Time: time.Now(), Socket: huge, TenantID: huge, RequestID: huge, Method: huge,
-		Path: huge, RawTarget: safeTarget("/" + huge + "?name=" + huge), Reason: huge, Rule: huge, Mode: Mode(huge)}
+		Path: huge, RawTarget: safeTarget("/" + huge + "?name=" + huge), Reason: huge, Rule: huge, Mode: Mode(huge),
+		Subject: &DenialSubject{Field: huge, Value: huge, AllowSection: huge, AllowSetting: huge, AllowValue: huge, AllowMethod: huge, AllowPath: huge}}
 	recs := make([]Denial, 1500)
 	for i := range recs {
 		recs[i] = d // AppendDenials bounds them

@@ -61,6 +61,24 @@ type Denial struct {
 	Reason    string            `json:"reason"`
 	Rule      string            `json:"rule,omitempty"`
 	Mode      Mode              `json:"mode"`
+	// Subject is what the refusal is about, as data (nil in records of
+	// older brokers and for refusals about no field: limits, peers).
+	Subject *DenialSubject `json:"subject,omitempty"`
+}
+
+// DenialSubject is a refusal's policy.Subject as stored. Programs
+// (suggest-policy) read it, never Reason. AllowValue and AllowPath are
+// never clipped: one over its bound is dropped (a clipped host path or glob
+// would name another one), the rest is clipped like every field.
+type DenialSubject struct {
+	Field        string               `json:"field,omitempty"`
+	Value        string               `json:"value,omitempty"`
+	AllowKind    policy.AllowanceKind `json:"allow_kind"`
+	AllowSection string               `json:"allow_section,omitempty"`
+	AllowSetting string               `json:"allow_setting,omitempty"`
+	AllowValue   string               `json:"allow_value,omitempty"`
+	AllowMethod  string               `json:"allow_method,omitempty"`
+	AllowPath    string               `json:"allow_path,omitempty"`
 }
 
 // Byte bounds of a Denial's string fields. A clipped value ends in
@@ -72,10 +90,15 @@ const (
 	maxDenialTarget = 384 // safeTarget output
 	maxDenialReason = 512
 	maxDenialRule   = 128
+	maxDenialField  = 128 // Subject.Field
+	maxDenialValue  = 256 // Subject.Value and AllowValue (a host path, a name)
+	// maxDenialSubject is the bound of a Subject's strings: Field, Value,
+	// section and setting (idents), AllowValue, method and path glob.
+	maxDenialSubject = maxDenialField + 2*maxDenialValue + 2*maxDenialIdent + maxDenialMethod + maxDenialPath
 	// maxDenialBytes bounds one record's JSON: every string field at its
 	// bound with every byte escaped as \u00XX (6 bytes), plus the fixed
 	// fields and keys.
-	maxDenialBytes = 6*(3*maxDenialIdent+maxDenialMethod+maxDenialPath+maxDenialTarget+maxDenialReason+maxDenialRule) + 512
+	maxDenialBytes = 6*(3*maxDenialIdent+maxDenialMethod+maxDenialPath+maxDenialTarget+maxDenialReason+maxDenialRule+maxDenialSubject) + 768
 )
 
 // bound clips every string field to its byte bound.
@@ -89,13 +112,39 @@ func (d *Denial) bound() {
 	d.Reason = clip(d.Reason, maxDenialReason)
 	d.Rule = clip(d.Rule, maxDenialRule)
 	d.Mode = Mode(clip(string(d.Mode), maxDenialMethod))
+	d.Subject.bound()
+}
+
+// bound clips the subject's fields to their bounds (nil: nothing).
+func (s *DenialSubject) bound() {
+	if s != nil {
+		s.Field = clip(s.Field, maxDenialField)
+		s.Value = clip(s.Value, maxDenialValue)
+		s.AllowSection = clip(s.AllowSection, maxDenialIdent)
+		s.AllowSetting = clip(s.AllowSetting, maxDenialIdent)
+		s.AllowMethod = clip(s.AllowMethod, maxDenialMethod)
+		if len(s.AllowValue) > maxDenialValue {
+			s.AllowValue = ""
+		}
+		if len(s.AllowPath) > maxDenialPath {
+			s.AllowPath = ""
+		}
+	}
 }
 
 // size is the record's approximate in-memory size, for the queue's byte
 // bound.
 func (d *Denial) size() int {
 	return 160 + len(d.Socket) + len(d.TenantID) + len(d.RequestID) + len(d.Method) +
-		len(d.Path) + len(d.RawTarget) + len(d.Reason) + len(d.Rule) + len(d.Mode)
+		len(d.Path) + len(d.RawTarget) + len(d.Reason) + len(d.Rule) + len(d.Mode) + d.Subject.size()
+}
+
+func (s *DenialSubject) size() int {
+	if s == nil {
+		return 0
+	}
+	return 64 + len(s.Field) + len(s.Value) + len(s.AllowSection) + len(s.AllowSetting) +
+		len(s.AllowValue) + len(s.AllowMethod) + len(s.AllowPath)
 }
 
 // clip returns s if it has at most n bytes, else a prefix of it cut at a

@@ -27,6 +27,7 @@ func runDecide(t *testing.T, pol *Policy, tests []decideCase) {
 				t.Fatalf("Canonicalize: %v", err)
 			}
 			d := pol.Decide(req)
+			checkSubject(t, d)
 			if d.Allow != tc.allow {
 				t.Fatalf("%s %s: Allow=%v want %v (%+v)", tc.method, tc.target, d.Allow, tc.allow, d)
 			}

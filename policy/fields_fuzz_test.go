@@ -105,6 +105,7 @@ func FuzzFieldTable(f *testing.F) {
 	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
 		kind := kinds[int(which)%len(kinds)]
 		d, nb := pol.InspectBody(reqs[kind], http.Header{}, body)
+		checkSubject(t, d)
 		if !d.Allow {
 			if d.Status != 400 && d.Status != 403 && d.Status != 413 {
 				t.Fatalf("status %d", d.Status)

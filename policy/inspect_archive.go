@@ -33,7 +33,7 @@ func inspectArchive(body []byte, maxUnpacked int64) Decision {
 		r = bzip2.NewReader(r)
 	case bytes.HasPrefix(body, []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}),
 		bytes.HasPrefix(body, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return forbid(ReasonBodyDenied, rule, "xz and zstd archives are not inspected: send a plain or gzip tar")
+		return forbid(ReasonBodyDenied, rule, about("archive", never()), "xz and zstd archives are not inspected: send a plain or gzip tar")
 	}
 	lr := &io.LimitedReader{R: r, N: maxUnpacked + 1}
 	tr := tar.NewReader(lr)
@@ -44,7 +44,7 @@ func inspectArchive(body []byte, maxUnpacked int64) Decision {
 		}
 		if err != nil {
 			if lr.N <= 0 {
-				return forbid(ReasonBodyTooLarge, rule, "archive unpacks to more than %d bytes", maxUnpacked)
+				return forbid(ReasonBodyTooLarge, rule, about("archive", setting("", "max_archive_bytes", "")), "archive unpacks to more than %d bytes", maxUnpacked)
 			}
 			return malformed(rule, "archive entry %d: %v", i, err)
 		}
@@ -53,7 +53,7 @@ func inspectArchive(body []byte, maxUnpacked int64) Decision {
 		}
 		if _, err := io.Copy(io.Discard, tr); err != nil {
 			if lr.N <= 0 {
-				return forbid(ReasonBodyTooLarge, rule, "archive unpacks to more than %d bytes", maxUnpacked)
+				return forbid(ReasonBodyTooLarge, rule, about("archive", setting("", "max_archive_bytes", "")), "archive unpacks to more than %d bytes", maxUnpacked)
 			}
 			return malformed(rule, "archive entry %d: %v", i, err)
 		}
@@ -71,18 +71,20 @@ func escapes(p string) bool {
 func checkTarEntry(i int, h *tar.Header) Decision {
 	const rule = "archive upload"
 	field := fmt.Sprintf("archive entry %d %s", i, q(h.Name))
+	// The entry's name is the tenant's data: the subject names the index only.
+	subj := about(fmt.Sprintf("archive entry %d", i), never())
 	switch {
 	case escapes(h.Name):
-		return forbid(ReasonBodyDenied, rule, "%s: the name leaves the target directory", field)
+		return forbid(ReasonBodyDenied, rule, subj, "%s: the name leaves the target directory", field)
 	case h.Typeflag == tar.TypeChar || h.Typeflag == tar.TypeBlock:
-		return forbid(ReasonEscalation, rule, "%s: device nodes are not allowed", field)
+		return forbid(ReasonEscalation, rule, subj, "%s: device nodes are not allowed", field)
 	case h.Mode&0o6000 != 0:
-		return forbid(ReasonEscalation, rule, "%s: setuid/setgid files are not allowed (mode %#o)", field, h.Mode&0o7777)
+		return forbid(ReasonEscalation, rule, subj, "%s: setuid/setgid files are not allowed (mode %#o)", field, h.Mode&0o7777)
 	case h.Typeflag == tar.TypeLink && escapes(h.Linkname):
-		return forbid(ReasonBodyDenied, rule, "%s: the hard link target %s leaves the target directory", field, q(h.Linkname))
+		return forbid(ReasonBodyDenied, rule, subj, "%s: the hard link target %s leaves the target directory", field, q(h.Linkname))
 	case h.Typeflag == tar.TypeSymlink && !path.IsAbs(h.Linkname) &&
 		escapes(path.Join(path.Dir(strings.TrimLeft(h.Name, "/")), h.Linkname)):
-		return forbid(ReasonBodyDenied, rule, "%s: the symlink target %s leaves the target directory", field, q(h.Linkname))
+		return forbid(ReasonBodyDenied, rule, subj, "%s: the symlink target %s leaves the target directory", field, q(h.Linkname))
 	}
 	return allow(rule)
 }

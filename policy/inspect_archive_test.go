@@ -94,6 +94,7 @@ rules:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d, nb := pol.InspectBody(req, nil, tt.body)
+			checkSubject(t, d)
 			if nb != nil {
 				t.Fatal("archive inspection must not rewrite the body")
 			}

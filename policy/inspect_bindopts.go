@@ -18,7 +18,7 @@ func checkBindOptions(field, opts string) Decision {
 		case "shared", "rshared":
 			return checkPropagation(field+" propagation", o)
 		}
-		return forbid(ReasonBindMount, "bind options", "%s option %s: not an allowed bind option (allowed: ro, rw, z, Z, private, rprivate, slave, rslave)", field, q(o))
+		return forbid(ReasonBindMount, "bind options", about(field, never()), "%s option %s: not an allowed bind option (allowed: ro, rw, z, Z, private, rprivate, slave, rslave)", field, q(o))
 	}
 	return allow("bind options")
 }

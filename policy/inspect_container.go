@@ -80,13 +80,13 @@ type resourcesBody struct {
 func checkResources(prefix string, r *resourcesBody) Decision {
 	switch {
 	case len(r.Devices) > 0:
-		return forbid(ReasonEscalation, "devices", "%sDevices: host devices (%s) are not allowed", prefix, q(r.Devices[0].PathOnHost))
+		return forbid(ReasonEscalation, "devices", about(prefix+"Devices", never()), "%sDevices: host devices (%s) are not allowed", prefix, q(r.Devices[0].PathOnHost))
 	case len(r.DeviceRequests) > 0:
-		return forbid(ReasonEscalation, "devices", "%sDeviceRequests: device requests (GPUs) are not allowed", prefix)
+		return forbid(ReasonEscalation, "devices", about(prefix+"DeviceRequests", never()), "%sDeviceRequests: device requests (GPUs) are not allowed", prefix)
 	case len(r.DeviceCgroupRules) > 0:
-		return forbid(ReasonEscalation, "devices", "%sDeviceCgroupRules %s: device cgroup rules are not allowed", prefix, q(r.DeviceCgroupRules[0]))
+		return forbid(ReasonEscalation, "devices", about(prefix+"DeviceCgroupRules", never()), "%sDeviceCgroupRules %s: device cgroup rules are not allowed", prefix, q(r.DeviceCgroupRules[0]))
 	case r.CgroupParent != "":
-		return forbid(ReasonEscalation, "cgroup parent", "%sCgroupParent %s: choosing the cgroup parent is not allowed", prefix, q(r.CgroupParent))
+		return forbid(ReasonEscalation, "cgroup parent", about(prefix+"CgroupParent", never()), "%sCgroupParent %s: choosing the cgroup parent is not allowed", prefix, q(r.CgroupParent))
 	}
 	return checkUlimits(prefix, r.Ulimits)
 }
@@ -167,7 +167,7 @@ func (p *Policy) inspectContainerCreate(body []byte) (Decision, []byte) {
 		return d, nil
 	}
 	if b.MacAddress != "" {
-		return forbid(ReasonBodyDenied, "container create", "MacAddress %s: static MAC addresses are not allowed", q(b.MacAddress)), nil
+		return forbid(ReasonBodyDenied, "container create", about("MacAddress", never()), "MacAddress %s: static MAC addresses are not allowed", q(b.MacAddress)), nil
 	}
 	if d := checkHealthcheck(b.Healthcheck); !d.Allow {
 		return d, nil
@@ -229,7 +229,7 @@ func (p *Policy) inspectContainerCreate(body []byte) (Decision, []byte) {
 func (p *Policy) checkHostConfig(prefix string, h *hostConfigBody, binds, mounts *map[int]string) Decision {
 	c := &p.preset.ctr
 	if h.Privileged && !c.allowPrivileged {
-		return forbid(ReasonPrivileged, "container.allow_privileged",
+		return forbid(ReasonPrivileged, "container.allow_privileged", about(prefix+"Privileged", setting("container", "allow_privileged", "true")),
 			"%sPrivileged is true: privileged containers are not allowed", prefix)
 	}
 	for _, ns := range []struct {
@@ -245,15 +245,15 @@ func (p *Policy) checkHostConfig(prefix string, h *hostConfigBody, binds, mounts
 	} {
 		// dockerd compares exactly "host"; case variants are refused too (fail closed).
 		if strings.EqualFold(ns.value, "host") {
-			return forbid(ReasonHostNamespace, "host namespaces",
+			return forbid(ReasonHostNamespace, "host namespaces", about(prefix+ns.field, never()),
 				"%s%s %s: sharing the host %s namespace is not allowed", prefix, ns.field, q(ns.value), ns.what)
 		}
 		if hasPrefixFold(ns.value, "ns:") {
-			return forbid(ReasonHostNamespace, "host namespaces",
+			return forbid(ReasonHostNamespace, "host namespaces", about(prefix+ns.field, never()),
 				"%s%s %s: joining a namespace by path is not allowed", prefix, ns.field, q(ns.value))
 		}
 		if !ns.joinable && hasPrefixFold(ns.value, "container:") {
-			return forbid(ReasonHostNamespace, "host namespaces",
+			return forbid(ReasonHostNamespace, "host namespaces", about(prefix+ns.field, never()),
 				"%s%s %s: joining another container's %s namespace is not allowed", prefix, ns.field, q(ns.value), ns.what)
 		}
 	}
@@ -297,7 +297,7 @@ func (p *Policy) checkHostConfig(prefix string, h *hostConfigBody, binds, mounts
 		switch strings.ToLower(m.Type) {
 		case "bind":
 			if !strings.HasPrefix(m.Source, "/") {
-				return forbid(ReasonBindMount, "container.allowed_bind_roots", "%s.Source %s: a bind source must be an absolute host path", field, q(m.Source))
+				return forbid(ReasonBindMount, "container.allowed_bind_roots", about(field+".Source", never()), "%s.Source %s: a bind source must be an absolute host path", field, q(m.Source))
 			}
 			nonRec := m.BindOptions != nil && m.BindOptions.ReadOnlyNonRecursive
 			rewrite, d := p.checkBindSource(field+".Source", m.Source, m.ReadOnly, nonRec)
@@ -310,7 +310,7 @@ func (p *Policy) checkHostConfig(prefix string, h *hostConfigBody, binds, mounts
 		case "volume", "tmpfs", "image":
 			// Their options are judged below, whatever the type says.
 		default:
-			return forbid(ReasonBindMount, "mounts", "%s.Type %s: only bind, volume, tmpfs and image mounts are allowed", field, q(m.Type))
+			return forbid(ReasonBindMount, "mounts", about(field+".Type", never()), "%s.Type %s: only bind, volume, tmpfs and image mounts are allowed", field, q(m.Type))
 		}
 		// Every option group is judged even where dockerd would refuse it
 		// for this type: fail closed if a daemon version reads it anyway.
@@ -363,10 +363,10 @@ func (p *Policy) checkHostConfig(prefix string, h *hostConfigBody, binds, mounts
 	}
 
 	if len(h.VolumesFrom) > 0 && !c.allowVolumesFrom {
-		return forbid(ReasonBodyDenied, "container.allow_volumes_from", "%sVolumesFrom: mounting another container's volumes is not allowed", prefix)
+		return forbid(ReasonBodyDenied, "container.allow_volumes_from", about(prefix+"VolumesFrom", setting("container", "allow_volumes_from", "true")), "%sVolumesFrom: mounting another container's volumes is not allowed", prefix)
 	}
 	if len(h.Links) > 0 && !c.allowLinks {
-		return forbid(ReasonBodyDenied, "container.allow_links", "%sLinks: container links are not allowed", prefix)
+		return forbid(ReasonBodyDenied, "container.allow_links", about(prefix+"Links", setting("container", "allow_links", "true")), "%sLinks: container links are not allowed", prefix)
 	}
 	if d := checkResources(prefix, &h.resourcesBody); !d.Allow {
 		return d
@@ -374,10 +374,14 @@ func (p *Policy) checkHostConfig(prefix string, h *hostConfigBody, binds, mounts
 	for _, cp := range h.CapAdd {
 		n := normalizeCap(cp)
 		if n == "ALL" {
-			return forbid(ReasonEscalation, "container.allowed_capabilities", "%sCapAdd %s: adding all capabilities is not allowed", prefix, q(cp))
+			return forbid(ReasonEscalation, "container.allowed_capabilities", about(prefix+"CapAdd", never()), "%sCapAdd %s: adding all capabilities is not allowed", prefix, q(cp))
 		}
 		if !c.allowedCaps[n] {
-			return forbid(ReasonEscalation, "container.allowed_capabilities", "%sCapAdd %s: capability %s is not in this preset's allowlist", prefix, q(cp), n)
+			a := never() // a preset can list Linux capabilities only
+			if isLinuxCapability(n) {
+				a = setting("container", "allowed_capabilities", n)
+			}
+			return forbid(ReasonEscalation, "container.allowed_capabilities", aboutValue(prefix+"CapAdd", n, a), "%sCapAdd %s: capability %s is not in this preset's allowlist", prefix, q(cp), n)
 		}
 	}
 	for _, so := range h.SecurityOpt {
@@ -392,14 +396,14 @@ func (p *Policy) checkHostConfig(prefix string, h *hostConfigBody, binds, mounts
 		return d
 	}
 	if len(h.Sysctls) > 0 {
-		return forbid(ReasonEscalation, "sysctls", "%sSysctls %s: setting kernel parameters is not allowed", prefix, q(sortedKeys(h.Sysctls)[0]))
+		return forbid(ReasonEscalation, "sysctls", about(prefix+"Sysctls", never()), "%sSysctls %s: setting kernel parameters is not allowed", prefix, q(sortedKeys(h.Sysctls)[0]))
 	}
 	if h.Runtime != "" && !c.allowedRuntimes[h.Runtime] {
-		return forbid(ReasonEscalation, "container.allowed_runtimes", "%sRuntime %s: runtime is not in this preset's allowlist", prefix, q(h.Runtime))
+		return forbid(ReasonEscalation, "container.allowed_runtimes", aboutValue(prefix+"Runtime", h.Runtime, setting("container", "allowed_runtimes", h.Runtime)), "%sRuntime %s: runtime is not in this preset's allowlist", prefix, q(h.Runtime))
 	}
 	if len(h.Annotations) > 0 {
 		// Some runtimes act on OCI annotations (host paths, hypervisor settings).
-		return forbid(ReasonEscalation, "annotations", "%sAnnotations %s: OCI annotations are not allowed", prefix, q(sortedKeys(h.Annotations)[0]))
+		return forbid(ReasonEscalation, "annotations", about(prefix+"Annotations", never()), "%sAnnotations %s: OCI annotations are not allowed", prefix, q(sortedKeys(h.Annotations)[0]))
 	}
 	if d := p.checkLogConfig(prefix, &h.LogConfig); !d.Allow {
 		return d
@@ -425,19 +429,19 @@ func (p *Policy) checkRequiredRails(b *containerCreateBody) Decision {
 		h, prefix = &b.hostConfigBody, ""
 	}
 	if c.requireReadOnlyRootfs && !h.ReadonlyRootfs {
-		return forbid(ReasonBodyDenied, "container.require_read_only_rootfs", "%sReadonlyRootfs is false: this preset requires a read-only root filesystem (--read-only)", prefix)
+		return forbid(ReasonBodyDenied, "container.require_read_only_rootfs", about(prefix+"ReadonlyRootfs", setting("container", "require_read_only_rootfs", "false")), "%sReadonlyRootfs is false: this preset requires a read-only root filesystem (--read-only)", prefix)
 	}
 	if c.requireNoNewPrivileges && !hasNoNewPrivileges(h.SecurityOpt) {
-		return forbid(ReasonEscalation, "container.require_no_new_privileges", "%sSecurityOpt: this preset requires no-new-privileges", prefix)
+		return forbid(ReasonEscalation, "container.require_no_new_privileges", about(prefix+"SecurityOpt", setting("container", "require_no_new_privileges", "false")), "%sSecurityOpt: this preset requires no-new-privileges", prefix)
 	}
 	if c.requireMemoryLimit && h.Memory <= 0 {
-		return forbid(ReasonBodyDenied, "container.require_memory_limit", "%sMemory is not set: this preset requires a memory limit (--memory)", prefix)
+		return forbid(ReasonBodyDenied, "container.require_memory_limit", about(prefix+"Memory", setting("container", "require_memory_limit", "false")), "%sMemory is not set: this preset requires a memory limit (--memory)", prefix)
 	}
 	if c.requireCPULimit && h.NanoCPUs <= 0 && h.CPUQuota <= 0 {
-		return forbid(ReasonBodyDenied, "container.require_cpu_limit", "%sNanoCpus and CpuQuota are not set: this preset requires a CPU limit (--cpus)", prefix)
+		return forbid(ReasonBodyDenied, "container.require_cpu_limit", about(prefix+"NanoCpus", setting("container", "require_cpu_limit", "false")), "%sNanoCpus and CpuQuota are not set: this preset requires a CPU limit (--cpus)", prefix)
 	}
 	if c.requirePidsLimit && (h.PidsLimit == nil || *h.PidsLimit <= 0) {
-		return forbid(ReasonBodyDenied, "container.require_pids_limit", "%sPidsLimit is not set: this preset requires a PIDs limit (--pids-limit)", prefix)
+		return forbid(ReasonBodyDenied, "container.require_pids_limit", about(prefix+"PidsLimit", setting("container", "require_pids_limit", "false")), "%sPidsLimit is not set: this preset requires a PIDs limit (--pids-limit)", prefix)
 	}
 	return allow(ruleContainer)
 }
@@ -467,7 +471,7 @@ func (p *Policy) checkBindSource(field, src string, readOnly, nonRecursiveRO boo
 			if p.preset.ctr.rewriteDaemonSocket && p.selfSocket != "" {
 				return true, allow(rule)
 			}
-			return false, forbid(ReasonBindMount, "container.daemon_socket_bind", "%s %s: binding the Docker daemon socket is not allowed", field, q(src))
+			return false, forbid(ReasonBindMount, "container.daemon_socket_bind", aboutValue(field, src, setting("container", "daemon_socket_bind", "rewrite")), "%s %s: binding the Docker daemon socket is not allowed", field, q(src))
 		}
 	}
 	if p.selfSocket != "" && clean == p.selfSocket {
@@ -475,14 +479,14 @@ func (p *Policy) checkBindSource(field, src string, readOnly, nonRecursiveRO boo
 	}
 	for _, s := range p.daemonSockets {
 		if isUnder(s, clean) {
-			return false, forbid(ReasonBindMount, rule, "%s %s: the bind would expose the Docker daemon socket %s", field, q(src), s)
+			return false, forbid(ReasonBindMount, rule, aboutValue(field, src, never()), "%s %s: the bind would expose the Docker daemon socket %s", field, q(src), s)
 		}
 	}
 	if p.selfSocket != "" && isUnder(p.selfSocket, clean) {
-		return false, forbid(ReasonBindMount, rule, "%s %s: the bind would expose the broker's sockets", field, q(src))
+		return false, forbid(ReasonBindMount, rule, aboutValue(field, src, never()), "%s %s: the bind would expose the broker's sockets", field, q(src))
 	}
 	if pp, ok := protectedOverlap(clean, p.protected); ok {
-		return false, forbid(ReasonBindMount, rule, "%s %s: the bind would expose the broker's own path %s", field, q(src), pp)
+		return false, forbid(ReasonBindMount, rule, aboutValue(field, src, never()), "%s %s: the bind would expose the broker's own path %s", field, q(src), pp)
 	}
 	underRO := false
 	for _, r := range p.bindRoots {
@@ -498,9 +502,9 @@ func (p *Policy) checkBindSource(field, src string, readOnly, nonRecursiveRO boo
 		if readOnly && !nonRecursiveRO {
 			return false, allow(rule)
 		}
-		return false, forbid(ReasonBindMount, rule, "%s %s: this bind root is read-only; mount it read-only (:ro)", field, q(src))
+		return false, forbid(ReasonBindMount, rule, bindRootSubject(field, src, clean), "%s %s: this bind root is read-only; mount it read-only (:ro)", field, q(src))
 	}
-	return false, forbid(ReasonBindMount, rule, "%s %s: host path is not under an allowed bind root", field, q(src))
+	return false, forbid(ReasonBindMount, rule, bindRootSubject(field, src, clean), "%s %s: host path is not under an allowed bind root", field, q(src))
 }
 
 // checkTmpfsOption allows the known tmpfs mount options; exec, suid and
@@ -509,12 +513,12 @@ func checkTmpfsOption(field, opt string) Decision {
 	o := strings.TrimSpace(opt)
 	for _, bad := range []string{"exec", "suid", "dev"} {
 		if strings.EqualFold(o, bad) {
-			return forbid(ReasonEscalation, "tmpfs options", "%s option %s: tmpfs mounts must stay noexec, nosuid and nodev", field, q(o))
+			return forbid(ReasonEscalation, "tmpfs options", about(field, never()), "%s option %s: tmpfs mounts must stay noexec, nosuid and nodev", field, q(o))
 		}
 	}
 	name, _, _ := strings.Cut(o, "=")
 	if o != "" && !tmpfsOptionAllowed(name) {
-		return forbid(ReasonEscalation, "tmpfs options", "%s option %s: unknown tmpfs option", field, q(truncate(o)))
+		return forbid(ReasonEscalation, "tmpfs options", about(field, never()), "%s option %s: unknown tmpfs option", field, q(truncate(o)))
 	}
 	return allow("tmpfs options")
 }
@@ -536,35 +540,35 @@ func checkSecurityOpt(field, opt string) Decision {
 		key, val, found = strings.Cut(opt, ":") // the legacy "label:disable" form
 	}
 	if !found {
-		return forbid(ReasonEscalation, rule, "%s %s: unrecognized security option", field, q(opt))
+		return forbid(ReasonEscalation, rule, about(field, never()), "%s %s: unrecognized security option", field, q(opt))
 	}
 	switch {
 	case strings.EqualFold(key, "seccomp"):
 		if !strings.EqualFold(val, "builtin") && !strings.EqualFold(val, "default") {
-			return forbid(ReasonEscalation, rule, "%s %s: disabling seccomp or replacing its profile is not allowed", field, q(truncate(opt)))
+			return forbid(ReasonEscalation, rule, about(field, never()), "%s %s: disabling seccomp or replacing its profile is not allowed", field, q(truncate(opt)))
 		}
 	case strings.EqualFold(key, "apparmor"):
 		if strings.EqualFold(val, "unconfined") {
-			return forbid(ReasonEscalation, rule, "%s %s: disabling AppArmor is not allowed", field, q(opt))
+			return forbid(ReasonEscalation, rule, about(field, never()), "%s %s: disabling AppArmor is not allowed", field, q(opt))
 		}
 	case strings.EqualFold(key, "label"):
 		if strings.EqualFold(val, "disable") || hasPrefixFold(val, "type:") {
-			return forbid(ReasonEscalation, rule, "%s %s: disabling SELinux labels or choosing the process type is not allowed", field, q(opt))
+			return forbid(ReasonEscalation, rule, about(field, never()), "%s %s: disabling SELinux labels or choosing the process type is not allowed", field, q(opt))
 		}
 	case strings.EqualFold(key, "systempaths"):
 		if strings.EqualFold(val, "unconfined") {
-			return forbid(ReasonEscalation, rule, "%s %s: unmasking /proc and /sys is not allowed", field, q(opt))
+			return forbid(ReasonEscalation, rule, about(field, never()), "%s %s: unmasking /proc and /sys is not allowed", field, q(opt))
 		}
 	case strings.EqualFold(key, "no-new-privileges"):
 		if b, err := strconv.ParseBool(val); err != nil || !b {
-			return forbid(ReasonEscalation, rule, "%s %s: turning no-new-privileges off is not allowed", field, q(opt))
+			return forbid(ReasonEscalation, rule, about(field, never()), "%s %s: turning no-new-privileges off is not allowed", field, q(opt))
 		}
 	case strings.EqualFold(key, "writable-cgroups"):
 		if b, err := strconv.ParseBool(val); err != nil || b {
-			return forbid(ReasonEscalation, rule, "%s %s: writable cgroups are not allowed", field, q(opt))
+			return forbid(ReasonEscalation, rule, about(field, never()), "%s %s: writable cgroups are not allowed", field, q(opt))
 		}
 	default:
-		return forbid(ReasonEscalation, rule, "%s %s: unrecognized security option", field, q(truncate(opt)))
+		return forbid(ReasonEscalation, rule, about(field, never()), "%s %s: unrecognized security option", field, q(truncate(opt)))
 	}
 	return allow(rule)
 }
@@ -595,7 +599,7 @@ func checkSystemPaths(field string, paths []string, essential ...string) Decisio
 		return allow(rule)
 	}
 	if len(paths) == 0 {
-		return forbid(ReasonEscalation, rule, "%s is empty: unmasking /proc and /sys is not allowed", field)
+		return forbid(ReasonEscalation, rule, about(field, never()), "%s is empty: unmasking /proc and /sys is not allowed", field)
 	}
 	for _, e := range essential {
 		found := false
@@ -606,7 +610,7 @@ func checkSystemPaths(field string, paths []string, essential ...string) Decisio
 			}
 		}
 		if !found {
-			return forbid(ReasonEscalation, rule, "%s omits %s: replacing the default list is not allowed", field, e)
+			return forbid(ReasonEscalation, rule, about(field, never()), "%s omits %s: replacing the default list is not allowed", field, e)
 		}
 	}
 	return allow(rule)
@@ -620,7 +624,7 @@ func checkWorkingDir(field, wd string) Decision {
 	}
 	c := path.Clean("/" + wd)
 	if c == "/proc" || isUnder(c, "/proc") {
-		return forbid(ReasonEscalation, "working dir", "%s %s: a working directory under /proc is not allowed", field, q(wd))
+		return forbid(ReasonEscalation, "working dir", about(field, never()), "%s %s: a working directory under /proc is not allowed", field, q(wd))
 	}
 	return allow("working dir")
 }
@@ -628,17 +632,19 @@ func checkWorkingDir(field, wd string) Decision {
 // requireNonRootUser accepts only a numeric, non-zero UID: a user name can
 // map to UID 0 inside a crafted image, so names are refused under this rail.
 func requireNonRootUser(field, user, rule string) Decision {
+	section, key, _ := strings.Cut(rule, ".")
+	subj := about(field, setting(section, key, "false")) // the user is not stored
 	name, _, _ := strings.Cut(user, ":")
 	if name == "" || strings.EqualFold(name, "root") {
-		return forbid(ReasonBodyDenied, rule, "%s %s: this preset requires a non-root user", field, q(user))
+		return forbid(ReasonBodyDenied, rule, subj, "%s %s: this preset requires a non-root user", field, q(user))
 	}
 	uid, err := strconv.ParseInt(name, 10, 64)
 	switch {
 	case err != nil:
-		return forbid(ReasonBodyDenied, rule, "%s %s: this preset requires a numeric non-root UID (a name may map to root inside the image)", field, q(user))
+		return forbid(ReasonBodyDenied, rule, subj, "%s %s: this preset requires a numeric non-root UID (a name may map to root inside the image)", field, q(user))
 	case uid <= 0:
 		// "0", "00", "+0", "-0" all parse to UID 0 in the runtime.
-		return forbid(ReasonBodyDenied, rule, "%s %s: this preset requires a non-root user", field, q(user))
+		return forbid(ReasonBodyDenied, rule, subj, "%s %s: this preset requires a non-root user", field, q(user))
 	}
 	return allow(rule)
 }
@@ -650,11 +656,11 @@ func checkEndpoint(field string, ep *endpointSettingsBody) Decision {
 	}
 	if ep.IPAMConfig != nil {
 		if ep.IPAMConfig.IPv4Address != "" || ep.IPAMConfig.IPv6Address != "" || len(ep.IPAMConfig.LinkLocalIPs) > 0 {
-			return forbid(ReasonBodyDenied, rule, "%s.IPAMConfig: static IP addresses are not allowed", field)
+			return forbid(ReasonBodyDenied, rule, about(field+".IPAMConfig", never()), "%s.IPAMConfig: static IP addresses are not allowed", field)
 		}
 	}
 	if ep.MacAddress != "" {
-		return forbid(ReasonBodyDenied, rule, "%s.MacAddress %s: static MAC addresses are not allowed", field, q(ep.MacAddress))
+		return forbid(ReasonBodyDenied, rule, about(field+".MacAddress", never()), "%s.MacAddress %s: static MAC addresses are not allowed", field, q(ep.MacAddress))
 	}
 	return allow(rule)
 }
@@ -776,7 +782,7 @@ func inspectContainerStart(body []byte) Decision {
 	case "", "{}", "null":
 		return allow("container start")
 	}
-	return forbid(ReasonBodyDenied, "container start", "a request body on container start is not allowed (it could carry a HostConfig)")
+	return forbid(ReasonBodyDenied, "container start", about("body", never()), "a request body on container start is not allowed (it could carry a HostConfig)")
 }
 
 func (p *Policy) inspectContainerUpdate(body []byte) Decision {
@@ -791,11 +797,11 @@ func (p *Policy) inspectContainerUpdate(body []byte) Decision {
 	c := &p.preset.ctr
 	switch {
 	case c.requireMemoryLimit && b.Memory < 0:
-		return forbid(ReasonBodyDenied, "container.require_memory_limit", "Memory %d: removing the memory limit is not allowed", b.Memory)
+		return forbid(ReasonBodyDenied, "container.require_memory_limit", about("Memory", setting("container", "require_memory_limit", "false")), "Memory %d: removing the memory limit is not allowed", b.Memory)
 	case c.requireCPULimit && (b.NanoCPUs < 0 || b.CPUQuota < 0):
-		return forbid(ReasonBodyDenied, "container.require_cpu_limit", "NanoCpus/CpuQuota: removing the CPU limit is not allowed")
+		return forbid(ReasonBodyDenied, "container.require_cpu_limit", about("NanoCpus", setting("container", "require_cpu_limit", "false")), "NanoCpus/CpuQuota: removing the CPU limit is not allowed")
 	case c.requirePidsLimit && b.PidsLimit != nil && *b.PidsLimit <= 0:
-		return forbid(ReasonBodyDenied, "container.require_pids_limit", "PidsLimit %d: removing the PIDs limit is not allowed", *b.PidsLimit)
+		return forbid(ReasonBodyDenied, "container.require_pids_limit", about("PidsLimit", setting("container", "require_pids_limit", "false")), "PidsLimit %d: removing the PIDs limit is not allowed", *b.PidsLimit)
 	}
 	return allow(rule)
 }

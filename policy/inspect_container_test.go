@@ -67,6 +67,7 @@ func runBodyCases(t *testing.T, pol *Policy, req Request, header http.Header, te
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			d, nb := pol.InspectBody(req, header, tc.body)
+			checkSubject(t, d)
 			if d.Allow != tc.allow {
 				t.Fatalf("Allow=%v want %v: %+v", d.Allow, tc.allow, d)
 			}

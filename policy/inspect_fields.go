@@ -54,16 +54,16 @@ type logConfigBody struct {
 func (p *Policy) checkLogConfig(prefix string, lc *logConfigBody) Decision {
 	const rule = "container.allowed_log_drivers"
 	if lc.Type != "" && !p.preset.ctr.allowedLogDrivers[lc.Type] {
-		return forbid(ReasonBodyDenied, rule, "%sLogConfig.Type %s: log driver is not in this preset's allowlist", prefix, q(lc.Type))
+		return forbid(ReasonBodyDenied, rule, aboutValue(prefix+"LogConfig.Type", lc.Type, setting("container", "allowed_log_drivers", lc.Type)), "%sLogConfig.Type %s: log driver is not in this preset's allowlist", prefix, q(lc.Type))
 	}
 	known := logDriverOptions(lc.Type)
 	for _, k := range sortedKeys(lc.Config) {
 		valid, ok := known[k]
 		if !ok {
-			return forbid(ReasonBodyDenied, rule, "%sLogConfig.Config[%s]: option is not allowed for log driver %s", prefix, q(k), q(lc.Type))
+			return forbid(ReasonBodyDenied, rule, about(prefix+"LogConfig.Config", never()), "%sLogConfig.Config[%s]: option is not allowed for log driver %s", prefix, q(k), q(lc.Type))
 		}
 		if !valid(lc.Config[k]) {
-			return forbid(ReasonBodyDenied, rule, "%sLogConfig.Config[%s] %s: not a valid value", prefix, q(k), q(lc.Config[k]))
+			return forbid(ReasonBodyDenied, rule, about(prefix+"LogConfig.Config", never()), "%sLogConfig.Config[%s] %s: not a valid value", prefix, q(k), q(lc.Config[k]))
 		}
 	}
 	return allow(rule)
@@ -103,7 +103,7 @@ func checkUlimits(prefix string, us []*ulimitBody) Decision {
 		}
 		max, ok := ulimitMax(u.Name)
 		if !ok {
-			return forbid(ReasonEscalation, rule, "%s.Name %s: this ulimit is not allowed (allowed: nofile, nproc, core, stack, memlock up to 8 MiB, cpu, fsize, data, as, rss, locks)", field, q(u.Name))
+			return forbid(ReasonEscalation, rule, about(field+".Name", never()), "%s.Name %s: this ulimit is not allowed (allowed: nofile, nproc, core, stack, memlock up to 8 MiB, cpu, fsize, data, as, rss, locks)", field, q(u.Name))
 		}
 		for _, v := range []struct {
 			name string
@@ -111,10 +111,10 @@ func checkUlimits(prefix string, us []*ulimitBody) Decision {
 		}{{"Soft", u.Soft}, {"Hard", u.Hard}} {
 			switch {
 			case v.n < -1:
-				return forbid(ReasonBodyDenied, rule, "%s.%s %d: not a limit", field, v.name, v.n)
+				return forbid(ReasonBodyDenied, rule, about(field+"."+v.name, never()), "%s.%s %d: not a limit", field, v.name, v.n)
 			case max == -1:
 			case v.n == -1 || v.n > max:
-				return forbid(ReasonEscalation, rule, "%s.%s %d: %s may not exceed %d", field, v.name, v.n, u.Name, max)
+				return forbid(ReasonEscalation, rule, about(field+"."+v.name, never()), "%s.%s %d: %s may not exceed %d", field, v.name, v.n, u.Name, max)
 			}
 		}
 	}
@@ -125,7 +125,7 @@ func checkUlimits(prefix string, us []*ulimitBody) Decision {
 // container from the OOM killer, which then kills host processes instead.
 func checkOomScoreAdj(prefix string, adj int) Decision {
 	if adj < 0 {
-		return forbid(ReasonEscalation, "oom score", "%sOomScoreAdj %d: a negative OOM score adjustment is not allowed", prefix, adj)
+		return forbid(ReasonEscalation, "oom score", about(prefix+"OomScoreAdj", never()), "%sOomScoreAdj %d: a negative OOM score adjustment is not allowed", prefix, adj)
 	}
 	return allow("oom score")
 }
@@ -133,7 +133,7 @@ func checkOomScoreAdj(prefix string, adj int) Decision {
 // checkIsolation allows only the default isolation (the others are Windows).
 func checkIsolation(prefix, iso string) Decision {
 	if iso != "" && !strings.EqualFold(iso, "default") {
-		return forbid(ReasonBodyDenied, "isolation", "%sIsolation %s: only the default isolation is allowed", prefix, q(iso))
+		return forbid(ReasonBodyDenied, "isolation", about(prefix+"Isolation", never()), "%sIsolation %s: only the default isolation is allowed", prefix, q(iso))
 	}
 	return allow("isolation")
 }
@@ -147,7 +147,7 @@ func (p *Policy) checkGroupAdd(prefix string, groups []string) Decision {
 	}
 	for i, g := range groups {
 		if gid, err := strconv.ParseInt(g, 10, 64); err != nil || gid <= 0 {
-			return forbid(ReasonBodyDenied, rule, "%sGroupAdd[%d] %s: this preset requires numeric non-root groups", prefix, i, q(g))
+			return forbid(ReasonBodyDenied, rule, about(fmt.Sprintf("%sGroupAdd[%d]", prefix, i), setting("container", "require_non_root", "false")), "%sGroupAdd[%d] %s: this preset requires numeric non-root groups", prefix, i, q(g))
 		}
 	}
 	return allow(rule)
@@ -170,7 +170,7 @@ func checkHealthcheck(h *healthcheckBody) Decision {
 		n    int64
 	}{{"Interval", h.Interval}, {"StartInterval", h.StartInterval}} {
 		if v.n != 0 && v.n < minHealthInterval {
-			return forbid(ReasonBodyDenied, rule, "Healthcheck.%s %s: probes more often than every 100ms are not allowed (each probe is an exec by dockerd)", v.name, time.Duration(v.n))
+			return forbid(ReasonBodyDenied, rule, about("Healthcheck."+v.name, never()), "Healthcheck.%s %s: probes more often than every 100ms are not allowed (each probe is an exec by dockerd)", v.name, time.Duration(v.n))
 		}
 	}
 	return allow(rule)
@@ -184,15 +184,15 @@ func checkSubpath(field, sub string) Decision {
 		return allow(rule)
 	}
 	if strings.HasPrefix(sub, "/") || strings.ContainsRune(sub, 0) {
-		return forbid(ReasonBindMount, rule, "%s %s: a subpath must be relative", field, q(sub))
+		return forbid(ReasonBindMount, rule, about(field, never()), "%s %s: a subpath must be relative", field, q(sub))
 	}
 	for _, seg := range strings.Split(sub, "/") {
 		if seg == ".." {
-			return forbid(ReasonBindMount, rule, "%s %s: a subpath may not contain \"..\"", field, q(sub))
+			return forbid(ReasonBindMount, rule, about(field, never()), "%s %s: a subpath may not contain \"..\"", field, q(sub))
 		}
 	}
 	if path.Clean(sub) == ".." {
-		return forbid(ReasonBindMount, rule, "%s %s: a subpath may not leave the volume", field, q(sub))
+		return forbid(ReasonBindMount, rule, about(field, never()), "%s %s: a subpath may not leave the volume", field, q(sub))
 	}
 	return allow(rule)
 }
@@ -204,7 +204,7 @@ func checkPropagation(field, prop string) Decision {
 	case "", "private", "rprivate", "slave", "rslave":
 		return allow("bind options")
 	}
-	return forbid(ReasonBindMount, "bind options", "%s %s: only private or slave propagation is allowed", field, q(prop))
+	return forbid(ReasonBindMount, "bind options", about(field, never()), "%s %s: only private or slave propagation is allowed", field, q(prop))
 }
 
 // ownerLabelNamespace is the label prefix the broker stamps (owner labels).
@@ -215,7 +215,7 @@ const ownerLabelNamespace = "io.sockguard."
 func checkOwnerLabels(field string, labels map[string]string) Decision {
 	for _, k := range sortedKeys(labels) {
 		if strings.HasPrefix(strings.ToLower(k), ownerLabelNamespace) {
-			return forbid(ReasonBodyDenied, "owner label", "%s[%s]: labels under %s are the broker's", field, q(k), ownerLabelNamespace)
+			return forbid(ReasonBodyDenied, "owner label", about(field, never()), "%s[%s]: labels under %s are the broker's", field, q(k), ownerLabelNamespace)
 		}
 	}
 	return allow("owner label")
@@ -249,7 +249,7 @@ func checkLocalVolumeOptions(field string, opts map[string]string) Decision {
 		switch k {
 		case "type", "device":
 			if v != "tmpfs" {
-				return forbid(ReasonBindMount, rule, "%s[%s] %s: the local driver allows only tmpfs volumes (type=tmpfs, device=tmpfs); host filesystems, devices and binds are not allowed", field, q(k), q(v))
+				return forbid(ReasonBindMount, rule, about(field, never()), "%s[%s] %s: the local driver allows only tmpfs volumes (type=tmpfs, device=tmpfs); host filesystems, devices and binds are not allowed", field, q(k), q(v))
 			}
 		case "o":
 			for _, o := range strings.Split(v, ",") {
@@ -258,11 +258,11 @@ func checkLocalVolumeOptions(field string, opts map[string]string) Decision {
 				}
 			}
 		default:
-			return forbid(ReasonBindMount, rule, "%s[%s]: option is not allowed for the local driver (allowed: type, device, o of a tmpfs volume)", field, q(k))
+			return forbid(ReasonBindMount, rule, about(field, never()), "%s[%s]: option is not allowed for the local driver (allowed: type, device, o of a tmpfs volume)", field, q(k))
 		}
 	}
 	if opts["type"] != "tmpfs" || opts["device"] != "tmpfs" {
-		return forbid(ReasonBindMount, rule, "%s: a local volume with options must be a tmpfs (type=tmpfs and device=tmpfs)", field)
+		return forbid(ReasonBindMount, rule, about(field, never()), "%s: a local volume with options must be a tmpfs (type=tmpfs and device=tmpfs)", field)
 	}
 	return allow(rule)
 }
@@ -292,10 +292,10 @@ func checkTmpfsVolumeOption(field, o string) Decision {
 	default:
 		// Only the option's name: its value can be a credential
 		// (cifs: o=username=...,password=...).
-		return forbid(ReasonBindMount, rule, "%s[\"o\"] option %s: mount option is not allowed (allowed: size, mode, uid, gid, nr_inodes, nr_blocks, noexec, nosuid, nodev, ro, rw)", field, q(name))
+		return forbid(ReasonBindMount, rule, about(field+`["o"]`, never()), "%s[\"o\"] option %s: mount option is not allowed (allowed: size, mode, uid, gid, nr_inodes, nr_blocks, noexec, nosuid, nodev, ro, rw)", field, q(name))
 	}
 	if !ok {
-		return forbid(ReasonBindMount, rule, "%s[\"o\"] option %s: not a valid value", field, q(truncate(o)))
+		return forbid(ReasonBindMount, rule, about(field+`["o"]`, never()), "%s[\"o\"] option %s: not a valid value", field, q(truncate(o)))
 	}
 	return allow(rule)
 }

@@ -152,6 +152,7 @@ func TestJudgedFieldsHaveChecks(t *testing.T) {
 		}
 		t.Run(string(f.Body)+" "+f.Path, func(t *testing.T) {
 			d, _ := e.pol.InspectBody(reqs[f.Body], http.Header{}, []byte(e.body))
+			checkSubject(t, d)
 			if d.Allow || d.Status != http.StatusForbidden {
 				t.Fatalf("%s: not refused: %+v", e.body, d)
 			}

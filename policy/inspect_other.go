@@ -21,7 +21,7 @@ func (p *Policy) inspectExecCreate(body []byte) Decision {
 		return d
 	}
 	if b.Privileged && !p.preset.exec.allowPrivileged {
-		return forbid(ReasonPrivileged, "exec.allow_privileged", "Privileged is true: privileged exec sessions are not allowed")
+		return forbid(ReasonPrivileged, "exec.allow_privileged", about("Privileged", setting("exec", "allow_privileged", "true")), "Privileged is true: privileged exec sessions are not allowed")
 	}
 	if p.preset.exec.requireNonRoot && (b.User != "" || !p.preset.ctr.requireNonRoot) {
 		// An empty User runs as the container's user, which the container
@@ -59,13 +59,13 @@ func (p *Policy) inspectImageCreate(req Request, header http.Header) Decision {
 	if img == "" {
 		// dockerd imports whenever fromImage is empty (fromSrc "-" = the body, else a URL).
 		if !p.preset.images.allowImport {
-			return forbid(ReasonBodyDenied, "images.allow_import", "query fromSrc: importing images (docker import) is not allowed; pull with fromImage")
+			return forbid(ReasonBodyDenied, "images.allow_import", about("query fromSrc", setting("images", "allow_import", "true")), "query fromSrc: importing images (docker import) is not allowed; pull with fromImage")
 		}
 		return allow("images.allow_import")
 	}
 	domain := referenceDomain(img)
 	if !p.registryAllowed(domain) {
-		return forbid(ReasonBodyDenied, "images.allowed_registries", "query fromImage %s: registry %s is not in this preset's allowlist", q(img), q(domain))
+		return forbid(ReasonBodyDenied, "images.allowed_registries", registrySubject("query fromImage", domain), "query fromImage %s: registry %s is not in this preset's allowlist", q(img), q(domain))
 	}
 	return allow(rule)
 }
@@ -146,7 +146,7 @@ func (p *Policy) checkVolumeDriver(field, driver string) Decision {
 		d = "local"
 	}
 	if !p.preset.volumes.drivers[d] {
-		return forbid(ReasonBodyDenied, rule, "%s %s: volume driver is not in this preset's allowlist", field, q(driver))
+		return forbid(ReasonBodyDenied, rule, aboutValue(field, d, setting("volumes", "allowed_drivers", d)), "%s %s: volume driver is not in this preset's allowlist", field, q(driver))
 	}
 	return allow(rule)
 }
@@ -174,7 +174,7 @@ func (p *Policy) inspectVolumeCreate(body []byte) Decision {
 		}
 	}
 	if len(b.ClusterVolumeSpec) > 0 && string(b.ClusterVolumeSpec) != "null" {
-		return forbid(ReasonBodyDenied, "swarm", "ClusterVolumeSpec: cluster volumes are not allowed")
+		return forbid(ReasonBodyDenied, "swarm", about("ClusterVolumeSpec", never()), "ClusterVolumeSpec: cluster volumes are not allowed")
 	}
 	return allow(rule)
 }
@@ -205,32 +205,32 @@ func (p *Policy) inspectNetworkCreate(body []byte) Decision {
 		driver = "bridge"
 	}
 	if !n.drivers[driver] {
-		return forbid(ReasonBodyDenied, "network.allowed_drivers", "Driver %s: network driver is not in this preset's allowlist", q(b.Driver))
+		return forbid(ReasonBodyDenied, "network.allowed_drivers", aboutValue("Driver", driver, setting("network", "allowed_drivers", driver)), "Driver %s: network driver is not in this preset's allowlist", q(b.Driver))
 	}
 	if b.Scope != "" && b.Scope != "local" {
-		return forbid(ReasonBodyDenied, "network scope", "Scope %s: only local networks are allowed", q(b.Scope))
+		return forbid(ReasonBodyDenied, "network scope", about("Scope", never()), "Scope %s: only local networks are allowed", q(b.Scope))
 	}
 	if b.ConfigOnly && !n.allowOptions {
-		return forbid(ReasonBodyDenied, "network.allow_options", "ConfigOnly is true: config-only networks are not allowed")
+		return forbid(ReasonBodyDenied, "network.allow_options", about("ConfigOnly", setting("network", "allow_options", "true")), "ConfigOnly is true: config-only networks are not allowed")
 	}
 	if b.Ingress {
-		return forbid(ReasonBodyDenied, "swarm", "Ingress is true: swarm ingress networks are not allowed")
+		return forbid(ReasonBodyDenied, "swarm", about("Ingress", never()), "Ingress is true: swarm ingress networks are not allowed")
 	}
 	if len(b.Options) > 0 && !n.allowOptions {
-		return forbid(ReasonBodyDenied, "network.allow_options", "Options %s: driver options are not allowed", q(sortedKeys(b.Options)[0]))
+		return forbid(ReasonBodyDenied, "network.allow_options", about("Options", setting("network", "allow_options", "true")), "Options %s: driver options are not allowed", q(sortedKeys(b.Options)[0]))
 	}
 	if b.ConfigFrom != nil && b.ConfigFrom.Network != "" && !n.allowOptions {
-		return forbid(ReasonBodyDenied, "network.allow_options", "ConfigFrom %s: config-only networks are not allowed", q(b.ConfigFrom.Network))
+		return forbid(ReasonBodyDenied, "network.allow_options", about("ConfigFrom", setting("network", "allow_options", "true")), "ConfigFrom %s: config-only networks are not allowed", q(b.ConfigFrom.Network))
 	}
 	if b.IPAM != nil && !n.allowCustomIPAM {
 		if b.IPAM.Driver != "" && b.IPAM.Driver != "default" {
-			return forbid(ReasonBodyDenied, "network.allow_custom_ipam", "IPAM.Driver %s: custom IPAM drivers are not allowed", q(b.IPAM.Driver))
+			return forbid(ReasonBodyDenied, "network.allow_custom_ipam", about("IPAM.Driver", setting("network", "allow_custom_ipam", "true")), "IPAM.Driver %s: custom IPAM drivers are not allowed", q(b.IPAM.Driver))
 		}
 		if len(b.IPAM.Config) > 0 {
-			return forbid(ReasonBodyDenied, "network.allow_custom_ipam", "IPAM.Config: custom subnets and gateways are not allowed")
+			return forbid(ReasonBodyDenied, "network.allow_custom_ipam", about("IPAM.Config", setting("network", "allow_custom_ipam", "true")), "IPAM.Config: custom subnets and gateways are not allowed")
 		}
 		if len(b.IPAM.Options) > 0 {
-			return forbid(ReasonBodyDenied, "network.allow_custom_ipam", "IPAM.Options: IPAM options are not allowed")
+			return forbid(ReasonBodyDenied, "network.allow_custom_ipam", about("IPAM.Options", setting("network", "allow_custom_ipam", "true")), "IPAM.Options: IPAM options are not allowed")
 		}
 	}
 	return allow(rule)

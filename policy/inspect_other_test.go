@@ -70,6 +70,7 @@ func TestInspectImageCreate(t *testing.T) {
 				h = http.Header{}
 			}
 			d, nb := pol.InspectBody(pull(tc.query), h, nil)
+			checkSubject(t, d)
 			if d.Allow != tc.allow || nb != nil || (!d.Allow && (d.Status != tc.status || d.Code != tc.code)) {
 				t.Fatalf("got %+v", d)
 			}
@@ -225,6 +226,7 @@ func TestEvaluate(t *testing.T) {
 				body = []byte(tc.body)
 			}
 			_, d := pol.Evaluate(tc.method, tc.target, nil, body)
+			checkSubject(t, d)
 			if d.Allow != tc.allow || (!d.Allow && (d.Code != tc.code || d.Status != tc.status)) || !strings.Contains(d.Reason, tc.reason) {
 				t.Fatalf("got %+v", d)
 			}
@@ -253,6 +255,7 @@ func fuzzJSONInspector[T any](f *testing.F, req Request, seeds []string, check f
 	pol := runnerTenant(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		d, nb := pol.InspectBody(req, http.Header{}, body)
+		checkSubject(t, d)
 		if nb != nil {
 			t.Fatal("unexpected new body")
 		}
@@ -354,6 +357,7 @@ func FuzzInspectImageCreate(f *testing.F) {
 			h.Set("X-Registry-Auth", auth)
 		}
 		d, nb := pol.InspectBody(req, h, nil)
+		checkSubject(t, d)
 		if nb != nil {
 			t.Fatal("new body")
 		}

@@ -114,7 +114,7 @@ func (p *Policy) Decide(req Request) Decision {
 		return malformed("canonical form", "request is not in canonical form")
 	}
 	if p.preset.minAPI != "" && req.Version != "" && versionLess(req.Version, p.preset.minAPI) {
-		return forbid(ReasonRuleDenied, "min_api_version",
+		return forbid(ReasonRuleDenied, "min_api_version", aboutValue("API version", req.Version, setting("", "min_api_version", req.Version)),
 			"API version %s is older than %s, the oldest this preset accepts", req.Version, p.preset.minAPI)
 	}
 	var buf [32]string
@@ -125,7 +125,7 @@ func (p *Policy) Decide(req Request) Decision {
 			if reason == "" {
 				reason = "rule denies " + req.Method + " " + req.Path
 			}
-			return Decision{Status: r.status, Code: ReasonRuleDenied, Reason: reason, Rule: r.labels[j]}
+			return Decision{Status: r.status, Code: ReasonRuleDenied, Reason: reason, Rule: r.labels[j], Subject: ruleSubject(req)}
 		}
 		if req.Method == http.MethodPost && req.Path == "/build" {
 			if d := p.buildQueryRails(req); !d.Allow {
@@ -140,6 +140,8 @@ func (p *Policy) Decide(req Request) Decision {
 		Code:   ReasonRuleDenied,
 		Reason: "no rule allows " + req.Method + " " + req.Path,
 		Rule:   "default deny",
+		// Subject: an allow rule for this route would permit it.
+		Subject: ruleSubject(req),
 	}
 }
 
@@ -198,10 +200,10 @@ func (p *Policy) buildQueryRails(req Request) Decision {
 		}
 	}
 	if req.Query.Get("remote") != "" && !p.preset.build.allowRemoteContext {
-		return forbid(ReasonBodyDenied, "build.allow_remote_context", "query remote: remote build contexts are not allowed")
+		return forbid(ReasonBodyDenied, "build.allow_remote_context", about("query remote", setting("build", "allow_remote_context", "true")), "query remote: remote build contexts are not allowed")
 	}
 	if nm := req.Query.Get("networkmode"); !p.preset.build.allowHostNetwork && (strings.EqualFold(nm, "host") || hasPrefixFold(nm, "container:")) {
-		return forbid(ReasonHostNamespace, "build.allow_host_network", "query networkmode %s: builds may not share the host's or a container's network", q(nm))
+		return forbid(ReasonHostNamespace, "build.allow_host_network", about("query networkmode", setting("build", "allow_host_network", "true")), "query networkmode %s: builds may not share the host's or a container's network", q(nm))
 	}
 	return allow(rule)
 }

@@ -75,6 +75,7 @@ func TestProtectedBinds(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			d, _ := pol.InspectBody(req, http.Header{}, []byte(tc.body))
+			checkSubject(t, d)
 			if d.Allow != tc.allow {
 				t.Fatalf("allow = %v, want %v (%s)", d.Allow, tc.allow, d.Reason)
 			}

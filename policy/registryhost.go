@@ -131,7 +131,7 @@ func (p *Policy) inspectAuth(body []byte) Decision {
 	}
 	domain := authDomain(a.ServerAddress)
 	if !p.registryAllowed(domain) {
-		return forbid(ReasonBodyDenied, "images.allowed_registries", "serveraddress: registry %s is not in this preset's allowlist", q(truncate(domain)))
+		return forbid(ReasonBodyDenied, "images.allowed_registries", registrySubject("serveraddress", domain), "serveraddress: registry %s is not in this preset's allowlist", q(truncate(domain)))
 	}
 	return allow(rule)
 }

@@ -84,6 +84,7 @@ func TestInspectAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d, _ := pol.InspectBody(req, http.Header{}, []byte(tt.body))
+			checkSubject(t, d)
 			if d.Allow != tt.allow || (!tt.allow && d.Code != tt.code) {
 				t.Fatalf("decision %+v, want allow=%v code=%v", d, tt.allow, tt.code)
 			}

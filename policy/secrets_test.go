@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -77,7 +78,8 @@ func TestReasonsQuoteNoSecrets(t *testing.T) {
 			if d.Allow {
 				t.Fatalf("allowed: the case must be refused to test its reason (%+v)", d)
 			}
-			if strings.Contains(d.Reason, secret) || strings.Contains(d.Rule, secret) {
+			checkSubject(t, d)
+			if strings.Contains(d.Reason, secret) || strings.Contains(d.Rule, secret) || strings.Contains(fmt.Sprintf("%+v", d.Subject), secret) {
 				t.Fatalf("the reason quotes a secret: %q (rule %q)", d.Reason, d.Rule)
 			}
 		})

@@ -140,7 +140,7 @@ func (w *walker) object(n *fieldNode, depth int) error {
 			}
 			if child == nil && w.table {
 				// Default deny: a field nobody classified may be one dockerd acts on.
-				return &fieldRefusal{forbid(ReasonBodyDenied, "field table: unknown field",
+				return &fieldRefusal{forbid(ReasonBodyDenied, "field table: unknown field", about(w.where(), never()),
 					"%s: unknown field; only fields in sockguard's field table are forwarded", w.where())}
 			}
 		}
@@ -259,7 +259,7 @@ func (w *walker) refused(n *fieldNode, tok json.Token) error {
 	if code == ReasonUnspecified {
 		code = ReasonBodyDenied
 	}
-	return &fieldRefusal{forbid(code, n.f.Rule, "%s: %s", w.where(), n.f.Why)}
+	return &fieldRefusal{forbid(code, n.f.Rule, about(w.where(), never()), "%s: %s", w.where(), n.f.Why)}
 }
 
 func (k valueKind) String() string {

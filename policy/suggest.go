@@ -333,7 +333,7 @@ func (s *suggestion) observeRule(o Observation) {
 		}
 		pos = i
 	}
-	glob, ok := generalize(segs)
+	glob, ok := ruleGlob(segs)
 	if !ok {
 		s.skip(o, what, "the path has a segment that is not a literal name", false)
 		return
@@ -359,64 +359,6 @@ func (s *suggestion) observeRule(o Observation) {
 	// Before the earliest denying rule: that covers every observation.
 	a.pos = min(a.pos, pos)
 	a.add(o.Time, s.n)
-}
-
-// objectRoute reports whether first is the first segment of object routes
-// (/containers/{id}/...), the second segments that are collection routes
-// rather than ids or names, and whether names may contain slashes (images,
-// plugins, distribution).
-func objectRoute(first string) (collection []string, multi, ok bool) {
-	switch first {
-	case "containers":
-		return []string{"json", "create", "prune"}, false, true
-	case "networks", "volumes":
-		return []string{"create", "prune"}, false, true
-	case "services", "secrets", "configs":
-		return []string{"create"}, false, true
-	case "exec", "nodes", "tasks":
-		return nil, false, true
-	case "images":
-		return []string{"json", "create", "load", "search", "prune", "get"}, true, true
-	case "plugins":
-		return []string{"privileges", "pull", "create"}, true, true
-	case "distribution":
-		return nil, true, true
-	}
-	return nil, false, false
-}
-
-// isObjectAction reports whether last ends an object route whose name may
-// hold slashes (/images/{name}/json).
-func isObjectAction(last string) bool {
-	switch last {
-	case "json", "history", "push", "tag", "get", "enable", "disable", "upgrade", "set":
-		return true
-	}
-	return false
-}
-
-// generalize turns a canonical path into a glob that replaces only the object
-// id or name: /containers/3f2a.../export becomes /containers/*/export,
-// DELETE /images/ghcr.io/o/app becomes /images/**. ok is false when a kept
-// segment contains '*', which a glob would read as a wildcard.
-func generalize(segs []string) (string, bool) {
-	out := append([]string(nil), segs...)
-	if collection, multi, isObj := objectRoute(segs[0]); isObj && len(segs) >= 2 && !contains(collection, segs[1]) {
-		switch {
-		case !multi:
-			out[1] = "*"
-		case len(segs) >= 3 && isObjectAction(segs[len(segs)-1]):
-			out = []string{segs[0], "**", segs[len(segs)-1]}
-		default:
-			out = []string{segs[0], "**"}
-		}
-	}
-	for _, sg := range segs {
-		if strings.Contains(sg, "*") {
-			return "", false
-		}
-	}
-	return "/" + strings.Join(out, "/"), true
 }
 
 func contains(list []string, s string) bool {

@@ -226,12 +226,12 @@ func TestSuggestGeneralize(t *testing.T) {
 		{"/volumes/v1", "/volumes/*"},
 	}
 	for _, tc := range tests {
-		got, ok := generalize(strings.Split(tc.path[1:], "/"))
+		got, ok := ruleGlob(strings.Split(tc.path[1:], "/"))
 		if !ok || got != tc.want {
-			t.Errorf("generalize(%s) = %q, %v; want %q", tc.path, got, ok, tc.want)
+			t.Errorf("ruleGlob(%s) = %q, %v; want %q", tc.path, got, ok, tc.want)
 		}
 	}
-	if _, ok := generalize([]string{"containers", "a", "*"}); ok {
+	if _, ok := ruleGlob([]string{"containers", "a", "*"}); ok {
 		t.Error("a literal * segment was generalized into a wildcard")
 	}
 }

@@ -165,6 +165,8 @@ const (
 	DenialReason_DENIAL_REASON_ESCALATION DenialReason = 9
 	// Any other body inspection refusal.
 	DenialReason_DENIAL_REASON_BODY_DENIED DenialReason = 10
+	// A bound of the broker: requests in flight, connections per socket.
+	DenialReason_DENIAL_REASON_LIMIT DenialReason = 11
 )
 
 // Enum value maps for DenialReason.
@@ -181,6 +183,7 @@ var (
 		8:  "DENIAL_REASON_PEER_NOT_ALLOWED",
 		9:  "DENIAL_REASON_ESCALATION",
 		10: "DENIAL_REASON_BODY_DENIED",
+		11: "DENIAL_REASON_LIMIT",
 	}
 	DenialReason_value = map[string]int32{
 		"DENIAL_REASON_UNSPECIFIED":      0,
@@ -194,6 +197,7 @@ var (
 		"DENIAL_REASON_PEER_NOT_ALLOWED": 8,
 		"DENIAL_REASON_ESCALATION":       9,
 		"DENIAL_REASON_BODY_DENIED":      10,
+		"DENIAL_REASON_LIMIT":            11,
 	}
 )
 
@@ -224,6 +228,224 @@ func (DenialReason) EnumDescriptor() ([]byte, []int) {
 	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{2}
 }
 
+// AllowanceKind says what kind of preset change would permit a refused
+// request.
+type AllowanceKind int32
+
+const (
+	// Not recorded (a record of an older broker).
+	AllowanceKind_ALLOWANCE_KIND_UNSPECIFIED AllowanceKind = 0
+	// No preset setting or rule can allow the request.
+	AllowanceKind_ALLOWANCE_KIND_NONE AllowanceKind = 1
+	// A preset setting: section, setting and value.
+	AllowanceKind_ALLOWANCE_KIND_SETTING AllowanceKind = 2
+	// An allow rule: method and path_glob.
+	AllowanceKind_ALLOWANCE_KIND_RULE AllowanceKind = 3
+)
+
+// Enum value maps for AllowanceKind.
+var (
+	AllowanceKind_name = map[int32]string{
+		0: "ALLOWANCE_KIND_UNSPECIFIED",
+		1: "ALLOWANCE_KIND_NONE",
+		2: "ALLOWANCE_KIND_SETTING",
+		3: "ALLOWANCE_KIND_RULE",
+	}
+	AllowanceKind_value = map[string]int32{
+		"ALLOWANCE_KIND_UNSPECIFIED": 0,
+		"ALLOWANCE_KIND_NONE":        1,
+		"ALLOWANCE_KIND_SETTING":     2,
+		"ALLOWANCE_KIND_RULE":        3,
+	}
+)
+
+func (x AllowanceKind) Enum() *AllowanceKind {
+	p := new(AllowanceKind)
+	*p = x
+	return p
+}
+
+func (x AllowanceKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AllowanceKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_sockguard_v1_sockguard_proto_enumTypes[3].Descriptor()
+}
+
+func (AllowanceKind) Type() protoreflect.EnumType {
+	return &file_sockguard_v1_sockguard_proto_enumTypes[3]
+}
+
+func (x AllowanceKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AllowanceKind.Descriptor instead.
+func (AllowanceKind) EnumDescriptor() ([]byte, []int) {
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{3}
+}
+
+// Allowance is the preset change that would permit a refused request.
+type Allowance struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What kind of change.
+	Kind AllowanceKind `protobuf:"varint,1,opt,name=kind,proto3,enum=sockguard.v1.AllowanceKind" json:"kind,omitempty"`
+	// SETTING: the preset section ("container", "images", ...; empty for a
+	// top-level setting such as max_body_bytes).
+	Section string `protobuf:"bytes,2,opt,name=section,proto3" json:"section,omitempty"`
+	// SETTING: the setting's key, e.g. "allow_privileged", "allowed_bind_roots".
+	Setting string `protobuf:"bytes,3,opt,name=setting,proto3" json:"setting,omitempty"`
+	// SETTING: the value to set, or the entry to add to a list setting
+	// ("true", "/srv/data", "SYS_PTRACE"). Empty when the record cannot name it.
+	Value string `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	// RULE: the rule's method.
+	Method string `protobuf:"bytes,5,opt,name=method,proto3" json:"method,omitempty"`
+	// RULE: the rule's path glob ("/containers/*/export").
+	PathGlob      string `protobuf:"bytes,6,opt,name=path_glob,json=pathGlob,proto3" json:"path_glob,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Allowance) Reset() {
+	*x = Allowance{}
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Allowance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Allowance) ProtoMessage() {}
+
+func (x *Allowance) ProtoReflect() protoreflect.Message {
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Allowance.ProtoReflect.Descriptor instead.
+func (*Allowance) Descriptor() ([]byte, []int) {
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Allowance) GetKind() AllowanceKind {
+	if x != nil {
+		return x.Kind
+	}
+	return AllowanceKind_ALLOWANCE_KIND_UNSPECIFIED
+}
+
+func (x *Allowance) GetSection() string {
+	if x != nil {
+		return x.Section
+	}
+	return ""
+}
+
+func (x *Allowance) GetSetting() string {
+	if x != nil {
+		return x.Setting
+	}
+	return ""
+}
+
+func (x *Allowance) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *Allowance) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *Allowance) GetPathGlob() string {
+	if x != nil {
+		return x.PathGlob
+	}
+	return ""
+}
+
+// DenialSubject is what a refusal is about, as data.
+type DenialSubject struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request part, e.g. "HostConfig.Privileged", "HostConfig.Binds[0]",
+	// "query fromImage". Empty for the request line as a whole (a rule).
+	Field string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	// The refused value, only where it is safe to keep: a host path, a
+	// capability, runtime, log driver or driver name, a registry host. Never
+	// an env value, label value, command, registry auth or build arg.
+	Value string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// The preset change that would permit the request.
+	Allowance     *Allowance `protobuf:"bytes,3,opt,name=allowance,proto3" json:"allowance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DenialSubject) Reset() {
+	*x = DenialSubject{}
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DenialSubject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DenialSubject) ProtoMessage() {}
+
+func (x *DenialSubject) ProtoReflect() protoreflect.Message {
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DenialSubject.ProtoReflect.Descriptor instead.
+func (*DenialSubject) Descriptor() ([]byte, []int) {
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DenialSubject) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *DenialSubject) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *DenialSubject) GetAllowance() *Allowance {
+	if x != nil {
+		return x.Allowance
+	}
+	return nil
+}
+
 // BindRoot is a host path under which bind mounts are allowed.
 type BindRoot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -237,7 +459,7 @@ type BindRoot struct {
 
 func (x *BindRoot) Reset() {
 	*x = BindRoot{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[0]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -249,7 +471,7 @@ func (x *BindRoot) String() string {
 func (*BindRoot) ProtoMessage() {}
 
 func (x *BindRoot) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[0]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -262,7 +484,7 @@ func (x *BindRoot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BindRoot.ProtoReflect.Descriptor instead.
 func (*BindRoot) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{0}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *BindRoot) GetPath() string {
@@ -290,7 +512,7 @@ type SocketOverrides struct {
 
 func (x *SocketOverrides) Reset() {
 	*x = SocketOverrides{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[1]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -302,7 +524,7 @@ func (x *SocketOverrides) String() string {
 func (*SocketOverrides) ProtoMessage() {}
 
 func (x *SocketOverrides) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[1]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -315,7 +537,7 @@ func (x *SocketOverrides) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SocketOverrides.ProtoReflect.Descriptor instead.
 func (*SocketOverrides) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{1}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SocketOverrides) GetAllowedBindRoots() []*BindRoot {
@@ -339,7 +561,7 @@ type AllowedPeers struct {
 
 func (x *AllowedPeers) Reset() {
 	*x = AllowedPeers{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[2]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +573,7 @@ func (x *AllowedPeers) String() string {
 func (*AllowedPeers) ProtoMessage() {}
 
 func (x *AllowedPeers) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[2]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +586,7 @@ func (x *AllowedPeers) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllowedPeers.ProtoReflect.Descriptor instead.
 func (*AllowedPeers) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{2}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AllowedPeers) GetUids() []uint32 {
@@ -396,7 +618,7 @@ type SocketCounters struct {
 
 func (x *SocketCounters) Reset() {
 	*x = SocketCounters{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[3]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +630,7 @@ func (x *SocketCounters) String() string {
 func (*SocketCounters) ProtoMessage() {}
 
 func (x *SocketCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[3]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +643,7 @@ func (x *SocketCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SocketCounters.ProtoReflect.Descriptor instead.
 func (*SocketCounters) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{3}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SocketCounters) GetRequestsAllowed() uint64 {
@@ -483,7 +705,7 @@ type Socket struct {
 
 func (x *Socket) Reset() {
 	*x = Socket{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[4]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -495,7 +717,7 @@ func (x *Socket) String() string {
 func (*Socket) ProtoMessage() {}
 
 func (x *Socket) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[4]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -508,7 +730,7 @@ func (x *Socket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Socket.ProtoReflect.Descriptor instead.
 func (*Socket) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{4}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Socket) GetName() string {
@@ -622,7 +844,7 @@ type CreateSocketRequest struct {
 
 func (x *CreateSocketRequest) Reset() {
 	*x = CreateSocketRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[5]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +856,7 @@ func (x *CreateSocketRequest) String() string {
 func (*CreateSocketRequest) ProtoMessage() {}
 
 func (x *CreateSocketRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[5]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,7 +869,7 @@ func (x *CreateSocketRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSocketRequest.ProtoReflect.Descriptor instead.
 func (*CreateSocketRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{5}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateSocketRequest) GetSocket() *Socket {
@@ -668,7 +890,7 @@ type CreateSocketResponse struct {
 
 func (x *CreateSocketResponse) Reset() {
 	*x = CreateSocketResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[6]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +902,7 @@ func (x *CreateSocketResponse) String() string {
 func (*CreateSocketResponse) ProtoMessage() {}
 
 func (x *CreateSocketResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[6]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +915,7 @@ func (x *CreateSocketResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSocketResponse.ProtoReflect.Descriptor instead.
 func (*CreateSocketResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{6}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateSocketResponse) GetSocket() *Socket {
@@ -714,7 +936,7 @@ type GetSocketRequest struct {
 
 func (x *GetSocketRequest) Reset() {
 	*x = GetSocketRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[7]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +948,7 @@ func (x *GetSocketRequest) String() string {
 func (*GetSocketRequest) ProtoMessage() {}
 
 func (x *GetSocketRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[7]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +961,7 @@ func (x *GetSocketRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSocketRequest.ProtoReflect.Descriptor instead.
 func (*GetSocketRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{7}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetSocketRequest) GetName() string {
@@ -760,7 +982,7 @@ type GetSocketResponse struct {
 
 func (x *GetSocketResponse) Reset() {
 	*x = GetSocketResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[8]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +994,7 @@ func (x *GetSocketResponse) String() string {
 func (*GetSocketResponse) ProtoMessage() {}
 
 func (x *GetSocketResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[8]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +1007,7 @@ func (x *GetSocketResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSocketResponse.ProtoReflect.Descriptor instead.
 func (*GetSocketResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{8}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetSocketResponse) GetSocket() *Socket {
@@ -804,7 +1026,7 @@ type ListSocketsRequest struct {
 
 func (x *ListSocketsRequest) Reset() {
 	*x = ListSocketsRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[9]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -816,7 +1038,7 @@ func (x *ListSocketsRequest) String() string {
 func (*ListSocketsRequest) ProtoMessage() {}
 
 func (x *ListSocketsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[9]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -829,7 +1051,7 @@ func (x *ListSocketsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSocketsRequest.ProtoReflect.Descriptor instead.
 func (*ListSocketsRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{9}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{11}
 }
 
 // ListSocketsResponse is the response of ListSockets.
@@ -843,7 +1065,7 @@ type ListSocketsResponse struct {
 
 func (x *ListSocketsResponse) Reset() {
 	*x = ListSocketsResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[10]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +1077,7 @@ func (x *ListSocketsResponse) String() string {
 func (*ListSocketsResponse) ProtoMessage() {}
 
 func (x *ListSocketsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[10]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +1090,7 @@ func (x *ListSocketsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSocketsResponse.ProtoReflect.Descriptor instead.
 func (*ListSocketsResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{10}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListSocketsResponse) GetSockets() []*Socket {
@@ -891,7 +1113,7 @@ type UpdateSocketRequest struct {
 
 func (x *UpdateSocketRequest) Reset() {
 	*x = UpdateSocketRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[11]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1125,7 @@ func (x *UpdateSocketRequest) String() string {
 func (*UpdateSocketRequest) ProtoMessage() {}
 
 func (x *UpdateSocketRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[11]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1138,7 @@ func (x *UpdateSocketRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSocketRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSocketRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{11}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateSocketRequest) GetSocket() *Socket {
@@ -944,7 +1166,7 @@ type UpdateSocketResponse struct {
 
 func (x *UpdateSocketResponse) Reset() {
 	*x = UpdateSocketResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[12]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -956,7 +1178,7 @@ func (x *UpdateSocketResponse) String() string {
 func (*UpdateSocketResponse) ProtoMessage() {}
 
 func (x *UpdateSocketResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[12]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -969,7 +1191,7 @@ func (x *UpdateSocketResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSocketResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSocketResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{12}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateSocketResponse) GetSocket() *Socket {
@@ -1001,7 +1223,7 @@ type DeleteSocketRequest struct {
 
 func (x *DeleteSocketRequest) Reset() {
 	*x = DeleteSocketRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[13]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1235,7 @@ func (x *DeleteSocketRequest) String() string {
 func (*DeleteSocketRequest) ProtoMessage() {}
 
 func (x *DeleteSocketRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[13]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1248,7 @@ func (x *DeleteSocketRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSocketRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSocketRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{13}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteSocketRequest) GetName() string {
@@ -1083,7 +1305,7 @@ type DeleteSocketResponse struct {
 
 func (x *DeleteSocketResponse) Reset() {
 	*x = DeleteSocketResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[14]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1317,7 @@ func (x *DeleteSocketResponse) String() string {
 func (*DeleteSocketResponse) ProtoMessage() {}
 
 func (x *DeleteSocketResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[14]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1330,7 @@ func (x *DeleteSocketResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSocketResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSocketResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{14}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteSocketResponse) GetOwned() *OwnedObjects {
@@ -1159,7 +1381,7 @@ type DeleteSocketStreamRequest struct {
 
 func (x *DeleteSocketStreamRequest) Reset() {
 	*x = DeleteSocketStreamRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[15]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1393,7 @@ func (x *DeleteSocketStreamRequest) String() string {
 func (*DeleteSocketStreamRequest) ProtoMessage() {}
 
 func (x *DeleteSocketStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[15]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,7 +1406,7 @@ func (x *DeleteSocketStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSocketStreamRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSocketStreamRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{15}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteSocketStreamRequest) GetName() string {
@@ -1236,7 +1458,7 @@ type DeleteSocketStreamResponse struct {
 
 func (x *DeleteSocketStreamResponse) Reset() {
 	*x = DeleteSocketStreamResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[16]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1470,7 @@ func (x *DeleteSocketStreamResponse) String() string {
 func (*DeleteSocketStreamResponse) ProtoMessage() {}
 
 func (x *DeleteSocketStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[16]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1483,7 @@ func (x *DeleteSocketStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSocketStreamResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSocketStreamResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{16}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteSocketStreamResponse) GetProgress() *PurgeProgress {
@@ -1297,7 +1519,7 @@ type PurgeProgress struct {
 
 func (x *PurgeProgress) Reset() {
 	*x = PurgeProgress{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[17]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1531,7 @@ func (x *PurgeProgress) String() string {
 func (*PurgeProgress) ProtoMessage() {}
 
 func (x *PurgeProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[17]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1544,7 @@ func (x *PurgeProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeProgress.ProtoReflect.Descriptor instead.
 func (*PurgeProgress) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{17}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PurgeProgress) GetKind() string {
@@ -1383,7 +1605,7 @@ type Caller struct {
 
 func (x *Caller) Reset() {
 	*x = Caller{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[18]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1617,7 @@ func (x *Caller) String() string {
 func (*Caller) ProtoMessage() {}
 
 func (x *Caller) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[18]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1630,7 @@ func (x *Caller) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Caller.ProtoReflect.Descriptor instead.
 func (*Caller) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{18}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Caller) GetUid() uint32 {
@@ -1468,7 +1690,7 @@ type FieldChange struct {
 
 func (x *FieldChange) Reset() {
 	*x = FieldChange{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[19]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1702,7 @@ func (x *FieldChange) String() string {
 func (*FieldChange) ProtoMessage() {}
 
 func (x *FieldChange) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[19]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1715,7 @@ func (x *FieldChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FieldChange.ProtoReflect.Descriptor instead.
 func (*FieldChange) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{19}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FieldChange) GetField() string {
@@ -1546,7 +1768,7 @@ type AdminEvent struct {
 
 func (x *AdminEvent) Reset() {
 	*x = AdminEvent{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[20]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1780,7 @@ func (x *AdminEvent) String() string {
 func (*AdminEvent) ProtoMessage() {}
 
 func (x *AdminEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[20]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1793,7 @@ func (x *AdminEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminEvent.ProtoReflect.Descriptor instead.
 func (*AdminEvent) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{20}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AdminEvent) GetId() uint64 {
@@ -1658,7 +1880,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[21]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1892,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[21]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +1905,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{21}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListEventsRequest) GetSocket() string {
@@ -1741,7 +1963,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[22]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1975,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[22]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1988,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{22}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListEventsResponse) GetEvents() []*AdminEvent {
@@ -1799,7 +2021,7 @@ type OwnedObjects struct {
 
 func (x *OwnedObjects) Reset() {
 	*x = OwnedObjects{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[23]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +2033,7 @@ func (x *OwnedObjects) String() string {
 func (*OwnedObjects) ProtoMessage() {}
 
 func (x *OwnedObjects) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[23]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +2046,7 @@ func (x *OwnedObjects) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnedObjects.ProtoReflect.Descriptor instead.
 func (*OwnedObjects) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{23}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *OwnedObjects) GetContainers() uint32 {
@@ -1865,7 +2087,7 @@ type Preset struct {
 
 func (x *Preset) Reset() {
 	*x = Preset{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[24]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1877,7 +2099,7 @@ func (x *Preset) String() string {
 func (*Preset) ProtoMessage() {}
 
 func (x *Preset) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[24]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1890,7 +2112,7 @@ func (x *Preset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Preset.ProtoReflect.Descriptor instead.
 func (*Preset) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{24}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Preset) GetName() string {
@@ -1930,7 +2152,7 @@ type ListPresetsRequest struct {
 
 func (x *ListPresetsRequest) Reset() {
 	*x = ListPresetsRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[25]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1942,7 +2164,7 @@ func (x *ListPresetsRequest) String() string {
 func (*ListPresetsRequest) ProtoMessage() {}
 
 func (x *ListPresetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[25]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1955,7 +2177,7 @@ func (x *ListPresetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPresetsRequest.ProtoReflect.Descriptor instead.
 func (*ListPresetsRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{25}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{27}
 }
 
 // ListPresetsResponse is the response of ListPresets.
@@ -1969,7 +2191,7 @@ type ListPresetsResponse struct {
 
 func (x *ListPresetsResponse) Reset() {
 	*x = ListPresetsResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[26]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1981,7 +2203,7 @@ func (x *ListPresetsResponse) String() string {
 func (*ListPresetsResponse) ProtoMessage() {}
 
 func (x *ListPresetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[26]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1994,7 +2216,7 @@ func (x *ListPresetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPresetsResponse.ProtoReflect.Descriptor instead.
 func (*ListPresetsResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{26}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListPresetsResponse) GetPresets() []*Preset {
@@ -2015,7 +2237,7 @@ type GetPresetRequest struct {
 
 func (x *GetPresetRequest) Reset() {
 	*x = GetPresetRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[27]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2027,7 +2249,7 @@ func (x *GetPresetRequest) String() string {
 func (*GetPresetRequest) ProtoMessage() {}
 
 func (x *GetPresetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[27]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2040,7 +2262,7 @@ func (x *GetPresetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPresetRequest.ProtoReflect.Descriptor instead.
 func (*GetPresetRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{27}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetPresetRequest) GetName() string {
@@ -2061,7 +2283,7 @@ type GetPresetResponse struct {
 
 func (x *GetPresetResponse) Reset() {
 	*x = GetPresetResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[28]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2073,7 +2295,7 @@ func (x *GetPresetResponse) String() string {
 func (*GetPresetResponse) ProtoMessage() {}
 
 func (x *GetPresetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[28]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2086,7 +2308,7 @@ func (x *GetPresetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPresetResponse.ProtoReflect.Descriptor instead.
 func (*GetPresetResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{28}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetPresetResponse) GetPreset() *Preset {
@@ -2115,7 +2337,7 @@ type CheckRequestRequest struct {
 
 func (x *CheckRequestRequest) Reset() {
 	*x = CheckRequestRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[29]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2127,7 +2349,7 @@ func (x *CheckRequestRequest) String() string {
 func (*CheckRequestRequest) ProtoMessage() {}
 
 func (x *CheckRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[29]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2140,7 +2362,7 @@ func (x *CheckRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequestRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequestRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{29}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CheckRequestRequest) GetPreset() string {
@@ -2192,14 +2414,16 @@ type CheckRequestResponse struct {
 	// Human-readable reason.
 	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Reason class when denied.
-	ReasonCode    DenialReason `protobuf:"varint,6,opt,name=reason_code,json=reasonCode,proto3,enum=sockguard.v1.DenialReason" json:"reason_code,omitempty"`
+	ReasonCode DenialReason `protobuf:"varint,6,opt,name=reason_code,json=reasonCode,proto3,enum=sockguard.v1.DenialReason" json:"reason_code,omitempty"`
+	// What the refusal is about, as data, when denied.
+	Subject       *DenialSubject `protobuf:"bytes,7,opt,name=subject,proto3" json:"subject,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckRequestResponse) Reset() {
 	*x = CheckRequestResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[30]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2211,7 +2435,7 @@ func (x *CheckRequestResponse) String() string {
 func (*CheckRequestResponse) ProtoMessage() {}
 
 func (x *CheckRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[30]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2224,7 +2448,7 @@ func (x *CheckRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequestResponse.ProtoReflect.Descriptor instead.
 func (*CheckRequestResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{30}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CheckRequestResponse) GetAllowed() bool {
@@ -2269,6 +2493,13 @@ func (x *CheckRequestResponse) GetReasonCode() DenialReason {
 	return DenialReason_DENIAL_REASON_UNSPECIFIED
 }
 
+func (x *CheckRequestResponse) GetSubject() *DenialSubject {
+	if x != nil {
+		return x.Subject
+	}
+	return nil
+}
+
 // Denial is one recorded refusal.
 type Denial struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2301,14 +2532,17 @@ type Denial struct {
 	// Enforce (refused) or audit (would have been refused).
 	PolicyMode PolicyMode `protobuf:"varint,14,opt,name=policy_mode,json=policyMode,proto3,enum=sockguard.v1.PolicyMode" json:"policy_mode,omitempty"`
 	// Request id, as in the access log.
-	RequestId     string `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,15,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// What the refusal is about, as data; unset for records of older brokers
+	// and for refusals that are about no field (limits, peers).
+	Subject       *DenialSubject `protobuf:"bytes,16,opt,name=subject,proto3" json:"subject,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Denial) Reset() {
 	*x = Denial{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[31]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2320,7 +2554,7 @@ func (x *Denial) String() string {
 func (*Denial) ProtoMessage() {}
 
 func (x *Denial) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[31]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2333,7 +2567,7 @@ func (x *Denial) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Denial.ProtoReflect.Descriptor instead.
 func (*Denial) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{31}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Denial) GetId() uint64 {
@@ -2441,6 +2675,13 @@ func (x *Denial) GetRequestId() string {
 	return ""
 }
 
+func (x *Denial) GetSubject() *DenialSubject {
+	if x != nil {
+		return x.Subject
+	}
+	return nil
+}
+
 // ListDenialsRequest is the request of ListDenials.
 type ListDenialsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2466,7 +2707,7 @@ type ListDenialsRequest struct {
 
 func (x *ListDenialsRequest) Reset() {
 	*x = ListDenialsRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[32]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2478,7 +2719,7 @@ func (x *ListDenialsRequest) String() string {
 func (*ListDenialsRequest) ProtoMessage() {}
 
 func (x *ListDenialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[32]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2491,7 +2732,7 @@ func (x *ListDenialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDenialsRequest.ProtoReflect.Descriptor instead.
 func (*ListDenialsRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{32}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListDenialsRequest) GetSocket() string {
@@ -2563,7 +2804,7 @@ type ListDenialsResponse struct {
 
 func (x *ListDenialsResponse) Reset() {
 	*x = ListDenialsResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[33]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2575,7 +2816,7 @@ func (x *ListDenialsResponse) String() string {
 func (*ListDenialsResponse) ProtoMessage() {}
 
 func (x *ListDenialsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[33]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2588,7 +2829,7 @@ func (x *ListDenialsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDenialsResponse.ProtoReflect.Descriptor instead.
 func (*ListDenialsResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{33}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListDenialsResponse) GetDenials() []*Denial {
@@ -2625,7 +2866,7 @@ type WatchDenialsRequest struct {
 
 func (x *WatchDenialsRequest) Reset() {
 	*x = WatchDenialsRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[34]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2878,7 @@ func (x *WatchDenialsRequest) String() string {
 func (*WatchDenialsRequest) ProtoMessage() {}
 
 func (x *WatchDenialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[34]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2891,7 @@ func (x *WatchDenialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchDenialsRequest.ProtoReflect.Descriptor instead.
 func (*WatchDenialsRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{34}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WatchDenialsRequest) GetSocket() string {
@@ -2703,7 +2944,7 @@ type WatchDenialsResponse struct {
 
 func (x *WatchDenialsResponse) Reset() {
 	*x = WatchDenialsResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[35]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2715,7 +2956,7 @@ func (x *WatchDenialsResponse) String() string {
 func (*WatchDenialsResponse) ProtoMessage() {}
 
 func (x *WatchDenialsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[35]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2728,7 +2969,7 @@ func (x *WatchDenialsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchDenialsResponse.ProtoReflect.Descriptor instead.
 func (*WatchDenialsResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{35}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WatchDenialsResponse) GetDenial() *Denial {
@@ -2754,7 +2995,7 @@ type GetBrokerInfoRequest struct {
 
 func (x *GetBrokerInfoRequest) Reset() {
 	*x = GetBrokerInfoRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[36]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2766,7 +3007,7 @@ func (x *GetBrokerInfoRequest) String() string {
 func (*GetBrokerInfoRequest) ProtoMessage() {}
 
 func (x *GetBrokerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[36]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2779,7 +3020,7 @@ func (x *GetBrokerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBrokerInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetBrokerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{36}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{38}
 }
 
 // GetBrokerInfoResponse is the response of GetBrokerInfo.
@@ -2816,7 +3057,7 @@ type GetBrokerInfoResponse struct {
 
 func (x *GetBrokerInfoResponse) Reset() {
 	*x = GetBrokerInfoResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[37]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2828,7 +3069,7 @@ func (x *GetBrokerInfoResponse) String() string {
 func (*GetBrokerInfoResponse) ProtoMessage() {}
 
 func (x *GetBrokerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[37]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2841,7 +3082,7 @@ func (x *GetBrokerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBrokerInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetBrokerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{37}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetBrokerInfoResponse) GetVersion() string {
@@ -2937,7 +3178,7 @@ type BackupStateRequest struct {
 
 func (x *BackupStateRequest) Reset() {
 	*x = BackupStateRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[38]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2949,7 +3190,7 @@ func (x *BackupStateRequest) String() string {
 func (*BackupStateRequest) ProtoMessage() {}
 
 func (x *BackupStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[38]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2962,7 +3203,7 @@ func (x *BackupStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupStateRequest.ProtoReflect.Descriptor instead.
 func (*BackupStateRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{38}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{40}
 }
 
 // BackupStateResponse is one message of the BackupState stream: a chunk of
@@ -2986,7 +3227,7 @@ type BackupStateResponse struct {
 
 func (x *BackupStateResponse) Reset() {
 	*x = BackupStateResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[39]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2998,7 +3239,7 @@ func (x *BackupStateResponse) String() string {
 func (*BackupStateResponse) ProtoMessage() {}
 
 func (x *BackupStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[39]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3011,7 +3252,7 @@ func (x *BackupStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupStateResponse.ProtoReflect.Descriptor instead.
 func (*BackupStateResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{39}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *BackupStateResponse) GetChunk() []byte {
@@ -3053,7 +3294,18 @@ var File_sockguard_v1_sockguard_proto protoreflect.FileDescriptor
 
 const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\n" +
-	"\x1csockguard/v1/sockguard.proto\x12\fsockguard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n" +
+	"\x1csockguard/v1/sockguard.proto\x12\fsockguard.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\x01\n" +
+	"\tAllowance\x12/\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1b.sockguard.v1.AllowanceKindR\x04kind\x12\x18\n" +
+	"\asection\x18\x02 \x01(\tR\asection\x12\x18\n" +
+	"\asetting\x18\x03 \x01(\tR\asetting\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\tR\x05value\x12\x16\n" +
+	"\x06method\x18\x05 \x01(\tR\x06method\x12\x1b\n" +
+	"\tpath_glob\x18\x06 \x01(\tR\bpathGlob\"r\n" +
+	"\rDenialSubject\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x125\n" +
+	"\tallowance\x18\x03 \x01(\v2\x17.sockguard.v1.AllowanceR\tallowance\";\n" +
 	"\bBindRoot\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1b\n" +
 	"\tread_only\x18\x02 \x01(\bR\breadOnly\"W\n" +
@@ -3184,7 +3436,7 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\x06socket\x18\x02 \x01(\tR\x06socket\x12\x16\n" +
 	"\x06method\x18\x03 \x01(\tR\x06method\x12\x16\n" +
 	"\x06target\x18\x04 \x01(\tR\x06target\x12\x12\n" +
-	"\x04body\x18\x05 \x01(\fR\x04body\"\xc5\x01\n" +
+	"\x04body\x18\x05 \x01(\fR\x04body\"\xfc\x01\n" +
 	"\x14CheckRequestResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x12\n" +
@@ -3192,7 +3444,8 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\x04rule\x18\x04 \x01(\tR\x04rule\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12;\n" +
 	"\vreason_code\x18\x06 \x01(\x0e2\x1a.sockguard.v1.DenialReasonR\n" +
-	"reasonCode\"\xdc\x03\n" +
+	"reasonCode\x125\n" +
+	"\asubject\x18\a \x01(\v2\x1b.sockguard.v1.DenialSubjectR\asubject\"\x93\x04\n" +
 	"\x06Denial\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
@@ -3213,7 +3466,8 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\vpolicy_mode\x18\x0e \x01(\x0e2\x18.sockguard.v1.PolicyModeR\n" +
 	"policyMode\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x0f \x01(\tR\trequestId\"\xd0\x02\n" +
+	"request_id\x18\x0f \x01(\tR\trequestId\x125\n" +
+	"\asubject\x18\x10 \x01(\v2\x1b.sockguard.v1.DenialSubjectR\asubject\"\xd0\x02\n" +
 	"\x12ListDenialsRequest\x12\x16\n" +
 	"\x06socket\x18\x01 \x01(\tR\x06socket\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -3274,7 +3528,7 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"PolicyMode\x12\x1b\n" +
 	"\x17POLICY_MODE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13POLICY_MODE_ENFORCE\x10\x01\x12\x15\n" +
-	"\x11POLICY_MODE_AUDIT\x10\x02*\xec\x02\n" +
+	"\x11POLICY_MODE_AUDIT\x10\x02*\x85\x03\n" +
 	"\fDenialReason\x12\x1d\n" +
 	"\x19DENIAL_REASON_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19DENIAL_REASON_RULE_DENIED\x10\x01\x12\x1c\n" +
@@ -3287,7 +3541,13 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\x1eDENIAL_REASON_PEER_NOT_ALLOWED\x10\b\x12\x1c\n" +
 	"\x18DENIAL_REASON_ESCALATION\x10\t\x12\x1d\n" +
 	"\x19DENIAL_REASON_BODY_DENIED\x10\n" +
-	"2\xcb\t\n" +
+	"\x12\x17\n" +
+	"\x13DENIAL_REASON_LIMIT\x10\v*}\n" +
+	"\rAllowanceKind\x12\x1e\n" +
+	"\x1aALLOWANCE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13ALLOWANCE_KIND_NONE\x10\x01\x12\x1a\n" +
+	"\x16ALLOWANCE_KIND_SETTING\x10\x02\x12\x17\n" +
+	"\x13ALLOWANCE_KIND_RULE\x10\x032\xcb\t\n" +
 	"\x10SockguardService\x12U\n" +
 	"\fCreateSocket\x12!.sockguard.v1.CreateSocketRequest\x1a\".sockguard.v1.CreateSocketResponse\x12L\n" +
 	"\tGetSocket\x12\x1e.sockguard.v1.GetSocketRequest\x1a\x1f.sockguard.v1.GetSocketResponse\x12R\n" +
@@ -3317,132 +3577,139 @@ func file_sockguard_v1_sockguard_proto_rawDescGZIP() []byte {
 	return file_sockguard_v1_sockguard_proto_rawDescData
 }
 
-var file_sockguard_v1_sockguard_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_sockguard_v1_sockguard_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_sockguard_v1_sockguard_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_sockguard_v1_sockguard_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_sockguard_v1_sockguard_proto_goTypes = []any{
 	(SocketState)(0),                   // 0: sockguard.v1.SocketState
 	(PolicyMode)(0),                    // 1: sockguard.v1.PolicyMode
 	(DenialReason)(0),                  // 2: sockguard.v1.DenialReason
-	(*BindRoot)(nil),                   // 3: sockguard.v1.BindRoot
-	(*SocketOverrides)(nil),            // 4: sockguard.v1.SocketOverrides
-	(*AllowedPeers)(nil),               // 5: sockguard.v1.AllowedPeers
-	(*SocketCounters)(nil),             // 6: sockguard.v1.SocketCounters
-	(*Socket)(nil),                     // 7: sockguard.v1.Socket
-	(*CreateSocketRequest)(nil),        // 8: sockguard.v1.CreateSocketRequest
-	(*CreateSocketResponse)(nil),       // 9: sockguard.v1.CreateSocketResponse
-	(*GetSocketRequest)(nil),           // 10: sockguard.v1.GetSocketRequest
-	(*GetSocketResponse)(nil),          // 11: sockguard.v1.GetSocketResponse
-	(*ListSocketsRequest)(nil),         // 12: sockguard.v1.ListSocketsRequest
-	(*ListSocketsResponse)(nil),        // 13: sockguard.v1.ListSocketsResponse
-	(*UpdateSocketRequest)(nil),        // 14: sockguard.v1.UpdateSocketRequest
-	(*UpdateSocketResponse)(nil),       // 15: sockguard.v1.UpdateSocketResponse
-	(*DeleteSocketRequest)(nil),        // 16: sockguard.v1.DeleteSocketRequest
-	(*DeleteSocketResponse)(nil),       // 17: sockguard.v1.DeleteSocketResponse
-	(*DeleteSocketStreamRequest)(nil),  // 18: sockguard.v1.DeleteSocketStreamRequest
-	(*DeleteSocketStreamResponse)(nil), // 19: sockguard.v1.DeleteSocketStreamResponse
-	(*PurgeProgress)(nil),              // 20: sockguard.v1.PurgeProgress
-	(*Caller)(nil),                     // 21: sockguard.v1.Caller
-	(*FieldChange)(nil),                // 22: sockguard.v1.FieldChange
-	(*AdminEvent)(nil),                 // 23: sockguard.v1.AdminEvent
-	(*ListEventsRequest)(nil),          // 24: sockguard.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),         // 25: sockguard.v1.ListEventsResponse
-	(*OwnedObjects)(nil),               // 26: sockguard.v1.OwnedObjects
-	(*Preset)(nil),                     // 27: sockguard.v1.Preset
-	(*ListPresetsRequest)(nil),         // 28: sockguard.v1.ListPresetsRequest
-	(*ListPresetsResponse)(nil),        // 29: sockguard.v1.ListPresetsResponse
-	(*GetPresetRequest)(nil),           // 30: sockguard.v1.GetPresetRequest
-	(*GetPresetResponse)(nil),          // 31: sockguard.v1.GetPresetResponse
-	(*CheckRequestRequest)(nil),        // 32: sockguard.v1.CheckRequestRequest
-	(*CheckRequestResponse)(nil),       // 33: sockguard.v1.CheckRequestResponse
-	(*Denial)(nil),                     // 34: sockguard.v1.Denial
-	(*ListDenialsRequest)(nil),         // 35: sockguard.v1.ListDenialsRequest
-	(*ListDenialsResponse)(nil),        // 36: sockguard.v1.ListDenialsResponse
-	(*WatchDenialsRequest)(nil),        // 37: sockguard.v1.WatchDenialsRequest
-	(*WatchDenialsResponse)(nil),       // 38: sockguard.v1.WatchDenialsResponse
-	(*GetBrokerInfoRequest)(nil),       // 39: sockguard.v1.GetBrokerInfoRequest
-	(*GetBrokerInfoResponse)(nil),      // 40: sockguard.v1.GetBrokerInfoResponse
-	(*BackupStateRequest)(nil),         // 41: sockguard.v1.BackupStateRequest
-	(*BackupStateResponse)(nil),        // 42: sockguard.v1.BackupStateResponse
-	(*timestamppb.Timestamp)(nil),      // 43: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),      // 44: google.protobuf.FieldMask
-	(*durationpb.Duration)(nil),        // 45: google.protobuf.Duration
+	(AllowanceKind)(0),                 // 3: sockguard.v1.AllowanceKind
+	(*Allowance)(nil),                  // 4: sockguard.v1.Allowance
+	(*DenialSubject)(nil),              // 5: sockguard.v1.DenialSubject
+	(*BindRoot)(nil),                   // 6: sockguard.v1.BindRoot
+	(*SocketOverrides)(nil),            // 7: sockguard.v1.SocketOverrides
+	(*AllowedPeers)(nil),               // 8: sockguard.v1.AllowedPeers
+	(*SocketCounters)(nil),             // 9: sockguard.v1.SocketCounters
+	(*Socket)(nil),                     // 10: sockguard.v1.Socket
+	(*CreateSocketRequest)(nil),        // 11: sockguard.v1.CreateSocketRequest
+	(*CreateSocketResponse)(nil),       // 12: sockguard.v1.CreateSocketResponse
+	(*GetSocketRequest)(nil),           // 13: sockguard.v1.GetSocketRequest
+	(*GetSocketResponse)(nil),          // 14: sockguard.v1.GetSocketResponse
+	(*ListSocketsRequest)(nil),         // 15: sockguard.v1.ListSocketsRequest
+	(*ListSocketsResponse)(nil),        // 16: sockguard.v1.ListSocketsResponse
+	(*UpdateSocketRequest)(nil),        // 17: sockguard.v1.UpdateSocketRequest
+	(*UpdateSocketResponse)(nil),       // 18: sockguard.v1.UpdateSocketResponse
+	(*DeleteSocketRequest)(nil),        // 19: sockguard.v1.DeleteSocketRequest
+	(*DeleteSocketResponse)(nil),       // 20: sockguard.v1.DeleteSocketResponse
+	(*DeleteSocketStreamRequest)(nil),  // 21: sockguard.v1.DeleteSocketStreamRequest
+	(*DeleteSocketStreamResponse)(nil), // 22: sockguard.v1.DeleteSocketStreamResponse
+	(*PurgeProgress)(nil),              // 23: sockguard.v1.PurgeProgress
+	(*Caller)(nil),                     // 24: sockguard.v1.Caller
+	(*FieldChange)(nil),                // 25: sockguard.v1.FieldChange
+	(*AdminEvent)(nil),                 // 26: sockguard.v1.AdminEvent
+	(*ListEventsRequest)(nil),          // 27: sockguard.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),         // 28: sockguard.v1.ListEventsResponse
+	(*OwnedObjects)(nil),               // 29: sockguard.v1.OwnedObjects
+	(*Preset)(nil),                     // 30: sockguard.v1.Preset
+	(*ListPresetsRequest)(nil),         // 31: sockguard.v1.ListPresetsRequest
+	(*ListPresetsResponse)(nil),        // 32: sockguard.v1.ListPresetsResponse
+	(*GetPresetRequest)(nil),           // 33: sockguard.v1.GetPresetRequest
+	(*GetPresetResponse)(nil),          // 34: sockguard.v1.GetPresetResponse
+	(*CheckRequestRequest)(nil),        // 35: sockguard.v1.CheckRequestRequest
+	(*CheckRequestResponse)(nil),       // 36: sockguard.v1.CheckRequestResponse
+	(*Denial)(nil),                     // 37: sockguard.v1.Denial
+	(*ListDenialsRequest)(nil),         // 38: sockguard.v1.ListDenialsRequest
+	(*ListDenialsResponse)(nil),        // 39: sockguard.v1.ListDenialsResponse
+	(*WatchDenialsRequest)(nil),        // 40: sockguard.v1.WatchDenialsRequest
+	(*WatchDenialsResponse)(nil),       // 41: sockguard.v1.WatchDenialsResponse
+	(*GetBrokerInfoRequest)(nil),       // 42: sockguard.v1.GetBrokerInfoRequest
+	(*GetBrokerInfoResponse)(nil),      // 43: sockguard.v1.GetBrokerInfoResponse
+	(*BackupStateRequest)(nil),         // 44: sockguard.v1.BackupStateRequest
+	(*BackupStateResponse)(nil),        // 45: sockguard.v1.BackupStateResponse
+	(*timestamppb.Timestamp)(nil),      // 46: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),      // 47: google.protobuf.FieldMask
+	(*durationpb.Duration)(nil),        // 48: google.protobuf.Duration
 }
 var file_sockguard_v1_sockguard_proto_depIdxs = []int32{
-	3,  // 0: sockguard.v1.SocketOverrides.allowed_bind_roots:type_name -> sockguard.v1.BindRoot
-	4,  // 1: sockguard.v1.Socket.overrides:type_name -> sockguard.v1.SocketOverrides
-	5,  // 2: sockguard.v1.Socket.allowed_peers:type_name -> sockguard.v1.AllowedPeers
-	1,  // 3: sockguard.v1.Socket.policy_mode:type_name -> sockguard.v1.PolicyMode
-	0,  // 4: sockguard.v1.Socket.state:type_name -> sockguard.v1.SocketState
-	43, // 5: sockguard.v1.Socket.create_time:type_name -> google.protobuf.Timestamp
-	6,  // 6: sockguard.v1.Socket.counters:type_name -> sockguard.v1.SocketCounters
-	7,  // 7: sockguard.v1.CreateSocketRequest.socket:type_name -> sockguard.v1.Socket
-	7,  // 8: sockguard.v1.CreateSocketResponse.socket:type_name -> sockguard.v1.Socket
-	7,  // 9: sockguard.v1.GetSocketResponse.socket:type_name -> sockguard.v1.Socket
-	7,  // 10: sockguard.v1.ListSocketsResponse.sockets:type_name -> sockguard.v1.Socket
-	7,  // 11: sockguard.v1.UpdateSocketRequest.socket:type_name -> sockguard.v1.Socket
-	44, // 12: sockguard.v1.UpdateSocketRequest.update_mask:type_name -> google.protobuf.FieldMask
-	7,  // 13: sockguard.v1.UpdateSocketResponse.socket:type_name -> sockguard.v1.Socket
-	45, // 14: sockguard.v1.DeleteSocketRequest.drain_timeout:type_name -> google.protobuf.Duration
-	45, // 15: sockguard.v1.DeleteSocketRequest.object_timeout:type_name -> google.protobuf.Duration
-	45, // 16: sockguard.v1.DeleteSocketRequest.timeout:type_name -> google.protobuf.Duration
-	26, // 17: sockguard.v1.DeleteSocketResponse.owned:type_name -> sockguard.v1.OwnedObjects
-	45, // 18: sockguard.v1.DeleteSocketStreamRequest.drain_timeout:type_name -> google.protobuf.Duration
-	45, // 19: sockguard.v1.DeleteSocketStreamRequest.object_timeout:type_name -> google.protobuf.Duration
-	45, // 20: sockguard.v1.DeleteSocketStreamRequest.timeout:type_name -> google.protobuf.Duration
-	20, // 21: sockguard.v1.DeleteSocketStreamResponse.progress:type_name -> sockguard.v1.PurgeProgress
-	17, // 22: sockguard.v1.DeleteSocketStreamResponse.result:type_name -> sockguard.v1.DeleteSocketResponse
-	43, // 23: sockguard.v1.AdminEvent.time:type_name -> google.protobuf.Timestamp
-	21, // 24: sockguard.v1.AdminEvent.caller:type_name -> sockguard.v1.Caller
-	22, // 25: sockguard.v1.AdminEvent.changes:type_name -> sockguard.v1.FieldChange
-	43, // 26: sockguard.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	43, // 27: sockguard.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	23, // 28: sockguard.v1.ListEventsResponse.events:type_name -> sockguard.v1.AdminEvent
-	27, // 29: sockguard.v1.ListPresetsResponse.presets:type_name -> sockguard.v1.Preset
-	27, // 30: sockguard.v1.GetPresetResponse.preset:type_name -> sockguard.v1.Preset
-	2,  // 31: sockguard.v1.CheckRequestResponse.reason_code:type_name -> sockguard.v1.DenialReason
-	43, // 32: sockguard.v1.Denial.time:type_name -> google.protobuf.Timestamp
-	2,  // 33: sockguard.v1.Denial.reason_code:type_name -> sockguard.v1.DenialReason
-	1,  // 34: sockguard.v1.Denial.policy_mode:type_name -> sockguard.v1.PolicyMode
-	43, // 35: sockguard.v1.ListDenialsRequest.start_time:type_name -> google.protobuf.Timestamp
-	43, // 36: sockguard.v1.ListDenialsRequest.end_time:type_name -> google.protobuf.Timestamp
-	2,  // 37: sockguard.v1.ListDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
-	34, // 38: sockguard.v1.ListDenialsResponse.denials:type_name -> sockguard.v1.Denial
-	2,  // 39: sockguard.v1.WatchDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
-	34, // 40: sockguard.v1.WatchDenialsResponse.denial:type_name -> sockguard.v1.Denial
-	43, // 41: sockguard.v1.GetBrokerInfoResponse.start_time:type_name -> google.protobuf.Timestamp
-	8,  // 42: sockguard.v1.SockguardService.CreateSocket:input_type -> sockguard.v1.CreateSocketRequest
-	10, // 43: sockguard.v1.SockguardService.GetSocket:input_type -> sockguard.v1.GetSocketRequest
-	12, // 44: sockguard.v1.SockguardService.ListSockets:input_type -> sockguard.v1.ListSocketsRequest
-	14, // 45: sockguard.v1.SockguardService.UpdateSocket:input_type -> sockguard.v1.UpdateSocketRequest
-	16, // 46: sockguard.v1.SockguardService.DeleteSocket:input_type -> sockguard.v1.DeleteSocketRequest
-	28, // 47: sockguard.v1.SockguardService.ListPresets:input_type -> sockguard.v1.ListPresetsRequest
-	30, // 48: sockguard.v1.SockguardService.GetPreset:input_type -> sockguard.v1.GetPresetRequest
-	32, // 49: sockguard.v1.SockguardService.CheckRequest:input_type -> sockguard.v1.CheckRequestRequest
-	35, // 50: sockguard.v1.SockguardService.ListDenials:input_type -> sockguard.v1.ListDenialsRequest
-	37, // 51: sockguard.v1.SockguardService.WatchDenials:input_type -> sockguard.v1.WatchDenialsRequest
-	39, // 52: sockguard.v1.SockguardService.GetBrokerInfo:input_type -> sockguard.v1.GetBrokerInfoRequest
-	41, // 53: sockguard.v1.SockguardService.BackupState:input_type -> sockguard.v1.BackupStateRequest
-	18, // 54: sockguard.v1.SockguardService.DeleteSocketStream:input_type -> sockguard.v1.DeleteSocketStreamRequest
-	24, // 55: sockguard.v1.SockguardService.ListEvents:input_type -> sockguard.v1.ListEventsRequest
-	9,  // 56: sockguard.v1.SockguardService.CreateSocket:output_type -> sockguard.v1.CreateSocketResponse
-	11, // 57: sockguard.v1.SockguardService.GetSocket:output_type -> sockguard.v1.GetSocketResponse
-	13, // 58: sockguard.v1.SockguardService.ListSockets:output_type -> sockguard.v1.ListSocketsResponse
-	15, // 59: sockguard.v1.SockguardService.UpdateSocket:output_type -> sockguard.v1.UpdateSocketResponse
-	17, // 60: sockguard.v1.SockguardService.DeleteSocket:output_type -> sockguard.v1.DeleteSocketResponse
-	29, // 61: sockguard.v1.SockguardService.ListPresets:output_type -> sockguard.v1.ListPresetsResponse
-	31, // 62: sockguard.v1.SockguardService.GetPreset:output_type -> sockguard.v1.GetPresetResponse
-	33, // 63: sockguard.v1.SockguardService.CheckRequest:output_type -> sockguard.v1.CheckRequestResponse
-	36, // 64: sockguard.v1.SockguardService.ListDenials:output_type -> sockguard.v1.ListDenialsResponse
-	38, // 65: sockguard.v1.SockguardService.WatchDenials:output_type -> sockguard.v1.WatchDenialsResponse
-	40, // 66: sockguard.v1.SockguardService.GetBrokerInfo:output_type -> sockguard.v1.GetBrokerInfoResponse
-	42, // 67: sockguard.v1.SockguardService.BackupState:output_type -> sockguard.v1.BackupStateResponse
-	19, // 68: sockguard.v1.SockguardService.DeleteSocketStream:output_type -> sockguard.v1.DeleteSocketStreamResponse
-	25, // 69: sockguard.v1.SockguardService.ListEvents:output_type -> sockguard.v1.ListEventsResponse
-	56, // [56:70] is the sub-list for method output_type
-	42, // [42:56] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	3,  // 0: sockguard.v1.Allowance.kind:type_name -> sockguard.v1.AllowanceKind
+	4,  // 1: sockguard.v1.DenialSubject.allowance:type_name -> sockguard.v1.Allowance
+	6,  // 2: sockguard.v1.SocketOverrides.allowed_bind_roots:type_name -> sockguard.v1.BindRoot
+	7,  // 3: sockguard.v1.Socket.overrides:type_name -> sockguard.v1.SocketOverrides
+	8,  // 4: sockguard.v1.Socket.allowed_peers:type_name -> sockguard.v1.AllowedPeers
+	1,  // 5: sockguard.v1.Socket.policy_mode:type_name -> sockguard.v1.PolicyMode
+	0,  // 6: sockguard.v1.Socket.state:type_name -> sockguard.v1.SocketState
+	46, // 7: sockguard.v1.Socket.create_time:type_name -> google.protobuf.Timestamp
+	9,  // 8: sockguard.v1.Socket.counters:type_name -> sockguard.v1.SocketCounters
+	10, // 9: sockguard.v1.CreateSocketRequest.socket:type_name -> sockguard.v1.Socket
+	10, // 10: sockguard.v1.CreateSocketResponse.socket:type_name -> sockguard.v1.Socket
+	10, // 11: sockguard.v1.GetSocketResponse.socket:type_name -> sockguard.v1.Socket
+	10, // 12: sockguard.v1.ListSocketsResponse.sockets:type_name -> sockguard.v1.Socket
+	10, // 13: sockguard.v1.UpdateSocketRequest.socket:type_name -> sockguard.v1.Socket
+	47, // 14: sockguard.v1.UpdateSocketRequest.update_mask:type_name -> google.protobuf.FieldMask
+	10, // 15: sockguard.v1.UpdateSocketResponse.socket:type_name -> sockguard.v1.Socket
+	48, // 16: sockguard.v1.DeleteSocketRequest.drain_timeout:type_name -> google.protobuf.Duration
+	48, // 17: sockguard.v1.DeleteSocketRequest.object_timeout:type_name -> google.protobuf.Duration
+	48, // 18: sockguard.v1.DeleteSocketRequest.timeout:type_name -> google.protobuf.Duration
+	29, // 19: sockguard.v1.DeleteSocketResponse.owned:type_name -> sockguard.v1.OwnedObjects
+	48, // 20: sockguard.v1.DeleteSocketStreamRequest.drain_timeout:type_name -> google.protobuf.Duration
+	48, // 21: sockguard.v1.DeleteSocketStreamRequest.object_timeout:type_name -> google.protobuf.Duration
+	48, // 22: sockguard.v1.DeleteSocketStreamRequest.timeout:type_name -> google.protobuf.Duration
+	23, // 23: sockguard.v1.DeleteSocketStreamResponse.progress:type_name -> sockguard.v1.PurgeProgress
+	20, // 24: sockguard.v1.DeleteSocketStreamResponse.result:type_name -> sockguard.v1.DeleteSocketResponse
+	46, // 25: sockguard.v1.AdminEvent.time:type_name -> google.protobuf.Timestamp
+	24, // 26: sockguard.v1.AdminEvent.caller:type_name -> sockguard.v1.Caller
+	25, // 27: sockguard.v1.AdminEvent.changes:type_name -> sockguard.v1.FieldChange
+	46, // 28: sockguard.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	46, // 29: sockguard.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	26, // 30: sockguard.v1.ListEventsResponse.events:type_name -> sockguard.v1.AdminEvent
+	30, // 31: sockguard.v1.ListPresetsResponse.presets:type_name -> sockguard.v1.Preset
+	30, // 32: sockguard.v1.GetPresetResponse.preset:type_name -> sockguard.v1.Preset
+	2,  // 33: sockguard.v1.CheckRequestResponse.reason_code:type_name -> sockguard.v1.DenialReason
+	5,  // 34: sockguard.v1.CheckRequestResponse.subject:type_name -> sockguard.v1.DenialSubject
+	46, // 35: sockguard.v1.Denial.time:type_name -> google.protobuf.Timestamp
+	2,  // 36: sockguard.v1.Denial.reason_code:type_name -> sockguard.v1.DenialReason
+	1,  // 37: sockguard.v1.Denial.policy_mode:type_name -> sockguard.v1.PolicyMode
+	5,  // 38: sockguard.v1.Denial.subject:type_name -> sockguard.v1.DenialSubject
+	46, // 39: sockguard.v1.ListDenialsRequest.start_time:type_name -> google.protobuf.Timestamp
+	46, // 40: sockguard.v1.ListDenialsRequest.end_time:type_name -> google.protobuf.Timestamp
+	2,  // 41: sockguard.v1.ListDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
+	37, // 42: sockguard.v1.ListDenialsResponse.denials:type_name -> sockguard.v1.Denial
+	2,  // 43: sockguard.v1.WatchDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
+	37, // 44: sockguard.v1.WatchDenialsResponse.denial:type_name -> sockguard.v1.Denial
+	46, // 45: sockguard.v1.GetBrokerInfoResponse.start_time:type_name -> google.protobuf.Timestamp
+	11, // 46: sockguard.v1.SockguardService.CreateSocket:input_type -> sockguard.v1.CreateSocketRequest
+	13, // 47: sockguard.v1.SockguardService.GetSocket:input_type -> sockguard.v1.GetSocketRequest
+	15, // 48: sockguard.v1.SockguardService.ListSockets:input_type -> sockguard.v1.ListSocketsRequest
+	17, // 49: sockguard.v1.SockguardService.UpdateSocket:input_type -> sockguard.v1.UpdateSocketRequest
+	19, // 50: sockguard.v1.SockguardService.DeleteSocket:input_type -> sockguard.v1.DeleteSocketRequest
+	31, // 51: sockguard.v1.SockguardService.ListPresets:input_type -> sockguard.v1.ListPresetsRequest
+	33, // 52: sockguard.v1.SockguardService.GetPreset:input_type -> sockguard.v1.GetPresetRequest
+	35, // 53: sockguard.v1.SockguardService.CheckRequest:input_type -> sockguard.v1.CheckRequestRequest
+	38, // 54: sockguard.v1.SockguardService.ListDenials:input_type -> sockguard.v1.ListDenialsRequest
+	40, // 55: sockguard.v1.SockguardService.WatchDenials:input_type -> sockguard.v1.WatchDenialsRequest
+	42, // 56: sockguard.v1.SockguardService.GetBrokerInfo:input_type -> sockguard.v1.GetBrokerInfoRequest
+	44, // 57: sockguard.v1.SockguardService.BackupState:input_type -> sockguard.v1.BackupStateRequest
+	21, // 58: sockguard.v1.SockguardService.DeleteSocketStream:input_type -> sockguard.v1.DeleteSocketStreamRequest
+	27, // 59: sockguard.v1.SockguardService.ListEvents:input_type -> sockguard.v1.ListEventsRequest
+	12, // 60: sockguard.v1.SockguardService.CreateSocket:output_type -> sockguard.v1.CreateSocketResponse
+	14, // 61: sockguard.v1.SockguardService.GetSocket:output_type -> sockguard.v1.GetSocketResponse
+	16, // 62: sockguard.v1.SockguardService.ListSockets:output_type -> sockguard.v1.ListSocketsResponse
+	18, // 63: sockguard.v1.SockguardService.UpdateSocket:output_type -> sockguard.v1.UpdateSocketResponse
+	20, // 64: sockguard.v1.SockguardService.DeleteSocket:output_type -> sockguard.v1.DeleteSocketResponse
+	32, // 65: sockguard.v1.SockguardService.ListPresets:output_type -> sockguard.v1.ListPresetsResponse
+	34, // 66: sockguard.v1.SockguardService.GetPreset:output_type -> sockguard.v1.GetPresetResponse
+	36, // 67: sockguard.v1.SockguardService.CheckRequest:output_type -> sockguard.v1.CheckRequestResponse
+	39, // 68: sockguard.v1.SockguardService.ListDenials:output_type -> sockguard.v1.ListDenialsResponse
+	41, // 69: sockguard.v1.SockguardService.WatchDenials:output_type -> sockguard.v1.WatchDenialsResponse
+	43, // 70: sockguard.v1.SockguardService.GetBrokerInfo:output_type -> sockguard.v1.GetBrokerInfoResponse
+	45, // 71: sockguard.v1.SockguardService.BackupState:output_type -> sockguard.v1.BackupStateResponse
+	22, // 72: sockguard.v1.SockguardService.DeleteSocketStream:output_type -> sockguard.v1.DeleteSocketStreamResponse
+	28, // 73: sockguard.v1.SockguardService.ListEvents:output_type -> sockguard.v1.ListEventsResponse
+	60, // [60:74] is the sub-list for method output_type
+	46, // [46:60] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_sockguard_v1_sockguard_proto_init() }
@@ -3455,8 +3722,8 @@ func file_sockguard_v1_sockguard_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sockguard_v1_sockguard_proto_rawDesc), len(file_sockguard_v1_sockguard_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   40,
+			NumEnums:      4,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
