@@ -43,8 +43,9 @@ const OwnerLabel = "io.sockguard.owner"
 //     with the full ids checked in place of the tenant's text: dockerd looks
 //     a reference up again at every start, so the text must never reach it.
 //
-// Nothing is cached: every check asks the daemon, so a rename or delete is
-// seen at once and a "not found" is never remembered.
+// Only what never changes is cached: the owner of a full id (ownerCache).
+// A name or prefix is looked up at every request, so a rename or delete is
+// seen at once, and a "not found" is never remembered.
 
 type objectKind int
 
@@ -305,41 +306,90 @@ func (iso isolator) getQuery(ctx context.Context, p, rawQuery string, v any) (fo
 }
 
 // resolve returns the full id (name, for volumes) of an object the tenant
-// owns, or *errNoSuchObject.
+// owns, or *errNoSuchObject. A full id whose owner is cached costs no
+// upstream call (see ownerCache); anything else is looked up.
 func (iso isolator) resolve(ctx context.Context, k objectKind, ref string) (string, error) {
-	obj, err := iso.resolveObject(ctx, k, ref)
-	return obj.ID, err
+	obj, owner, err := iso.ownerOf(ctx, k, ref)
+	if err != nil {
+		return "", err
+	}
+	if owner != iso.owner {
+		return "", &errNoSuchObject{kind: k, ref: ref, foreign: true}
+	}
+	return obj.ID, nil
 }
 
-// resolveObject looks ref up once and checks its owner. A missing object
-// and another tenant's are both *errNoSuchObject; foreign tells them apart
-// for the deny log only.
+// resolveObject is resolve for callers that need more of the object than
+// its id (its name): it always asks the daemon. A missing object and
+// another tenant's are both *errNoSuchObject; foreign tells them apart for
+// the deny log only.
 func (iso isolator) resolveObject(ctx context.Context, k objectKind, ref string) (objectInfo, error) {
-	// No object is named by these: "" lists, '?' and '#' would change the
-	// lookup's URL, and a leading '/' would be a path of its own.
-	if ref == "" || strings.ContainsAny(ref, "?#") || strings.HasPrefix(ref, "/") {
+	if !validRef(ref) {
 		return objectInfo{}, &errNoSuchObject{kind: k, ref: ref}
 	}
-	obj, found, err := iso.objects().inspect(ctx, k, ref)
-	switch {
-	case err != nil:
+	obj, owner, err := iso.inspectOwner(ctx, k, ref)
+	if err != nil {
 		return objectInfo{}, err
-	case !found || obj.ID == "":
-		return objectInfo{}, &errNoSuchObject{kind: k, ref: ref}
-	case k == kindExec:
-		// An exec instance belongs to the tenant that owns its container.
-		if _, err := iso.resolveObject(ctx, kindContainer, obj.ContainerID); err != nil {
-			var nf *errNoSuchObject
-			if errors.As(err, &nf) {
-				return objectInfo{}, &errNoSuchObject{kind: k, ref: ref, foreign: nf.foreign}
-			}
-			return objectInfo{}, err
-		}
-		return obj, nil
-	case obj.Labels[OwnerLabel] != iso.owner:
+	}
+	if owner != iso.owner {
 		return objectInfo{}, &errNoSuchObject{kind: k, ref: ref, foreign: true}
 	}
 	return obj, nil
+}
+
+// validRef reports whether ref can name an object at all: "" lists, '?'
+// and '#' would change the lookup's URL, and a leading '/' would be a path
+// of its own.
+func validRef(ref string) bool {
+	return ref != "" && !strings.ContainsAny(ref, "?#") && !strings.HasPrefix(ref, "/")
+}
+
+// ownerOf returns the object ref names and its owner (the owner label's
+// value, "" for none). From the owner cache, obj holds only the id, which
+// is ref itself: the cache is consulted only for a full id.
+func (iso isolator) ownerOf(ctx context.Context, k objectKind, ref string) (obj objectInfo, owner string, err error) {
+	if !validRef(ref) {
+		return objectInfo{}, "", &errNoSuchObject{kind: k, ref: ref}
+	}
+	if owner, ok := iso.owners().get(k, ref); ok {
+		return objectInfo{ID: ref}, owner, nil
+	}
+	return iso.inspectOwner(ctx, k, ref)
+}
+
+// inspectOwner asks the daemon for ref and its owner, and caches the owner
+// under the full id dockerd answered (the id's owner never changes, even
+// when ref is a name that may later name another object).
+func (iso isolator) inspectOwner(ctx context.Context, k objectKind, ref string) (objectInfo, string, error) {
+	obj, found, err := iso.objects().inspect(ctx, k, ref)
+	switch {
+	case err != nil:
+		return objectInfo{}, "", err
+	case !found || obj.ID == "":
+		return objectInfo{}, "", &errNoSuchObject{kind: k, ref: ref}
+	}
+	owner := obj.Labels[OwnerLabel]
+	if k == kindExec {
+		// An exec instance belongs to the tenant that owns its container.
+		_, owner, err = iso.ownerOf(ctx, kindContainer, obj.ContainerID)
+		if err != nil {
+			var nf *errNoSuchObject
+			if errors.As(err, &nf) {
+				return objectInfo{}, "", &errNoSuchObject{kind: k, ref: ref}
+			}
+			return objectInfo{}, "", err
+		}
+	}
+	iso.owners().put(k, obj.ID, owner)
+	return obj, owner, nil
+}
+
+// owners is the daemon's owner cache; nil (no caching) without an upstream.
+func (iso isolator) owners() *ownerCache {
+	if iso.up == nil {
+		return nil
+	}
+	return iso.up.owners
 }
 
 // listRoutes are the requests whose answers are filtered to the tenant by
@@ -518,6 +568,17 @@ func (iso isolator) isolateQuery(ctx context.Context, req *policy.Request) (stri
 		}
 		return q.Encode(), nil
 	}
+	if req.Method == http.MethodPost && (req.Path == "/containers/create" ||
+		strings.HasPrefix(req.Path, "/containers/") && strings.HasSuffix(req.Path, "/rename")) {
+		// Every value: the owner cache relies on no container having a
+		// name of the form of a full id.
+		for _, name := range q["name"] {
+			if err := refuseIDShapedName("container", name); err != nil {
+				return "", err
+			}
+		}
+		return req.RawQuery, nil
+	}
 	if req.Method == http.MethodPost && req.Path == "/commit" {
 		if len(q["container"]) != 1 {
 			return "", errAmbiguous("commit needs exactly one container parameter")
@@ -584,6 +645,17 @@ func (iso isolator) isolateNetworkCreate(ctx context.Context, body []byte) ([]by
 	refs, err := policy.NetworkCreateRefs(body)
 	if err != nil {
 		return nil, errAmbiguous(err.Error())
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		var named struct{ Name string }
+		if err := json.Unmarshal(body, &named); err != nil {
+			return nil, errAmbiguous("network create body: " + err.Error())
+		}
+		// The owner cache relies on no network having a name of the
+		// form of a full id.
+		if err := refuseIDShapedName("network", named.Name); err != nil {
+			return nil, err
+		}
 	}
 	if body, err = iso.forwardRefs(ctx, refs, true); err != nil {
 		return nil, err
@@ -720,19 +792,19 @@ func (iso isolator) resolveRef(ctx context.Context, refs *policy.BodyRefs, k pol
 	case policy.RefContainer:
 		return iso.resolve(ctx, kindContainer, k.Ref)
 	case policy.RefNetwork:
+		if !k.ByName {
+			return iso.resolve(ctx, kindNetwork, k.Ref)
+		}
 		obj, err := iso.resolveObject(ctx, kindNetwork, k.Ref)
 		if err != nil {
 			return "", err
 		}
-		if k.ByName {
-			// dockerd looks this one up by exact name: an id or a prefix
-			// of the tenant's network names nothing there.
-			if obj.Name != k.Ref {
-				return "", &errNoSuchObject{kind: kindNetwork, ref: k.Ref}
-			}
-			return obj.Name, nil
+		// dockerd looks this one up by exact name: an id or a prefix of
+		// the tenant's network names nothing there.
+		if obj.Name != k.Ref {
+			return "", &errNoSuchObject{kind: kindNetwork, ref: k.Ref}
 		}
-		return obj.ID, nil
+		return obj.Name, nil
 	case policy.RefVolume:
 		return k.Ref, iso.ownVolume(ctx, k.Ref, refs.NewVolume(k.Ref))
 	}

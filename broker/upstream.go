@@ -23,12 +23,15 @@ type Upstream struct {
 	// observe, when set, hears the result of every dial (see
 	// upstreamMonitor); set before the first request.
 	observe func(error)
+	// owners remembers object owners by full id for isolation (one cache
+	// per daemon, shared by every tenant: see ownerCache).
+	owners *ownerCache
 }
 
 // ParseUpstream accepts unix:///path, /path, tcp://host:port or
 // http://host:port.
 func ParseUpstream(s string) (*Upstream, error) {
-	u := &Upstream{addr: s}
+	u := &Upstream{addr: s, owners: newOwnerCache(defaultOwnerCacheSize)}
 	switch {
 	case strings.HasPrefix(s, "unix://"):
 		u.network, u.address = "unix", strings.TrimPrefix(s, "unix://")
