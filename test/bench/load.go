@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -20,6 +21,10 @@ type target struct {
 	method     string
 	path       string
 	wantStatus int
+	// body and contentType, when body is not nil, are the request's body
+	// (sent with its Content-Length) and Content-Type.
+	body        []byte
+	contentType string
 	// checkBody validates the body of one response before the run; the load
 	// loop itself only checks the status.
 	checkBody func(h http.Header, body []byte) error
@@ -57,11 +62,18 @@ func newClient(socket string, conns int) *http.Client {
 func (t target) newRequest(ctx context.Context) (*http.Request, error) {
 	// The host part is a placeholder: the dialer ignores it, as the docker
 	// CLI does with its "http://docker" base URL.
-	req, err := http.NewRequestWithContext(ctx, t.method, "http://docker"+t.path, http.NoBody)
+	var body io.Reader = http.NoBody
+	if t.body != nil {
+		body = bytes.NewReader(t.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, t.method, "http://docker"+t.path, body)
 	if err != nil {
 		return nil, err
 	}
-	if t.method == http.MethodPost {
+	switch {
+	case t.contentType != "":
+		req.Header.Set("Content-Type", t.contentType)
+	case t.method == http.MethodPost:
 		req.Header.Set("Content-Type", "application/x-tar")
 	}
 	req.Header.Set("User-Agent", "sockguard-bench")

@@ -33,7 +33,9 @@ const (
 )
 
 type config struct {
-	concurrency  int
+	concurrency  int // 0: each scenario's own
+	only         string
+	serveProxies string
 	duration     time.Duration
 	warmup       time.Duration
 	rounds       int
@@ -64,9 +66,10 @@ func logf(format string, args ...any) {
 
 func main() {
 	var cfg config
-	flag.IntVar(&cfg.concurrency, "c", 16, "concurrent workers (one keep-alive client each)")
-	flag.DurationVar(&cfg.duration, "d", 3*time.Second, "recorded duration of each case in each round")
-	flag.DurationVar(&cfg.warmup, "warmup", 500*time.Millisecond, "unrecorded warm-up before each case in each round")
+	flag.IntVar(&cfg.concurrency, "c", 0, "concurrent workers (one keep-alive client each) for every scenario; 0: each scenario's own")
+	flag.StringVar(&cfg.only, "only", "", "run only the cases whose SCENARIO/SUBJECT matches this `regexp` (e.g. 'list-c10/(direct|sockguard|bare)')")
+	flag.DurationVar(&cfg.duration, "d", time.Second, "recorded duration of each case in each round")
+	flag.DurationVar(&cfg.warmup, "warmup", 300*time.Millisecond, "unrecorded warm-up before each case in each round")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds; each round runs every case once, interleaved")
 	flag.BoolVar(&cfg.jsonOut, "json", false, "print results as JSON on stdout instead of a table")
 	flag.BoolVar(&cfg.directOnly, "direct-only", false, "benchmark the mock upstream only; do not build or start the broker")
@@ -82,15 +85,16 @@ func main() {
 	flag.BoolVar(&cfg.mockProcess, "storm-mock-process", true, "with -storm: run the mock dockerd in a child process, not in the load generator's")
 	flag.BoolVar(&cfg.connFlood, "connflood", false, "connection flood mode: one tenant opens -flood-idle idle connections and -storm-c workers reconnect as fast as they are refused, for -storm-duration, while another's pings are measured (see README.md)")
 	flag.IntVar(&cfg.floodIdle, "flood-idle", 5000, "with -connflood: idle connections opened to the flooding tenant")
-	flag.StringVar(&cfg.serveMock, "serve-mock", "", "internal: serve only the mock dockerd on unix socket `PATH` until stdin closes")
+	flag.StringVar(&cfg.serveMock, "serve-mock", "", "internal: serve only the mock dockerd on unix socket `PATH` (a comma-separated list: one mock on each) until stdin closes")
+	flag.StringVar(&cfg.serveProxies, "serve-proxies", "", "internal: serve the comparison proxies in `DIR` until stdin closes")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected arguments: %q\n", flag.Args())
 		os.Exit(2)
 	}
 	switch {
-	case cfg.concurrency < 1 || cfg.concurrency > 4096:
-		fmt.Fprintln(os.Stderr, "bench: -c must be in 1..4096")
+	case cfg.concurrency < 0 || cfg.concurrency > 4096:
+		fmt.Fprintln(os.Stderr, "bench: -c must be in 0..4096")
 		os.Exit(2)
 	case cfg.duration <= 0 || cfg.duration > 10*time.Minute:
 		fmt.Fprintln(os.Stderr, "bench: -d must be in (0, 10m]")
@@ -126,165 +130,20 @@ func main() {
 	switch {
 	case cfg.serveMock != "":
 		err = serveMockProcess(ctx, cfg.serveMock)
+	case cfg.serveProxies != "":
+		err = serveProxies(ctx, cfg.serveProxies)
 	case cfg.storm:
 		err = runStorm(ctx, cfg)
 	case cfg.connFlood:
 		err = runConnFlood(ctx, cfg)
 	default:
-		err = run(ctx, cfg)
+		err = runTable(ctx, cfg)
 	}
 	stop()
 	if err != nil {
 		logf("FAIL: %v", err)
 		os.Exit(1)
 	}
-}
-
-// run does the whole benchmark. Everything it starts is torn down by its
-// defers before it returns, on success, error or interrupt alike.
-func run(ctx context.Context, cfg config) (err error) {
-	tmp, err := os.MkdirTemp("/tmp", "sgb")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if rerr := os.RemoveAll(tmp); rerr != nil {
-			logf("removing %s: %v", tmp, rerr)
-		}
-	}()
-
-	mock, err := startMock(filepath.Join(tmp, "up.sock"))
-	if err != nil {
-		return fmt.Errorf("mock upstream: %w", err)
-	}
-	defer mock.Close()
-
-	targets := []target{{
-		name: "direct ping", socket: mock.path,
-		method: http.MethodGet, path: pingURLPath, wantStatus: http.StatusOK, checkBody: checkPing,
-	}}
-
-	var broker *brokerProc
-	if !cfg.directOnly {
-		var bs brokerSetup
-		// --deny-rate 0: this run measures the cost of a refusal on the
-		// hot path, not the pacing that protects other tenants (-storm).
-		bs, err = setupBroker(ctx, cfg, tmp, mock.path, []string{"--deny-rate", "0"}, tenant)
-		broker = bs.proc
-		tenantSock := bs.socks[tenant]
-		if broker != nil {
-			defer func() {
-				if serr := broker.stop(5 * time.Second); serr != nil {
-					if err == nil {
-						err = serr
-					} else {
-						logf("%v", serr)
-					}
-				}
-			}()
-		}
-		if err != nil {
-			return err
-		}
-		targets = append(targets,
-			target{
-				name: "broker ping", socket: tenantSock,
-				method: http.MethodGet, path: pingURLPath, wantStatus: http.StatusOK, checkBody: checkPing,
-			},
-			target{
-				name: "broker denied", socket: tenantSock,
-				method: http.MethodPost, path: deniedPath, wantStatus: http.StatusForbidden,
-				checkBody: checkDenied,
-			})
-	}
-
-	for _, t := range targets {
-		if err := t.probe(ctx); err != nil {
-			return fmt.Errorf("probe: %w", err)
-		}
-	}
-	if n := mock.builds.Load(); n > 0 {
-		return fmt.Errorf("policy leak: the upstream received %d %s request(s) that the broker should have denied", n, deniedPath)
-	}
-
-	env := envInfo(cfg)
-	logf("%s", env.String())
-	total := time.Duration(cfg.rounds*len(targets)) * (cfg.warmup + cfg.duration)
-	logf("%d case(s) x %d round(s), about %v", len(targets), cfg.rounds, total.Round(time.Second))
-
-	results := make([]*caseResult, len(targets))
-	for i, t := range targets {
-		via := "mock"
-		if i > 0 {
-			via = "broker"
-		}
-		results[i] = &caseResult{Name: t.name, Method: t.method, Path: t.path, Via: via}
-	}
-	for r := 1; r <= cfg.rounds; r++ {
-		for i, t := range targets {
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("interrupted")
-			}
-			if broker != nil {
-				if dead, werr := broker.exited(); dead {
-					return fmt.Errorf("broker exited during the benchmark (%s); results discarded", exitDesc(werr))
-				}
-			}
-			conns0, pings0 := mock.conns.Load(), mock.pings.Load()
-			rr := t.run(ctx, cfg.concurrency, cfg.warmup, cfg.duration)
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("interrupted")
-			}
-			rr.upstreamConns = mock.conns.Load() - conns0
-			rr.upstreamReqs = mock.pings.Load() - pings0
-			results[i].add(rr)
-			rps := 0.0
-			if rr.elapsed > 0 {
-				rps = float64(rr.requests) / rr.elapsed.Seconds()
-			}
-			logf("round %d/%d %-13s %8d req %10.0f req/s %d errors; upstream saw %d pings on %d new conns",
-				r, cfg.rounds, t.name, rr.requests, rps, rr.errors, rr.upstreamReqs, rr.upstreamConns)
-		}
-	}
-	for _, c := range results {
-		c.finish()
-	}
-	if base := results[0].ReqPerSec; base > 0 {
-		for _, c := range results[1:] {
-			v := round3(c.ReqPerSec / base)
-			c.RatioDirect = &v
-		}
-	}
-
-	if cfg.jsonOut {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(struct {
-			Env   envDesc       `json:"env"`
-			Cases []*caseResult `json:"cases"`
-		}{env, results}); err != nil {
-			return err
-		}
-	} else {
-		printTable(env, results)
-	}
-
-	var bad []string
-	for _, c := range results {
-		if c.Errors > 0 {
-			bad = append(bad, fmt.Sprintf("%s: %d errors (first: %s)", c.Name, c.Errors, oneLine(c.FirstError)))
-		}
-		if c.Requests == 0 {
-			bad = append(bad, c.Name+": no request completed")
-		}
-	}
-	if n := mock.builds.Load(); n > 0 {
-		bad = append(bad, fmt.Sprintf("policy leak: the upstream received %d %s request(s)", n, deniedPath))
-	}
-	if len(bad) > 0 {
-		return errors.New(strings.Join(bad, "; "))
-	}
-	return nil
 }
 
 // brokerSetup is a running broker and what the benchmark needs to reach it.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -27,6 +28,12 @@ type mockDocker struct {
 	builds atomic.Int64
 	other  atomic.Int64 // anything answered with 404
 	conns  atomic.Int64 // connections accepted
+	// reqs counts every request but the bench's own (/_bench/...).
+	reqs    atomic.Int64
+	creates atomic.Int64 // POST /containers/create answered 201
+	// docs is the canned answers that carry the tenant's owner label; it
+	// is replaced whole by setOwner, never changed in place.
+	docs atomic.Pointer[mockDocs]
 }
 
 var (
@@ -34,9 +41,20 @@ var (
 	execStartPath = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/exec/[^/]+/start$`)
 	buildPath     = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/build$`)
 	versionPath   = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/version$`)
+	createPath    = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/containers/create$`)
+	listPath      = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/containers/json$`)
+	imagePath     = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/images/(.+)/json$`)
+	networkPath   = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/networks/([^/]+)$`)
 )
 
-const mockStatsPath = "/_bench/stats"
+const (
+	mockStatsPath = "/_bench/stats"
+	// mockOwnerPath (POST, the owner as the body) sets the owner label the
+	// mock puts on its network and its listed containers: the broker only
+	// lets a tenant use a network whose owner label is the tenant's id,
+	// which is known once the tenant socket exists.
+	mockOwnerPath = "/_bench/owner"
+)
 
 // mockStats is what the mock answers on mockStatsPath.
 type mockStats struct {
@@ -44,6 +62,10 @@ type mockStats struct {
 	Builds int64 `json:"builds"`
 	Other  int64 `json:"other"`
 	Conns  int64 `json:"conns"`
+	// Reqs is every request but the bench's own; Creates the container
+	// creates answered 201.
+	Reqs    int64 `json:"reqs"`
+	Creates int64 `json:"creates"`
 }
 
 func startMock(path string) (*mockDocker, error) {
@@ -53,6 +75,7 @@ func startMock(path string) (*mockDocker, error) {
 		return nil, err
 	}
 	m := &mockDocker{path: path, ln: ln}
+	m.setOwner("")
 	m.srv = &http.Server{
 		Handler:           m,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -79,7 +102,41 @@ func (m *mockDocker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Ostype", "linux")
 	h.Set("Server", "Docker/20.10.0 (linux)")
 	p := r.URL.Path
+	if !strings.HasPrefix(p, "/_bench/") {
+		m.reqs.Add(1)
+	}
 	switch {
+	case p == mockOwnerPath && r.Method == http.MethodPost:
+		b, err := io.ReadAll(io.LimitReader(r.Body, 1024))
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		m.setOwner(string(b))
+		w.WriteHeader(http.StatusNoContent)
+	case createPath.MatchString(p) && r.Method == http.MethodPost:
+		// dockerd reads the whole body; an Id of 64 hex digits, as dockerd
+		// answers.
+		_, _ = io.Copy(io.Discard, r.Body)
+		m.creates.Add(1)
+		h.Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write(mockCreated)
+	case listPath.MatchString(p) && r.Method == http.MethodGet:
+		h.Set("Content-Type", "application/json")
+		_, _ = w.Write(m.docs.Load().list)
+	case imagePath.MatchString(p) && r.Method == http.MethodGet:
+		h.Set("Content-Type", "application/json")
+		_, _ = w.Write(mockImage)
+	case networkPath.MatchString(p) && r.Method == http.MethodGet:
+		if name := networkPath.FindStringSubmatch(p)[2]; name != benchNetwork && name != benchNetworkID {
+			h.Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"message":"network ` + name + ` not found"}` + "\n"))
+			return
+		}
+		h.Set("Content-Type", "application/json")
+		_, _ = w.Write(m.docs.Load().network)
 	case p == mockStatsPath && r.Method == http.MethodGet:
 		// For a mock in its own process (-storm): what it has seen. The
 		// broker never forwards this path (no Docker route matches it), and
@@ -87,6 +144,7 @@ func (m *mockDocker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(mockStats{
 			Pings: m.pings.Load(), Builds: m.builds.Load(), Other: m.other.Load(), Conns: m.conns.Load(),
+			Reqs: m.reqs.Load(), Creates: m.creates.Load(),
 		})
 	case pingPath.MatchString(p) && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 		m.pings.Add(1)
@@ -133,12 +191,16 @@ func (m *mockDocker) Close() {
 // serveMockProcess is the child side of -storm's out-of-process mock
 // (-serve-mock PATH): it serves the mock on path until its stdin is closed
 // (the parent closes it, or dies) or it gets SIGTERM/SIGINT.
+// PATH may be a comma-separated list: one mock, with its own counters, on
+// each socket.
 func serveMockProcess(ctx context.Context, path string) error {
-	m, err := startMock(path)
-	if err != nil {
-		return err
+	for _, p := range strings.Split(path, ",") {
+		m, err := startMock(p)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
 	}
-	defer m.Close()
 	eof := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)

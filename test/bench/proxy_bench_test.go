@@ -66,7 +66,7 @@ func (f *fixture) close() {
 	if f.mock != nil {
 		f.mock.Close()
 	}
-	_ = os.RemoveAll(f.dir)
+	_ = removeTemp(f.dir)
 }
 
 // getFixture starts the mock and the broker on first use.
@@ -123,6 +123,9 @@ func newFixture() (*fixture, error) {
 		return nil, fmt.Errorf("create socket: %w", err)
 	}
 	f.tenantSock = created.GetSocket().GetPath()
+	// The mock's network and listed containers carry the tenant's owner
+	// label, as the broker's own creates would have made them.
+	f.mock.setOwner(created.GetSocket().GetTenantId())
 	if err := waitSocket(ctx, nil, f.tenantSock, 20*time.Second); err != nil {
 		f.close()
 		return nil, err
@@ -220,4 +223,43 @@ func BenchmarkProxyDenied(b *testing.B) {
 		b.ReportMetric(w/n, "written/op")
 		b.ReportMetric(d/n, "dropped/op")
 	}
+}
+
+// listTarget is the allowed GET /containers/json of the scenario table
+// (list-c10), on socket.
+func listTarget(name, socket string) target {
+	return target{name: name, socket: socket, method: http.MethodGet, path: "/v1.41/containers/json",
+		wantStatus: http.StatusOK, checkBody: checkList}
+}
+
+// createTarget is the container create of the scenario table.
+func createTarget(name, socket string) target {
+	return target{name: name, socket: socket, method: http.MethodPost, path: "/v1.41/containers/create?name=job",
+		body: createBody, contentType: "application/json", wantStatus: http.StatusCreated, checkBody: checkCreated}
+}
+
+// BenchmarkDirectList is the floor of BenchmarkProxyList: the mock alone.
+func BenchmarkDirectList(b *testing.B) {
+	f := getFixture(b)
+	benchTarget(b, listTarget("direct list", f.mock.path))
+}
+
+// BenchmarkProxyList is the allowed GET /containers/json through the
+// tenant socket: the path to profile for the list-c10 row.
+func BenchmarkProxyList(b *testing.B) {
+	f := getFixture(b)
+	benchTarget(b, listTarget("broker list", f.tenantSock))
+}
+
+// BenchmarkDirectCreate is the floor of BenchmarkProxyCreate.
+func BenchmarkDirectCreate(b *testing.B) {
+	f := getFixture(b)
+	benchTarget(b, createTarget("direct create", f.mock.path))
+}
+
+// BenchmarkProxyCreate is the runner's container create through the
+// tenant socket (the create-c* rows).
+func BenchmarkProxyCreate(b *testing.B) {
+	f := getFixture(b)
+	benchTarget(b, createTarget("broker create", f.tenantSock))
 }

@@ -84,7 +84,7 @@ func runStorm(ctx context.Context, cfg config) (err error) {
 		return err
 	}
 	defer func() {
-		if rerr := os.RemoveAll(tmp); rerr != nil {
+		if rerr := removeTemp(tmp); rerr != nil {
 			logf("removing %s: %v", tmp, rerr)
 		}
 	}()
