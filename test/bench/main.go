@@ -68,9 +68,9 @@ func main() {
 	var cfg config
 	flag.IntVar(&cfg.concurrency, "c", 0, "concurrent workers (one keep-alive client each) for every scenario; 0: each scenario's own")
 	flag.StringVar(&cfg.only, "only", "", "run only the cases whose SCENARIO/SUBJECT matches this `regexp` (e.g. 'list-c10/(direct|sockguard|bare)')")
-	flag.DurationVar(&cfg.duration, "d", time.Second, "recorded duration of each case in each round")
-	flag.DurationVar(&cfg.warmup, "warmup", 300*time.Millisecond, "unrecorded warm-up before each case in each round")
-	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds; each round runs every case once, interleaved")
+	flag.DurationVar(&cfg.duration, "d", 600*time.Millisecond, "recorded duration of each case in each round")
+	flag.DurationVar(&cfg.warmup, "warmup", 200*time.Millisecond, "unrecorded warm-up before each case in each round")
+	flag.IntVar(&cfg.rounds, "rounds", 5, "rounds; each round runs every case once, interleaved")
 	flag.BoolVar(&cfg.jsonOut, "json", false, "print results as JSON on stdout instead of a table")
 	flag.BoolVar(&cfg.directOnly, "direct-only", false, "benchmark the mock upstream only; do not build or start the broker")
 	flag.StringVar(&cfg.binDir, "bin-dir", "", "take broker and sgctl from `DIR` instead of building them")

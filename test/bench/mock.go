@@ -43,6 +43,7 @@ var (
 	versionPath   = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/version$`)
 	createPath    = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/containers/create$`)
 	listPath      = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/containers/json$`)
+	imageListPath = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/images/json$`)
 	imagePath     = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/images/(.+)/json$`)
 	networkPath   = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/networks/([^/]+)$`)
 )
@@ -125,6 +126,10 @@ func (m *mockDocker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case listPath.MatchString(p) && r.Method == http.MethodGet:
 		h.Set("Content-Type", "application/json")
 		_, _ = w.Write(m.docs.Load().list)
+	case imageListPath.MatchString(p) && r.Method == http.MethodGet:
+		// The broker's image sweep lists every image.
+		h.Set("Content-Type", "application/json")
+		_, _ = w.Write(mockImageList)
 	case imagePath.MatchString(p) && r.Method == http.MethodGet:
 		h.Set("Content-Type", "application/json")
 		_, _ = w.Write(mockImage)

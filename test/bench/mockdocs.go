@@ -63,6 +63,14 @@ var mockImage = mustJSON(map[string]any{
 	"Metadata": map[string]any{"LastTagTime": "0001-01-01T00:00:00Z"},
 })
 
+// mockImageList is GET /images/json: the one image.
+var mockImageList = mustJSON([]map[string]any{{
+	"Id": benchImageID, "ParentId": "", "RepoTags": []string{benchImage, "node:20"},
+	"RepoDigests": []string{"node@sha256:1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f809"},
+	"Created":     1762935242, "Size": 1098765432, "SharedSize": -1, "VirtualSize": 1098765432,
+	"Labels": nil, "Containers": -1,
+}})
+
 // mockDocs are the answers that carry the owner label.
 type mockDocs struct {
 	network []byte // GET /networks/{benchNetwork}

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"testing"
 	"time"
@@ -85,7 +86,14 @@ func newFixture() (*fixture, error) {
 		return nil, err
 	}
 	f := &fixture{dir: dir, done: make(chan error, 1)}
-	if f.mock, err = startMock(filepath.Join(dir, "up.sock")); err != nil {
+	// Goroutines inherit their creator's profiler labels: the mock's
+	// server goroutines are role=mock, everything broker.Run starts is
+	// role=broker, and the clients are role=client, so
+	// `go tool pprof -tagfocus role=broker` shows the broker alone.
+	pprof.Do(context.Background(), pprof.Labels("role", "mock"), func(context.Context) {
+		f.mock, err = startMock(filepath.Join(dir, "up.sock"))
+	})
+	if err != nil {
 		f.close()
 		return nil, err
 	}
@@ -103,7 +111,7 @@ func newFixture() (*fixture, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
-	go func() { f.done <- broker.Run(ctx, cfg) }()
+	go pprof.Do(ctx, pprof.Labels("role", "broker"), func(ctx context.Context) { f.done <- broker.Run(ctx, cfg) })
 	if err := waitSocket(ctx, nil, admin, 20*time.Second); err != nil {
 		f.close()
 		return nil, err
@@ -148,9 +156,10 @@ func benchTarget(b *testing.B, t target) {
 	b.SetParallelism(benchParallelism)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
+		ctx := pprof.WithLabels(context.Background(), pprof.Labels("role", "client"))
+		pprof.SetGoroutineLabels(ctx)
 		c := newClient(t.socket, 1)
 		defer c.CloseIdleConnections()
-		ctx := context.Background()
 		for pb.Next() {
 			req, err := t.newRequest(ctx)
 			if err != nil {

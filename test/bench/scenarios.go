@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 )
@@ -40,7 +41,7 @@ type scenario struct {
 	contentType string
 	// wantDirect and wantProxy are the statuses direct and the subjects
 	// must answer.
-	wantDirect, wantProxy int
+	wantDirect, wantProxy   int
 	checkDirect, checkProxy func(http.Header, []byte) error
 	// goal is the ratio to direct the broker must reach; 0 means "at
 	// least the bare ReverseProxy's ratio in the same run".
@@ -374,17 +375,18 @@ func runTable(ctx context.Context, cfg config) (err error) {
 		}
 	}
 	rep := tableReport{Env: env}
-	direct := map[string]float64{}
+	direct := map[string]*caseResult{}
 	for _, tc := range cases {
 		tc.result.finish()
 		if tc.subject.name == "direct" {
-			direct[tc.scenario.key] = tc.result.ReqPerSec
+			direct[tc.scenario.key] = tc.result
 		}
 	}
 	for _, tc := range cases {
-		if d := direct[tc.scenario.key]; d > 0 && tc.subject.name != "direct" {
-			v := round3(tc.result.ReqPerSec / d)
-			tc.result.RatioDirect = &v
+		if d := direct[tc.scenario.key]; d != nil && tc.subject.name != "direct" {
+			if v, ok := medianRatio(tc.result.RoundRPS, d.RoundRPS); ok {
+				tc.result.RatioDirect = &v
+			}
 		}
 		var perReq float64
 		if n := tc.result.Requests; n > 0 {
@@ -418,7 +420,7 @@ func runTable(ctx context.Context, cfg config) (err error) {
 				row.Met = &met
 			}
 		}
-		if len(row.Ratios) > 0 || direct[sc.key] > 0 {
+		if len(row.Ratios) > 0 || direct[sc.key] != nil {
 			rep.Rows = append(rep.Rows, row)
 		}
 	}
@@ -558,4 +560,26 @@ func printScenarioTable(rep tableReport, subjects []subject, cases []*tableCase)
 			fmt.Sprintf("%.2f", tc.upstreamPerReq))
 	}
 	fmt.Println("up/req: requests the subject's mock upstream saw per client request (warm-up scaled out; approximate)")
+}
+
+// medianRatio is the median over rounds of a case's req/s over direct's in
+// the same round. The machine is shared: a burst of someone else's load
+// lands on a few cases of one round, and the median of the per-round
+// ratios leaves such a round out where a ratio of sums would not.
+func medianRatio(rps, direct []float64) (float64, bool) {
+	var rs []float64
+	for i := range min(len(rps), len(direct)) {
+		if direct[i] > 0 {
+			rs = append(rs, rps[i]/direct[i])
+		}
+	}
+	if len(rs) == 0 {
+		return 0, false
+	}
+	sort.Float64s(rs)
+	m := rs[len(rs)/2]
+	if len(rs)%2 == 0 {
+		m = (rs[len(rs)/2-1] + rs[len(rs)/2]) / 2
+	}
+	return round3(m), true
 }
