@@ -7,7 +7,9 @@
 #   make test         everything CI runs: deps, tools, proto-check, vet, unit
 #                     tests, then e2e tests against a private dockerd
 #   make demo         the end-to-end story of scripts/demo.sh
-#   make bench        go run ./test/bench
+#   make bench        go run ./test/bench: the scenario table (test/bench/README.md)
+#   make bench-profile CPU profile of the broker in process on one benchmark
+#                     (BENCH=ProxyList by default), top of its own part
 #   make proto        regenerate proto/ with pinned buf and plugins
 #   make proto-check  fail when the committed generated code is stale
 #   make lint         gofmt, go vet, buf lint (golangci-lint when installed)
@@ -45,7 +47,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 UNITDIR ?= /etc/systemd/system
 
-.PHONY: all build install test deps tools unit vet e2e-bin demo bench bench-storm bench-connflood proto proto-check lint fuzz clean
+.PHONY: all build install test deps tools unit vet e2e-bin demo bench bench-storm bench-connflood bench-profile proto proto-check lint fuzz clean
 
 all: build
 
@@ -117,6 +119,20 @@ bench:
 
 bench-storm: ; $(GO) run ./test/bench -storm $(BENCHFLAGS)
 bench-connflood: ; $(GO) run ./test/bench -connflood $(BENCHFLAGS)
+
+# bench-profile profiles one in-process benchmark of test/bench and prints
+# the top of the broker's own goroutines (pprof label role=broker). The
+# profile and the test binary stay in .tmp/bench-profile for pprof -peek.
+BENCH ?= ProxyList
+BENCHTIME ?= 5s
+PROF := $(CURDIR)/.tmp/bench-profile
+bench-profile:
+	mkdir -p $(PROF)
+	$(GO) test -c -o $(PROF)/bench.test ./test/bench/
+	$(PROF)/bench.test -test.run='^$$' -test.bench='^Benchmark$(BENCH)$$' -test.benchtime=$(BENCHTIME) -test.cpuprofile $(PROF)/$(BENCH).cpu
+	$(GO) tool pprof -tags $(PROF)/bench.test $(PROF)/$(BENCH).cpu
+	$(GO) tool pprof -top -cum -nodecount=40 -tagfocus=role=broker $(PROF)/bench.test $(PROF)/$(BENCH).cpu
+	$(GO) tool pprof -peek 'tenantHandler\)\.ServeHTTP$$' -tagfocus=role=broker $(PROF)/bench.test $(PROF)/$(BENCH).cpu
 
 proto: tools
 	$(BUF) lint
