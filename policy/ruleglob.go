@@ -73,3 +73,11 @@ func ruleGlob(segs []string) (string, bool) {
 	}
 	return g, true
 }
+
+// RuleGlob is the glob of the allow rule a rule denial of the canonical
+// path names (Allowance.PathGlob): only the object id or name is
+// generalized. ok is false when no rule glob can name the path.
+func RuleGlob(path string) (glob string, ok bool) {
+	var buf [32]string
+	return ruleGlob(appendSegments(buf[:0], path))
+}

@@ -39,8 +39,11 @@ func ruleSubject(req Request) Subject {
 	return Subject{Allow: Allowance{Kind: AllowanceRule, Method: req.Method, PathGlob: glob}}
 }
 
+// FieldLocalRegistry is the Field of RegistrySubject: a registry whose name
+// resolves to the broker's own host.
+const FieldLocalRegistry = "registry resolving to the broker's host"
+
 // RegistrySubject is the subject of a refused pull or login from the
-// registry domain: an exact entry in images.allowed_registries would allow
-// it (the broker refuses a registry that resolves to its own host unless
-// it is listed so).
-func RegistrySubject(domain string) Subject { return registrySubject("registry", domain) }
+// registry domain whose name resolves to the broker's own host: only an
+// exact entry in images.allowed_registries allows it.
+func RegistrySubject(domain string) Subject { return registrySubject(FieldLocalRegistry, domain) }

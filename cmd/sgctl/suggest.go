@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/sockguard/sockguard/policy"
+	"github.com/sockguard/sockguard/policy/suggest"
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -88,21 +89,23 @@ func (c *cli) runSuggestPolicy(ctx context.Context, o *suggestOptions, args []st
 	if err != nil {
 		return fmt.Errorf("the broker's preset %q does not parse here (is sgctl older than the broker?): %w", preset.GetName(), err)
 	}
-	var obs []policy.Observation
+	var obs []suggest.Observation
 	for _, d := range denials {
 		if d.GetPolicyMode() != sockguardv1.PolicyMode_POLICY_MODE_AUDIT && !o.includeEnforced {
 			continue
 		}
-		obs = append(obs, policy.Observation{
-			Time:   d.GetTime().AsTime(),
-			Method: d.GetMethod(),
-			Path:   d.GetPath(),
-			Code:   policy.ReasonCode(d.GetReasonCode()),
-			Reason: d.GetReason(),
-			Rule:   d.GetRule(),
+		// The reason sentence is not passed on: suggestions come from the
+		// record's structured subject only.
+		obs = append(obs, suggest.Observation{
+			Time:    d.GetTime().AsTime(),
+			Method:  d.GetMethod(),
+			Path:    d.GetPath(),
+			Code:    policy.ReasonCode(d.GetReasonCode()),
+			Rule:    d.GetRule(),
+			Subject: subjectFromProto(d.GetSubject()),
 		})
 	}
-	out, err := policy.Suggest(base, name, obs)
+	out, err := suggest.Suggest(base, name, obs)
 	if err != nil {
 		if o.name != "" {
 			return usagef("--name %q: %v", o.name, err)
@@ -118,4 +121,22 @@ func (c *cli) runSuggestPolicy(ctx context.Context, o *suggestOptions, args []st
 	}
 	_, err = c.stdout.Write(out)
 	return err
+}
+
+// subjectFromProto is a record's subject (the zero Subject, whose allowance
+// is unknown, for a record without one).
+func subjectFromProto(s *sockguardv1.DenialSubject) policy.Subject {
+	if s == nil {
+		return policy.Subject{}
+	}
+	a := s.GetAllowance()
+	return policy.Subject{
+		Field: s.GetField(),
+		Value: s.GetValue(),
+		Allow: policy.Allowance{
+			Kind:    policy.AllowanceKind(a.GetKind()),
+			Section: a.GetSection(), Setting: a.GetSetting(), Value: a.GetValue(),
+			Method: a.GetMethod(), PathGlob: a.GetPathGlob(),
+		},
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,18 +33,25 @@ func suggestDenials() []*sockguardv1.Denial {
 		return timestamppb.New(testNow.Add(-time.Duration(min) * time.Minute))
 	}
 	audit := sockguardv1.PolicyMode_POLICY_MODE_AUDIT
+	rule := func(method, glob string) *sockguardv1.DenialSubject {
+		return &sockguardv1.DenialSubject{Allowance: &sockguardv1.Allowance{
+			Kind: sockguardv1.AllowanceKind_ALLOWANCE_KIND_RULE, Method: method, PathGlob: glob}}
+	}
 	return []*sockguardv1.Denial{
 		{Id: 5, Time: at(1), Socket: "runner-1", Method: "GET", Path: "/containers/4f1c/export", PolicyMode: audit,
 			ReasonCode: sockguardv1.DenialReason_DENIAL_REASON_RULE_DENIED, Reason: "container export is not allowed by this preset",
-			Rule: "rules[7]: deny GET /containers/*/export"},
+			Rule: "rules[7]: deny GET /containers/*/export", Subject: rule("GET", "/containers/*/export")},
 		{Id: 4, Time: at(2), Socket: "runner-1", Method: "POST", Path: "/containers/create", PolicyMode: audit,
 			ReasonCode: sockguardv1.DenialReason_DENIAL_REASON_PRIVILEGED, Reason: "HostConfig.Privileged is true: privileged containers are not allowed",
-			Rule: "container.allow_privileged"},
+			Rule: "container.allow_privileged", Subject: &sockguardv1.DenialSubject{Field: "HostConfig.Privileged",
+				Allowance: &sockguardv1.Allowance{Kind: sockguardv1.AllowanceKind_ALLOWANCE_KIND_SETTING,
+					Section: "container", Setting: "allow_privileged", Value: "true"}}},
 		{Id: 3, Time: at(3), Socket: "runner-1", Method: "GET", Path: "/system/df", PolicyMode: sockguardv1.PolicyMode_POLICY_MODE_ENFORCE,
-			ReasonCode: sockguardv1.DenialReason_DENIAL_REASON_RULE_DENIED, Reason: "no rule allows GET /system/df", Rule: "default deny"},
+			ReasonCode: sockguardv1.DenialReason_DENIAL_REASON_RULE_DENIED, Reason: "no rule allows GET /system/df", Rule: "default deny",
+			Subject: rule("GET", "/system/df")},
 		{Id: 2, Time: at(30), Socket: "runner-1", Method: "GET", Path: "/containers/x/export", PolicyMode: audit,
 			ReasonCode: sockguardv1.DenialReason_DENIAL_REASON_RULE_DENIED, Reason: "container export is not allowed by this preset",
-			Rule: "rules[7]: deny GET /containers/*/export"},
+			Rule: "rules[7]: deny GET /containers/*/export", Subject: rule("GET", "/containers/*/export")},
 	}
 }
 
@@ -186,5 +194,46 @@ func TestPresetValidate(t *testing.T) {
 	r := sgctl(t, startBroker(t, f), "preset", "read-only")
 	if r.code != exitOK || !strings.Contains(r.stdout, "name: read-only") {
 		t.Fatalf("preset NAME: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// The suggestion comes from the records' structured subjects: rewording
+// every reason sentence changes nothing, and a record without a subject
+// (an older broker's) is listed, never guessed from its sentence.
+func TestSuggestPolicyIgnoresReasonText(t *testing.T) {
+	run := func(denials []*sockguardv1.Denial) string {
+		t.Helper()
+		f := &fakeBroker{sockets: testSockets(), presets: builtinPresets(t), denials: denials}
+		r := sgctl(t, startBroker(t, f), "suggest-policy", "--socket", "runner-1", "--include-enforced")
+		if r.code != exitOK {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+		return r.stdout
+	}
+	want := run(suggestDenials())
+	reworded := suggestDenials()
+	for i, d := range reworded {
+		d.Reason = fmt.Sprintf("reworded %d: Runtime \"evil\" capability SYS_ADMIN is not registry \"x\" daemon socket", i)
+	}
+	if got := run(reworded); got != want {
+		t.Fatalf("rewording the reasons changed the suggestion:\n%s\nwant:\n%s", got, want)
+	}
+
+	// Without subjects, nothing is suggested from the sentences alone.
+	bare := suggestDenials()
+	for _, d := range bare {
+		d.Subject = nil
+	}
+	out := run(bare)
+	p, err := policy.ParsePreset("github-actions-runner-suggested", []byte(out))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	pol, _ := policy.NewPolicy(p, policy.Overrides{})
+	if _, d := pol.Evaluate("GET", "/containers/abc/export", nil, nil); d.Allow {
+		t.Errorf("a record without a subject was suggested from its text:\n%s", out)
+	}
+	if !strings.Contains(out, "the record has no structured subject") {
+		t.Errorf("records without a subject are not listed:\n%s", out)
 	}
 }

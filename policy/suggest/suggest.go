@@ -1,62 +1,73 @@
-package policy
+// Package suggest turns would-deny records into a proposed preset: the
+// base preset plus the smallest additions that would have let the recorded
+// requests through. It reads only the records' structured data (the
+// reason code and the decision's subject, see policy.Subject), never a
+// Reason sentence, so rewording a message changes nothing here.
+package suggest
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/sockguard/sockguard/policy"
 )
 
-// Observation is one would-deny record, as the deny log stores it (no bodies: only what is recorded).
+// Observation is one would-deny record, as the deny log stores it: no
+// bodies and no sentences.
 type Observation struct {
 	Time         time.Time
 	Method, Path string
-	Code         ReasonCode
-	Reason, Rule string
+	Code         policy.ReasonCode
+	// Rule names what decided; it is quoted in comments, never read for
+	// meaning.
+	Rule string
+	// Subject is the decision's subject; its Allow says what would have
+	// permitted the request (AllowanceUnknown in records of older brokers).
+	Subject policy.Subject
 }
 
 // Suggest returns YAML for a new preset named name: base's rules and settings plus the smallest additions
 // that would have let the observed requests through, each with a comment saying how often and when it was
-// needed (count, first and last time). Rule denials become allow rules for the exact method + a glob that
-// generalizes only ids/names in object routes (e.g. /containers/*/export). Body rails (privileged, host
-// namespaces, daemon socket, capabilities, binds...) become the matching preset setting, but any addition
-// that makes the host reachable (privileged, host namespaces, daemon_socket_bind other than rewrite/deny,
-// bind roots of /, capabilities like SYS_ADMIN) is written COMMENTED OUT with a loud "# WARNING: ..." comment,
-// so loading the YAML as is still refuses it; the operator must uncomment deliberately.
+// needed (count, first and last time). Rule denials become allow rules for the exact method and the glob
+// the decision recorded (it generalizes only ids/names in object routes, e.g. /containers/*/export). Body
+// rails become the setting the decision named, but any addition that makes the host reachable (privileged,
+// build host network, bind roots of system directories, capabilities like SYS_ADMIN, remote log drivers,
+// plugin and swarm writes) is written COMMENTED OUT with a loud "# WARNING: ..." comment, so loading the
+// YAML as is still refuses it; the operator must uncomment deliberately.
 //
 // An allow rule is placed just before the base rule that denied the request
 // (so it reopens nothing that an earlier rule decides), or last for a
-// default deny. What no setting can allow (devices, sysctls, malformed
-// bodies, tenant isolation...) is listed as a comment and not suggested.
-// The base's YAML comments are not carried over. The result always parses
-// with ParsePreset(name, ...).
-func Suggest(base *Preset, name string, obs []Observation) ([]byte, error) {
+// default deny. What no setting can allow (devices, sysctls, host
+// namespaces, malformed bodies, tenant isolation...) and records without a
+// structured subject are listed as comments and not suggested. Every
+// setting value is checked with policy.CheckSetting first: a record never
+// makes the result fail to load. The base's YAML comments are not carried
+// over. The result always parses with policy.ParsePreset(name, ...).
+func Suggest(base *policy.Preset, name string, obs []Observation) ([]byte, error) {
 	if base == nil {
 		return nil, errors.New("suggest: nil base preset")
 	}
-	if !validPresetName(name) {
+	if !policy.ValidPresetName(name) {
 		return nil, fmt.Errorf("suggest: preset name %q: must be 1-63 characters of a-z, 0-9 and -, starting with a letter or digit", name)
 	}
-	var doc presetDoc
-	dec := yaml.NewDecoder(bytes.NewReader(base.Source))
-	dec.KnownFields(true)
-	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("suggest: base preset %q: %w", base.Name, err)
+	doc, err := base.Doc()
+	if err != nil {
+		return nil, fmt.Errorf("suggest: base %w", err)
 	}
-	s := &suggestion{base: base, doc: &doc, rules: map[string]*ruleAdd{}, settings: map[string]*settingAdd{}, skips: map[string]*skip{}}
+	s := &suggestion{base: base, doc: doc, rules: map[string]*ruleAdd{}, settings: map[string]*settingAdd{}, skips: map[string]*skip{}}
 	for _, o := range obs {
 		s.observe(o)
 	}
 	out := s.render(name)
-	if _, err := ParsePreset(name, out); err != nil {
+	if _, err := policy.ParsePreset(name, out); err != nil {
 		// Fail closed: never hand out YAML that the broker would refuse to load.
 		return nil, fmt.Errorf("suggest: the suggested preset does not parse (a bug): %w", err)
 	}
@@ -120,8 +131,8 @@ type skip struct {
 }
 
 type suggestion struct {
-	base     *Preset
-	doc      *presetDoc
+	base     *policy.Preset
+	doc      *policy.PresetDoc
 	total    int
 	rules    map[string]*ruleAdd
 	settings map[string]*settingAdd
@@ -149,101 +160,154 @@ func (s *suggestion) setting(o Observation, section, field, value, warn string) 
 	a.add(o.Time, s.n)
 }
 
+// observe files one record under a rule, a setting or a skip. It switches
+// on the reason code and the structured allowance only.
 func (s *suggestion) observe(o Observation) {
 	s.n++
 	s.total++
 	what := commentSafe(o.Method + " " + o.Path)
-	switch {
-	case strings.HasPrefix(o.Rule, "rules[") || o.Rule == "default deny":
-		s.observeRule(o)
-		return
-	case o.Code == ReasonMalformed:
+	switch o.Code {
+	case policy.ReasonMalformed:
 		s.skip(o, what, "malformed or ambiguous requests are never allowed ("+commentSafe(o.Rule)+")", false)
 		return
-	case o.Code == ReasonBodyTooLarge:
-		s.skip(o, what, "the body was larger than max_body_bytes; raise it only if the body is legitimate", false)
+	case policy.ReasonBodyTooLarge:
+		s.skip(o, what, "the body was larger than max_body_bytes (or max_archive_bytes); raise it only if the body is legitimate", false)
 		return
-	case o.Code == ReasonForeignObject || o.Code == ReasonPeerNotAllowed:
+	case policy.ReasonForeignObject, policy.ReasonPeerNotAllowed:
 		s.skip(o, what, "tenant isolation and allowed peers are not preset settings", false)
 		return
+	case policy.ReasonLimit:
+		s.skip(o, what, "a limit of the broker (requests in flight, connections), not a preset setting", false)
+		return
 	}
-	reason := o.Reason
-	switch o.Rule {
-	case "container.allow_privileged":
-		s.setting(o, "container", "allow_privileged", "true",
-			"privileged containers are root on the host: they can mount the host's disks, load kernel modules and reach every other tenant")
-	case "exec.allow_privileged":
-		s.setting(o, "exec", "allow_privileged", "true",
-			"a privileged exec session is root on the host")
-	case "build.allow_host_network":
-		s.setting(o, "build", "allow_host_network", "true",
-			"builds in the host's network namespace reach every service bound on the host, including other tenants'")
-	case "host namespaces":
-		s.skip(o, what, "sharing a host namespace (network, PID, IPC, UTS, user, cgroup) makes the host reachable; no preset setting allows it", true)
-	case "container.allow_volumes_from", "container.allow_links", "images.allow_import",
-		"network.allow_custom_ipam", "network.allow_options", "build.allow_remote_context":
-		sec, field, _ := strings.Cut(o.Rule, ".")
-		s.setting(o, sec, field, "true", "")
-	case "container.require_non_root", "container.require_read_only_rootfs", "container.require_no_new_privileges",
-		"container.require_memory_limit", "container.require_cpu_limit", "container.require_pids_limit", "exec.require_non_root":
-		sec, field, _ := strings.Cut(o.Rule, ".")
-		s.setting(o, sec, field, "false", "")
+	a := o.Subject.Allow
+	switch a.Kind {
+	case policy.AllowanceRule:
+		s.observeRule(o, a)
+	case policy.AllowanceSetting:
+		s.observeSetting(o, what, a)
+	case policy.AllowanceNone:
+		switch o.Code {
+		case policy.ReasonHostNamespace:
+			s.skip(o, what, "sharing a host namespace (network, PID, IPC, UTS, user, cgroup) makes the host reachable; no preset setting allows it", true)
+		case policy.ReasonBindMount:
+			s.skip(o, what, subjectField(o)+"no bind root can allow this host path (it is /, exposes the daemon's or the broker's sockets or paths, or is not a plain absolute path)", true)
+		default:
+			s.skip(o, what, subjectField(o)+commentSafe(o.Rule)+" ("+o.Code.String()+"): no preset setting allows this", false)
+		}
+	default:
+		s.skip(o, what, "the record has no structured subject (written by an older broker, or refused by the broker itself); "+
+			commentSafe(o.Rule)+" ("+o.Code.String()+")", false)
+	}
+}
+
+// subjectField names the record's field for a comment ("" when it has none).
+func subjectField(o Observation) string {
+	if o.Subject.Field == "" {
+		return ""
+	}
+	return commentSafe(o.Subject.Field) + ": "
+}
+
+// boolSettings are the boolean settings a record may widen, with the
+// warning of the host-reaching ones (written commented out). A setting
+// not listed here is skipped: the allowlist is this file's, not the
+// record's.
+func boolSettings() map[string]string {
+	return map[string]string{
+		"container.allow_privileged":          "privileged containers are root on the host: they can mount the host's disks, load kernel modules and reach every other tenant",
+		"exec.allow_privileged":               "a privileged exec session is root on the host",
+		"build.allow_host_network":            "builds in the host's network namespace reach every service bound on the host, including other tenants'",
+		"container.allow_volumes_from":        "",
+		"container.allow_links":               "",
+		"images.allow_import":                 "",
+		"network.allow_custom_ipam":           "",
+		"network.allow_options":               "",
+		"build.allow_remote_context":          "",
+		"container.require_non_root":          "",
+		"container.require_read_only_rootfs":  "",
+		"container.require_no_new_privileges": "",
+		"container.require_memory_limit":      "",
+		"container.require_cpu_limit":         "",
+		"container.require_pids_limit":        "",
+		"exec.require_non_root":               "",
+	}
+}
+
+// widening is the value of a boolean setting that widens the preset:
+// allow_* settings widen to true, require_* settings to false.
+func widening(setting string) string {
+	if strings.HasPrefix(setting, "require_") {
+		return "false"
+	}
+	return "true"
+}
+
+func (s *suggestion) observeSetting(o Observation, what string, a policy.Allowance) {
+	key := a.Section + "." + a.Setting
+	switch key {
+	case ".min_api_version":
+		s.skip(o, what, "the client used an API version older than min_api_version; upgrade the client rather than lowering it", false)
+		return
+	case ".max_body_bytes", ".max_archive_bytes":
+		s.skip(o, what, "the body was larger than "+a.Setting+"; raise it only if the body is legitimate", false)
+		return
+	}
+	// Every value comes from a record: only one that ParsePreset accepts as
+	// written is ever suggested.
+	if err := policy.CheckSetting(a); err != nil {
+		s.skip(o, what, "the record names no setting value a preset accepts ("+commentSafe(key)+")", false)
+		return
+	}
+	if warn, ok := boolSettings()[key]; ok {
+		if a.Value != widening(a.Setting) {
+			s.skip(o, what, "the record asks to narrow "+key+", which allows nothing more", false)
+			return
+		}
+		s.setting(o, a.Section, a.Setting, a.Value, warn)
+		return
+	}
+	v := a.Value
+	switch key {
 	case "container.daemon_socket_bind":
 		// The only widening is rewrite: the container gets the tenant's own,
 		// policy-filtered socket, never the daemon's.
+		if v != "rewrite" {
+			s.skip(o, what, "daemon_socket_bind widens only to rewrite", false)
+			return
+		}
 		s.setting(o, "container", "daemon_socket_bind", "rewrite", "")
 	case "container.allowed_capabilities":
-		_, after, _ := strings.Cut(reason, "capability ")
-		capName, _, found := strings.Cut(after, " is not")
-		if !found || !isLinuxCapability(capName) {
-			s.skip(o, what, "a capability that cannot be allowed (ALL) or that the record does not name", false)
-			return
-		}
 		warn := ""
-		if isHostCapability(capName) {
-			warn = "capability " + capName + " lets a container act on the host kernel or escape its confinement"
+		if isHostCapability(v) {
+			warn = "capability " + v + " lets a container act on the host kernel or escape its confinement"
 		}
-		s.setting(o, "container", "allowed_capabilities", capName, warn)
-	case "container.allowed_runtimes":
-		if rt, ok := quotedAfter(reason, "Runtime "); ok && rt != "" && !strings.ContainsAny(rt, " \t/") {
-			s.setting(o, "container", "allowed_runtimes", rt, "")
-			return
-		}
-		s.skip(o, what, "the record does not name the runtime", false)
+		s.setting(o, "container", "allowed_capabilities", v, warn)
 	case "container.allowed_log_drivers":
-		if ld, ok := quotedAfter(reason, "LogConfig.Type "); ok && ld != "" && !strings.ContainsAny(ld, " \t/") {
-			warn := ""
-			if logDriverOptions(ld) == nil && ld != "none" {
-				warn = "log driver " + ld + " makes dockerd connect out from the host's network namespace"
-			}
-			s.setting(o, "container", "allowed_log_drivers", ld, warn)
-			return
+		warn := ""
+		if !isLocalLogDriver(v) {
+			warn = "log driver " + v + " makes dockerd connect out from the host's network namespace"
 		}
-		s.skip(o, what, "log driver options are limited to the ones the broker knows", false)
+		s.setting(o, "container", "allowed_log_drivers", v, warn)
 	case "container.allowed_bind_roots":
-		s.observeBind(o, what)
+		warn := ""
+		for _, d := range hostDirs() {
+			if v == d || isUnder(v, d) || isUnder(d, v) {
+				warn = "binding " + v + " exposes " + d + " of the host"
+				break
+			}
+		}
+		s.setting(o, "container", "allowed_bind_roots", v, warn)
 	case "images.allowed_registries":
-		reg, ok := quotedAfter(reason, "registry ")
-		if r := strings.ToLower(reg); ok && validRegistryHost(r) {
-			s.setting(o, "images", "allowed_registries", r, "")
-			return
+		warn := ""
+		if o.Subject.Field == policy.FieldLocalRegistry {
+			warn = "registry " + v + " resolves to an address on the broker's host: dockerd would reach a service of the host"
 		}
-		s.skip(o, what, "the record does not name the registry", false)
-	case "volumes.allowed_drivers", "network.allowed_drivers":
-		sec, field, _ := strings.Cut(o.Rule, ".")
-		drv, ok := quotedAfter(reason, "")
-		if ok && drv == "" {
-			drv = map[string]string{"volumes": "local", "network": "bridge"}[sec]
-		}
-		if ok && !strings.ContainsAny(drv, " \t") {
-			s.setting(o, sec, field, drv, "")
-			return
-		}
-		s.skip(o, what, "the record does not name the driver", false)
-	case "min_api_version":
-		s.skip(o, what, "the client used an API version older than min_api_version; upgrade the client rather than lowering it", false)
+		s.setting(o, "images", "allowed_registries", v, warn)
+	case "container.allowed_runtimes", "volumes.allowed_drivers", "network.allowed_drivers":
+		s.setting(o, a.Section, a.Setting, v, "")
 	default:
-		s.skip(o, what, commentSafe(o.Rule)+" ("+o.Code.String()+"): no preset setting allows this", false)
+		s.skip(o, what, commentSafe(key)+": a setting suggest-policy does not write", false)
 	}
 }
 
@@ -259,6 +323,17 @@ func isHostCapability(n string) bool {
 	return false
 }
 
+// isLocalLogDriver reports whether a log driver writes on the host only.
+// Any other is warned about: a driver added to policy's list later is
+// warned about too, which errs on the safe side.
+func isLocalLogDriver(d string) bool {
+	switch d {
+	case "json-file", "local", "journald", "none":
+		return true
+	}
+	return false
+}
+
 // hostDirs are host directories whose bind (or a bind of a parent) hands out
 // the host: its configuration, kernel interfaces, the daemon's state and
 // sockets.
@@ -267,107 +342,56 @@ func hostDirs() []string {
 		"/lib", "/lib64", "/var/lib/docker", "/var/lib/containerd", "/var/run", "/run"}
 }
 
-func (s *suggestion) observeBind(o Observation, what string) {
-	src, ok := quotedAfter(o.Reason, "")
-	switch {
-	case !ok || !path.IsAbs(src):
-		s.skip(o, what, "the record does not name an absolute host path", false)
-		return
-	case strings.Contains(o.Reason, "broker's sockets"):
-		s.skip(o, what, "the bind would expose the broker's tenant sockets", true)
-		return
+// isUnder reports whether p is strictly below dir, on whole segments.
+func isUnder(p, dir string) bool {
+	if dir == "/" {
+		return p != "/"
 	}
-	root := path.Clean(src)
-	warn := ""
-	switch {
-	case root == "/":
-		warn = `a bind root of "/" hands out the whole host filesystem (and ParsePreset refuses it)`
-	case strings.Contains(o.Reason, "daemon socket"):
-		warn = "this root contains the Docker daemon socket, which is root on the host (and the broker refuses such a root)"
-	default:
-		for _, d := range hostDirs() {
-			if root == d || isUnder(root, d) || isUnder(d, root) {
-				warn = "binding " + root + " exposes " + d + " of the host"
-				break
-			}
-		}
-	}
-	if strings.ContainsAny(root, ":,\x00") {
-		s.skip(o, what, "the host path contains ':' or ','", false)
-		return
-	}
-	s.setting(o, "container", "allowed_bind_roots", root, warn)
+	return len(p) > len(dir) && strings.HasPrefix(p, dir) && p[len(dir)] == '/'
 }
 
-// quotedAfter returns the first Go-quoted string after marker in a Reason
-// (Reasons quote client values with q). ok is false when there is none or
-// when q truncated it.
-func quotedAfter(reason, marker string) (string, bool) {
-	i := strings.Index(reason, marker+`"`)
-	if i < 0 {
-		return "", false
-	}
-	rest := reason[i+len(marker):]
-	qs, err := strconv.QuotedPrefix(rest)
-	if err != nil || strings.HasPrefix(rest[len(qs):], "...") {
-		return "", false
-	}
-	v, err := strconv.Unquote(qs)
-	return v, err == nil
-}
-
-func (s *suggestion) observeRule(o Observation) {
+// observeRule files a rule denial under the allow rule its allowance names.
+func (s *suggestion) observeRule(o Observation, a policy.Allowance) {
 	what := commentSafe(o.Method + " " + o.Path)
-	req, err := Canonicalize(o.Method, o.Path, "")
+	req, err := policy.Canonicalize(o.Method, o.Path, "")
 	if err != nil || req.Version != "" || req.Path != o.Path {
 		s.skip(o, what, "the recorded path is not a canonical path", false)
 		return
 	}
-	var buf [32]string
-	segs := appendSegments(buf[:0], req.Path)
-	pos := len(s.base.rules)
-	if i, _ := s.base.firstMatch(req.Method, segs); i >= 0 {
-		if !s.base.rules[i].deny {
+	// The glob is the broker's, but it is held to the record: it must be
+	// for this method, and exactly the glob policy gives this path (a
+	// broader one, "/**", would reopen far more than was refused).
+	if g, ok := policy.RuleGlob(req.Path); !ok || g != a.PathGlob || a.Method != req.Method {
+		s.skip(o, what, "the record's allow rule is not the one for its own request", false)
+		return
+	}
+	pos := s.base.NumRules()
+	if i, deny := s.base.FirstRule(req.Method, req.Path); i >= 0 {
+		if !deny {
 			s.skip(o, what, "already allowed by "+s.base.Name+" (the record predates a preset change)", false)
 			return
 		}
 		pos = i
 	}
-	glob, ok := ruleGlob(segs)
-	if !ok {
-		s.skip(o, what, "the path has a segment that is not a literal name", false)
-		return
-	}
-	if _, err := compileGlob(glob); err != nil {
-		s.skip(o, what, "the path cannot be written as a rule", false)
-		return
-	}
+	glob := a.PathGlob
 	k := req.Method + " " + glob
-	a := s.rules[k]
-	if a == nil {
-		a = &ruleAdd{method: req.Method, glob: glob, pos: pos, example: o.Path}
+	r := s.rules[k]
+	if r == nil {
+		r = &ruleAdd{method: req.Method, glob: glob, pos: pos, example: o.Path}
 		if req.Method != "GET" && req.Method != "HEAD" {
-			switch segs[0] {
+			first, _, _ := strings.Cut(strings.TrimPrefix(req.Path, "/"), "/")
+			switch first {
 			case "plugins":
-				a.warn = "plugins run with the privileges they ask for, usually root on the host"
+				r.warn = "plugins run with the privileges they ask for, usually root on the host"
 			case "swarm", "services", "nodes", "secrets", "configs":
-				a.warn = "swarm management changes the daemon for every tenant and runs services outside the broker's rails"
+				r.warn = "swarm management changes the daemon for every tenant and runs services outside the broker's rails"
 			}
 		}
-		s.rules[k] = a
+		s.rules[k] = r
 	}
 	// Before the earliest denying rule: that covers every observation.
-	a.pos = min(a.pos, pos)
-	a.add(o.Time, s.n)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
+	r.pos = min(r.pos, pos)
+	r.add(o.Time, s.n)
 }
 
 // commentSafe makes s fit on one comment line: control characters are
@@ -463,6 +487,9 @@ func (s *suggestion) render(name string) []byte {
 	if d.MaxBodyBytes != 0 {
 		w("max_body_bytes: %d\n", d.MaxBodyBytes)
 	}
+	if d.MaxArchive != 0 {
+		w("max_archive_bytes: %d\n", d.MaxArchive)
+	}
 
 	w("rules:\n")
 	adds := sortedByOrder(s.rules)
@@ -482,7 +509,8 @@ func (s *suggestion) render(name string) []byte {
 			w("  %s\n", line)
 		}
 		if i < len(d.Rules) {
-			w("  %s\n", renderRule(d.Rules[i]))
+			r := &d.Rules[i]
+			w("  %s\n", renderRule(r.Method, r.Path, r.Action, int(r.Status), r.Reason))
 		}
 	}
 
@@ -594,7 +622,7 @@ func (s *suggestion) listField(w func(string, ...any), section, field string, ba
 	}
 	var adds []*settingAdd
 	for _, a := range sortedByOrder(s.settings) {
-		if a.section == section && a.field == field && !contains(base, a.value) {
+		if a.section == section && a.field == field && !slices.Contains(base, a.value) {
 			adds = append(adds, a)
 		}
 	}
@@ -622,23 +650,23 @@ func (s *suggestion) listField(w func(string, ...any), section, field string, ba
 	}
 }
 
-func renderRule(r ruleDoc) string {
-	list := func(l stringList) string {
+func renderRule(method, paths []string, action string, status int, reason string) string {
+	list := func(l []string) string {
 		if len(l) == 1 {
 			return yq(l[0])
 		}
 		return yqList(l)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "- {method: %s, path: %s", list(r.Method), list(r.Path))
-	if r.Action != "" {
-		fmt.Fprintf(&b, ", action: %s", yq(r.Action))
+	fmt.Fprintf(&b, "- {method: %s, path: %s", list(method), list(paths))
+	if action != "" {
+		fmt.Fprintf(&b, ", action: %s", yq(action))
 	}
-	if r.Status != 0 {
-		fmt.Fprintf(&b, ", status: %d", r.Status)
+	if status != 0 {
+		fmt.Fprintf(&b, ", status: %d", status)
 	}
-	if r.Reason != "" {
-		fmt.Fprintf(&b, ", reason: %s", yq(r.Reason))
+	if reason != "" {
+		fmt.Fprintf(&b, ", reason: %s", yq(reason))
 	}
 	b.WriteString("}")
 	return b.String()

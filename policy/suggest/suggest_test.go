@@ -1,4 +1,4 @@
-package policy
+package suggest
 
 import (
 	"net/http"
@@ -6,32 +6,69 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sockguard/sockguard/policy"
 )
 
 var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 
+const selfSock = "/run/sockguard/r1/sockguard.sock"
+
+func mustPreset(t testing.TB, name string) *policy.Preset {
+	t.Helper()
+	c, err := policy.BuiltinCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.Get(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func mustPolicy(t testing.TB, name string, ov policy.Overrides) *policy.Policy {
+	t.Helper()
+	pol, err := policy.NewPolicy(mustPreset(t, name), ov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pol
+}
+
+func runnerTenant(t testing.TB) *policy.Policy {
+	return mustPolicy(t, "github-actions-runner", policy.Overrides{
+		AllowBinds: []policy.BindRoot{
+			{Path: "/home/runner/_work"},
+			{Path: "/home/runner/externals", ReadOnly: true},
+		},
+		SelfSocket:    selfSock,
+		DaemonSockets: []string{"/srv/docker/docker.sock"},
+	})
+}
+
 // observe judges one request with pol the way the broker does and returns the
 // would-deny record the deny log would hold.
-func observe(t *testing.T, pol *Policy, at time.Duration, method, target, body string) Observation {
+func observe(t *testing.T, pol *policy.Policy, at time.Duration, method, target, body string) Observation {
 	t.Helper()
 	req, d := pol.Evaluate(method, target, http.Header{"Content-Type": {"application/json"}}, []byte(body))
 	if d.Allow {
 		t.Fatalf("%s %s is allowed; want a denial to observe", method, target)
 	}
-	return Observation{Time: t0.Add(at), Method: req.Method, Path: req.Path, Code: d.Code, Reason: d.Reason, Rule: d.Rule}
+	return Observation{Time: t0.Add(at), Method: req.Method, Path: req.Path, Code: d.Code, Rule: d.Rule, Subject: d.Subject}
 }
 
-func suggestPolicy(t *testing.T, base *Preset, obs []Observation, ov Overrides) (*Policy, string) {
+func suggestPolicy(t *testing.T, base *policy.Preset, obs []Observation, ov policy.Overrides) (*policy.Policy, string) {
 	t.Helper()
 	out, err := Suggest(base, "runner-widened", obs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := ParsePreset("runner-widened", out)
+	p, err := policy.ParsePreset("runner-widened", out)
 	if err != nil {
 		t.Fatalf("ParsePreset: %v\n%s", err, out)
 	}
-	pol, err := NewPolicy(p, ov)
+	pol, err := policy.NewPolicy(p, ov)
 	if err != nil {
 		t.Fatalf("NewPolicy: %v\n%s", err, out)
 	}
@@ -40,19 +77,19 @@ func suggestPolicy(t *testing.T, base *Preset, obs []Observation, ov Overrides) 
 
 func TestSuggestExportAndPrivileged(t *testing.T) {
 	base := mustPreset(t, "github-actions-runner")
-	pol := mustPolicy(t, "github-actions-runner", Overrides{})
+	pol := mustPolicy(t, "github-actions-runner", policy.Overrides{})
 	obs := []Observation{
 		observe(t, pol, 0, "GET", "/v1.43/containers/x/export", ""),
 		observe(t, pol, time.Minute, "POST", "/containers/create", `{"Image":"alpine","HostConfig":{"Privileged":true}}`),
 		observe(t, pol, 2*time.Minute, "GET", "/containers/0123abcd/export", ""),
 	}
-	np, out := suggestPolicy(t, base, obs, Overrides{})
+	np, out := suggestPolicy(t, base, obs, policy.Overrides{})
 	for _, target := range []string{"/containers/x/export", "/containers/other/export"} {
 		if _, d := np.Evaluate("GET", target, nil, nil); !d.Allow {
 			t.Errorf("GET %s still denied: %+v\n%s", target, d, out)
 		}
 	}
-	if _, d := np.Evaluate("POST", "/containers/create", nil, []byte(`{"HostConfig":{"Privileged":true}}`)); d.Allow || d.Code != ReasonPrivileged {
+	if _, d := np.Evaluate("POST", "/containers/create", nil, []byte(`{"HostConfig":{"Privileged":true}}`)); d.Allow || d.Code != policy.ReasonPrivileged {
 		t.Errorf("privileged create: %+v, want still denied\n%s", d, out)
 	}
 	for _, want := range []string{
@@ -75,11 +112,11 @@ func TestSuggestExportAndPrivileged(t *testing.T) {
 	}
 	// Uncommenting the WARNING line is the whole edit that allows it.
 	uncommented := strings.Replace(out, "  # allow_privileged: true\n", "  allow_privileged: true\n", 1)
-	p, err := ParsePreset("runner-widened", []byte(uncommented))
+	p, err := policy.ParsePreset("runner-widened", []byte(uncommented))
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, _ := NewPolicy(p, Overrides{})
+	up, _ := policy.NewPolicy(p, policy.Overrides{})
 	if _, d := up.Evaluate("POST", "/containers/create", nil, []byte(`{"HostConfig":{"Privileged":true}}`)); !d.Allow {
 		t.Errorf("uncommented preset still denies privileged: %+v", d)
 	}
@@ -108,10 +145,10 @@ func TestSuggestSettings(t *testing.T) {
 		observe(t, pol, 13, "GET", "/system/df", ""),
 		create(14, `{"LogConfig":{"Type":"journald"}}`),
 		create(15, `{"LogConfig":{"Type":"gelf","Config":{}}}`),
-		{Time: t0, Method: "POST", Path: "/containers/create", Code: ReasonMalformed, Reason: "ambiguous JSON", Rule: "container create"},
-		{Time: t0, Method: "GET", Path: "/containers/x/json", Code: ReasonForeignObject, Reason: "not owned", Rule: "tenant isolation"},
+		{Time: t0, Method: "POST", Path: "/containers/create", Code: policy.ReasonMalformed, Rule: "container create"},
+		{Time: t0, Method: "GET", Path: "/containers/x/json", Code: policy.ReasonForeignObject, Rule: "tenant isolation"},
 	}
-	np, out := suggestPolicy(t, base, obs, Overrides{SelfSocket: selfSock})
+	np, out := suggestPolicy(t, base, obs, policy.Overrides{SelfSocket: selfSock})
 	cases := []struct {
 		name, method, target, body string
 		allow                      bool
@@ -144,13 +181,13 @@ func TestSuggestSettings(t *testing.T) {
 		"    # WARNING: SYS_ADMIN: capability SYS_ADMIN",
 		"    # - SYS_ADMIN\n",
 		"    - {path: /srv/cache}  # added by suggest-policy",
-		"    # - {path: /}\n",
+		"#   WARNING: POST /containers/create: HostConfig.Binds[0]: no bind root can allow this host path",
 		"    # - {path: /etc/ssl}\n",
 		"  # - {method: POST, path: /plugins/pull}\n",
 		"- {method: DELETE, path: /images/**}",
 		"- {method: GET, path: /system/df}",
 		"#   WARNING: POST /containers/create: sharing a host namespace",
-		"#   POST /containers/create: sysctls (escalation): no preset setting allows this",
+		"sysctls (escalation): no preset setting allows this",
 		"#   POST /containers/create: malformed or ambiguous requests are never allowed",
 		"#   GET /containers/x/json: tenant isolation",
 		"  # allow_privileged: true\n", // exec
@@ -177,17 +214,17 @@ func TestSuggestDaemonSocketAndBools(t *testing.T) {
 	src := strings.Replace(string(mustPreset(t, "github-actions-runner").Source), "daemon_socket_bind: rewrite", "daemon_socket_bind: deny", 1)
 	src = strings.Replace(src, "\n  allow_links: true", "\n  allow_links: false", 1)
 	src = strings.Replace(src, "\n  require_non_root: false", "\n  require_non_root: true", 1)
-	strict, err := ParsePreset("github-actions-runner", []byte(src))
+	strict, err := policy.ParsePreset("github-actions-runner", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, _ := NewPolicy(strict, Overrides{SelfSocket: selfSock})
+	pol, _ := policy.NewPolicy(strict, policy.Overrides{SelfSocket: selfSock})
 	obs := []Observation{
 		observe(t, pol, 0, "POST", "/containers/create", `{"User":"1000","HostConfig":{"Binds":["/var/run/docker.sock:/var/run/docker.sock"]}}`),
 		observe(t, pol, 0, "POST", "/containers/create", `{"User":"1000","HostConfig":{"Links":["db:db"]}}`),
 		observe(t, pol, 0, "POST", "/containers/create", `{"User":"root"}`),
 	}
-	np, out := suggestPolicy(t, strict, obs, Overrides{SelfSocket: selfSock})
+	np, out := suggestPolicy(t, strict, obs, policy.Overrides{SelfSocket: selfSock})
 	for _, body := range []string{
 		`{"HostConfig":{"Binds":["/var/run/docker.sock:/var/run/docker.sock"]}}`,
 		`{"HostConfig":{"Links":["db:db"]}}`,
@@ -202,37 +239,10 @@ func TestSuggestDaemonSocketAndBools(t *testing.T) {
 	}
 
 	// A read-only base: a denied read is appended after the base rules.
-	rp, _ := NewPolicy(base, Overrides{})
-	_, out2 := suggestPolicy(t, base, []Observation{observe(t, rp, 0, "GET", "/containers/abc/changes", "")}, Overrides{})
+	rp, _ := policy.NewPolicy(base, policy.Overrides{})
+	_, out2 := suggestPolicy(t, base, []Observation{observe(t, rp, 0, "GET", "/containers/abc/changes", "")}, policy.Overrides{})
 	if i, j := strings.Index(out2, "path: /containers/*/changes"), strings.Index(out2, "read-only preset denies every write"); i < j {
 		t.Errorf("default-deny addition not appended:\n%s", out2)
-	}
-}
-
-func TestSuggestGeneralize(t *testing.T) {
-	tests := []struct{ path, want string }{
-		{"/containers/abc/export", "/containers/*/export"},
-		{"/containers/abc", "/containers/*"},
-		{"/containers/prune", "/containers/prune"},
-		{"/containers/abc/attach/ws", "/containers/*/attach/ws"},
-		{"/exec/123/start", "/exec/*/start"},
-		{"/images/ghcr.io/o/app:1/history", "/images/**/history"},
-		{"/images/alpine", "/images/**"},
-		{"/images/load", "/images/load"},
-		{"/plugins/vieux/sshfs:latest/enable", "/plugins/**/enable"},
-		{"/networks/n1/connect", "/networks/*/connect"},
-		{"/system/df", "/system/df"},
-		{"/swarm/init", "/swarm/init"},
-		{"/volumes/v1", "/volumes/*"},
-	}
-	for _, tc := range tests {
-		got, ok := ruleGlob(strings.Split(tc.path[1:], "/"))
-		if !ok || got != tc.want {
-			t.Errorf("ruleGlob(%s) = %q, %v; want %q", tc.path, got, ok, tc.want)
-		}
-	}
-	if _, ok := ruleGlob([]string{"containers", "a", "*"}); ok {
-		t.Error("a literal * segment was generalized into a wildcard")
 	}
 }
 
@@ -242,6 +252,7 @@ func TestSuggestKeepsBase(t *testing.T) {
 	full := `name: full
 min_api_version: "1.30"
 max_body_bytes: 4096
+max_archive_bytes: 8192
 rules:
   - {method: ["*"], path: [/a/**, /b], action: deny, status: 404, reason: "it's \"quoted\": yes"}
   - {method: [GET, HEAD], path: /c/*/d}
@@ -266,21 +277,21 @@ volumes: {allowed_drivers: [local, "on"]}
 network: {allowed_drivers: [bridge, "yes"], allow_custom_ipam: true, allow_options: true}
 build: {allow_remote_context: true, allow_host_network: true}
 `
-	fp, err := ParsePreset("full", []byte(full))
+	fp, err := policy.ParsePreset("full", []byte(full))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, base := range []*Preset{fp, mustPreset(t, "github-actions-runner"), mustPreset(t, "read-only")} {
+	for _, base := range []*policy.Preset{fp, mustPreset(t, "github-actions-runner"), mustPreset(t, "read-only")} {
 		t.Run(base.Name, func(t *testing.T) {
 			out, err := Suggest(base, "copy", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := ParsePreset("copy", out)
+			got, err := policy.ParsePreset("copy", out)
 			if err != nil {
 				t.Fatalf("%v\n%s", err, out)
 			}
-			for _, p := range []*Preset{got, base} {
+			for _, p := range []*policy.Preset{got, base} {
 				p.Name, p.Description, p.Source, p.Builtin = "", "", nil, false
 			}
 			if !reflect.DeepEqual(got, base) {
@@ -293,8 +304,12 @@ build: {allow_remote_context: true, allow_host_network: true}
 func TestSuggestCommentInjection(t *testing.T) {
 	base := mustPreset(t, "read-only")
 	obs := []Observation{
-		{Time: t0, Method: "GET", Path: "/x\nallow_privileged: true", Code: ReasonRuleDenied, Rule: "default deny"},
-		{Time: t0, Method: "POST", Path: "/containers/create", Code: ReasonEscalation, Rule: "devices\ncontainer:\n  allow_privileged: true"},
+		{Time: t0, Method: "GET", Path: "/x\nallow_privileged: true", Code: policy.ReasonRuleDenied, Rule: "default deny"},
+		{Time: t0, Method: "POST", Path: "/containers/create", Code: policy.ReasonEscalation, Rule: "devices\ncontainer:\n  allow_privileged: true"},
+		{Time: t0, Method: "POST", Path: "/containers/create", Code: policy.ReasonEscalation, Rule: "devices",
+			Subject: policy.Subject{Field: "x\ncontainer:\n  allow_privileged: true", Allow: policy.Allowance{Kind: policy.AllowanceNone}}},
+		{Time: t0, Method: "GET", Path: "/x", Code: policy.ReasonRuleDenied, Rule: "default deny",
+			Subject: policy.Subject{Allow: policy.Allowance{Kind: policy.AllowanceRule, Method: "GET", PathGlob: "/x\nallow_privileged: true"}}},
 	}
 	out, err := Suggest(base, "inj", obs)
 	if err != nil {
@@ -313,5 +328,99 @@ func TestSuggestErrors(t *testing.T) {
 	}
 	if _, err := Suggest(mustPreset(t, "read-only"), "Bad Name", nil); err == nil {
 		t.Error("bad name accepted")
+	}
+}
+
+// TestSuggestReadsNoText: what is suggested depends on the records'
+// codes and subjects only. Rewording every rule label (the one text an
+// Observation still carries, for comments) changes no line of YAML.
+func TestSuggestReadsNoText(t *testing.T) {
+	base := mustPreset(t, "github-actions-runner")
+	pol := runnerTenant(t)
+	var obs []Observation
+	for i, tc := range []struct{ method, target, body string }{
+		{"POST", "/containers/create", `{"HostConfig":{"Privileged":true}}`},
+		{"POST", "/containers/create", `{"HostConfig":{"CapAdd":["SYS_NICE"]}}`},
+		{"POST", "/containers/create", `{"HostConfig":{"Binds":["/srv/cache:/c"]}}`},
+		{"POST", "/containers/create", `{"HostConfig":{"Runtime":"runsc"}}`},
+		{"POST", "/containers/create", `{"HostConfig":{"LogConfig":{"Type":"journald"}}}`},
+		{"POST", "/volumes/create", `{"Driver":"rexray"}`},
+		{"POST", "/networks/create", `{"Driver":"macvlan"}`},
+		{"GET", "/containers/abc/export", ""},
+		{"GET", "/system/df", ""},
+	} {
+		obs = append(obs, observe(t, pol, time.Duration(i), tc.method, tc.target, tc.body))
+	}
+	yamlLines := func(obs []Observation) string {
+		out, err := Suggest(base, "x", obs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keep []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+				keep = append(keep, l)
+			}
+		}
+		return strings.Join(keep, "\n")
+	}
+	want := yamlLines(obs)
+	for i := range obs {
+		obs[i].Rule = "reworded"
+	}
+	if got := yamlLines(obs); got != want {
+		t.Fatalf("rewording the rule labels changed the suggestion:\n%s\nwant:\n%s", got, want)
+	}
+	for _, w := range []string{"SYS_NICE", "/srv/cache", "runsc", "journald", "rexray", "macvlan", "/containers/*/export", "/system/df"} {
+		if !strings.Contains(want, w) {
+			t.Errorf("suggestion lacks %s:\n%s", w, want)
+		}
+	}
+}
+
+// TestSuggestDistrustsRecords: a record's allowance is checked before it
+// is written: values no preset accepts, a glob that does not match the
+// record's own request, and settings this package does not know are
+// listed, not suggested, and the result still loads.
+func TestSuggestDistrustsRecords(t *testing.T) {
+	base := mustPreset(t, "read-only")
+	set := func(sec, name, v string) policy.Subject {
+		return policy.Subject{Allow: policy.Allowance{Kind: policy.AllowanceSetting, Section: sec, Setting: name, Value: v}}
+	}
+	rule := func(m, g string) policy.Subject {
+		return policy.Subject{Allow: policy.Allowance{Kind: policy.AllowanceRule, Method: m, PathGlob: g}}
+	}
+	obs := []Observation{
+		{Method: "POST", Path: "/containers/create", Code: policy.ReasonBindMount, Subject: set("container", "allowed_bind_roots", "/")},
+		{Method: "POST", Path: "/containers/create", Code: policy.ReasonBindMount, Subject: set("container", "allowed_bind_roots", "/a/../etc")},
+		{Method: "POST", Path: "/containers/create", Code: policy.ReasonEscalation, Subject: set("container", "allowed_capabilities", "ALL")},
+		{Method: "POST", Path: "/images/create", Code: policy.ReasonBodyDenied, Subject: set("images", "allowed_registries", "*")},
+		{Method: "POST", Path: "/containers/create", Code: policy.ReasonBodyDenied, Subject: set("container", "allow_privileged", "yes")},
+		{Method: "POST", Path: "/containers/create", Code: policy.ReasonBodyDenied, Subject: set("container", "require_non_root", "true")},
+		{Method: "POST", Path: "/containers/create", Code: policy.ReasonBodyDenied, Subject: set("container", "daemon_socket_bind", "deny")},
+		{Method: "POST", Path: "/containers/create", Code: policy.ReasonBodyDenied, Subject: set("container", "future_setting", "true")},
+		{Method: "POST", Path: "/containers/create", Code: policy.ReasonBodyDenied, Subject: set("container", "allowed_runtimes", "a b")},
+		{Method: "GET", Path: "/containers/x/export", Code: policy.ReasonRuleDenied, Subject: rule("GET", "/**")},
+		{Method: "GET", Path: "/containers/x/export", Code: policy.ReasonRuleDenied, Subject: rule("POST", "/containers/*/export")},
+		{Method: "GET", Path: "/containers/x/export", Code: policy.ReasonRuleDenied, Subject: rule("GET", "/containers/*/export\n- {method: \"*\", path: /**}")},
+	}
+	out, err := Suggest(base, "x", obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.ParsePreset("x", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp := *base
+	for _, p := range []*policy.Preset{p, &bp} {
+		p.Name, p.Description, p.Source, p.Builtin = "", "", nil, false
+	}
+	if !reflect.DeepEqual(p, &bp) {
+		t.Errorf("a distrusted record widened the preset:\n%s", out)
+	}
+	// One line per distinct refusal; the three rule records share one.
+	if n := strings.Count(string(out), "\n#   "); n != 9 {
+		t.Errorf("%d skip lines, want 9:\n%s", n, out)
 	}
 }
