@@ -429,7 +429,11 @@ func Run(ctx context.Context, cfg Config) error {
 		healthSrv = newHealthServer(newHealthService(b))
 		go func() {
 			defer close(healthDone)
-			healthSrv.Serve(ln)
+			// nil after Stop; an error means the health socket stopped
+			// answering while the broker goes on.
+			if err := healthSrv.Serve(ln); err != nil {
+				log.Warn("health_serve_failed", "err", err)
+			}
 		}()
 	} else {
 		close(healthDone)
@@ -471,7 +475,7 @@ wait:
 	}
 
 	log.Info("broker_stopping")
-	b.notify.Notify("STOPPING=1", "STATUS=draining")
+	_ = b.notify.Notify("STOPPING=1", "STATUS=draining") // advisory; a broken notify socket was logged at READY
 	close(b.stopping)
 	if healthSrv != nil {
 		healthSrv.Stop()

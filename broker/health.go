@@ -203,7 +203,8 @@ func (h *healthService) Watch(req *healthpb.HealthCheckRequest, stream grpc.Serv
 			return stream.Context().Err()
 		case <-h.b.stopping:
 			if st, _ := h.status(req.GetService()); st != last {
-				stream.Send(&healthpb.HealthCheckResponse{Status: st})
+				// Best effort: the stream ends with Unavailable either way.
+				_ = stream.Send(&healthpb.HealthCheckResponse{Status: st})
 			}
 			return status.Error(codes.Unavailable, "broker stopping")
 		case <-t.C:

@@ -106,8 +106,9 @@ func (p *Proxy) hijack(w http.ResponseWriter, r *http.Request, f *forward, ts *t
 	defer ts.trackStream(cc, upc)()
 
 	fmt.Fprintf(cbuf, "HTTP/1.1 %s\r\n", resp.Status)
-	resp.Header.Write(cbuf)
-	cbuf.WriteString("\r\n")
+	// bufio.Writer errors are sticky: the Flush below reports them.
+	_ = resp.Header.Write(cbuf)
+	_, _ = cbuf.WriteString("\r\n")
 	if err := cbuf.Flush(); err != nil {
 		cc.Close()
 		upc.Close()
@@ -119,11 +120,11 @@ func (p *Proxy) hijack(w http.ResponseWriter, r *http.Request, f *forward, ts *t
 		defer close(in)
 		// cbuf.Reader first yields what the client sent right after the
 		// request, then reads the connection.
-		io.Copy(upc, cbuf.Reader)
+		_, _ = io.Copy(upc, cbuf.Reader) // either side ending ends the stream
 		closeWrite(upc)
 	}()
 	// upr likewise holds any stream bytes read along with the 101 head.
-	io.Copy(cc, upr)
+	_, _ = io.Copy(cc, upr)
 	closeWrite(cc)
 	// The daemon has ended the stream. Give the client a moment to close
 	// its side (closing a socket with unread input would reset it and could
@@ -145,7 +146,7 @@ const hijackLinger = 10 * time.Second
 
 func closeWrite(c net.Conn) {
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
+		_ = cw.CloseWrite() // the peer may be gone already; Close follows
 		return
 	}
 	c.Close()

@@ -175,16 +175,20 @@ func (g *connGate) reject(c net.Conn, status int, msg string) {
 	go func() {
 		defer func() { <-g.rejecting }()
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(rejectWrite))
+		if c.SetDeadline(time.Now().Add(rejectWrite)) != nil {
+			return // closed already: the write could not be bounded
+		}
 		if _, err := c.Write(errorResponse(status, msg)); err != nil {
 			return
 		}
-		c.SetDeadline(time.Now().Add(rejectDrain))
+		if c.SetDeadline(time.Now().Add(rejectDrain)) != nil {
+			return
+		}
 		// Half-close, then take in what the client sent until it closes:
 		// closing a unix socket with unread data would turn the client's
 		// read of the answer into a reset.
 		closeWrite(c)
-		io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+		_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 	}()
 }
 

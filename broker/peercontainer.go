@@ -226,7 +226,7 @@ func (l *peerLocator) owner(ctx context.Context, id string) (owner string, found
 		}
 		e = ownerEntry{owner: c.Config.Labels[OwnerLabel], found: true}
 	case http.StatusNotFound:
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // drained for reuse; a short drain only costs the connection
 		e = ownerEntry{}
 	default:
 		return "", false, fmt.Errorf("inspect the peer's container %.12s: upstream answered %s", id, resp.Status)

@@ -705,7 +705,7 @@ func (pn *pinner) sweep(ctx context.Context) (removed int, err error) {
 	pn.mu.Lock()
 	for _, c := range cands {
 		// Empty tenant directories go; a non-empty one fails harmlessly.
-		unix.Rmdir(filepath.Join(pn.dir, c.tenant))
+		_ = unix.Rmdir(filepath.Join(pn.dir, c.tenant))
 	}
 	pn.mu.Unlock()
 	return removed, errors.Join(errs...)

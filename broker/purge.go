@@ -97,7 +97,9 @@ func (iso isolator) remove(ctx context.Context, p, rawQuery string) error {
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 && resp.StatusCode != http.StatusNotFound {
 		var m struct{ Message string }
-		json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&m)
+		// Best effort: an undecodable body leaves the message empty and
+		// the status still says what failed.
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&m)
 		return fmt.Errorf("%s (status %d)", m.Message, resp.StatusCode)
 	}
 	return nil

@@ -497,13 +497,13 @@ const connRecordInterval = time.Second
 // recordConnRefused counts a connection refused by a limit and records it,
 // at most once per connRecordInterval per socket.
 func (r *Registry) recordConnRefused(s *tenantServer, msg string) {
-	n := s.connRefused.Add(1)
+	s.connRefused.Add(1)
 	now := time.Now()
 	last := s.lastConnRecord.Load()
 	if now.UnixNano()-last < int64(connRecordInterval) || !s.lastConnRecord.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
-	n = s.connRefused.Swap(0)
+	n := s.connRefused.Swap(0)
 	t := s.state.Load().t
 	s.countDenial(policy.ReasonLimit)
 	r.denials.Record(Denial{

@@ -120,8 +120,9 @@ var errPresetInUse = errors.New("preset removed but still in use")
 // policies stay.
 func (b *Broker) reload() {
 	start := time.Now()
-	b.notify.Notify("RELOADING=1", "MONOTONIC_USEC="+monotonicUsec(), "STATUS=reloading")
-	defer func() { b.notify.Notify("READY=1", b.statusLine()) }()
+	// Advisory: a broken notify socket was logged at the first READY=1.
+	_ = b.notify.Notify("RELOADING=1", "MONOTONIC_USEC="+monotonicUsec(), "STATUS=reloading")
+	defer func() { _ = b.notify.Notify("READY=1", b.statusLine()) }()
 	if f := b.cfg.AccessLogFile; f != nil {
 		if err := f.Reopen(); err != nil {
 			b.log.Error("access_log_reopen_failed", "path", b.cfg.AccessLog, "err", err)

@@ -252,8 +252,3 @@ func (p *Policy) inspectNetworkConnect(body []byte) Decision {
 	}
 	return allow(rule)
 }
-
-type bodyError struct{ msg string }
-
-func (e *bodyError) Error() string { return ErrMalformed.Error() + ": " + e.msg }
-func (e *bodyError) Unwrap() error { return ErrMalformed }

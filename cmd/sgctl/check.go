@@ -114,7 +114,7 @@ func (c *cli) printCheck(resp *sockguardv1.CheckRequestResponse) error {
 }
 
 func (c *cli) readBody(name string) ([]byte, error) {
-	var r io.Reader = c.stdin
+	r := c.stdin
 	if name != "-" {
 		f, err := os.Open(name)
 		if err != nil {

@@ -113,7 +113,7 @@ func (c *cli) rpcError(err error) error {
 				return fmt.Errorf("%s is not the broker's admin socket (a tenant socket answers only the Docker API); "+
 					"use the path given to broker --admin-socket", path)
 			}
-		case strings.Contains(msg, "Error while dialing"), strings.Contains(msg, "server preface"):
+		case strings.Contains(msg, "Error while dialing"):
 			return &unreachableError{path: path, cause: "cannot connect"}
 		}
 		return fmt.Errorf("broker at %s unavailable: %s", path, msg)

@@ -204,14 +204,14 @@ func (c *cli) resolveTarget(explicitSocket bool) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case name == allContexts:
+	switch name {
+	case allContexts:
 		if len(cfg.Contexts) == 0 {
 			return usagef("--context all: no contexts in %s (add one with 'sgctl context add')", c.configPath())
 		}
 		c.fanOut = cfg.Contexts
 		return nil
-	case name == "":
+	case "":
 		name = cfg.CurrentContext
 		if name == "" {
 			return nil

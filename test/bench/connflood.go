@@ -134,9 +134,13 @@ func runConnFlood(ctx context.Context, cfg config) (err error) {
 					continue
 				}
 				rep.countAttempt()
-				io.WriteString(c, "GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
-				c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				// A failed write or deadline shows as a failed read below.
+				_, _ = io.WriteString(c, "GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err == nil {
+					resp.Body.Close() // only the status counts; c closes below
+				}
 				switch {
 				case err != nil:
 					atomic.AddInt64(&rep.Unanswered, 1)
