@@ -90,7 +90,7 @@ func TestBackupRestoreCompact(t *testing.T) {
 		t.Fatalf("check after restore: %v %v", err, c.Problems)
 	}
 	bad := filepath.Join(root, "bad.db")
-	os.WriteFile(bad, buf.Bytes()[:buf.Len()/2], 0o600)
+	must(t, os.WriteFile(bad, buf.Bytes()[:buf.Len()/2], 0o600))
 	cur, _ := os.ReadFile(statePath(dir))
 	if _, _, err := RestoreState(dir, bad, nil); !errors.Is(err, ErrStateCorrupt) {
 		t.Errorf("restore of a cut snapshot: %v", err)

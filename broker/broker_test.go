@@ -72,7 +72,7 @@ func mockDocker(t *testing.T, path string, owner *atomic.Value) (stop func()) {
 			http.Error(w, "want upgrade", 400)
 			return
 		}
-		io.ReadAll(r.Body) // the start config, before the stream begins
+		_, _ = io.ReadAll(r.Body) // the start config, before the stream begins
 		c, rw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			return
@@ -283,11 +283,12 @@ func TestBrokerProxy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		resp.Body.Close() // a 101 has no body: the stream is read from br
 		if resp.StatusCode != 101 {
 			t.Fatalf("status %d, want 101", resp.StatusCode)
 		}
 		io.WriteString(c, "hello")
-		c.(*net.UnixConn).CloseWrite()
+		must(t, c.(*net.UnixConn).CloseWrite())
 		out, err := io.ReadAll(br)
 		if err != nil || string(out) != "got:hello" {
 			t.Fatalf("output %q %v", out, err)

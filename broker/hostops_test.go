@@ -340,9 +340,11 @@ func TestLogFileReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	io.WriteString(f, "one\n")
-	os.Rename(p, p+".1")
-	io.WriteString(f, "two\n") // still the old file: logrotate's window
+	_, err = io.WriteString(f, "one\n")
+	must(t, err)
+	must(t, os.Rename(p, p+".1"))
+	_, err = io.WriteString(f, "two\n") // still the old file: logrotate's window
+	must(t, err)
 	if err := f.Reopen(); err != nil {
 		t.Fatal(err)
 	}
@@ -356,8 +358,8 @@ func TestLogFileReopen(t *testing.T) {
 		t.Fatalf("mode %v", fi.Mode())
 	}
 	// A path that cannot be reopened keeps the old file.
-	os.Remove(p)
-	os.Mkdir(p, 0o700)
+	must(t, os.Remove(p))
+	must(t, os.Mkdir(p, 0o700))
 	if err := f.Reopen(); err == nil {
 		t.Fatal("reopen onto a directory succeeded")
 	}
@@ -555,23 +557,23 @@ func TestCheckPresetDir(t *testing.T) {
 	}{
 		{name: "private", setup: func(t *testing.T, dir string) {}},
 		{name: "world-readable", setup: func(t *testing.T, dir string) {
-			os.Chmod(dir, 0o755)
-			os.Chmod(filepath.Join(dir, "a.yaml"), 0o644)
+			must(t, os.Chmod(dir, 0o755))
+			must(t, os.Chmod(filepath.Join(dir, "a.yaml"), 0o644))
 		}},
-		{name: "group-writable dir", setup: func(t *testing.T, dir string) { os.Chmod(dir, 0o770) }, wantErr: "writable by group or others"},
-		{name: "world-writable file", setup: func(t *testing.T, dir string) { os.Chmod(filepath.Join(dir, "a.yaml"), 0o666) }, wantErr: "a.yaml is writable"},
-		{name: "world-writable file, allowed", shared: true, setup: func(t *testing.T, dir string) { os.Chmod(filepath.Join(dir, "a.yaml"), 0o666) }},
+		{name: "group-writable dir", setup: func(t *testing.T, dir string) { must(t, os.Chmod(dir, 0o770)) }, wantErr: "writable by group or others"},
+		{name: "world-writable file", setup: func(t *testing.T, dir string) { must(t, os.Chmod(filepath.Join(dir, "a.yaml"), 0o666)) }, wantErr: "a.yaml is writable"},
+		{name: "world-writable file, allowed", shared: true, setup: func(t *testing.T, dir string) { must(t, os.Chmod(filepath.Join(dir, "a.yaml"), 0o666)) }},
 		{name: "file of another uid", setup: func(t *testing.T, dir string) {
 			if os.Geteuid() != 0 {
 				t.Skip("needs root to chown")
 			}
-			os.Chown(filepath.Join(dir, "a.yaml"), 65534, 65534)
+			must(t, os.Chown(filepath.Join(dir, "a.yaml"), 65534, 65534))
 		}, wantErr: "owned by uid 65534"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			os.Chmod(dir, 0o700)
+			must(t, os.Chmod(dir, 0o700))
 			if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(presetV1), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -609,8 +611,8 @@ func TestLogFileRefusesSymlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	os.Rename(p, p+".1")
-	os.Symlink(target, p) // swapped in after the rotation
+	must(t, os.Rename(p, p+".1"))
+	must(t, os.Symlink(target, p)) // swapped in after the rotation
 	if err := f.Reopen(); err == nil {
 		t.Fatal("reopened through a symlink")
 	}

@@ -105,13 +105,14 @@ func TestConnGateReject(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.SetDeadline(time.Now().Add(5 * time.Second))
+		must(t, c.SetDeadline(time.Now().Add(5*time.Second)))
 		io.WriteString(c, "GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
 			t.Fatalf("reading the answer: %v", err)
 		}
 		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
 		var m struct{ Message string }
 		if resp.StatusCode != http.StatusTooManyRequests || json.Unmarshal(body, &m) != nil || m.Message != "sockguard: too many connections" {
 			t.Fatalf("answer %d %q", resp.StatusCode, body)
@@ -125,6 +126,7 @@ func TestErrorResponse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil && !errors.Is(err, io.EOF) {
 		t.Fatal(err)

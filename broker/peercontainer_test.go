@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -136,8 +137,8 @@ func TestPeerLocator(t *testing.T) {
 		"11": "0::/docker/" + cidB + "\n", // another engine's container
 		"12": "0::/user.slice/user-0.slice\n",
 	} {
-		os.MkdirAll(filepath.Join(l.procRoot, pid), 0o755)
-		os.WriteFile(filepath.Join(l.procRoot, pid, "cgroup"), []byte(cg), 0o644)
+		must(t, os.MkdirAll(filepath.Join(l.procRoot, pid), 0o755))
+		must(t, os.WriteFile(filepath.Join(l.procRoot, pid, "cgroup"), []byte(cg), 0o644))
 	}
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -156,7 +157,7 @@ func TestPeerLocator(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := l.locate(ctx, tc.pid, -1)
-			if got != tc.want || err != tc.err {
+			if got != tc.want || !errors.Is(err, tc.err) {
 				t.Fatalf("locate(%d) = %+v, %v; want %+v, %v", tc.pid, got, err, tc.want, tc.err)
 			}
 		})

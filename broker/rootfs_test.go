@@ -60,7 +60,7 @@ func TestSetuidSafe(t *testing.T) {
 			if err := unix.Mount("sgtest", mnt, "tmpfs", tc.flags, "size=64k"); err != nil {
 				t.Skipf("cannot mount a tmpfs here: %v", err)
 			}
-			defer unix.Unmount(mnt, unix.MNT_DETACH)
+			defer func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) }()
 			if got := setuidSafe(mnt); got != tc.safe {
 				t.Fatalf("setuidSafe = %v, want %v", got, tc.safe)
 			}

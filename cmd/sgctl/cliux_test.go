@@ -269,7 +269,9 @@ func (l *denialLog) after(id uint64) []*sockguardv1.Denial {
 }
 
 func (b *logBroker) ListDenials(_ context.Context, req *sockguardv1.ListDenialsRequest) (*sockguardv1.ListDenialsResponse, error) {
-	b.record(req)
+	if err := b.record(req); err != nil {
+		return nil, err
+	}
 	all := b.log.after(0)
 	resp := &sockguardv1.ListDenialsResponse{}
 	for i := len(all) - 1; i >= 0 && (req.GetPageSize() == 0 || len(resp.Denials) < int(req.GetPageSize())); i-- {
@@ -282,7 +284,9 @@ func (b *logBroker) ListDenials(_ context.Context, req *sockguardv1.ListDenialsR
 
 func (b *logBroker) WatchDenials(req *sockguardv1.WatchDenialsRequest, stream grpc.ServerStreamingServer[sockguardv1.WatchDenialsResponse]) error {
 	changed := b.log.changedCh()
-	b.record(req)
+	if err := b.record(req); err != nil {
+		return err
+	}
 	cursor := req.GetAfterId()
 	if cursor == 0 {
 		if all := b.log.after(0); len(all) > 0 {

@@ -184,7 +184,9 @@ func TestRefusalMessage(t *testing.T) {
 	// The header carries the id of a refusal ...
 	status, h, body := doRaw(t, sock, http.MethodPost, "/v1.41/build", "application/x-tar", strings.NewReader(""))
 	var msg struct{ Message string }
-	json.Unmarshal(body, &msg)
+	if err := json.Unmarshal(body, &msg); err != nil {
+		t.Fatalf("refusal body %q: %v", body, err)
+	}
 	id := h.Get("X-Sockguard-Request-Id")
 	if status != http.StatusForbidden || id == "" || !strings.Contains(msg.Message, "request "+id+"]") || !strings.Contains(msg.Message, "`docker build`") {
 		t.Errorf("POST /build: %d, header id %q, message %q", status, id, msg.Message)

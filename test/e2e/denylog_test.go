@@ -229,14 +229,16 @@ func TestDenyLogHugeRequestLine(t *testing.T) {
 	}
 	defer db.Close()
 	var records, valueBytes, largest int
-	db.View(func(tx *bolt.Tx) error {
+	if err := db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte("denials")).ForEach(func(_, v []byte) error {
 			records++
 			valueBytes += len(v)
 			largest = max(largest, len(v))
 			return nil
 		})
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	growth := fileSize(t, dbPath) - before
 	t.Logf("statuses %v; %d records, %d bytes of records (largest %d), state.db grew %d bytes (%d per refused request)",
 		statuses, records, valueBytes, largest, growth, growth/n)

@@ -26,7 +26,9 @@ func rawGet(t *testing.T, socket, method, target string) (int, []byte) {
 		t.Fatalf("dial %s: %v", socket, err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n", method, target)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {

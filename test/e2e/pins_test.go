@@ -260,11 +260,11 @@ func TestBindPinSwaps(t *testing.T) {
 				// Errors are ignored on purpose: the loop only has to keep
 				// the path flipping while the starts run.
 				if os.Rename(src, aside) == nil {
-					os.Symlink("/", src)
+					_ = os.Symlink("/", src)
 					swaps.Add(1)
 					time.Sleep(time.Millisecond)
 					os.Remove(src)
-					os.Rename(aside, src)
+					_ = os.Rename(aside, src)
 				}
 			}
 		}()

@@ -13,14 +13,13 @@ import (
 // refsFixture is two tenants: a victim with a running job container and a
 // private network, and an attacker with a network of its own.
 type refsFixture struct {
-	b              *Broker
-	v, x           string // socket names: victim, attacker
-	vSock, xSock   string
-	vRun, vRunID   string // victim's running container
-	vNet, vNetID   string
-	xNet, xNetID   string
-	vPidNS         string // the victim container's PID namespace
-	runNameCounter int
+	b            *Broker
+	v, x         string // socket names: victim, attacker
+	vSock, xSock string
+	vRun, vRunID string // victim's running container
+	vNet, vNetID string
+	xNet, xNetID string
+	vPidNS       string // the victim container's PID namespace
 }
 
 func newRefsFixture(t *testing.T) *refsFixture {

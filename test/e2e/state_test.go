@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand"
 	"net/http"
@@ -192,7 +193,9 @@ func TestStateKillUnderLoad(t *testing.T) {
 		}()
 		time.Sleep(time.Duration(300+rng.Intn(900)) * time.Millisecond)
 		p := b.proc
-		p.cmd.Process.Signal(syscall.SIGKILL)
+		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			t.Fatal(err)
+		}
 		<-p.done
 		b.proc = nil
 		close(stop)
