@@ -4,7 +4,7 @@
 #   make install      binaries to $(PREFIX)/bin, the systemd unit to
 #                     /etc/systemd/system, /etc/sockguard/presets (DESTDIR
 #                     respected; nothing is enabled or started)
-#   make test         everything CI runs: deps, tools, proto-check, vet, unit
+#   make test         everything CI runs: deps, tools, proto-check, lint, unit
 #                     tests, then e2e tests against a private dockerd
 #   make demo         the end-to-end story of scripts/demo.sh
 #   make bench        go run ./test/bench: the scenario table (test/bench/README.md)
@@ -12,7 +12,8 @@
 #                     (BENCH=ProxyList by default), top of its own part
 #   make proto        regenerate proto/ with pinned buf and plugins
 #   make proto-check  fail when the committed generated code is stale
-#   make lint         gofmt, go vet, buf lint (golangci-lint when installed)
+#   make proto-baseline  rebuild the buf image of the last tagged API
+#   make lint         gofmt, go vet, buf lint, buf breaking, golangci-lint
 #   make fuzz         run every Fuzz* target of ./policy for FUZZTIME each
 #   make clean        remove build outputs (keeps the tools in .tmp/bin)
 #
@@ -35,7 +36,15 @@ BUF_VERSION := v1.75.0
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 GRPCURL_VERSION := v1.9.3
+GOLANGCI_LINT_VERSION := v2.15.0
 BUF := $(TOOLS)/buf
+GOLANGCI_LINT := $(TOOLS)/golangci-lint
+
+# buf breaking compares the API with the last tagged one, from an image
+# committed beside it: CI's clone may have no tags. `make proto-baseline`
+# rebuilds it after a new API tag.
+API_TAG := api/v1
+API_BASELINE := proto/breaking/sockguard-v1.binpb
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
@@ -47,7 +56,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 UNITDIR ?= /etc/systemd/system
 
-.PHONY: all build install test deps tools unit vet e2e-bin demo bench bench-storm bench-connflood bench-profile proto proto-check lint fuzz clean
+.PHONY: all build install test deps tools unit vet fmt-check breaking golangci-lint e2e-bin demo bench bench-storm bench-connflood bench-profile proto proto-check proto-baseline lint fuzz clean
 
 all: build
 
@@ -71,7 +80,7 @@ install: build
 # socket paths must stay < 108 bytes), with a registry with htpasswd auth
 # beside it for the image-ownership tests. The engine is stopped and its dir
 # removed whatever the tests do; make exits with the tests' status.
-test: deps tools proto-check vet unit e2e-bin
+test: deps tools proto-check lint unit e2e-bin
 	@dir=$$(mktemp -d /tmp/sg-dockerd-XXXXXX); \
 	trap 'scripts/testenv.sh stop "$$dir" --rm' EXIT; \
 	trap 'exit 130' INT TERM; \
@@ -94,7 +103,8 @@ tools:
 	check protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go $(PROTOC_GEN_GO_VERSION); \
 	check protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc $(PROTOC_GEN_GO_GRPC_VERSION); \
 	checkmod() { [ -x "$(TOOLS)/$$1" ] && $(GO) version -m "$(TOOLS)/$$1" 2>/dev/null | grep -q "^[[:space:]]*mod[[:space:]].*[[:space:]]$$3[[:space:]]" || install "$$@"; }; \
-	checkmod grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl $(GRPCURL_VERSION)
+	checkmod grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl $(GRPCURL_VERSION); \
+	checkmod golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint $(GOLANGCI_LINT_VERSION)
 
 vet:
 	$(GO) vet ./...
@@ -148,17 +158,36 @@ proto-check: proto
 		exit 1; \
 	fi
 
-lint: tools
+# lint fails on the first of: unformatted code, go vet, buf lint, a
+# breaking change to the tagged API, golangci-lint (config: .golangci.yml).
+lint: tools fmt-check vet breaking golangci-lint
+	$(BUF) lint
+
+fmt-check:
 	@files=$$(find . -name '*.go' -not -path './.tmp/*' -not -path './vendor/*'); \
 	bad=$$( [ -z "$$files" ] || gofmt -l $$files ); \
-	if [ -n "$$bad" ]; then echo "gofmt needed:" >&2; echo "$$bad" >&2; exit 1; fi
-	$(GO) vet ./...
-	$(BUF) lint
-	@if command -v golangci-lint >/dev/null 2>&1; then \
-		echo "golangci-lint run ./..."; golangci-lint run ./...; \
-	else \
-		echo "golangci-lint not installed; skipped"; \
-	fi
+	if [ -n "$$bad" ]; then echo "gofmt needed (run gofmt -w):" >&2; echo "$$bad" >&2; exit 1; fi
+
+# breaking: FILE rules (buf.yaml), the strictest: a Go client compiled
+# against sockguard.v1 must still compile, and grpcurl's JSON names hold.
+# Added fields, messages, RPCs and enum values pass; a deleted, renumbered,
+# renamed or retyped one fails: the self-test proves both on scratch copies.
+breaking: tools
+	$(BUF) breaking --against $(API_BASELINE)
+	@scripts/breaking-selftest.sh $(BUF) $(API_BASELINE)
+
+golangci-lint: tools
+	$(GOLANGCI_LINT) run ./...
+
+# proto-baseline writes the image of the API at tag $(API_TAG), built from
+# the tagged tree itself (git archive), not from the work tree.
+proto-baseline: tools
+	@git rev-parse -q --verify "refs/tags/$(API_TAG)" >/dev/null || { echo "no tag $(API_TAG) here (fetch tags first)" >&2; exit 1; }; \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	git archive "$(API_TAG)" buf.yaml proto | tar -x -C "$$tmp"; \
+	mkdir -p "$(dir $(API_BASELINE))"; \
+	$(BUF) build "$$tmp" --exclude-source-info -o "$(API_BASELINE)"; \
+	echo "wrote $(API_BASELINE) from $(API_TAG) ($$(git rev-parse --short "$(API_TAG)^{commit}"))"
 
 fuzz:
 	@names=$$($(GO) test -list '^Fuzz' ./policy/ | grep '^Fuzz' || true); \
