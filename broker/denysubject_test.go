@@ -126,12 +126,12 @@ func TestDenialSubjectStored(t *testing.T) {
 	byPath := map[string]*DenialSubject{}
 	for i := range got {
 		d := &got[i]
-		switch {
-		case d.Code == policy.ReasonLimit:
+		switch d.Code {
+		case policy.ReasonLimit:
 			if d.Subject != nil {
 				t.Errorf("limit record with a subject: %+v", d.Subject)
 			}
-		case d.Code == policy.ReasonPrivileged:
+		case policy.ReasonPrivileged:
 			if d.Subject != nil || denialToProto(d).GetSubject() != nil {
 				t.Errorf("old record got a subject: %+v", d.Subject)
 			}

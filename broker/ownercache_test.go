@@ -125,10 +125,10 @@ func newCacheFixture() *cacheFixture {
 }
 
 // resolveCount resolves and says how many daemon lookups it took.
-func (f *cacheFixture) resolveCount(iso isolator, k objectKind, ref string) (string, error, int) {
+func (f *cacheFixture) resolveCount(iso isolator, k objectKind, ref string) (string, int, error) {
 	before := f.d.lookups
 	id, err := iso.resolve(context.Background(), k, ref)
-	return id, err, f.d.lookups - before
+	return id, f.d.lookups - before, err
 }
 
 // TestResolveCached: a full id's owner is looked up once for every tenant;
@@ -138,7 +138,7 @@ func (f *cacheFixture) resolveCount(iso isolator, k objectKind, ref string) (str
 func TestResolveCached(t *testing.T) {
 	tests := []struct {
 		name    string
-		warm    func(f *cacheFixture) // run first, by either tenant
+		warm    func(f *cacheFixture) // run first, by either tenant; its result shows in the case's answer
 		iso     func(f *cacheFixture) isolator
 		kind    objectKind
 		ref     string
@@ -149,15 +149,15 @@ func TestResolveCached(t *testing.T) {
 		{"own container by full id", nil, func(f *cacheFixture) isolator { return f.a }, kindContainer, aCtr, aCtr, false, 0},
 		{"own network by full id", nil, func(f *cacheFixture) isolator { return f.a }, kindNetwork, aNet, aNet, false, 0},
 		{"own exec by full id", nil, func(f *cacheFixture) isolator { return f.a }, kindExec, aExec, aExec, false, 0},
-		{"a name fills the full id", func(f *cacheFixture) { f.a.resolve(context.Background(), kindContainer, "ajob") },
+		{"a name fills the full id", func(f *cacheFixture) { _, _ = f.a.resolve(context.Background(), kindContainer, "ajob") },
 			func(f *cacheFixture) isolator { return f.a }, kindContainer, aCtr, aCtr, false, 0},
-		{"another tenant's container, warmed by its owner", func(f *cacheFixture) { f.a.resolve(context.Background(), kindContainer, aCtr) },
+		{"another tenant's container, warmed by its owner", func(f *cacheFixture) { _, _ = f.a.resolve(context.Background(), kindContainer, aCtr) },
 			func(f *cacheFixture) isolator { return f.b }, kindContainer, aCtr, "", true, 0},
-		{"another tenant's network, warmed by its owner", func(f *cacheFixture) { f.a.resolve(context.Background(), kindNetwork, aNet) },
+		{"another tenant's network, warmed by its owner", func(f *cacheFixture) { _, _ = f.a.resolve(context.Background(), kindNetwork, aNet) },
 			func(f *cacheFixture) isolator { return f.b }, kindNetwork, aNet, "", true, 0},
-		{"another tenant's exec, warmed by its owner", func(f *cacheFixture) { f.a.resolve(context.Background(), kindExec, aExec) },
+		{"another tenant's exec, warmed by its owner", func(f *cacheFixture) { _, _ = f.a.resolve(context.Background(), kindExec, aExec) },
 			func(f *cacheFixture) isolator { return f.b }, kindExec, aExec, "", true, 0},
-		{"an exec of another tenant's cached container", func(f *cacheFixture) { f.b.resolve(context.Background(), kindContainer, bCtr) },
+		{"an exec of another tenant's cached container", func(f *cacheFixture) { _, _ = f.b.resolve(context.Background(), kindContainer, bCtr) },
 			func(f *cacheFixture) isolator { return f.a }, kindExec, bExec, "", true, 0},
 		{"an unlabelled container", nil, func(f *cacheFixture) isolator { return f.a }, kindContainer, opCtr, "", true, 0},
 		{"own container by name: always asked", nil, func(f *cacheFixture) isolator { return f.a }, kindContainer, "ajob", aCtr, false, 1},
@@ -176,7 +176,7 @@ func TestResolveCached(t *testing.T) {
 			for i := range 2 {
 				var id string
 				var n int
-				id, err, n = f.resolveCount(iso, tt.kind, tt.ref)
+				id, n, err = f.resolveCount(iso, tt.kind, tt.ref)
 				if id != tt.want {
 					t.Fatalf("resolve #%d = %q, %v; want %q", i+1, id, err, tt.want)
 				}
@@ -261,7 +261,9 @@ func TestResolveNameMoved(t *testing.T) {
 func TestResolveObjectAsksDaemon(t *testing.T) {
 	f := newCacheFixture()
 	ctx := context.Background()
-	f.a.resolve(ctx, kindNetwork, aNet)
+	if _, err := f.a.resolve(ctx, kindNetwork, aNet); err != nil {
+		t.Fatal(err)
+	}
 	before := f.d.lookups
 	obj, err := f.a.resolveObject(ctx, kindNetwork, aNet)
 	if err != nil || obj.Name != "anet" || f.d.lookups != before+1 {
