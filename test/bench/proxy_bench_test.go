@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -34,8 +35,12 @@ import (
 type fixture struct {
 	dir, tenantSock, metricsSock string
 	mock                         *mockDocker
-	cancel                       context.CancelFunc
-	done                         chan error
+	// bareSock and lightSock are a bare httputil.ReverseProxy and the
+	// light path (lightproxy.go) in front of the same mock, role=proxy.
+	bareSock, lightSock string
+	proxies             []*http.Server
+	cancel              context.CancelFunc
+	done                chan error
 }
 
 var (
@@ -63,6 +68,9 @@ func (f *fixture) close() {
 		case <-time.After(15 * time.Second):
 			fmt.Fprintln(os.Stderr, "broker.Run did not return 15s after cancel")
 		}
+	}
+	for _, p := range f.proxies {
+		_ = p.Close()
 	}
 	if f.mock != nil {
 		f.mock.Close()
@@ -137,6 +145,24 @@ func newFixture() (*fixture, error) {
 	if err := waitSocket(ctx, nil, f.tenantSock, 20*time.Second); err != nil {
 		f.close()
 		return nil, err
+	}
+	f.bareSock, f.lightSock = filepath.Join(dir, "bare.sock"), filepath.Join(dir, "light.sock")
+	lp := newLightProxy(f.mock.path)
+	for _, p := range []struct {
+		sock string
+		srv  *http.Server
+	}{
+		{f.bareSock, &http.Server{Handler: reverseProxy(f.mock.path)}},
+		{f.lightSock, &http.Server{Handler: lp, ConnContext: lp.connContext, ConnState: lp.connState}},
+	} {
+		ln, err := net.Listen("unix", p.sock)
+		if err != nil {
+			f.close()
+			return nil, err
+		}
+		p.srv.ReadHeaderTimeout = 10 * time.Second
+		f.proxies = append(f.proxies, p.srv)
+		go pprof.Do(ctx, pprof.Labels("role", "proxy"), func(context.Context) { _ = p.srv.Serve(ln) })
 	}
 	return f, nil
 }
@@ -271,4 +297,18 @@ func BenchmarkDirectCreate(b *testing.B) {
 func BenchmarkProxyCreate(b *testing.B) {
 	f := getFixture(b)
 	benchTarget(b, createTarget("broker create", f.tenantSock))
+}
+
+// BenchmarkBareList is BenchmarkProxyList through a bare
+// httputil.ReverseProxy (the table's "bare RP" floor), in process.
+func BenchmarkBareList(b *testing.B) {
+	f := getFixture(b)
+	benchTarget(b, listTarget("bare list", f.bareSock))
+}
+
+// BenchmarkLightList is BenchmarkProxyList through the light path
+// experiment (the table's "light"), in process.
+func BenchmarkLightList(b *testing.B) {
+	f := getFixture(b)
+	benchTarget(b, listTarget("light list", f.lightSock))
 }
