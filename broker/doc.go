@@ -19,7 +19,8 @@
 //     body, stamp, forward), hijack.go (attach/exec), refusal.go (what a
 //     refused client reads), pacer.go (refusal pacing);
 //   - what the request path judges beyond policy: isolation.go (owners of
-//     referenced objects, forwarded as the ids checked), images.go and
+//     referenced objects, forwarded as the ids checked), ownercache.go (the
+//     owner of a full id, which never changes, remembered), images.go and
 //     images_mounts.go (credential-pulled images), pin.go, hostpath.go and
 //     rootfs.go (bind sources pinned, bind roots judged), registryhost.go
 //     (registries on the broker's host);
