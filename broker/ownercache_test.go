@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sockguard/sockguard/policy"
@@ -321,5 +323,50 @@ func TestRefuseIDShapedName(t *testing.T) {
 				t.Fatalf("err = %v, want refused %v", ierr, tt.refused)
 			}
 		})
+	}
+}
+
+// TestOwnerCacheConcurrent: tenants resolve at once through one cache (run
+// with -race); every answer is the id's true owner.
+func TestOwnerCacheConcurrent(t *testing.T) {
+	c := newOwnerCache(64)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				n := (i*7 + g) % 200
+				owner := fmt.Sprintf("t-%d", n%3)
+				c.put(kindContainer, fullID(n), owner)
+				if got, ok := c.get(kindContainer, fullID(n)); ok && got != owner {
+					t.Errorf("id %d: owner %q, want %q", n, got, owner)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := c.len(); n > 64 {
+		t.Fatalf("%d entries, want at most 64", n)
+	}
+}
+
+// BenchmarkOwnerCacheMemory reports the heap a full default-size cache
+// holds (tenant ids as long as the registry's).
+func BenchmarkOwnerCacheMemory(b *testing.B) {
+	for range b.N {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		c := newOwnerCache(defaultOwnerCacheSize)
+		for i := range defaultOwnerCacheSize {
+			c.put(kindContainer, fullID(i), fmt.Sprintf("t-%024x", i%1000))
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB")
+		b.ReportMetric(float64(c.len()), "entries")
+		runtime.KeepAlive(c)
 	}
 }
