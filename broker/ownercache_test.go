@@ -111,13 +111,14 @@ var (
 	aNet, bNet   = fullID(0xa2), fullID(0xb2)
 	aExec, bExec = fullID(0xa3), fullID(0xb3)
 	opCtr        = fullID(0xc1) // no owner label
+	orphanExec   = fullID(0xe0) // its container is gone
 )
 
 func newCacheFixture() *cacheFixture {
 	d := &fakeObjects{objs: map[objectKind][]objectInfo{
 		kindContainer: {owned(aCtr, "ajob", "t-a"), owned(bCtr, "bjob", "t-b"), {ID: opCtr, Name: "operator"}},
 		kindNetwork:   {owned(aNet, "anet", "t-a"), owned(bNet, "bnet", "t-b")},
-		kindExec:      {{ID: aExec, ContainerID: aCtr}, {ID: bExec, ContainerID: bCtr}},
+		kindExec:      {{ID: aExec, ContainerID: aCtr}, {ID: bExec, ContainerID: bCtr}, {ID: orphanExec, ContainerID: fullID(0xdead)}},
 		kindVolume:    {owned("shared", "shared", "t-a")},
 	}}
 	up := &Upstream{owners: newOwnerCache(64)}
@@ -165,6 +166,7 @@ func TestResolveCached(t *testing.T) {
 		{"own container by name: always asked", nil, func(f *cacheFixture) isolator { return f.a }, kindContainer, "ajob", aCtr, false, 1},
 		{"own container by prefix: always asked", nil, func(f *cacheFixture) isolator { return f.a }, kindContainer, aCtr[:12], aCtr, false, 1},
 		{"own volume: always asked", nil, func(f *cacheFixture) isolator { return f.a }, kindVolume, "shared", "shared", false, 1},
+		{"exec of a removed container: missing, never cached", nil, func(f *cacheFixture) isolator { return f.a }, kindExec, orphanExec, "", false, 2},
 		{"missing full id: never cached", nil, func(f *cacheFixture) isolator { return f.a }, kindContainer, fullID(0xdead), "", false, 1},
 	}
 	for _, tt := range tests {
