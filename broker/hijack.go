@@ -52,9 +52,10 @@ func (p *Proxy) hijack(w http.ResponseWriter, r *http.Request, f *forward, ts *t
 			return false
 		}
 	}
+	method, upath, rawQuery := f.req.Target()
 	out := &http.Request{
-		Method:     f.req.Method,
-		URL:        &url.URL{Path: f.req.UpstreamPath(), RawQuery: f.req.RawQuery},
+		Method:     method,
+		URL:        &url.URL{Path: upath, RawQuery: rawQuery},
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,

@@ -503,32 +503,6 @@ func (g *imageGuard) checkRef(ctx context.Context, op imageOp, tenant, ref strin
 	return info.ID, nil
 }
 
-// imageObjectRoute finds the image a canonical path addresses. rewrite is
-// set for routes where forwarding the checked id instead of the name
-// changes nothing for the client (inspect, history).
-func imageObjectRoute(method, p string) (ref, suffix string, rewrite, ok bool) {
-	rest, found := strings.CutPrefix(p, "/images/")
-	if !found || rest == "" {
-		return "", "", false, false
-	}
-	if method == http.MethodDelete {
-		return rest, "", false, true
-	}
-	i := strings.LastIndexByte(rest, '/')
-	if i <= 0 {
-		return "", "", false, false // /images/json, /images/create, /images/get, ...
-	}
-	ref, op := rest[:i], rest[i+1:]
-	switch {
-	case method == http.MethodGet && (op == "json" || op == "history"):
-		return ref, "/" + op, true, true
-	case method == http.MethodGet && op == "get",
-		method == http.MethodPost && (op == "tag" || op == "push"):
-		return ref, "/" + op, false, true
-	}
-	return "", "", false, false
-}
-
 // checkCreate resolves the Image of a container create body, and the
 // Source of each image mount, and returns the body with the image ids in
 // their place. A missing image is answered with dockerd's 404, which
@@ -551,8 +525,8 @@ func (g *imageGuard) checkCreate(ctx context.Context, tenant string, body []byte
 }
 
 // checkExport checks every image a GET /images/get?names= would export.
-func (g *imageGuard) checkExport(ctx context.Context, tenant string, q url.Values) error {
-	for _, n := range q["names"] {
+func (g *imageGuard) checkExport(ctx context.Context, tenant string, names []string) error {
+	for _, n := range names {
 		if _, err := g.checkRef(ctx, opOther, tenant, n); err != nil {
 			return err
 		}
@@ -638,10 +612,10 @@ type pullPlan struct {
 // credential pull, lists the images already there. A nil plan means the
 // request is not a pull (an import).
 func (g *imageGuard) beginPull(ctx context.Context, tenant string, req policy.Request, h http.Header) (*pullPlan, error) {
-	if req.Query.Get("fromImage") == "" {
+	if req.Param("fromImage") == "" {
 		return nil, nil
 	}
-	t, err := parsePull(req.Query)
+	t, err := parsePull(req.Query())
 	if err != nil {
 		return nil, &errPullRefused{http.StatusBadRequest, "sockguard: " + err.Error()}
 	}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/sockguard/sockguard/policy"
 )
 
 func b64url(s string) string { return base64.URLEncoding.EncodeToString([]byte(s)) }
@@ -136,7 +138,12 @@ func TestImageObjectRoute(t *testing.T) {
 		{"GET", "/containers/x/json", "", "", false, false},
 		{"POST", "/images/x/json", "", "", false, false},
 	} {
-		ref, suffix, rewrite, ok := imageObjectRoute(tc.method, tc.path)
+		rt := mustReq(t, tc.method, tc.path).Route()
+		ok := rt.Object() == policy.ObjectImage
+		ref, suffix, rewrite := rt.Ref(), rt.Suffix(), ok && rt.ForwardsResolvedID()
+		if !ok {
+			ref, suffix = "", ""
+		}
 		if ref != tc.ref || suffix != tc.suffix || rewrite != tc.rewrite || ok != tc.ok {
 			t.Errorf("imageObjectRoute(%s %s) = %q %q %v %v, want %q %q %v %v", tc.method, tc.path,
 				ref, suffix, rewrite, ok, tc.ref, tc.suffix, tc.rewrite, tc.ok)

@@ -107,57 +107,20 @@ func (e *errNoSuchObject) Error() string {
 	return notFoundMessage(e.kind, e.ref)
 }
 
-// objectRoute finds the object a canonical path addresses. prefix and
-// suffix are what surrounds the reference, so the path can be rebuilt
-// around the resolved id. Lists, creates and prunes are not object routes.
-func objectRoute(method, p string) (k objectKind, ref, prefix, suffix string, ok bool) {
-	switch {
-	case strings.HasPrefix(p, "/containers/"), strings.HasPrefix(p, "/exec/"),
-		strings.HasPrefix(p, "/networks/"), strings.HasPrefix(p, "/volumes/"):
-	default:
-		return 0, "", "", "", false // most requests: nothing to split
+// kindOf is the isolation kind of a route's object kind; ok is false for
+// images (imageGuard's) and for no object.
+func kindOf(k policy.ObjectKind) (objectKind, bool) {
+	switch k {
+	case policy.ObjectContainer:
+		return kindContainer, true
+	case policy.ObjectExec:
+		return kindExec, true
+	case policy.ObjectNetwork:
+		return kindNetwork, true
+	case policy.ObjectVolume:
+		return kindVolume, true
 	}
-	segs := strings.Split(p[1:], "/")
-	if len(segs) < 2 {
-		return 0, "", "", "", false
-	}
-	top := segs[0]
-	switch top {
-	case "containers", "exec", "networks", "volumes":
-	default:
-		return 0, "", "", "", false
-	}
-	if len(segs) == 2 {
-		switch {
-		case top == "containers" && method == http.MethodGet && segs[1] == "json",
-			segs[1] == "create" && method == http.MethodPost,
-			segs[1] == "prune" && method == http.MethodPost:
-			return 0, "", "", "", false
-		}
-	}
-	switch top {
-	case "containers", "exec":
-		k = kindContainer
-		if top == "exec" {
-			k = kindExec
-		}
-		if len(segs) == 2 {
-			if top == "exec" {
-				return 0, "", "", "", false
-			}
-			return k, segs[1], "/containers/", "", true // DELETE /containers/{ref}
-		}
-		// dockerd's routes are "/containers/{name:.*}/<op>": the reference
-		// is everything between the first and the last segment.
-		return k, strings.Join(segs[1:len(segs)-1], "/"), "/" + top + "/", "/" + segs[len(segs)-1], true
-	case "networks":
-		if last := segs[len(segs)-1]; len(segs) > 2 && (last == "connect" || last == "disconnect") {
-			return kindNetwork, strings.Join(segs[1:len(segs)-1], "/"), "/networks/", "/" + last, true
-		}
-		return kindNetwork, strings.Join(segs[1:], "/"), "/networks/", "", true
-	default: // volumes: "/volumes/{name:.*}"
-		return kindVolume, strings.Join(segs[1:], "/"), "/volumes/", "", true
-	}
+	return 0, false
 }
 
 // isolator resolves references against the upstream daemon for one tenant.
@@ -392,18 +355,6 @@ func (iso isolator) owners() *ownerCache {
 	return iso.up.owners
 }
 
-// listRoutes are the requests whose answers are filtered to the tenant by
-// adding the owner label to their "filters" query parameter.
-func isListRoute(method, p string) bool {
-	switch method {
-	case http.MethodGet:
-		return p == "/containers/json" || p == "/networks" || p == "/volumes" || p == "/events"
-	case http.MethodPost:
-		return p == "/containers/prune" || p == "/networks/prune" || p == "/volumes/prune"
-	}
-	return false
-}
-
 // mergeOwnerFilter adds label=<OwnerLabel>=<owner> to a Docker filters
 // argument, accepting both encodings dockerd accepts: {"label":{"k=v":true}}
 // and the older {"label":["k=v"]}. The caller's own filters are kept; dockerd
@@ -502,10 +453,30 @@ func (iso isolator) missingListAnswer(ctx context.Context, key string, nf *errNo
 }
 
 // isolateQuery rewrites the query of list, event and prune requests and of
-// POST /commit?container=. It returns the new raw query.
-func (iso isolator) isolateQuery(ctx context.Context, req *policy.Request) (string, error) {
-	q := req.Query
-	if isListRoute(req.Method, req.Path) {
+// POST /build and POST /commit?container=. It returns the request with
+// the new query (the same request for every other route).
+func (iso isolator) isolateQuery(ctx context.Context, req policy.Request) (policy.Request, error) {
+	rt := req.Route()
+	if !rt.QueryIsolated() {
+		return req, nil
+	}
+	raw, err := iso.isolatedQuery(ctx, req)
+	if err != nil || raw == req.RawQuery {
+		return req, err
+	}
+	out, err := req.WithQuery(raw)
+	if err != nil {
+		return policy.Request{}, errAmbiguous(err.Error())
+	}
+	return out, nil
+}
+
+// isolatedQuery is the raw query isolateQuery forwards.
+func (iso isolator) isolatedQuery(ctx context.Context, req policy.Request) (string, error) {
+	rt := req.Route()
+	q := req.Query()
+	switch {
+	case rt.IsList():
 		if len(q["filters"]) > 1 {
 			return "", errAmbiguous("more than one filters parameter")
 		}
@@ -513,7 +484,7 @@ func (iso isolator) isolateQuery(ctx context.Context, req *policy.Request) (stri
 		if err != nil {
 			return "", errAmbiguous(err.Error())
 		}
-		if req.Method == http.MethodGet && req.Path == "/containers/json" {
+		if rt.Endpoint() == policy.EndpointContainerList {
 			if err := iso.isolateListRefs(ctx, args); err != nil {
 				return "", err
 			}
@@ -523,12 +494,9 @@ func (iso isolator) isolateQuery(ctx context.Context, req *policy.Request) (stri
 		if err != nil {
 			return "", err
 		}
-		f := string(enc)
-		q = cloneValues(q)
-		q.Set("filters", f)
+		q.Set("filters", string(enc))
 		return q.Encode(), nil
-	}
-	if req.Method == http.MethodPost && req.Path == "/build" {
+	case rt.Endpoint() == policy.EndpointBuild:
 		// Where a preset allows builds, the image is the tenant's: stamp
 		// the owner into the labels parameter (an image's labels are
 		// inherited by containers, so it must never carry another owner).
@@ -546,7 +514,6 @@ func (iso isolator) isolateQuery(ctx context.Context, req *policy.Request) (stri
 		}
 		labels[OwnerLabel] = iso.owner
 		enc, _ := json.Marshal(labels)
-		q = cloneValues(q)
 		q.Set("labels", string(enc))
 		// The build's containers join networkmode: a container or a
 		// network, named like any reference.
@@ -567,9 +534,7 @@ func (iso isolator) isolateQuery(ctx context.Context, req *policy.Request) (stri
 			q.Set("networkmode", id)
 		}
 		return q.Encode(), nil
-	}
-	if req.Method == http.MethodPost && (req.Path == "/containers/create" ||
-		strings.HasPrefix(req.Path, "/containers/") && strings.HasSuffix(req.Path, "/rename")) {
+	case rt.NamesContainer():
 		// Every value: the owner cache relies on no container having a
 		// name of the form of a full id.
 		for _, name := range q["name"] {
@@ -578,8 +543,7 @@ func (iso isolator) isolateQuery(ctx context.Context, req *policy.Request) (stri
 			}
 		}
 		return req.RawQuery, nil
-	}
-	if req.Method == http.MethodPost && req.Path == "/commit" {
+	case rt.Endpoint() == policy.EndpointCommit:
 		if len(q["container"]) != 1 {
 			return "", errAmbiguous("commit needs exactly one container parameter")
 		}
@@ -587,7 +551,6 @@ func (iso isolator) isolateQuery(ctx context.Context, req *policy.Request) (stri
 		if err != nil {
 			return "", err
 		}
-		q = cloneValues(q)
 		q.Set("container", id)
 		return q.Encode(), nil
 	}
@@ -600,14 +563,6 @@ var buildNetworks = map[string]bool{"": true, "default": true, "bridge": true, "
 type errAmbiguous string
 
 func (e errAmbiguous) Error() string { return string(e) }
-
-func cloneValues(v url.Values) url.Values {
-	out := make(url.Values, len(v))
-	for k, vs := range v {
-		out[k] = append([]string(nil), vs...)
-	}
-	return out
-}
 
 // setTopLevel sets key (replacing any key equal under case folding, the
 // one dockerd would read) in a JSON object body.
@@ -831,12 +786,11 @@ func (iso isolator) ownVolume(ctx context.Context, name string, spec policy.Volu
 
 // isolateNetworkConnect resolves the container a network connect or
 // disconnect body names (and an endpoint NetworkID, which must be the
-// path's network) and forwards full ids. p is the canonical path, whose
-// network was already resolved to its full id.
-func (iso isolator) isolateNetworkConnect(ctx context.Context, p string, body []byte) ([]byte, error) {
-	rest := strings.TrimPrefix(p, "/networks/")
-	netID, op, _ := strings.Cut(rest, "/")
-	refs, err := policy.NetworkConnectRefs(body, netID, op == "connect")
+// path's network) and forwards full ids. req's network was already
+// resolved to its full id.
+func (iso isolator) isolateNetworkConnect(ctx context.Context, req policy.Request, body []byte) ([]byte, error) {
+	rt := req.Route()
+	refs, err := policy.NetworkConnectRefs(body, rt.Ref(), rt.Endpoint() == policy.EndpointNetworkConnect)
 	if err != nil {
 		return nil, errAmbiguous(err.Error())
 	}

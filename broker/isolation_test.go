@@ -51,15 +51,20 @@ func TestObjectRoute(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
-			k, ref, prefix, suffix, ok := objectRoute(tt.method, tt.path)
+			req := mustReq(t, tt.method, tt.path)
+			k, ok := kindOf(req.Route().Object())
 			if ok != tt.ok {
 				t.Fatalf("ok = %v, want %v", ok, tt.ok)
 			}
 			if !ok {
 				return
 			}
-			if k != tt.kind || ref != tt.ref || prefix+"ID"+suffix != tt.rebuilt {
-				t.Fatalf("got kind %d ref %q path %q", k, ref, prefix+"ID"+suffix)
+			got, err := req.WithObjectID("ID")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k != tt.kind || req.Route().Ref() != tt.ref || got.Path != tt.rebuilt {
+				t.Fatalf("got kind %d ref %q path %q", k, req.Route().Ref(), got.Path)
 			}
 		})
 	}
@@ -204,7 +209,7 @@ func TestIsolateQuery(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			raw, err := iso.isolateQuery(context.Background(), &req)
+			raw, err := iso.isolatedQuery(context.Background(), req)
 			if (err != nil) != tt.err {
 				t.Fatalf("err = %v, want error %v", err, tt.err)
 			}
@@ -403,7 +408,7 @@ func TestIsolateBodyRefs(t *testing.T) {
 			case "/networks/create":
 				out, err = iso.isolateNetworkCreate(ctx, []byte(tt.body))
 			default:
-				out, err = iso.isolateNetworkConnect(ctx, tt.path, []byte(tt.body))
+				out, err = iso.isolateNetworkConnect(ctx, mustReq(t, "POST", tt.path), []byte(tt.body))
 			}
 			var nf *errNoSuchObject
 			var amb errAmbiguous
@@ -508,7 +513,7 @@ func TestIsolateListRefs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			raw, err := iso.isolateQuery(context.Background(), &req)
+			raw, err := iso.isolatedQuery(context.Background(), req)
 			if tt.foreign || tt.missing {
 				var nf *errNoSuchObject
 				if !errors.As(err, &nf) || nf.foreign != tt.foreign {
@@ -559,7 +564,7 @@ func TestIsolateBuildNetworkMode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw, err := iso.isolateQuery(context.Background(), &req)
+		raw, err := iso.isolatedQuery(context.Background(), req)
 		var nf *errNoSuchObject
 		switch {
 		case tt.foreign && (!errors.As(err, &nf) || !nf.foreign):

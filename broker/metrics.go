@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"runtime"
 	"strings"
 	"time"
@@ -159,23 +158,27 @@ func (p *Proxy) observe(socket string, req policy.Request, outcome string, d tim
 // container runs or a client listens, or "" for an ordinary request.
 // Query flags are read the way dockerd reads them.
 func streamKind(req policy.Request) string {
-	parts := strings.Split(strings.TrimPrefix(req.Path, "/"), "/")
-	switch {
-	case req.Path == "/events":
+	rt := req.Route()
+	switch rt.Endpoint() {
+	case policy.EndpointEvents:
 		return "events"
-	case len(parts) == 3 && parts[0] == "exec" && parts[2] == "start":
-		return "exec"
-	case len(parts) < 3 || parts[0] != "containers":
+	case policy.EndpointExecObject:
+		if rt.Action() == "start" {
+			return "exec"
+		}
+		return ""
+	case policy.EndpointContainerObject:
+	default:
 		return ""
 	}
-	switch op := strings.Join(parts[2:], "/"); {
-	case op == "attach", op == "attach/ws":
+	switch op := rt.Action(); {
+	case op == "attach":
 		return "attach"
 	case op == "wait" && req.Method == http.MethodPost:
 		return "wait"
-	case op == "logs" && queryBool(req.Query, "follow", false):
+	case op == "logs" && queryBool(req, "follow", false):
 		return "logs"
-	case op == "stats" && queryBool(req.Query, "stream", true) && !queryBool(req.Query, "one-shot", false):
+	case op == "stats" && queryBool(req, "stream", true) && !queryBool(req, "one-shot", false):
 		return "stats"
 	}
 	return ""
@@ -183,11 +186,11 @@ func streamKind(req policy.Request) string {
 
 // queryBool reads a boolean query value as dockerd does: absent is def;
 // "", "0", "no", "false" and "none" are false; anything else is true.
-func queryBool(q url.Values, key string, def bool) bool {
-	if !q.Has(key) {
+func queryBool(req policy.Request, key string, def bool) bool {
+	if req.Params(key) == nil {
 		return def
 	}
-	switch strings.ToLower(strings.TrimSpace(q.Get(key))) {
+	switch strings.ToLower(strings.TrimSpace(req.Param(key))) {
 	case "", "0", "no", "false", "none":
 		return false
 	}

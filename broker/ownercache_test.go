@@ -318,7 +318,7 @@ func TestRefuseIDShapedName(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				_, ierr = f.a.isolateQuery(context.Background(), &req)
+				_, ierr = f.a.isolateQuery(context.Background(), req)
 			}
 			var amb errAmbiguous
 			if refused := errors.As(ierr, &amb); refused != tt.refused || (!tt.refused && ierr != nil) {

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,13 +100,12 @@ type forwardKey struct{}
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	f := pr.In.Context().Value(forwardKey{}).(*forward)
 	out := pr.Out
-	out.Method = f.req.Method // the canonical method is the one judged
+	// The canonical method, path and query, and only they, are what
+	// dockerd routes on: the ones judged.
+	out.Method, out.URL.Path, out.URL.RawQuery = f.req.Target()
 	out.URL.Scheme = "http"
 	out.URL.Host = "docker"
-	// The canonical path, and only it, is what dockerd routes on.
-	out.URL.Path = f.req.UpstreamPath()
 	out.URL.RawPath = ""
-	out.URL.RawQuery = f.req.RawQuery
 	out.Host = pr.In.Host
 	if f.bodyRead {
 		setBody(out, f.body)
@@ -132,8 +130,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if resp.StatusCode != http.StatusConflict {
 		return nil
 	}
-	if f == nil || f.req.Method != http.MethodPost ||
-		(f.req.Path != "/containers/create" && !strings.HasSuffix(f.req.Path, "/rename")) {
+	if f == nil || !f.req.Route().NamesContainerInConflict() {
 		return nil
 	}
 	buf, err := readCapped(resp.Body, 64<<10)
@@ -241,24 +238,6 @@ func newRequestTag() string {
 	return strconv.FormatUint(rand.Uint64()%(36*36*36*36), 36)
 }
 
-// bodyIsolated reports whether isolation must see (and may rewrite) the
-// body of this request: creates get the owner label, network connect and
-// disconnect name a container.
-func bodyIsolated(req policy.Request) bool {
-	if req.Method != http.MethodPost {
-		return false
-	}
-	switch req.Path {
-	case "/containers/create", "/networks/create", "/volumes/create":
-		return true
-	}
-	if strings.HasPrefix(req.Path, "/containers/") && strings.HasSuffix(req.Path, "/start") {
-		return true // a start body is refused: it could carry a HostConfig
-	}
-	return strings.HasPrefix(req.Path, "/networks/") &&
-		(strings.HasSuffix(req.Path, "/connect") || strings.HasSuffix(req.Path, "/disconnect"))
-}
-
 const isolationBodyLimit = 1 << 20
 
 func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -271,6 +250,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	start := time.Now()
 	var req policy.Request
+	method := r.Method // the canonical method once there is one, for the logs
 	outcome := "allow"
 	var sw *statusWriter
 	if p.access != nil {
@@ -284,7 +264,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.access.LogAttrs(ctx, slog.LevelInfo, "request",
 				slog.String("request_id", reqID), slog.String("socket", st.t.Name),
 				slog.Uint64("peer_uid", uint64(cred.UID)), slog.Int("peer_pid", int(cred.PID)),
-				slog.String("method", clip(req.Method, maxDenialMethod)), slog.String("path", clip(req.Path, maxDenialPath)),
+				slog.String("method", clip(method, maxDenialMethod)), slog.String("path", clip(req.Path, maxDenialPath)),
 				slog.String("decision", outcome), slog.Int("status", sw.status),
 				slog.Duration("duration", d))
 		}
@@ -300,7 +280,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.denials.Record(Denial{
 			Time: time.Now().UTC(), Socket: st.t.Name, TenantID: st.t.ID, RequestID: reqID,
 			PeerUID: cred.UID, PeerGID: cred.GID, PeerPID: cred.PID,
-			Method: req.Method, Path: req.Path, RawTarget: safeTarget(r.RequestURI),
+			Method: method, Path: req.Path, RawTarget: safeTarget(r.RequestURI),
 			Code: d.Code, Reason: d.Reason, Rule: d.Rule, Mode: mode, Subject: denialSubject(d.Subject),
 		})
 	}
@@ -376,10 +356,10 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if req, err = policy.Canonicalize(r.Method, r.URL.Path, r.URL.RawQuery); err != nil {
 		// Never forwarded, not even in audit mode: there is no canonical
 		// form to judge or to send.
-		req = policy.Request{Method: r.Method}
 		refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed, Reason: err.Error(), Rule: "canonical request"})
 		return
 	}
+	method = req.Method
 	// Requests in flight per socket are bounded: one tenant's flood of
 	// slow requests (large bodies, many references to resolve) cannot
 	// take every upstream connection and worker from the others.
@@ -408,15 +388,18 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// resolved before the rules so that another tenant's object looks
 	// missing whatever the rules would say.
 	iso := isolator{up: p.up, owner: st.t.ID}
-	if k, ref, prefix, suffix, ok := objectRoute(req.Method, req.Path); ok {
-		id, err := iso.resolve(ctx, k, ref)
+	rt := req.Route()
+	if k, ok := kindOf(rt.Object()); ok {
+		id, err := iso.resolve(ctx, k, rt.Ref())
+		if err == nil {
+			req, err = req.WithObjectID(id)
+		}
 		if err != nil {
 			isolationFailed(err)
 			return
 		}
-		req.Path = prefix + id + suffix
 	}
-	if req.RawQuery, err = iso.isolateQuery(ctx, &req); err != nil {
+	if req, err = iso.isolateQuery(ctx, req); err != nil {
 		isolationFailed(err)
 		return
 	}
@@ -428,23 +411,22 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if p.images == nil {
 			return true
 		}
-		ref, suffix, rewrite, ok := imageObjectRoute(req.Method, req.Path)
-		if !ok || (req.Method == http.MethodGet) != before {
+		if rt.Object() != policy.ObjectImage || (req.Method == http.MethodGet) != before {
 			return true
 		}
 		op := opOther
-		if suffix == "/json" {
+		if rt.Action() == "json" {
 			op = opInspect
 		}
-		id, err := p.images.checkRef(ctx, op, st.t.ID, ref)
+		id, err := p.images.checkRef(ctx, op, st.t.ID, rt.Ref())
+		if err == nil && rt.ForwardsResolvedID() {
+			// The id that was checked, so a tag moved meanwhile
+			// cannot show another image.
+			req, err = req.WithObjectID(id)
+		}
 		if err != nil {
 			isolationFailed(err)
 			return false
-		}
-		if rewrite {
-			// The id that was checked, so a tag moved meanwhile
-			// cannot show another image.
-			req.Path = "/images/" + id + suffix
 		}
 		return true
 	}
@@ -463,8 +445,8 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	inspect, limit := st.pol.BodyPolicy(req)
 	inspect = inspect && d.Allow // in audit mode a denied route is not inspected
-	isolated := bodyIsolated(req)
-	isCreate := req.Method == http.MethodPost && req.Path == "/containers/create"
+	isolated := rt.BodyIsolated()
+	isCreate := rt.CreatesContainer()
 	if inspect || isolated {
 		if !inspect {
 			limit = isolationBodyLimit
@@ -521,19 +503,17 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if isolated {
 			var err error
-			switch req.Path {
-			case "/containers/create":
+			switch rt.Endpoint() {
+			case policy.EndpointContainerCreate:
 				f.body, err = iso.isolateContainerCreate(ctx, f.body)
-			case "/networks/create":
+			case policy.EndpointNetworkCreate:
 				f.body, err = iso.isolateNetworkCreate(ctx, f.body)
-			case "/volumes/create":
+			case policy.EndpointVolumeCreate:
 				f.body, err = iso.isolateVolumeCreate(ctx, f.body)
-			default:
-				if strings.HasPrefix(req.Path, "/containers/") {
-					err = isolateContainerStart(f.body)
-				} else {
-					f.body, err = iso.isolateNetworkConnect(ctx, req.Path, f.body)
-				}
+			case policy.EndpointNetworkConnect, policy.EndpointNetworkDisconnect:
+				f.body, err = iso.isolateNetworkConnect(ctx, req, f.body)
+			default: // container start
+				err = isolateContainerStart(f.body)
 			}
 			if err != nil {
 				isolationFailed(err)
@@ -577,22 +557,22 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w = cw
 		defer func() { p.pins.finish(st.t.ID, pinID, cw.status == http.StatusCreated) }()
 	}
-	if p.pins != nil && mayRemoveContainer(req) {
+	if p.pins != nil && rt.MayRemoveContainer() {
 		// The container may be gone once dockerd answers (rm, prune, or
 		// wait for an --rm container): sweep its pins.
 		defer p.pins.kickSweep()
 	}
 
 	if p.images != nil {
-		switch {
-		case req.Method == http.MethodPost && req.Path == "/images/create":
+		switch rt.Endpoint() {
+		case policy.EndpointImagePull:
 			f.pull, err = p.images.beginPull(ctx, st.t.ID, req, r.Header)
 			if f.pull != nil {
 				defer f.pull.done()
 			}
-		case req.Method == http.MethodGet && req.Path == "/images/get":
-			err = p.images.checkExport(ctx, st.t.ID, req.Query)
-		case req.Method == http.MethodGet && req.Path == "/images/json":
+		case policy.EndpointImageExport:
+			err = p.images.checkExport(ctx, st.t.ID, req.Params("names"))
+		case policy.EndpointImageList:
 			f.listImagesFor = st.t.ID
 		}
 		if err != nil {
@@ -608,7 +588,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx = context.WithValue(ctx, forwardKey{}, f)
 	if isUpgrade(r.Header) {
-		if upgradeRoute(req) {
+		if rt.MayUpgrade() {
 			if p.hijack(w, r.WithContext(ctx), f, h.ts) {
 				outcome = "hijacked"
 			}
@@ -621,38 +601,6 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del("Upgrade")
 	}
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
-}
-
-// upgradeRoute reports whether a request may switch protocols on a
-// hijacked connection: attach and exec start (the docker CLI's streams)
-// and BuildKit's session and gRPC tunnels. Their answers need no filter.
-func upgradeRoute(req policy.Request) bool {
-	if req.Method != http.MethodPost {
-		return false
-	}
-	switch {
-	case req.Path == "/session", req.Path == "/grpc":
-		return true
-	case strings.HasPrefix(req.Path, "/containers/") && strings.HasSuffix(req.Path, "/attach"):
-		return true
-	case strings.HasPrefix(req.Path, "/exec/") && strings.HasSuffix(req.Path, "/start"):
-		return true
-	}
-	return false
-}
-
-// mayRemoveContainer: after this request a container may be gone.
-func mayRemoveContainer(req policy.Request) bool {
-	if !strings.HasPrefix(req.Path, "/containers/") {
-		return false
-	}
-	switch req.Method {
-	case http.MethodDelete:
-		return true
-	case http.MethodPost:
-		return req.Path == "/containers/prune" || strings.HasSuffix(req.Path, "/wait")
-	}
-	return false
 }
 
 // statusWriter remembers the status for the access log. Unwrap lets

@@ -56,32 +56,32 @@ func refusalHint(req policy.Request, d policy.Decision) string {
 	if d.Code != policy.ReasonRuleDenied {
 		return ""
 	}
-	path := req.Path
+	method, path := req.Method, req.Path
 	switch {
-	case req.Method == http.MethodPost && (path == "/build" || strings.HasPrefix(path, "/build/")):
+	case method == http.MethodPost && (path == "/build" || strings.HasPrefix(path, "/build/")):
 		return p + "`docker build` (nor Dockerfile-based container actions)"
 	case strings.HasPrefix(path, "/containers/") && strings.HasSuffix(path, "/archive"):
 		return p + "`docker cp`"
-	case req.Method == http.MethodPost && strings.HasPrefix(path, "/containers/") && strings.HasSuffix(path, "/exec"),
+	case method == http.MethodPost && strings.HasPrefix(path, "/containers/") && strings.HasSuffix(path, "/exec"),
 		strings.HasPrefix(path, "/exec/"):
 		return p + "`docker exec`"
-	case req.Method == http.MethodPost && path == "/commit":
+	case method == http.MethodPost && path == "/commit":
 		return p + "`docker commit`"
-	case req.Method == http.MethodPost && strings.HasPrefix(path, "/images/") && strings.HasSuffix(path, "/push"):
+	case method == http.MethodPost && strings.HasPrefix(path, "/images/") && strings.HasSuffix(path, "/push"):
 		return p + "`docker push`"
-	case req.Method == http.MethodPost && path == "/images/create":
+	case method == http.MethodPost && path == "/images/create":
 		return p + "`docker pull`"
-	case req.Method == http.MethodPost && path == "/images/load", req.Method == http.MethodGet && path == "/images/get",
+	case method == http.MethodPost && path == "/images/load", method == http.MethodGet && path == "/images/get",
 		strings.HasPrefix(path, "/images/") && strings.HasSuffix(path, "/get"):
 		return p + "`docker load` or `docker save`"
-	case req.Method == http.MethodPost && path == "/containers/create":
+	case method == http.MethodPost && path == "/containers/create":
 		return p + "creating containers"
 	case strings.HasPrefix(path, "/plugins"), strings.HasPrefix(path, "/swarm"), strings.HasPrefix(path, "/services"),
 		strings.HasPrefix(path, "/nodes"), strings.HasPrefix(path, "/secrets"), strings.HasPrefix(path, "/configs"):
 		return p + "plugin or swarm management"
 	}
-	if req.Method != "" && path != "" {
-		return p + "this Docker API call (" + req.Method + " " + clip(path, 128) + ")"
+	if method != "" && path != "" {
+		return p + "this Docker API call (" + method + " " + clip(path, 128) + ")"
 	}
 	return ""
 }

@@ -35,7 +35,7 @@ func TestRefusalMessage(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			d := policy.Decision{Code: tc.code, Reason: "REASON"}
-			msg := refusalMessage(tn, "abc-1", policy.Request{Method: tc.method, Path: tc.path}, d)
+			msg := refusalMessage(tn, "abc-1", mustReq(t, tc.method, tc.path), d)
 			if !strings.HasPrefix(msg, "sockguard: denied by policy: REASON [socket runner-7, preset github-actions-runner, request abc-1]") {
 				t.Fatalf("message %q", msg)
 			}

@@ -52,9 +52,9 @@ func TestCheckRegistryHost(t *testing.T) {
 		"unspecified.local": {"0.0.0.0"},
 	}
 	pull := func(img string) policy.Request {
-		return policy.Request{Method: http.MethodPost, Path: "/images/create", Query: url.Values{"fromImage": {img}}}
+		return mustReq(t, http.MethodPost, "/images/create?"+url.Values{"fromImage": {img}}.Encode())
 	}
-	login := policy.Request{Method: http.MethodPost, Path: "/auth", Query: url.Values{}}
+	login := mustReq(t, http.MethodPost, "/auth")
 	tests := []struct {
 		name string
 		req  policy.Request
@@ -71,7 +71,7 @@ func TestCheckRegistryHost(t *testing.T) {
 		{"docker hub", pull("busybox"), "", true},
 		{"login", login, `{"serveraddress":"rebind.example","password":"x"}`, false},
 		{"login to hub", login, `{"password":"x"}`, true},
-		{"not a pull", policy.Request{Method: http.MethodGet, Path: "/_ping"}, "", true},
+		{"not a pull", mustReq(t, http.MethodGet, "/_ping"), "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

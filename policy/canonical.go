@@ -12,20 +12,40 @@ import (
 // could be read more than one way. The broker answers it with 400.
 var ErrMalformed = errors.New("malformed request")
 
-// Request is the one canonical form of a request. Everything after
-// Canonicalize uses it.
+// Request is the one canonical form of a request, with its Route.
+// Everything after Canonicalize uses it.
+//
+// A Request is a value that only Canonicalize and the With* methods make,
+// each of which validates what it changes, so no stage can turn it into a
+// form that was not judged or that dockerd would route differently. The
+// exported fields are copies for reading: what is judged and forwarded
+// (Decide, UpstreamPath, Target) are the request's own unexported values,
+// and Decide refuses a request whose copies were changed. The zero
+// Request is not canonical: Decide refuses it.
 type Request struct {
-	Method   string     // canonical method: an upper-case HTTP token
-	Path     string     // canonical path, API version prefix stripped, e.g. "/containers/create"
-	Version  string     // the stripped version without the "v", e.g. "1.41"; "" when none
-	Query    url.Values // parsed from RawQuery
-	RawQuery string
+	Method   string // canonical method: an upper-case HTTP token
+	Path     string // canonical path, API version prefix stripped, e.g. "/containers/create"
+	Version  string // the stripped version without the "v", e.g. "1.41"; "" when none
+	RawQuery string // the query as it is forwarded
+
+	method, path, version, rawQuery string
+	query                           url.Values // parsed from rawQuery; never changed after parsing
+	route                           Route
 }
 
-// Canonicalize builds the canonical request. path is r.URL.Path exactly as
-// Go's net/http server produced it (already percent-decoded once; it is never
-// decoded again). It returns an error wrapping ErrMalformed for anything
-// ambiguous. The rules are in the package documentation.
+// newRequest sets the values and their exported copies.
+func newRequest(method, path, version, rawQuery string, q url.Values, rt Route) Request {
+	return Request{
+		Method: method, Path: path, Version: version, RawQuery: rawQuery,
+		method: method, path: path, version: version, rawQuery: rawQuery, query: q, route: rt,
+	}
+}
+
+// Canonicalize builds the canonical request and classifies its route.
+// path is r.URL.Path exactly as Go's net/http server produced it (already
+// percent-decoded once; it is never decoded again). It returns an error
+// wrapping ErrMalformed for anything ambiguous. The rules are in the
+// package documentation.
 func Canonicalize(method, path, rawQuery string) (Request, error) {
 	m, err := canonicalMethod(method)
 	if err != nil {
@@ -41,16 +61,88 @@ func Canonicalize(method, path, rawQuery string) (Request, error) {
 	if err != nil {
 		return Request{}, fmt.Errorf("%w: query: %v", ErrMalformed, err)
 	}
-	return Request{Method: m, Path: p, Version: ver, Query: q, RawQuery: rawQuery}, nil
+	return newRequest(m, p, ver, rawQuery, q, classifyRoute(m, p)), nil
+}
+
+// Route is the request's classification.
+func (r Request) Route() Route { return r.route }
+
+// Target is what the broker forwards: the method, the upstream path
+// (UpstreamPath) and the raw query.
+func (r Request) Target() (method, upstreamPath, rawQuery string) {
+	return r.method, r.UpstreamPath(), r.rawQuery
+}
+
+// intact reports whether r came from Canonicalize or a With* method and
+// its exported copies still hold its values.
+func (r Request) intact() bool {
+	return r.method != "" && r.Method == r.method && r.Path == r.path &&
+		r.Version == r.version && r.RawQuery == r.rawQuery
+}
+
+// Param is the first value of query parameter key ("" when absent).
+func (r Request) Param(key string) string { return r.query.Get(key) }
+
+// Params are the values of query parameter key (a copy).
+func (r Request) Params(key string) []string {
+	if vs := r.query[key]; len(vs) > 0 {
+		return append([]string(nil), vs...)
+	}
+	return nil
+}
+
+// Query is a copy of the parsed query.
+func (r Request) Query() url.Values {
+	out := make(url.Values, len(r.query))
+	for k, vs := range r.query {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+// IsZero reports whether r is the zero Request (no canonical request).
+func (r Request) IsZero() bool { return r.method == "" }
+
+// Valid reports whether r is a canonical request whose exported copies
+// were not changed.
+func (r Request) Valid() bool { return r.intact() }
+
+// WithObjectID returns the request with the object reference of its path
+// replaced by id, the full id (or, for volumes, the name) the reference
+// was resolved to. id must be one path segment in the forms an id or a
+// checked name takes (see validObjectID); anything else is an error
+// wrapping ErrMalformed, and r is unchanged. The route is kept: its facts
+// do not depend on the reference.
+func (r Request) WithObjectID(id string) (Request, error) {
+	rt := r.route
+	if rt.kind == ObjectNone {
+		return Request{}, fmt.Errorf("%w: %s %s names no object", ErrMalformed, r.method, r.path)
+	}
+	if !validObjectID(rt.kind, id) {
+		return Request{}, fmt.Errorf("%w: %q is not a %s id", ErrMalformed, id, rt.kind)
+	}
+	rt.ref = id
+	return newRequest(r.method, rt.prefix+id+rt.suffix, r.version, r.rawQuery, r.query, rt), nil
+}
+
+// WithQuery returns the request with raw as its query, parsed again as
+// Canonicalize parses one (an error wraps ErrMalformed). Isolation uses
+// it to narrow lists and to put checked ids in place of references.
+func (r Request) WithQuery(raw string) (Request, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return Request{}, fmt.Errorf("%w: query: %v", ErrMalformed, err)
+	}
+	return newRequest(r.method, r.path, r.version, raw, q, r.route), nil
 }
 
 // UpstreamPath is the path the broker forwards upstream: "/v"+Version+Path,
 // or Path when the request carried no version.
 func (r Request) UpstreamPath() string {
-	if r.Version == "" {
-		return r.Path
+	if r.version == "" {
+		return r.path
 	}
-	return "/v" + r.Version + r.Path
+	return "/v" + r.version + r.path
 }
 
 func canonicalMethod(method string) (string, error) {
@@ -170,46 +262,6 @@ func looksLikeRouterVersion(s string) bool {
 		}
 	}
 	return true
-}
-
-// isCanonical reports whether req could have come out of Canonicalize. Decide
-// re-checks it cheaply so a hand-built Request cannot skip canonicalization.
-func isCanonical(req Request) bool {
-	if req.Method == "" || req.Path == "" || req.Path[0] != '/' {
-		return false
-	}
-	for i := 0; i < len(req.Method); i++ {
-		c := req.Method[i]
-		if !isTokenByte(c) || ('a' <= c && c <= 'z') {
-			return false
-		}
-	}
-	if req.Version != "" && !isVersionSegment("v"+req.Version) {
-		return false
-	}
-	if req.Path == "/" {
-		return true
-	}
-	if !utf8.ValidString(req.Path) {
-		return false
-	}
-	rest := req.Path[1:]
-	first := true
-	for {
-		seg, more, found := strings.Cut(rest, "/")
-		if seg == "" || seg == "." || seg == ".." || (first && looksLikeRouterVersion(seg)) {
-			return false
-		}
-		for i := 0; i < len(seg); i++ {
-			if c := seg[i]; c < 0x20 || c == 0x7f || c == '\\' || c == ';' {
-				return false
-			}
-		}
-		if !found {
-			return true
-		}
-		rest, first = more, false
-	}
 }
 
 // appendSegments appends the segments of a canonical path to dst ("/" has none).

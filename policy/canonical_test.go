@@ -117,8 +117,8 @@ func TestUpstreamPath(t *testing.T) {
 		req  Request
 		want string
 	}{
-		{"no version", Request{Path: "/containers/json"}, "/containers/json"},
-		{"version", Request{Path: "/containers/json", Version: "1.41"}, "/v1.41/containers/json"},
+		{"no version", mustReq("GET", "/containers/json"), "/containers/json"},
+		{"version", mustReq("GET", "/v1.41/containers/json"), "/v1.41/containers/json"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

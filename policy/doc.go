@@ -42,11 +42,18 @@
 //
 // Query: the raw query is never part of the path. It must parse with
 // url.ParseQuery (which refuses ';' separators and bad escapes, exactly where
-// dockerd's form parsing would fail); the parsed values are Request.Query.
+// dockerd's form parsing would fail); the parsed values are Request.Param,
+// Params and Query.
 //
-// The broker forwards Request.UpstreamPath(), the canonical form, so dockerd
-// (which routes on the decoded, cleaned path) routes exactly what was judged.
-// Canonicalize(UpstreamPath()) is a fixed point.
+// Route: Canonicalize classifies the request once (route.go): its endpoint,
+// the object kind and reference its path names, and whether its body,
+// query, upgrade or removal matter. Later stages read the Route; none parses
+// the path again. Resolving a reference yields a new Request
+// (WithObjectID), as does narrowing the query (WithQuery).
+//
+// The broker forwards Request.Target(): the canonical method, UpstreamPath()
+// and query, so dockerd (which routes on the decoded, cleaned path) routes
+// exactly what was judged. Canonicalize(UpstreamPath()) is a fixed point.
 //
 // # Presets and rules
 //

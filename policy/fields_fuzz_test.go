@@ -94,13 +94,13 @@ func FuzzFieldTable(f *testing.F) {
 	kinds := BodyKinds()
 	reqs := map[BodyKind]Request{
 		BodyContainerCreate:   createReq,
-		BodyContainerUpdate:   {Method: "POST", Path: "/containers/x/update"},
-		BodyExecCreate:        {Method: "POST", Path: "/containers/x/exec"},
-		BodyExecStart:         {Method: "POST", Path: "/exec/x/start"},
-		BodyVolumeCreate:      {Method: "POST", Path: "/volumes/create"},
-		BodyNetworkCreate:     {Method: "POST", Path: "/networks/create"},
-		BodyNetworkConnect:    {Method: "POST", Path: "/networks/n/connect"},
-		BodyNetworkDisconnect: {Method: "POST", Path: "/networks/n/disconnect"},
+		BodyContainerUpdate:   mustReq("POST", "/containers/x/update"),
+		BodyExecCreate:        mustReq("POST", "/containers/x/exec"),
+		BodyExecStart:         mustReq("POST", "/exec/x/start"),
+		BodyVolumeCreate:      mustReq("POST", "/volumes/create"),
+		BodyNetworkCreate:     mustReq("POST", "/networks/create"),
+		BodyNetworkConnect:    mustReq("POST", "/networks/n/connect"),
+		BodyNetworkDisconnect: mustReq("POST", "/networks/n/disconnect"),
 	}
 	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
 		kind := kinds[int(which)%len(kinds)]

@@ -42,7 +42,11 @@ func compileGlob(pat string) (glob, error) {
 
 // match reports whether the canonical path segments match. It is the classic
 // wildcard algorithm (backtrack to the last "**"), linear in practice.
-func (g glob) match(path []string) bool {
+func (g glob) match(path []string) bool { return g.matchWild(path, -1) }
+
+// matchWild is match where path[wild] stands for any segment: it reports
+// whether some value there would make the glob match (wild < 0: none).
+func (g glob) matchWild(path []string, wild int) bool {
 	pi, si := 0, 0
 	starP, starS := -1, 0
 	for si < len(path) {
@@ -58,7 +62,7 @@ func (g glob) match(path []string) bool {
 				si++
 				continue
 			default:
-				if g.segs[pi] == path[si] {
+				if g.segs[pi] == path[si] || si == wild {
 					pi++
 					si++
 					continue

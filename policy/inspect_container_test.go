@@ -50,7 +50,7 @@ func runnerTenant(t testing.TB) *Policy {
 	})
 }
 
-var createReq = Request{Method: "POST", Path: "/containers/create", Version: "1.41"}
+var createReq = mustReq("POST", "/v1.41"+"/containers/create")
 
 type bodyCase struct {
 	name    string
@@ -436,13 +436,13 @@ container:
 
 func TestContainerStartAndUpdate(t *testing.T) {
 	pol := runnerTenant(t)
-	start := Request{Method: "POST", Path: "/containers/abc/start"}
+	start := mustReq("POST", "/containers/abc/start")
 	runBodyCases(t, pol, start, nil, []bodyCase{
 		{name: "start no body", body: nil, allow: true},
 		{name: "start empty object", body: []byte(`{}`), allow: true},
 		{name: "start HostConfig", body: []byte(`{"Privileged":true,"Binds":["/:/host"]}`), status: http.StatusForbidden, code: ReasonBodyDenied},
 	})
-	update := Request{Method: "POST", Path: "/containers/abc/update"}
+	update := mustReq("POST", "/containers/abc/update")
 	runBodyCases(t, pol, update, nil, []bodyCase{
 		{name: "update memory", body: []byte(`{"Memory":314572800,"MemorySwap":-1}`), allow: true},
 		{name: "update devices", body: []byte(`{"Devices":[{"PathOnHost":"/dev/sda"}]}`), status: http.StatusForbidden, code: ReasonEscalation},

@@ -133,10 +133,10 @@ func TestJudgedFieldsHaveChecks(t *testing.T) {
 	}
 	reqs := map[BodyKind]Request{
 		BodyContainerCreate: createReq,
-		BodyContainerUpdate: {Method: "POST", Path: "/containers/x/update"},
-		BodyExecCreate:      {Method: "POST", Path: "/containers/x/exec"},
-		BodyVolumeCreate:    {Method: "POST", Path: "/volumes/create"},
-		BodyNetworkCreate:   {Method: "POST", Path: "/networks/create"},
+		BodyContainerUpdate: mustReq("POST", "/containers/x/update"),
+		BodyExecCreate:      mustReq("POST", "/containers/x/exec"),
+		BodyVolumeCreate:    mustReq("POST", "/volumes/create"),
+		BodyNetworkCreate:   mustReq("POST", "/networks/create"),
 	}
 	for _, f := range FieldTable() {
 		if f.Class != FieldJudged || f.Legacy || judgedOutsidePolicy[string(f.Body)+" "+f.Path] {
@@ -269,7 +269,7 @@ func TestFieldAllowlist(t *testing.T) {
 
 func TestLocalVolumeOptions(t *testing.T) {
 	pol := runnerTenant(t)
-	req := Request{Method: "POST", Path: "/volumes/create"}
+	req := mustReq("POST", "/volumes/create")
 	const no = http.StatusForbidden
 	opts := func(s string) []byte { return []byte(`{"Name":"v","DriverOpts":` + s + `}`) }
 	runBodyCases(t, pol, req, nil, []bodyCase{
@@ -298,12 +298,12 @@ func TestLocalVolumeOptions(t *testing.T) {
 func TestExecStartAndDisconnectBodies(t *testing.T) {
 	pol := runnerTenant(t)
 	const no = http.StatusForbidden
-	runBodyCases(t, pol, Request{Method: "POST", Path: "/exec/x/start"}, nil, []bodyCase{
+	runBodyCases(t, pol, mustReq("POST", "/exec/x/start"), nil, []bodyCase{
 		{name: "docker exec", body: []byte(`{"Detach":false,"Tty":true,"ConsoleSize":[24,80]}`), allow: true},
 		{name: "empty", body: nil, allow: true},
 		{name: "unknown", body: []byte(`{"Detach":false,"Privileged":true}`), status: no, code: ReasonBodyDenied, reason: "Privileged: unknown field"},
 	})
-	runBodyCases(t, pol, Request{Method: "POST", Path: "/networks/n/disconnect"}, nil, []bodyCase{
+	runBodyCases(t, pol, mustReq("POST", "/networks/n/disconnect"), nil, []bodyCase{
 		{name: "docker network disconnect", body: []byte(`{"Container":"job","Force":false}`), allow: true},
 		{name: "unknown", body: []byte(`{"Container":"job","EndpointConfig":{}}`), status: no, code: ReasonBodyDenied},
 	})

@@ -42,7 +42,7 @@ func (p *Policy) inspectImageCreate(req Request, header http.Header) Decision {
 	const rule = "image pull"
 	for _, k := range []string{"fromImage", "fromSrc", "repo", "tag"} {
 		// dockerd reads the first value; a repeated key is two readings.
-		if len(req.Query[k]) > 1 {
+		if len(req.query[k]) > 1 {
 			return malformed(rule, "query parameter %q is repeated", k)
 		}
 	}
@@ -55,7 +55,7 @@ func (p *Policy) inspectImageCreate(req Request, header http.Header) Decision {
 			return malformed(rule, "X-Registry-Auth header is not base64-encoded JSON")
 		}
 	}
-	img := req.Query.Get("fromImage")
+	img := req.query.Get("fromImage")
 	if img == "" {
 		// dockerd imports whenever fromImage is empty (fromSrc "-" = the body, else a URL).
 		if !p.preset.images.allowImport {

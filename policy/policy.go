@@ -107,42 +107,102 @@ func (p *Policy) Preset() *Preset { return p.preset }
 
 // Decide applies the rules: method + glob path, first match wins, default
 // deny. For allowed endpoints whose query alone decides (POST /build), it
-// also applies the query rails.
+// also applies the query rails. An object route is judged with its
+// reference as it stands: the broker resolves it first (WithObjectID) so
+// the rules see the full id that is forwarded.
 func (p *Policy) Decide(req Request) Decision {
-	if !isCanonical(req) {
-		// Fail closed: a Request that did not come from Canonicalize is not judged.
+	if !req.intact() {
+		// Fail closed: only Canonicalize makes a Request that is judged,
+		// and its exported copies must still say what is judged.
 		return malformed("canonical form", "request is not in canonical form")
 	}
-	if p.preset.minAPI != "" && req.Version != "" && versionLess(req.Version, p.preset.minAPI) {
-		return forbid(ReasonRuleDenied, "min_api_version", aboutValue("API version", req.Version, setting("", "min_api_version", req.Version)),
-			"API version %s is older than %s, the oldest this preset accepts", req.Version, p.preset.minAPI)
+	if d, ok := p.versionRule(req); !ok {
+		return d
 	}
 	var buf [32]string
-	if i, j := p.preset.firstMatch(req.Method, appendSegments(buf[:0], req.Path)); i >= 0 {
+	i, j := p.preset.firstMatch(req.method, appendSegments(buf[:0], req.path))
+	return p.ruleDecision(req, i, j)
+}
+
+// DecideAnyObject judges an object route without knowing its object: it
+// returns the decision and true when the rules give that decision whatever
+// full id the reference resolves to, false when some rule could match one
+// id and not another (a literal where the id goes), and for routes whose
+// rules judge the tenant's reference itself (image routes that keep it).
+// A refusal known this way costs no upstream call and, being the same
+// for every object, tells nothing about other tenants' objects.
+func (p *Policy) DecideAnyObject(req Request) (Decision, bool) {
+	rt := req.route
+	if !req.intact() || !rt.ForwardsResolvedID() {
+		return Decision{}, false
+	}
+	if d, ok := p.versionRule(req); !ok {
+		return d, true
+	}
+	// The path as it will be judged, with a stand-in for the id that no
+	// literal matches (no glob holds a control byte): a glob that matches
+	// it matches every id. One that would match only with a literal at the
+	// id's place makes the decision depend on the object.
+	var buf [32]string
+	segs := appendSegments(buf[:0], rt.prefix+anyObject+rt.suffix)
+	wild := strings.Count(rt.prefix, "/") - 1 // the id's segment
+	for i := range p.preset.rules {
 		r := &p.preset.rules[i]
-		if r.deny {
-			reason := r.reason
-			if reason == "" {
-				reason = "rule denies " + req.Method + " " + req.Path
-			}
-			return Decision{Status: r.status, Code: ReasonRuleDenied, Reason: reason, Rule: r.labels[j], Subject: ruleSubject(req)}
+		if !r.matchMethod(req.method) {
+			continue
 		}
-		if req.Method == http.MethodPost && req.Path == "/build" {
-			if d := p.buildQueryRails(req); !d.Allow {
-				return d
+		for j, g := range r.globs {
+			if g.match(segs) {
+				return p.ruleDecision(req, i, j), true
+			}
+			if g.matchWild(segs, wild) {
+				return Decision{}, false
 			}
 		}
-		return allow(r.labels[j])
 	}
-	// Default deny: nothing matched.
-	return Decision{
-		Status: http.StatusForbidden,
-		Code:   ReasonRuleDenied,
-		Reason: "no rule allows " + req.Method + " " + req.Path,
-		Rule:   "default deny",
-		// Subject: an allow rule for this route would permit it.
-		Subject: ruleSubject(req),
+	return p.ruleDecision(req, -1, -1), true
+}
+
+// anyObject stands for an object id in DecideAnyObject: no canonical path
+// and no glob holds a control byte.
+const anyObject = "\x00"
+
+// versionRule applies min_api_version; ok is false when it refuses.
+func (p *Policy) versionRule(req Request) (Decision, bool) {
+	if p.preset.minAPI != "" && req.version != "" && versionLess(req.version, p.preset.minAPI) {
+		return forbid(ReasonRuleDenied, "min_api_version", aboutValue("API version", req.version, setting("", "min_api_version", req.version)),
+			"API version %s is older than %s, the oldest this preset accepts", req.version, p.preset.minAPI), false
 	}
+	return Decision{}, true
+}
+
+// ruleDecision is the decision of rule i's glob j (-1: none matched).
+func (p *Policy) ruleDecision(req Request, i, j int) Decision {
+	if i < 0 {
+		// Default deny: nothing matched.
+		return Decision{
+			Status: http.StatusForbidden,
+			Code:   ReasonRuleDenied,
+			Reason: "no rule allows " + req.method + " " + req.path,
+			Rule:   "default deny",
+			// Subject: an allow rule for this route would permit it.
+			Subject: ruleSubject(req),
+		}
+	}
+	r := &p.preset.rules[i]
+	if r.deny {
+		reason := r.reason
+		if reason == "" {
+			reason = "rule denies " + req.method + " " + req.path
+		}
+		return Decision{Status: r.status, Code: ReasonRuleDenied, Reason: reason, Rule: r.labels[j], Subject: ruleSubject(req)}
+	}
+	if req.route.endpoint == EndpointBuild {
+		if d := p.buildQueryRails(req); !d.Allow {
+			return d
+		}
+	}
+	return allow(r.labels[j])
 }
 
 // firstMatch returns the index of the first rule matching method and the
@@ -195,14 +255,14 @@ func versionLess(a, b string) bool {
 func (p *Policy) buildQueryRails(req Request) Decision {
 	const rule = "build"
 	for _, k := range []string{"remote", "networkmode"} {
-		if len(req.Query[k]) > 1 {
+		if len(req.query[k]) > 1 {
 			return malformed(rule, "query parameter %q is repeated", k)
 		}
 	}
-	if req.Query.Get("remote") != "" && !p.preset.build.allowRemoteContext {
+	if req.query.Get("remote") != "" && !p.preset.build.allowRemoteContext {
 		return forbid(ReasonBodyDenied, "build.allow_remote_context", about("query remote", setting("build", "allow_remote_context", "true")), "query remote: remote build contexts are not allowed")
 	}
-	if nm := req.Query.Get("networkmode"); !p.preset.build.allowHostNetwork && (strings.EqualFold(nm, "host") || hasPrefixFold(nm, "container:")) {
+	if nm := req.query.Get("networkmode"); !p.preset.build.allowHostNetwork && (strings.EqualFold(nm, "host") || hasPrefixFold(nm, "container:")) {
 		return forbid(ReasonHostNamespace, "build.allow_host_network", about("query networkmode", setting("build", "allow_host_network", "true")), "query networkmode %s: builds may not share the host's or a container's network", q(nm))
 	}
 	return allow(rule)
@@ -227,54 +287,12 @@ const (
 	epAuth
 )
 
-func classify(req Request) endpoint {
-	var buf [8]string
-	switch req.Method {
-	case http.MethodPost:
-	case http.MethodPut:
-		// docker cp into a container: PUT /containers/{id}/archive (the
-		// reference may hold slashes: dockerd's route is {name:.*}).
-		if s := appendSegments(buf[:0], req.Path); len(s) >= 3 && s[0] == "containers" && s[len(s)-1] == "archive" {
-			return epArchivePut
-		}
-		return epNone
-	default:
-		return epNone
-	}
-	s := appendSegments(buf[:0], req.Path)
-	switch {
-	case len(s) == 2 && s[0] == "containers" && s[1] == "create":
-		return epContainerCreate
-	case len(s) == 3 && s[0] == "containers" && s[2] == "update":
-		return epContainerUpdate
-	case len(s) == 3 && s[0] == "containers" && s[2] == "start":
-		return epContainerStart
-	case len(s) == 3 && s[0] == "containers" && s[2] == "exec":
-		return epExecCreate
-	case len(s) == 2 && s[0] == "images" && s[1] == "create":
-		return epImageCreate
-	case len(s) == 2 && s[0] == "volumes" && s[1] == "create":
-		return epVolumeCreate
-	case len(s) == 2 && s[0] == "networks" && s[1] == "create":
-		return epNetworkCreate
-	case len(s) == 3 && s[0] == "networks" && s[2] == "connect":
-		return epNetworkConnect
-	case len(s) == 3 && s[0] == "networks" && s[2] == "disconnect":
-		return epNetworkDisconnect
-	case len(s) == 3 && s[0] == "exec" && s[2] == "start":
-		return epExecStart
-	case len(s) == 1 && s[0] == "auth":
-		return epAuth
-	}
-	return epNone
-}
-
 // BodyPolicy tells the broker whether this (already allowed) request's body
 // must be read and inspected, and the byte cap. The broker never decides from
 // Content-Length or Content-Type: it reads up to limit+1 bytes and, if more
 // than limit arrive, answers TooLarge(limit) without forwarding.
 func (p *Policy) BodyPolicy(req Request) (inspect bool, limit int64) {
-	switch classify(req) {
+	switch req.route.body {
 	case epNone:
 		return false, 0
 	case epArchivePut:
@@ -288,7 +306,7 @@ func (p *Policy) BodyPolicy(req Request) (inspect bool, limit int64) {
 // rewrite), the new body; nil means forward the original. header gives access
 // to headers like X-Registry-Auth, whose value never appears in a Reason.
 func (p *Policy) InspectBody(req Request, header http.Header, body []byte) (Decision, []byte) {
-	ep := classify(req)
+	ep := req.route.body
 	if ep == epNone {
 		return allow("no body inspection"), nil
 	}

@@ -73,9 +73,9 @@ func (p *Policy) RegistryListed(domain string) bool {
 // contact: the registry of a pull's fromImage, or a login's serveraddress
 // (docker.io when empty). ok is false for every other request.
 func RequestRegistry(req Request, body []byte) (domain string, ok bool) {
-	switch classify(req) {
+	switch req.route.body {
 	case epImageCreate:
-		img := req.Query.Get("fromImage")
+		img := req.query.Get("fromImage")
 		if img == "" {
 			return "", false
 		}

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 )
@@ -66,7 +65,7 @@ images: {allowed_registries: ["*", "127.0.0.1:5000", "*.localhost", "*.example.c
 func TestInspectAuth(t *testing.T) {
 	pol := mustPolicy(t, "github-actions-runner", Overrides{})
 	const secret = "hunter2-secret"
-	req := Request{Method: http.MethodPost, Path: "/auth", Query: url.Values{}}
+	req := mustReq(http.MethodPost, "/auth")
 	tests := []struct {
 		name, body string
 		allow      bool
