@@ -233,6 +233,22 @@ func TestDecideRefusesNonCanonical(t *testing.T) {
 	if _, ok := pol.DecideAnyObject(Request{}); ok {
 		t.Fatal("DecideAnyObject(zero) claims a decision")
 	}
+	// A request whose exported copies were changed is not judged.
+	for name, tamper := range map[string]func(*Request){
+		"path":    func(r *Request) { r.Path = "/_ping" },
+		"method":  func(r *Request) { r.Method = "GET" },
+		"version": func(r *Request) { r.Version = "" },
+		"query":   func(r *Request) { r.RawQuery = "" },
+	} {
+		r := mustReq("POST", "/v1.41/containers/x/kill?signal=KILL")
+		tamper(&r)
+		if d := pol.Decide(r); d.Allow || d.Code != ReasonMalformed {
+			t.Errorf("%s changed: Decide = %+v; want malformed", name, d)
+		}
+		if _, ok := pol.DecideAnyObject(r); ok {
+			t.Errorf("%s changed: DecideAnyObject claims a decision", name)
+		}
+	}
 }
 
 func BenchmarkDecide(b *testing.B) {
