@@ -176,8 +176,10 @@ breaking: tools
 	$(BUF) breaking --against $(API_BASELINE)
 	@scripts/breaking-selftest.sh $(BUF) $(API_BASELINE)
 
+# Serial runners: several checkouts on one machine wait for each other
+# instead of failing on golangci-lint's lock.
 golangci-lint: tools
-	$(GOLANGCI_LINT) run ./...
+	$(GOLANGCI_LINT) run --allow-serial-runners ./...
 
 # proto-baseline writes the image of the API at tag $(API_TAG), built from
 # the tagged tree itself (git archive), not from the work tree.

@@ -268,18 +268,4 @@ func (e envDesc) String() string {
 		e.GoVersion, e.GOOS, e.GOARCH, e.GOMAXPROCS, e.NumCPU, e.Concurrency, e.DurationS, e.WarmupS, e.Rounds)
 }
 
-func printTable(env envDesc, results []*caseResult) {
-	fmt.Println(env.String())
-	const row = "%-14s %-20s %9s %9s %8s %8s %6s %9s\n"
-	fmt.Printf(row, "case", "request", "requests", "req/s", "p50", "p99", "errors", "vs direct")
-	for _, c := range results {
-		ratio := "-"
-		if c.RatioDirect != nil {
-			ratio = fmt.Sprintf("%.2fx", *c.RatioDirect)
-		}
-		fmt.Printf(row, c.Name, c.Method+" "+c.Path, fmt.Sprint(c.Requests), fmt.Sprintf("%.0f", c.ReqPerSec),
-			fmtUS(c.P50us), fmtUS(c.P99us), fmt.Sprint(c.Errors), ratio)
-	}
-}
-
 func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
