@@ -131,7 +131,16 @@ func (p *Policy) inspectAuth(body []byte) Decision {
 	}
 	domain := authDomain(a.ServerAddress)
 	if !p.registryAllowed(domain) {
+		if !validRegistryHost(strings.ToLower(domain)) {
+			// Not quoted: "user:password@host" is a credential.
+			return forbid(ReasonBodyDenied, "images.allowed_registries", registrySubject("serveraddress", domain), "serveraddress: not a registry host[:port], so not in this preset's allowlist")
+		}
 		return forbid(ReasonBodyDenied, "images.allowed_registries", registrySubject("serveraddress", domain), "serveraddress: registry %s is not in this preset's allowlist", q(truncate(domain)))
 	}
 	return allow(rule)
 }
+
+// IsLocalRegistry reports whether a registry domain names the broker's own
+// host by its spelling alone (localhost, a loopback or link-local address):
+// dockerd would reach a service of the host.
+func IsLocalRegistry(domain string) bool { return localRegistryHost(strings.ToLower(domain)) }

@@ -300,8 +300,8 @@ func (s *suggestion) observeSetting(o Observation, what string, a policy.Allowan
 		s.setting(o, "container", "allowed_bind_roots", v, warn)
 	case "images.allowed_registries":
 		warn := ""
-		if o.Subject.Field == policy.FieldLocalRegistry {
-			warn = "registry " + v + " resolves to an address on the broker's host: dockerd would reach a service of the host"
+		if o.Subject.Field == policy.FieldLocalRegistry || policy.IsLocalRegistry(v) {
+			warn = "registry " + v + " is on the broker's host: dockerd would reach a service of the host"
 		}
 		s.setting(o, "images", "allowed_registries", v, warn)
 	case "container.allowed_runtimes", "volumes.allowed_drivers", "network.allowed_drivers":

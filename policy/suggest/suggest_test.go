@@ -143,6 +143,9 @@ func TestSuggestSettings(t *testing.T) {
 		observe(t, pol, 11, "POST", "/plugins/pull?remote=vieux/sshfs", ""),
 		observe(t, pol, 12, "DELETE", "/images/ghcr.io/org/app:1", ""),
 		observe(t, pol, 13, "GET", "/system/df", ""),
+		observe(t, pol, 16, "POST", "/images/create?fromImage=localhost:5000/app&tag=1", ""),
+		{Time: t0, Method: "POST", Path: "/images/create", Code: policy.ReasonBodyDenied, Rule: "images.allowed_registries",
+			Subject: policy.RegistrySubject("reg.internal:5000")},
 		create(14, `{"LogConfig":{"Type":"journald"}}`),
 		create(15, `{"LogConfig":{"Type":"gelf","Config":{}}}`),
 		{Time: t0, Method: "POST", Path: "/containers/create", Code: policy.ReasonMalformed, Rule: "container create"},
@@ -193,6 +196,8 @@ func TestSuggestSettings(t *testing.T) {
 		"  # allow_privileged: true\n", // exec
 		"    - journald  # added by suggest-policy",
 		"    # WARNING: gelf: log driver gelf makes dockerd connect out",
+		"    # WARNING: localhost:5000: registry localhost:5000 is on the broker's host",
+		"    # WARNING: reg.internal:5000: registry reg.internal:5000 is on the broker's host",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
