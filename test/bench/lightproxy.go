@@ -103,32 +103,44 @@ func (lp *lightProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (lc *lightConn) writeRequest(r *http.Request) error {
-	bw := lc.bw
-	bw.WriteString(r.Method)
-	bw.WriteByte(' ')
-	bw.WriteString(r.RequestURI)
-	bw.WriteString(" HTTP/1.1\r\nHost: docker\r\n")
+	// The head is built in one buffer; bufio's errors are sticky, so the
+	// checked Write and Flush report any failure of the writes before them.
+	h := make([]byte, 0, 512)
+	h = append(h, r.Method...)
+	h = append(h, ' ')
+	h = append(h, r.RequestURI...)
+	h = append(h, " HTTP/1.1\r\nHost: docker\r\n"...)
 	for k, vs := range r.Header {
 		if hopHeaders[k] {
 			continue
 		}
 		for _, v := range vs {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
+			h = append(h, k...)
+			h = append(h, ": "...)
+			h = append(h, v...)
+			h = append(h, "\r\n"...)
 		}
 	}
 	switch {
 	case r.ContentLength > 0:
-		bw.WriteString("Content-Length: ")
-		bw.WriteString(strconv.FormatInt(r.ContentLength, 10))
-		bw.WriteString("\r\n\r\n")
+		h = append(h, "Content-Length: "...)
+		h = strconv.AppendInt(h, r.ContentLength, 10)
+		h = append(h, "\r\n\r\n"...)
+	case r.ContentLength < 0:
+		h = append(h, "Transfer-Encoding: chunked\r\n\r\n"...)
+	default:
+		h = append(h, "\r\n"...)
+	}
+	bw := lc.bw
+	if _, err := bw.Write(h); err != nil {
+		return err
+	}
+	switch {
+	case r.ContentLength > 0:
 		if _, err := io.CopyN(bw, r.Body, r.ContentLength); err != nil {
 			return err
 		}
 	case r.ContentLength < 0:
-		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
 		cw := httputil.NewChunkedWriter(bw)
 		if _, err := io.Copy(cw, r.Body); err != nil {
 			return err
@@ -136,9 +148,9 @@ func (lc *lightConn) writeRequest(r *http.Request) error {
 		if err := cw.Close(); err != nil {
 			return err
 		}
-		bw.WriteString("\r\n")
-	default:
-		bw.WriteString("\r\n")
+		if _, err := bw.WriteString("\r\n"); err != nil {
+			return err
+		}
 	}
 	return bw.Flush()
 }
