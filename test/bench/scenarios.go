@@ -195,6 +195,8 @@ type tableCase struct {
 	// request (warm-up included in both counts, so approximate).
 	upstreamPerReq float64
 	c              int // workers: the scenario's, or -c
+	// ratioLo and ratioHi are the lowest and highest per-round ratio.
+	ratioLo, ratioHi float64
 }
 
 // tableReport is what the scenario run prints (JSON with -json).
@@ -217,6 +219,8 @@ type tableOut struct {
 	Subject  string `json:"subject"`
 	*caseResult
 	UpstreamPerRequest float64 `json:"upstream_requests_per_request"`
+	RatioMin           float64 `json:"ratio_round_min,omitempty"`
+	RatioMax           float64 `json:"ratio_round_max,omitempty"`
 }
 
 // runTable runs the scenario table. Everything it starts is torn down by
@@ -384,8 +388,9 @@ func runTable(ctx context.Context, cfg config) (err error) {
 	}
 	for _, tc := range cases {
 		if d := direct[tc.scenario.key]; d != nil && tc.subject.name != "direct" {
-			if v, ok := medianRatio(tc.result.RoundRPS, d.RoundRPS); ok {
+			if v, lo, hi, ok := ratioStats(tc.result.RoundRPS, d.RoundRPS); ok {
 				tc.result.RatioDirect = &v
+				tc.ratioLo, tc.ratioHi = lo, hi
 			}
 		}
 		var perReq float64
@@ -396,7 +401,8 @@ func runTable(ctx context.Context, cfg config) (err error) {
 			perReq = round3(float64(tc.result.UpstreamPings) * share / float64(n))
 		}
 		tc.upstreamPerReq = perReq
-		rep.Cases = append(rep.Cases, tableOut{Scenario: tc.scenario.title, Subject: tc.subject.name, caseResult: tc.result, UpstreamPerRequest: perReq})
+		rep.Cases = append(rep.Cases, tableOut{Scenario: tc.scenario.title, Subject: tc.subject.name, caseResult: tc.result, UpstreamPerRequest: perReq,
+			RatioMin: tc.ratioLo, RatioMax: tc.ratioHi})
 	}
 	for _, sc := range scenarios() {
 		row := tableRow{Scenario: sc.title, C: sc.c, Ratios: map[string]float64{}}
@@ -547,26 +553,29 @@ func printScenarioTable(rep tableReport, subjects []subject, cases []*tableCase)
 		fmt.Println(b.String())
 	}
 	fmt.Println()
-	const line = "%-20s %-9s %4s %9s %8s %8s %8s %6s %9s %7s\n"
-	fmt.Printf(line, "scenario", "subject", "c", "requests", "req/s", "p50", "p99", "errors", "vs direct", "up/req")
+	const line = "%-20s %-9s %4s %9s %8s %8s %8s %6s %9s %11s %7s\n"
+	fmt.Printf(line, "scenario", "subject", "c", "requests", "req/s", "p50", "p99", "errors", "vs direct", "rounds", "up/req")
 	for _, tc := range cases {
 		c := tc.result
-		ratio := "-"
+		ratio, spread := "-", "-"
 		if c.RatioDirect != nil {
 			ratio = fmt.Sprintf("%.2fx", *c.RatioDirect)
+			spread = fmt.Sprintf("%.2f-%.2f", tc.ratioLo, tc.ratioHi)
 		}
 		fmt.Printf(line, tc.scenario.key, tc.subject.name, fmt.Sprint(tc.c), fmt.Sprint(c.Requests),
 			fmt.Sprintf("%.0f", c.ReqPerSec), fmtUS(c.P50us), fmtUS(c.P99us), fmt.Sprint(c.Errors), ratio,
-			fmt.Sprintf("%.2f", tc.upstreamPerReq))
+			spread, fmt.Sprintf("%.2f", tc.upstreamPerReq))
 	}
+	fmt.Println("vs direct: median of the per-round ratios; rounds: their lowest and highest")
 	fmt.Println("up/req: requests the subject's mock upstream saw per client request (warm-up scaled out; approximate)")
 }
 
-// medianRatio is the median over rounds of a case's req/s over direct's in
+// ratioStats is the median over rounds of a case's req/s over direct's in
 // the same round. The machine is shared: a burst of someone else's load
 // lands on a few cases of one round, and the median of the per-round
 // ratios leaves such a round out where a ratio of sums would not.
-func medianRatio(rps, direct []float64) (float64, bool) {
+// It also returns the lowest and highest per-round ratio.
+func ratioStats(rps, direct []float64) (med, lo, hi float64, ok bool) {
 	var rs []float64
 	for i := range min(len(rps), len(direct)) {
 		if direct[i] > 0 {
@@ -574,12 +583,12 @@ func medianRatio(rps, direct []float64) (float64, bool) {
 		}
 	}
 	if len(rs) == 0 {
-		return 0, false
+		return 0, 0, 0, false
 	}
 	sort.Float64s(rs)
 	m := rs[len(rs)/2]
 	if len(rs)%2 == 0 {
 		m = (rs[len(rs)/2-1] + rs[len(rs)/2]) / 2
 	}
-	return round3(m), true
+	return round3(m), round3(rs[0]), round3(rs[len(rs)-1]), true
 }
