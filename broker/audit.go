@@ -13,44 +13,13 @@ import (
 
 	"google.golang.org/grpc/status"
 
+	"github.com/sockguard/sockguard/broker/store"
 	"github.com/sockguard/sockguard/policy"
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
 
-// AuditEvent is one record of the admin audit trail: who changed what,
-// when, and whether it worked. It never holds a secret: tenant settings
-// are policy (preset names, ids, paths), never credentials.
-type AuditEvent struct {
-	ID       uint64        `json:"id"`
-	Time     time.Time     `json:"time"`
-	Action   string        `json:"action"`
-	Socket   string        `json:"socket,omitempty"`
-	TenantID string        `json:"tenant_id,omitempty"`
-	Caller   AuditCaller   `json:"caller"`
-	Changes  []FieldChange `json:"changes,omitempty"`
-	Result   string        `json:"result"` // AuditOK or a gRPC code name
-	Error    string        `json:"error,omitempty"`
-}
-
-// AuditCaller is the stored form of a CallerIdentity.
-type AuditCaller struct {
-	Transport string `json:"transport,omitempty"` // TransportUnix or TransportTLS
-	UID       uint32 `json:"uid"`
-	GID       uint32 `json:"gid"`
-	PID       int32  `json:"pid"`
-	Subject   string `json:"subject,omitempty"`
-	Role      string `json:"role,omitempty"`
-}
-
-func auditCaller(id CallerIdentity) AuditCaller {
-	return AuditCaller{Transport: id.Transport, UID: id.UID, GID: id.GID, PID: id.PID, Subject: id.Subject, Role: id.Role}
-}
-
-// FieldChange is one setting's value before and after.
-type FieldChange struct {
-	Field string `json:"field"`
-	Old   string `json:"old,omitempty"`
-	New   string `json:"new,omitempty"`
+func auditCaller(id CallerIdentity) store.AuditCaller {
+	return store.AuditCaller{Transport: id.Transport, UID: id.UID, GID: id.GID, PID: id.PID, Subject: id.Subject, Role: id.Role}
 }
 
 // Audit actions.
@@ -61,7 +30,7 @@ const (
 	AuditPurge  = "purge"
 	AuditBackup = "backup"
 	AuditReload = "reload" // SIGHUP: presets re-read from --preset-dir
-	AuditOK     = "ok"
+	AuditOK     = store.AuditOK
 )
 
 // Bounds of a stored audit event: every string is clipped, the change list
@@ -77,22 +46,28 @@ const (
 
 // DefaultAuditRetention is what the broker keeps when no flag says
 // otherwise: a year, and 10000 changes plus 10000 refused calls.
-var DefaultAuditRetention = AuditRetention{MaxRecords: 10000, MaxAge: 366 * 24 * time.Hour}
+var DefaultAuditRetention = store.AuditRetention{MaxRecords: 10000, MaxAge: 366 * 24 * time.Hour}
+
+// auditStore is what the auditor needs of the state store: one append
+// that applies retention in the same transaction.
+type auditStore interface {
+	AppendAudit(ev *store.AuditEvent, ret store.AuditRetention) error
+}
 
 // auditor writes the audit trail: one log line and one stored record per
 // admin change. A record that cannot be stored is still logged (with the
 // store error); the change itself is not undone.
 type auditor struct {
-	store *Store
-	ret   AuditRetention
+	store auditStore // nil: log only
+	ret   store.AuditRetention
 	log   *slog.Logger
 }
 
 // record finishes ev with the caller, the time and the result of err,
 // bounds it, logs it and stores it.
-func (a *auditor) record(ctx context.Context, ev AuditEvent, err error) {
+func (a *auditor) record(ctx context.Context, ev store.AuditEvent, err error) {
 	ev.Time = time.Now().UTC()
-	if ev.Caller == (AuditCaller{}) {
+	if ev.Caller == (store.AuditCaller{}) {
 		ev.Caller = auditCaller(callerIdentity(ctx))
 	}
 	ev.Result = AuditOK
@@ -101,7 +76,7 @@ func (a *auditor) record(ctx context.Context, ev AuditEvent, err error) {
 		ev.Result = st.Code().String()
 		ev.Error = st.Message()
 	}
-	ev.bound()
+	boundAuditEvent(&ev)
 	attrs := []slog.Attr{
 		slog.String("action", ev.Action), slog.String("socket", ev.Socket), slog.String("tenant_id", ev.TenantID),
 		slog.String("caller_transport", ev.Caller.Transport),
@@ -133,7 +108,7 @@ func (a *auditor) record(ctx context.Context, ev AuditEvent, err error) {
 }
 
 // bound clips every string and cuts the change list.
-func (ev *AuditEvent) bound() {
+func boundAuditEvent(ev *store.AuditEvent) {
 	ev.Socket = clip(ev.Socket, 160)
 	ev.TenantID = clip(ev.TenantID, 64)
 	ev.Caller.Subject = clip(ev.Caller.Subject, maxAuditSubject)
@@ -141,7 +116,7 @@ func (ev *AuditEvent) bound() {
 	ev.Caller.Transport = clip(ev.Caller.Transport, 16)
 	ev.Error = clip(ev.Error, maxAuditError)
 	if len(ev.Changes) > maxAuditChanges {
-		ev.Changes = append(ev.Changes[:maxAuditChanges-1], FieldChange{Field: "...", New: strconv.Itoa(len(ev.Changes)-maxAuditChanges+1) + " more"})
+		ev.Changes = append(ev.Changes[:maxAuditChanges-1], store.FieldChange{Field: "...", New: strconv.Itoa(len(ev.Changes)-maxAuditChanges+1) + " more"})
 	}
 	for i := range ev.Changes {
 		c := &ev.Changes[i]
@@ -151,7 +126,7 @@ func (ev *AuditEvent) bound() {
 
 // tenantFields renders the settings of t an operator changes, by the names
 // update-socket uses. nil renders every field empty (no tenant).
-func tenantFields(t *Tenant) []FieldChange {
+func tenantFields(t *Tenant) []store.FieldChange {
 	if t == nil {
 		t = &Tenant{}
 	}
@@ -171,7 +146,7 @@ func tenantFields(t *Tenant) []FieldChange {
 	if t.Name != "" {
 		owner = fmt.Sprintf("%d:%d", t.OwnerUID, t.OwnerGID)
 	}
-	return []FieldChange{
+	return []store.FieldChange{
 		{Field: "preset", New: t.Preset},
 		{Field: "policy_mode", New: string(t.Mode)},
 		{Field: "allowed_bind_roots", New: listValue(binds)},
@@ -184,12 +159,12 @@ func tenantFields(t *Tenant) []FieldChange {
 
 // tenantDiff lists the settings that differ between before and after
 // (either may be nil: a create or a delete).
-func tenantDiff(before, after *Tenant) []FieldChange {
+func tenantDiff(before, after *Tenant) []store.FieldChange {
 	old, nw := tenantFields(before), tenantFields(after)
-	var out []FieldChange
+	var out []store.FieldChange
 	for i := range old {
 		if old[i].New != nw[i].New {
-			out = append(out, FieldChange{Field: old[i].Field, Old: old[i].New, New: nw[i].New})
+			out = append(out, store.FieldChange{Field: old[i].Field, Old: old[i].New, New: nw[i].New})
 		}
 	}
 	return out
@@ -225,7 +200,7 @@ func requestedTenant(t Tenant) *Tenant {
 // socket, and why not. Read-only calls refused are only logged by the
 // admin server's call log.
 func (a *auditor) refused(ctx context.Context, method string, req any, err error) {
-	ev := AuditEvent{}
+	ev := store.AuditEvent{}
 	switch method {
 	case sockguardv1.SockguardService_CreateSocket_FullMethodName:
 		ev.Action = AuditCreate
@@ -252,10 +227,10 @@ func (a *auditor) refused(ctx context.Context, method string, req any, err error
 // reload changed nothing and is one event with its error.
 func (b *Broker) auditReload(before, after *policy.Catalog, res ReloadResult, err error) {
 	ctx := context.Background()
-	signal := AuditCaller{Transport: "signal"} // SIGHUP: whoever may signal the broker
-	ev := AuditEvent{Action: AuditReload, Caller: signal}
+	signal := store.AuditCaller{Transport: "signal"} // SIGHUP: whoever may signal the broker
+	ev := store.AuditEvent{Action: AuditReload, Caller: signal}
 	if err == nil {
-		ev.Changes = tenantDiffNonEmpty([]FieldChange{
+		ev.Changes = tenantDiffNonEmpty([]store.FieldChange{
 			{Field: "presets_added", New: listValue(res.Added)},
 			{Field: "presets_changed", New: listValue(res.Changed)},
 			{Field: "presets_removed", Old: listValue(res.Removed)},
@@ -279,18 +254,18 @@ func (b *Broker) auditReload(before, after *policy.Catalog, res ReloadResult, er
 		return "sha256:" + hex.EncodeToString(sum[:8])
 	}
 	for _, name := range append(slices.Clone(res.Updated), res.Started...) {
-		ev := AuditEvent{Action: AuditReload, Socket: name, Caller: signal}
+		ev := store.AuditEvent{Action: AuditReload, Socket: name, Caller: signal}
 		preset := ""
 		if si, err := b.reg.Get(name); err == nil {
 			ev.TenantID, preset = si.Tenant.ID, si.Tenant.Preset
 		}
-		ev.Changes = []FieldChange{{Field: "preset_file", Old: preset + " " + digest(before, preset), New: preset + " " + digest(after, preset)}}
+		ev.Changes = []store.FieldChange{{Field: "preset_file", Old: preset + " " + digest(before, preset), New: preset + " " + digest(after, preset)}}
 		b.audit.record(ctx, ev, nil)
 	}
 }
 
 // tenantDiffNonEmpty drops changes with neither an old nor a new value.
-func tenantDiffNonEmpty(cs []FieldChange) []FieldChange {
+func tenantDiffNonEmpty(cs []store.FieldChange) []store.FieldChange {
 	out := cs[:0]
 	for _, c := range cs {
 		if c.Old != "" || c.New != "" {

@@ -17,6 +17,8 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/sockguard/sockguard/broker/denylog"
+	"github.com/sockguard/sockguard/broker/store"
 	"github.com/sockguard/sockguard/policy"
 )
 
@@ -132,7 +134,7 @@ type Config struct {
 	DeleteTimes DeleteTimes
 	// AuditRetention bounds the admin audit trail; the zero value takes
 	// DefaultAuditRetention.
-	AuditRetention AuditRetention
+	AuditRetention store.AuditRetention
 }
 
 // ownPaths are the broker's own files as given and, where they exist,
@@ -169,10 +171,10 @@ type Broker struct {
 	cfg      Config
 	log      *slog.Logger
 	up       *Upstream
-	store    *Store
+	store    serviceStore
 	notify   *Notifier
 	upMon    *upstreamMonitor
-	denials  *DenyLog
+	denials  *denylog.DenyLog
 	reg      *Registry
 	started  time.Time
 	stopping chan struct{} // closed when shutdown begins
@@ -235,14 +237,14 @@ func Run(ctx context.Context, cfg Config) error {
 
 	// The state lock comes first: a second broker on the same state dir
 	// stops here, before it touches any socket.
-	socketMarker := filepath.Join(cfg.SocketDir, SocketMarkerName)
-	store, err := OpenStoreWith(cfg.StateDir, StoreOptions{
+	socketMarker := filepath.Join(cfg.SocketDir, store.SocketMarkerName)
+	st, err := store.OpenWith(cfg.StateDir, store.Options{
 		Fresh: cfg.FreshState, SocketMarker: socketMarker, AllowSharedDir: cfg.AllowSharedDirs, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer st.Close()
 
 	if err := os.MkdirAll(filepath.Dir(cfg.SocketDir), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", filepath.Dir(cfg.SocketDir), err)
@@ -250,7 +252,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := ensureSocketDir(cfg.SocketDir, cfg.AllowSharedDirs); err != nil {
 		return fmt.Errorf("--socket-dir: %w", err)
 	}
-	store.WriteSocketMarker(socketMarker)
+	st.WriteSocketMarker(socketMarker)
 	if err := os.MkdirAll(filepath.Dir(cfg.AdminSocket), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", filepath.Dir(cfg.AdminSocket), err)
 	}
@@ -283,7 +285,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	b := &Broker{
-		cfg: cfg, log: log, up: up, store: store, notify: cfg.Notify,
+		cfg: cfg, log: log, up: up, store: st, notify: cfg.Notify,
 		started: time.Now().UTC(), stopping: make(chan struct{}),
 		upMon: newUpstreamMonitor(log),
 	}
@@ -298,12 +300,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 	defer func() { stopMon(); <-monDone }()
 	auditRet := cfg.AuditRetention
-	if auditRet == (AuditRetention{}) {
+	if auditRet == (store.AuditRetention{}) {
 		auditRet = DefaultAuditRetention
 	}
-	b.audit = &auditor{store: store, ret: auditRet, log: log}
-	b.denials = NewDenyLog(store, log, DenyLogConfig{
-		Retention: DenialRetention{
+	b.audit = &auditor{store: st, ret: auditRet, log: log}
+	b.denials = denylog.New(st, log, denylog.Config{
+		Retention: store.DenialRetention{
 			MaxRecords: cfg.DenyLogMaxRecords, MaxPerTenant: cfg.DenyLogMaxPerTenant,
 			MaxAge: cfg.DenyLogMaxAge, KeepFirst: cfg.DenyLogMaxPerTenant / 10,
 		},
@@ -313,7 +315,7 @@ func Run(ctx context.Context, cfg Config) error {
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
-		b.denials.run(stopWriter)
+		b.denials.Run(stopWriter)
 	}()
 	b.reg = &Registry{
 		socketDir:     cfg.SocketDir,
@@ -323,7 +325,7 @@ func Run(ctx context.Context, cfg Config) error {
 		limits:        cfg.Limits,
 		gate:          newConnGate(budget),
 		locator:       newPeerLocator(up),
-		store:         store,
+		store:         st,
 		proxy:         NewProxy(up, b.denials, log, cfg.AccessLog),
 		denials:       b.denials,
 		log:           log,
@@ -363,7 +365,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("bind_pins", "mode", string(pins.mode), "dir", pins.dir)
 	b.reg.proxy.pins = pins
-	b.reg.proxy.images = newImageGuard(up, store, log)
+	b.reg.proxy.images = newImageGuard(up, st, log)
 	imageSweepCtx, stopImageSweep := context.WithCancel(context.Background())
 	imageSweepDone := make(chan struct{})
 	go func() {

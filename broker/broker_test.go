@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/sockguard/sockguard/broker/store"
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
 
@@ -335,7 +336,7 @@ func TestBrokerProxy(t *testing.T) {
 		var names []string
 		ents, _ := os.ReadDir(tb.socketDir)
 		for _, e := range ents {
-			if e.Name() != SocketMarkerName {
+			if e.Name() != store.SocketMarkerName {
 				names = append(names, e.Name())
 			}
 		}

@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/sockguard/sockguard/broker/store"
 	"github.com/sockguard/sockguard/policy"
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
@@ -89,41 +92,63 @@ func TestAllowanceKindsMatchProto(t *testing.T) {
 // A refusal's subject is stored with the record and answered by the admin
 // API; records of older brokers, without one, still load.
 func TestDenialSubjectStored(t *testing.T) {
-	s := openTestStore(t)
+	dir := t.TempDir()
+	s, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	subj := policy.Subject{Field: "HostConfig.Binds[0]", Value: "/opt/data",
 		Allow: policy.Allowance{Kind: policy.AllowanceSetting, Section: "container", Setting: "allowed_bind_roots", Value: "/opt/data"}}
 	rule := policy.Subject{Allow: policy.Allowance{Kind: policy.AllowanceRule, Method: "POST", PathGlob: "/containers/*/export"}}
-	long := "/" + strings.Repeat("a", maxDenialValue)
+	long := "/" + strings.Repeat("a", 4096) // past any stored field's bound
 	longSubj := policy.Subject{Field: "HostConfig.Binds[0]", Value: long,
 		Allow: policy.Allowance{Kind: policy.AllowanceSetting, Section: "container", Setting: "allowed_bind_roots", Value: long}}
 	now := time.Now().UTC()
-	recs := []Denial{
+	recs := []store.Denial{
 		{Time: now, Socket: "a", TenantID: "id-a", Method: "POST", Path: "/containers/create", Code: policy.ReasonBindMount, Mode: ModeAudit, Subject: denialSubject(subj)},
 		{Time: now, Socket: "a", TenantID: "id-a", Method: "POST", Path: "/containers/x/export", Code: policy.ReasonRuleDenied, Mode: ModeAudit, Subject: denialSubject(rule)},
 		{Time: now, Socket: "a", TenantID: "id-a", Method: "POST", Path: "/containers/create", Code: policy.ReasonBindMount, Mode: ModeAudit, Subject: denialSubject(longSubj)},
 		{Time: now, Socket: "a", TenantID: "id-a", Code: policy.ReasonLimit, Mode: ModeEnforce, Subject: denialSubject(policy.Subject{})},
 	}
-	appendAll(t, s, recs, DenialRetention{})
-	// A record as an older broker wrote it: no subject key at all.
+	appendDenials(t, s, recs)
+	s.Close()
+	// A record as an older broker wrote it: no subject key at all (written
+	// into the denials bucket, keyed by the big-endian id: see package store).
 	old := `{"id":0,"time":"2026-01-02T03:04:05Z","socket":"a","tenant_id":"id-a","method":"POST","path":"/containers/create","code":2,"reason":"r","mode":"audit"}`
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDenials)
+	db, err := bolt.Open(filepath.Join(dir, "state.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("denials"))
 		id, _ := b.NextSequence()
-		var d Denial
+		var d store.Denial
 		if err := json.Unmarshal([]byte(old), &d); err != nil {
 			return err
 		}
 		d.ID = id
-		return putJSON(b, idKey(id), &d)
+		v, err := json.Marshal(&d)
+		if err != nil {
+			return err
+		}
+		return b.Put(binary.BigEndian.AppendUint64(nil, id), v)
 	})
+	db.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := listAll(t, s, DenialFilter{})
+	if s, err = store.Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, _, _, err := s.ListDenials(store.DenialFilter{}, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(got) != 5 {
 		t.Fatalf("%d records", len(got))
 	}
-	byPath := map[string]*DenialSubject{}
+	byPath := map[string]*store.DenialSubject{}
 	for i := range got {
 		d := &got[i]
 		switch d.Code {
@@ -136,7 +161,7 @@ func TestDenialSubjectStored(t *testing.T) {
 				t.Errorf("old record got a subject: %+v", d.Subject)
 			}
 		default:
-			if d.Subject != nil && d.Subject.Value == clip(long, maxDenialValue) {
+			if d.Subject != nil && strings.HasPrefix(d.Subject.Value, "/aaaa") && strings.HasSuffix(d.Subject.Value, "...(4097 bytes)") {
 				byPath["long"] = d.Subject
 			} else {
 				byPath[d.Path] = d.Subject
@@ -146,7 +171,7 @@ func TestDenialSubjectStored(t *testing.T) {
 	if got, want := byPath["/containers/create"], denialSubject(subj); got == nil || *got != *want {
 		t.Errorf("bind subject: got %+v want %+v", got, want)
 	}
-	p := denialToProto(&Denial{Subject: byPath["/containers/x/export"]}).GetSubject()
+	p := denialToProto(&store.Denial{Subject: byPath["/containers/x/export"]}).GetSubject()
 	if a := p.GetAllowance(); a.GetKind() != sockguardv1.AllowanceKind_ALLOWANCE_KIND_RULE || a.GetMethod() != "POST" || a.GetPathGlob() != "/containers/*/export" {
 		t.Errorf("rule subject in the API: %v", p)
 	}

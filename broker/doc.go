@@ -2,16 +2,29 @@
 // upstream Docker daemon and serves one policy-filtered unix socket per
 // tenant, plus the gRPC admin API on separate sockets.
 //
-// It is still one package (issue 10 splits it into rooms); its files, by
-// concern:
+// Rooms of their own, below this package (none imports it):
+//
+//   - store: the bbolt state file and every record it holds (tenants, deny
+//     log, image grants, audit trail), its schema and version, the start-up
+//     check, backup, restore and compaction;
+//   - denylog: the deny log's write path (bounded queue, batched writer,
+//     retention schedule) over a small store interface;
+//   - errdefs: the error classes (this package's ErrInvalidArgument and the
+//     others are the same values);
+//   - internal/bounded: Quote and Clip, the bounds on repeated input.
+//
+// This package declares what it needs of them next to each consumer
+// (tenantStore in registry.go, auditStore in audit.go, serviceStore in
+// service.go, imageStore in images.go, denyRecorder in registry.go). Its
+// own files, by concern:
 //
 //   - wiring and lifetime: broker.go (Run), reload.go (SIGHUP), sdnotify.go,
 //     health.go, metrics.go, upstream.go (the Docker client's transport);
 //   - tenants: registry.go (the registry, compile and validate), delete.go
 //     and purge.go (delete, the deleting state, purge), name.go;
-//   - state: store.go and store_*.go (bbolt; the schema is in Store's
-//     comment), store_open.go, store_check.go and guard.go (the start-up
-//     check and recovery boundary), backup.go, failurelog.go;
+//   - state: state.go (CheckState: package store's check with the
+//     registry's rules), tenant.go (the names Tenant and Mode, owned by
+//     package store);
 //   - tenant sockets: listen.go, peercred.go and peercontainer.go (who may
 //     connect: uid/gid, or a process in one of the tenant's containers),
 //     limits.go (connections, requests in flight, fd reserve);
@@ -24,11 +37,11 @@
 //     images_mounts.go (credential-pulled images), pin.go, hostpath.go and
 //     rootfs.go (bind sources pinned, bind roots judged), registryhost.go
 //     (registries on the broker's host);
-//   - the deny log: denylog.go, denytarget.go (what of a target is stored),
-//     store_denials.go;
+//   - the deny log: package denylog and package store (Denial,
+//     SafeTarget); this package records refusals and serves them;
 //   - the admin API: service*.go (the one place where errors become status
 //     codes), admin.go and adminlog.go (interceptors), roles.go, identity.go,
-//     tlsadmin.go (mutual TLS), audit.go and store_audit.go (the trail).
+//     tlsadmin.go (mutual TLS), audit.go (the trail; stored by package store).
 //
 // Decisions on a request are made by package policy; this package resolves
 // what policy cannot know offline (owners, image ids, real paths) and never

@@ -1,13 +1,15 @@
 package broker
 
-import "errors"
+import "github.com/sockguard/sockguard/broker/errdefs"
 
-// Error classes. Everything returned to the admin API wraps one of these; the
-// gRPC service (service.go) is the only place that maps them to status codes.
+// Error classes, defined in package errdefs so the sub-packages share them
+// (these are the same values: errors.Is matches either name). Everything
+// returned to the admin API wraps one of these; the gRPC service
+// (service.go) is the only place that maps them to status codes.
 var (
-	ErrInvalidArgument = errors.New("invalid argument")
-	ErrNotFound        = errors.New("not found")
-	ErrAlreadyExists   = errors.New("already exists")
-	ErrUnavailable     = errors.New("unavailable")
-	ErrUnimplemented   = errors.New("not implemented")
+	ErrInvalidArgument = errdefs.ErrInvalidArgument
+	ErrNotFound        = errdefs.ErrNotFound
+	ErrAlreadyExists   = errdefs.ErrAlreadyExists
+	ErrUnavailable     = errdefs.ErrUnavailable
+	ErrUnimplemented   = errdefs.ErrUnimplemented
 )

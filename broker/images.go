@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sockguard/sockguard/broker/store"
 	"github.com/sockguard/sockguard/policy"
 )
 
@@ -73,9 +74,9 @@ const imageListLimit = 64 << 20
 
 // imageStore is what the guard needs from the state store.
 type imageStore interface {
-	ImageRecords(ids []string) (map[string]*imageRecord, error)
+	ImageRecords(ids []string) (map[string]*store.ImageRecord, error)
 	ImageRecordCount() (int, error)
-	UpdateImageRecord(id string, now time.Time, change func(*imageRecord) *imageRecord) error
+	UpdateImageRecord(id string, now time.Time, change func(*store.ImageRecord) *store.ImageRecord) error
 	DropTenantImages(tenant string) (int, error)
 	SweepImageRecords(exists map[string]bool) (int, error)
 }
@@ -629,8 +630,8 @@ func (g *imageGuard) beginPull(ctx context.Context, tenant string, req policy.Re
 		if err != nil {
 			return nil, err
 		}
-		if n >= maxImageRecords {
-			return nil, &errPullRefused{http.StatusServiceUnavailable, "sockguard: " + errImageTableFull.Error() + "; retry later"}
+		if n >= store.MaxImageRecords {
+			return nil, &errPullRefused{http.StatusServiceUnavailable, "sockguard: " + store.ErrImageTableFull.Error() + "; retry later"}
 		}
 	}
 	release, err := g.acquire(ctx, t.repo, creds || t.platform || t.allTags)
@@ -806,7 +807,7 @@ func (g *imageGuard) settle(ctx context.Context, p *pullPlan) error {
 		return nil
 	case p.creds && hasTenant(rec, p.tenant):
 		return nil
-	case !rec.hasSource(p.target.repo):
+	case !rec.HasSource(p.target.repo):
 		// Named by a repository it was never downloaded from: the
 		// registry vouched for the name, not for this image.
 		g.log.Debug("image_grant_skipped", "tenant_id", p.tenant, "repo", p.target.repo, "image", id)
@@ -819,24 +820,24 @@ func (g *imageGuard) settle(ctx context.Context, p *pullPlan) error {
 		}
 	}
 	now := g.now()
-	err = g.store.UpdateImageRecord(id, now, func(cur *imageRecord) *imageRecord {
+	err = g.store.UpdateImageRecord(id, now, func(cur *store.ImageRecord) *store.ImageRecord {
 		if cur == nil {
 			if rec != nil {
 				return nil // swept meanwhile: the image is gone
 			}
-			cur = &imageRecord{}
+			cur = &store.ImageRecord{}
 		}
 		if cur.Public {
 			return nil
 		}
 		if !p.creds {
-			return &imageRecord{Public: true, Sources: cur.Sources}
+			return &store.ImageRecord{Public: true, Sources: cur.Sources}
 		}
 		if cur.Tenants == nil {
 			cur.Tenants = map[string]int64{}
 		}
 		cur.Tenants[p.tenant] = now.Unix()
-		cur.addSource(p.target.repo)
+		cur.AddSource(p.target.repo)
 		return cur
 	})
 	if err == nil {
@@ -845,7 +846,7 @@ func (g *imageGuard) settle(ctx context.Context, p *pullPlan) error {
 	return err
 }
 
-func hasTenant(rec *imageRecord, tenant string) bool {
+func hasTenant(rec *store.ImageRecord, tenant string) bool {
 	_, ok := rec.Tenants[tenant]
 	return ok
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sockguard/sockguard/broker/store"
 	"github.com/sockguard/sockguard/policy"
 )
 
@@ -27,7 +28,7 @@ import (
 // created or updated, denials go to the deny log's queue.
 type Proxy struct {
 	up      *Upstream
-	denials *DenyLog
+	denials denyRecorder
 	log     *slog.Logger
 	access  *slog.Logger             // nil: no access log
 	hist    *prometheus.HistogramVec // requests answered, streams not included
@@ -50,7 +51,7 @@ type Proxy struct {
 
 // NewProxy returns the proxy for upstream up. access, when not nil,
 // receives one record per request (never a body or a header value).
-func NewProxy(up *Upstream, denials *DenyLog, log, access *slog.Logger) *Proxy {
+func NewProxy(up *Upstream, denials denyRecorder, log, access *slog.Logger) *Proxy {
 	p := &Proxy{
 		up: up, denials: denials, log: log, access: access,
 		hist:    newRequestHistogram(),
@@ -264,7 +265,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.access.LogAttrs(ctx, slog.LevelInfo, "request",
 				slog.String("request_id", reqID), slog.String("socket", st.t.Name),
 				slog.Uint64("peer_uid", uint64(cred.UID)), slog.Int("peer_pid", int(cred.PID)),
-				slog.String("method", clip(method, maxDenialMethod)), slog.String("path", clip(req.Path, maxDenialPath)),
+				slog.String("method", clip(method, store.MaxDenialMethod)), slog.String("path", clip(req.Path, store.MaxDenialPath)),
 				slog.String("decision", outcome), slog.Int("status", sw.status),
 				slog.Duration("duration", d))
 		}
@@ -277,10 +278,10 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			outcome = "deny"
 			h.ts.countDenial(d.Code)
 		}
-		p.denials.Record(Denial{
+		p.denials.Record(store.Denial{
 			Time: time.Now().UTC(), Socket: st.t.Name, TenantID: st.t.ID, RequestID: reqID,
 			PeerUID: cred.UID, PeerGID: cred.GID, PeerPID: cred.PID,
-			Method: method, Path: req.Path, RawTarget: safeTarget(r.RequestURI),
+			Method: method, Path: req.Path, RawTarget: store.SafeTarget(r.RequestURI),
 			Code: d.Code, Reason: d.Reason, Rule: d.Rule, Mode: mode, Subject: denialSubject(d.Subject),
 		})
 	}

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sockguard/sockguard/broker/store"
 	"github.com/sockguard/sockguard/policy"
 )
 
@@ -118,6 +119,21 @@ type SocketInfo struct {
 	OpenConn int64
 }
 
+// tenantStore is what the registry needs of the state store: the tenant
+// records (create, replace, delete, and all of them at start).
+type tenantStore interface {
+	CreateTenant(t *Tenant) error
+	PutTenant(t *Tenant) error
+	DeleteTenant(name string) error
+	LoadTenants() ([]store.TenantRecord, error)
+}
+
+// denyRecorder is what the request path and the registry need of the deny
+// log: queue a record, never waiting.
+type denyRecorder interface {
+	Record(d store.Denial)
+}
+
 // Registry owns the tenant sockets: their records in the store and their
 // listeners. mu serializes admin changes; the request path never takes it.
 type Registry struct {
@@ -137,9 +153,9 @@ type Registry struct {
 	gate        *connGate
 	locator     *peerLocator
 	catalog     atomic.Pointer[policy.Catalog] // swapped whole by a reload (under mu)
-	store       *Store
+	store       tenantStore
 	proxy       *Proxy
-	denials     *DenyLog
+	denials     denyRecorder
 	log         *slog.Logger
 
 	mu      sync.Mutex // guards tenants and deleting; held across listener and store changes
@@ -345,14 +361,14 @@ func (r *Registry) load() error {
 	if err != nil {
 		return err
 	}
-	refuseSharedIDs(recs)
+	store.RefuseSharedIDs(recs)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rec := range recs {
 		err := rec.Err
 		if err == nil {
 			if verr := validateStored(rec.Tenant); verr != nil {
-				err = fmt.Errorf("%w: socket %s: %w", ErrRecordInvalid, quoteBounded(rec.Key), verr)
+				err = fmt.Errorf("%w: socket %s: %w", store.ErrRecordInvalid, quoteBounded(rec.Key), verr)
 			}
 		}
 		if err != nil {
@@ -390,7 +406,7 @@ func (r *Registry) checkBudgetLocked() {
 // invalidLocked registers a stored record that cannot be trusted: listed
 // as failed, never served, and deletable (without purge: its tenant id is
 // not trusted either).
-func (r *Registry) invalidLocked(rec TenantRecord, err error) *tenantServer {
+func (r *Registry) invalidLocked(rec store.TenantRecord, err error) *tenantServer {
 	name := rec.Key
 	if ValidateName(name) != nil {
 		name = quoteBounded(name) // a damaged key: shown, and deleted, by this form
@@ -451,7 +467,7 @@ func (r *Registry) listenLocked(s *tenantServer) error {
 		refuse: func(c PeerCred, code policy.ReasonCode, reason string) {
 			t := s.state.Load().t
 			s.countDenial(code)
-			r.denials.Record(Denial{
+			r.denials.Record(store.Denial{
 				Time: time.Now().UTC(), Socket: t.Name, TenantID: t.ID,
 				PeerUID: c.UID, PeerGID: c.GID, PeerPID: c.PID,
 				Code: code, Reason: reason, Rule: "allowed peers", Mode: ModeEnforce,
@@ -506,7 +522,7 @@ func (r *Registry) recordConnRefused(s *tenantServer, msg string) {
 	n := s.connRefused.Swap(0)
 	t := s.state.Load().t
 	s.countDenial(policy.ReasonLimit)
-	r.denials.Record(Denial{
+	r.denials.Record(store.Denial{
 		Time: now.UTC(), Socket: t.Name, TenantID: t.ID,
 		Code:   policy.ReasonLimit,
 		Reason: fmt.Sprintf("%d connection(s) refused in the last %s: %s", n, connRecordInterval, msg),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,12 +14,27 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/sockguard/sockguard/broker/store"
 	"github.com/sockguard/sockguard/policy"
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
 
 // service adapts the registry, the presets and the deny log to the gRPC
 // API. It is the only place where errors become status codes (toStatus).
+// serviceStore is what the admin service reads from the state store
+// itself: the deny log, the audit trail, the broker id and a backup.
+// Tenants come through the registry, writes through the deny log and the
+// auditor.
+type serviceStore interface {
+	ID() string
+	ListDenials(f store.DenialFilter, before uint64, limit int) ([]store.Denial, uint64, store.Skipped, error)
+	DenialsAfter(f store.DenialFilter, after uint64, limit int) (recs []store.Denial, last, missed uint64, skipped store.Skipped, err error)
+	LastDenialID() (uint64, error)
+	CountDenials() (uint64, error)
+	ListAudit(f store.AuditFilter, before uint64, limit int) ([]store.AuditEvent, uint64, int, error)
+	Backup(w io.Writer) (store.Snapshot, error)
+}
+
 type service struct {
 	sockguardv1.UnimplementedSockguardServiceServer
 	b *Broker
@@ -115,7 +131,7 @@ func (s *service) CreateSocket(ctx context.Context, req *sockguardv1.CreateSocke
 	in := req.GetSocket()
 	if in == nil {
 		err := status.Error(codes.InvalidArgument, "socket is required")
-		s.b.audit.record(ctx, AuditEvent{Action: AuditCreate}, err)
+		s.b.audit.record(ctx, store.AuditEvent{Action: AuditCreate}, err)
 		return nil, err
 	}
 	want := Tenant{
@@ -129,7 +145,7 @@ func (s *service) CreateSocket(ctx context.Context, req *sockguardv1.CreateSocke
 		AllowGIDs:  in.GetAllowedPeers().GetGids(),
 		Mode:       modeFromProto(in.GetPolicyMode()),
 	}
-	ev := AuditEvent{Action: AuditCreate, Socket: in.GetName(), Changes: tenantDiff(nil, requestedTenant(want))}
+	ev := store.AuditEvent{Action: AuditCreate, Socket: in.GetName(), Changes: tenantDiff(nil, requestedTenant(want))}
 	si, err := s.b.reg.Create(want)
 	if err == nil {
 		ev.TenantID, ev.Changes = si.Tenant.ID, tenantDiff(nil, &si.Tenant)
@@ -158,7 +174,7 @@ func (s *service) ListSockets(context.Context, *sockguardv1.ListSocketsRequest) 
 }
 
 func (s *service) UpdateSocket(ctx context.Context, req *sockguardv1.UpdateSocketRequest) (*sockguardv1.UpdateSocketResponse, error) {
-	ev := AuditEvent{Action: AuditUpdate, Socket: req.GetSocket().GetName()}
+	ev := store.AuditEvent{Action: AuditUpdate, Socket: req.GetSocket().GetName()}
 	resp, err := s.updateSocket(req, &ev)
 	s.b.audit.record(ctx, ev, err)
 	return resp, err
@@ -166,7 +182,7 @@ func (s *service) UpdateSocket(ctx context.Context, req *sockguardv1.UpdateSocke
 
 // updateSocket applies an update and fills ev with what changed (or, when
 // refused, with what was asked).
-func (s *service) updateSocket(req *sockguardv1.UpdateSocketRequest, ev *AuditEvent) (*sockguardv1.UpdateSocketResponse, error) {
+func (s *service) updateSocket(req *sockguardv1.UpdateSocketRequest, ev *store.AuditEvent) (*sockguardv1.UpdateSocketResponse, error) {
 	in := req.GetSocket()
 	paths := req.GetUpdateMask().GetPaths()
 	if in.GetName() == "" || len(paths) == 0 {
@@ -234,7 +250,7 @@ func (s *service) DeleteSocketStream(req *sockguardv1.DeleteSocketStreamRequest,
 }
 
 func (s *service) deleteSocket(ctx context.Context, name string, purge bool, times DeleteTimes, progress func(PurgeProgress)) (*sockguardv1.DeleteSocketResponse, error) {
-	ev := AuditEvent{Action: AuditDelete, Socket: name}
+	ev := store.AuditEvent{Action: AuditDelete, Socket: name}
 	if purge {
 		ev.Action = AuditPurge
 	}
@@ -255,10 +271,10 @@ func (s *service) deleteSocket(ctx context.Context, name string, purge bool, tim
 	if err == nil && res.Kept {
 		err = fmt.Errorf("%w: the purge did not remove every object; the socket is kept (deleting, not served): %s",
 			ErrUnavailable, strings.Join(res.Errors, "; "))
-		ev.Changes = []FieldChange{{Field: "owned_objects", Old: owned, New: "not all removed: kept, deleting"}}
+		ev.Changes = []store.FieldChange{{Field: "owned_objects", Old: owned, New: "not all removed: kept, deleting"}}
 	} else if err == nil && before != nil {
 		ev.Changes = tenantDiff(before, nil)
-		ev.Changes = append(ev.Changes, FieldChange{Field: "owned_objects", Old: owned,
+		ev.Changes = append(ev.Changes, store.FieldChange{Field: "owned_objects", Old: owned,
 			New: map[bool]string{true: "removed", false: "left in place"}[purge]})
 	}
 	s.b.audit.record(ctx, ev, err)
@@ -336,23 +352,23 @@ func (s *service) CheckRequest(_ context.Context, req *sockguardv1.CheckRequestR
 	}
 	if !d.Allow {
 		resp.ReasonCode = sockguardv1.DenialReason(d.Code)
-		resp.Subject = boundedSubject(d.Subject).proto()
+		resp.Subject = subjectToProto(boundedSubject(d.Subject))
 	}
 	return resp, nil
 }
 
-func denialToProto(d *Denial) *sockguardv1.Denial {
+func denialToProto(d *store.Denial) *sockguardv1.Denial {
 	return &sockguardv1.Denial{
 		Id: d.ID, Time: timestamppb.New(d.Time), Socket: d.Socket, TenantId: d.TenantID,
 		PeerUid: d.PeerUID, PeerGid: d.PeerGID, PeerPid: d.PeerPID,
 		Method: d.Method, Path: d.Path, RawTarget: d.RawTarget,
 		ReasonCode: sockguardv1.DenialReason(d.Code), Reason: d.Reason, Rule: d.Rule,
-		PolicyMode: modeToProto(d.Mode), RequestId: d.RequestID, Subject: d.Subject.proto(),
+		PolicyMode: modeToProto(d.Mode), RequestId: d.RequestID, Subject: subjectToProto(d.Subject),
 	}
 }
 
-func denialFilter(socket string, start, end *timestamppb.Timestamp, code sockguardv1.DenialReason, method, prefix string) DenialFilter {
-	f := DenialFilter{Socket: socket, Code: int(code), Method: method, PathPrefix: prefix}
+func denialFilter(socket string, start, end *timestamppb.Timestamp, code sockguardv1.DenialReason, method, prefix string) store.DenialFilter {
+	f := store.DenialFilter{Socket: socket, Code: int(code), Method: method, PathPrefix: prefix}
 	if start != nil {
 		f.Since = start.AsTime()
 	}
@@ -394,7 +410,7 @@ func (s *service) ListDenials(_ context.Context, req *sockguardv1.ListDenialsReq
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	s.b.denials.skipped(skipped, "list")
+	s.b.denials.ReportSkipped(skipped, "list")
 	resp := &sockguardv1.ListDenialsResponse{}
 	// The answer stays under listPageBytes however large the records are:
 	// a page that would outgrow it ends early and the token continues
@@ -417,7 +433,7 @@ func (s *service) ListDenials(_ context.Context, req *sockguardv1.ListDenialsReq
 }
 
 // listPageBytes bounds a ListDenials answer, well under gRPC's default 4
-// MiB receive limit. One record is at most a few KB (maxDenialBytes), so a
+// MiB receive limit. One record is at most a few KB (store.MaxDenialBytes), so a
 // page always holds at least one.
 const listPageBytes = 1 << 20
 
@@ -443,10 +459,10 @@ func (s *service) WatchDenials(req *sockguardv1.WatchDenialsRequest, stream sock
 		if err != nil {
 			return toStatus(err)
 		}
-		s.b.denials.skipped(skipped, "watch")
+		s.b.denials.ReportSkipped(skipped, "watch")
 		missed += gap
 		for i := range recs {
-			// One record per message: bounded by maxDenialBytes.
+			// One record per message: bounded by store.MaxDenialBytes.
 			resp := &sockguardv1.WatchDenialsResponse{Denial: denialToProto(&recs[i]), Missed: missed}
 			missed = 0
 			if err := stream.Send(resp); err != nil {

@@ -7,10 +7,11 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/sockguard/sockguard/broker/store"
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
 
-func auditEventToProto(ev *AuditEvent) *sockguardv1.AdminEvent {
+func auditEventToProto(ev *store.AuditEvent) *sockguardv1.AdminEvent {
 	out := &sockguardv1.AdminEvent{
 		Id: ev.ID, Time: timestamppb.New(ev.Time), Action: ev.Action, Socket: ev.Socket, TenantId: ev.TenantID,
 		Caller: &sockguardv1.Caller{Uid: ev.Caller.UID, Gid: ev.Caller.GID, Pid: ev.Caller.PID,
@@ -30,7 +31,7 @@ func (s *service) ListEvents(_ context.Context, req *sockguardv1.ListEventsReque
 	if err != nil {
 		return nil, err
 	}
-	f := AuditFilter{Socket: req.GetSocket(), Action: req.GetAction()}
+	f := store.AuditFilter{Socket: req.GetSocket(), Action: req.GetAction()}
 	if t := req.GetStartTime(); t != nil {
 		f.Since = t.AsTime()
 	}

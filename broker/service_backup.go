@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sockguard/sockguard/broker/store"
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
 
@@ -23,7 +24,7 @@ const backupTimeout = 10 * time.Minute
 // then its size and SHA-256. The broker keeps serving meanwhile.
 func (s *service) BackupState(req *sockguardv1.BackupStateRequest, stream sockguardv1.SockguardService_BackupStateServer) error {
 	err := s.backupState(stream)
-	s.b.audit.record(stream.Context(), AuditEvent{Action: AuditBackup}, err)
+	s.b.audit.record(stream.Context(), store.AuditEvent{Action: AuditBackup}, err)
 	return err
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sockguard/sockguard/broker/store"
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
 
@@ -21,7 +22,7 @@ func TestSharedTenantIDRefused(t *testing.T) {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	s, err := OpenStore(stateDir)
+	s, err := store.Open(stateDir)
 	if err != nil {
 		t.Fatal(err)
 	}

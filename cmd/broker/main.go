@@ -22,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sockguard/sockguard/broker"
+	"github.com/sockguard/sockguard/broker/store"
 )
 
 var version = "dev"
@@ -74,7 +75,7 @@ type options struct {
 	adminRoles        string
 	healthSocket      string
 	deleteTimes       broker.DeleteTimes
-	audit             broker.AuditRetention
+	audit             store.AuditRetention
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {

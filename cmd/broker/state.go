@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/sockguard/sockguard/broker"
+	"github.com/sockguard/sockguard/broker/store"
 )
 
 const stateUsage = `Usage: broker state check|restore|compact [flags] [FILE]
@@ -66,7 +67,7 @@ func runState(args []string, stdout, stderr io.Writer) int {
 	case "check":
 		return stateCheck(o, stdout, stderr)
 	case "restore":
-		rep, replaced, err := broker.RestoreState(o.stateDir, fs.Arg(0), log)
+		rep, replaced, err := store.Restore(o.stateDir, fs.Arg(0), log)
 		if err != nil {
 			fmt.Fprintf(stderr, "broker state restore: %s\n", graphic(err.Error()))
 			return 1
@@ -83,7 +84,7 @@ func runState(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "compact":
-		before, after, err := broker.CompactState(o.stateDir)
+		before, after, err := store.Compact(o.stateDir)
 		if err != nil {
 			fmt.Fprintf(stderr, "broker state compact: %v\n", err)
 			return 1

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockguard/sockguard/broker"
+	"github.com/sockguard/sockguard/broker/store"
 )
 
 // TestStateRestorePrintsCraftedNamesEscaped: the tenant list printed by
@@ -17,12 +17,12 @@ import (
 // written to the operator's terminal.
 func TestStateRestorePrintsCraftedNamesEscaped(t *testing.T) {
 	src := t.TempDir()
-	s, err := broker.OpenStore(src)
+	s, err := store.Open(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	evil := &broker.Tenant{Name: "x\x1b]0;pwned\x07\x1b[2J", ID: "t-\x1b[1A\x1b[2K", Preset: "read-only", FileMode: 0o660,
-		Mode: broker.ModeEnforce, Created: time.Now()}
+	evil := &store.Tenant{Name: "x\x1b]0;pwned\x07\x1b[2J", ID: "t-\x1b[1A\x1b[2K", Preset: "read-only", FileMode: 0o660,
+		Mode: store.ModeEnforce, Created: time.Now()}
 	if err := s.CreateTenant(evil); err != nil {
 		t.Fatal(err)
 	}

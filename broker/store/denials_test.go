@@ -1,11 +1,8 @@
-package broker
+package store
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,15 +10,13 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/sockguard/sockguard/policy"
-	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
 
 func openTestStore(t *testing.T) *Store {
 	t.Helper()
-	s, err := OpenStore(t.TempDir())
+	s, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +221,7 @@ func TestDenialIndexMigration(t *testing.T) {
 	}
 	s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketDenials).Get(idKey(1))
-		if len(v) > maxDenialBytes || strings.Contains(string(v), "s3cr3t") {
+		if len(v) > MaxDenialBytes || strings.Contains(string(v), "s3cr3t") {
 			t.Errorf("old record not rewritten: %d bytes, %.200s", len(v), v)
 		}
 		return nil
@@ -248,23 +243,14 @@ func TestDenialReadersSkipBadRecords(t *testing.T) {
 	if err != nil || len(recs) != 7 || last != 10 || missed != 0 || skipped.N != 1 {
 		t.Fatalf("after: %d records, last %d, missed %d, skipped %+v, %v", len(recs), last, missed, skipped, err)
 	}
-
-	l := NewDenyLog(s, slog.New(slog.NewTextHandler(io.Discard, nil)), DenyLogConfig{})
-	svc := &service{b: &Broker{store: s, denials: l}}
-	resp, err := svc.ListDenials(context.Background(), &sockguardv1.ListDenialsRequest{})
-	if err != nil || len(resp.GetDenials()) != 9 || l.Undecodable() != 1 {
-		t.Fatalf("service list: %d records, %d undecodable, %v", len(resp.GetDenials()), l.Undecodable(), err)
-	}
 }
 
-// A refusal with a 1 MB request line costs at most maxDenialBytes, and a
-// page of the largest records stays under the page bound.
+// A refusal with a 1 MB request line costs at most MaxDenialBytes.
 func TestDenialBounds(t *testing.T) {
 	s := openTestStore(t)
 	huge := strings.Repeat("\x01é", 1<<19)
-	l := NewDenyLog(s, slog.New(slog.NewTextHandler(io.Discard, nil)), DenyLogConfig{})
 	d := Denial{Time: time.Now(), Socket: huge, TenantID: huge, RequestID: huge, Method: huge,
-		Path: huge, RawTarget: safeTarget("/" + huge + "?name=" + huge), Reason: huge, Rule: huge, Mode: Mode(huge),
+		Path: huge, RawTarget: SafeTarget("/" + huge + "?name=" + huge), Reason: huge, Rule: huge, Mode: Mode(huge),
 		Subject: &DenialSubject{Field: huge, Value: huge, AllowSection: huge, AllowSetting: huge, AllowValue: huge, AllowMethod: huge, AllowPath: huge}}
 	recs := make([]Denial, 1500)
 	for i := range recs {
@@ -273,72 +259,12 @@ func TestDenialBounds(t *testing.T) {
 	appendAll(t, s, recs, DenialRetention{})
 	s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketDenials).ForEach(func(k, v []byte) error {
-			if len(v) > maxDenialBytes {
-				t.Fatalf("record %x: %d bytes, bound %d", k, len(v), maxDenialBytes)
+			if len(v) > MaxDenialBytes {
+				t.Fatalf("record %x: %d bytes, bound %d", k, len(v), MaxDenialBytes)
 			}
 			return nil
 		})
 	})
-	svc := &service{b: &Broker{store: s, denials: l}}
-	req := &sockguardv1.ListDenialsRequest{PageSize: 1000}
-	total := 0
-	for {
-		resp, err := svc.ListDenials(context.Background(), req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n := proto.Size(resp); n > listPageBytes {
-			t.Fatalf("page of %d bytes", n)
-		}
-		if len(resp.GetDenials()) >= 1000 {
-			t.Fatalf("a page of %d records: the byte bound did not end it", len(resp.GetDenials()))
-		}
-		total += len(resp.GetDenials())
-		if resp.GetNextPageToken() == "" {
-			break
-		}
-		req.PageToken = resp.GetNextPageToken()
-	}
-	if total != 1500 {
-		t.Fatalf("paged through %d of 1500", total)
-	}
-}
-
-// The queue is bounded by bytes: past QueueBytes, records are dropped and
-// counted, however few they are.
-func TestDenyLogQueueBytes(t *testing.T) {
-	l := NewDenyLog(nil, slog.New(slog.NewTextHandler(io.Discard, nil)), DenyLogConfig{QueueBytes: 64 << 10})
-	big := strings.Repeat("x", 1<<20)
-	for range 200 {
-		l.Record(Denial{Path: big, Reason: big, RawTarget: big})
-	}
-	if l.queued.Load() > 64<<10 || l.Dropped() == 0 || len(l.ch)+int(l.Dropped()) != 200 {
-		t.Fatalf("queued %d bytes in %d records, dropped %d", l.queued.Load(), len(l.ch), l.Dropped())
-	}
-	for len(l.ch) > 0 {
-		l.take(<-l.ch)
-	}
-	if l.queued.Load() != 0 {
-		t.Fatalf("queue accounting off by %d", l.queued.Load())
-	}
-}
-
-func TestClip(t *testing.T) {
-	tests := []struct {
-		in   string
-		n    int
-		want string
-	}{
-		{"short", 32, "short"},
-		{strings.Repeat("a", 40), 32, "aaaaaaaaaaaaaaaaaaa...(40 bytes)"},
-		{strings.Repeat("é", 40), 32, "ééééééééé...(80 bytes)"},
-	}
-	for _, tt := range tests {
-		got := clip(tt.in, tt.n)
-		if got != tt.want || len(got) > tt.n {
-			t.Errorf("clip(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
-		}
-	}
 }
 
 // BenchmarkAppendDenialsFlood appends batches of refusals with a 1 MB
@@ -359,16 +285,16 @@ func BenchmarkAppendDenialsFlood(b *testing.B) {
 
 func benchAppendFlood(b *testing.B, ret DenialRetention) {
 	dir := b.TempDir()
-	s, err := OpenStore(dir)
+	s, err := Open(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
 	line := strings.Repeat("a", 1<<20)
 	d := Denial{Time: time.Now(), Socket: "flood", TenantID: "t-flood", RequestID: "abc-123", Method: "GET",
-		Path: "/" + line, RawTarget: safeTarget("/" + line + "?name=" + line), Code: policy.ReasonRuleDenied,
+		Path: "/" + line, RawTarget: SafeTarget("/" + line + "?name=" + line), Code: policy.ReasonRuleDenied,
 		Reason: "no rule allows GET /" + line, Rule: "default deny", Mode: ModeEnforce}
-	d.bound()
+	d.Bound()
 	batch := make([]Denial, 256)
 	b.ResetTimer()
 	for done := 0; done < b.N; done += len(batch) {

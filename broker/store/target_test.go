@@ -1,4 +1,4 @@
-package broker
+package store
 
 import (
 	"strings"
@@ -23,16 +23,16 @@ func TestSafeTarget(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := safeTarget(tt.in)
+			got := SafeTarget(tt.in)
 			if got != tt.want {
-				t.Fatalf("safeTarget(%q) = %q, want %q", tt.in, got, tt.want)
+				t.Fatalf("SafeTarget(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 			if strings.Contains(got, "s3cr3t") || strings.Contains(got, "tok") {
 				t.Fatalf("secret kept: %q", got)
 			}
 		})
 	}
-	long := safeTarget("/" + strings.Repeat("a", 1<<20) + "?name=" + strings.Repeat("b", 1<<20) + "&" + strings.Repeat("k", 1000) + "=1")
+	long := SafeTarget("/" + strings.Repeat("a", 1<<20) + "?name=" + strings.Repeat("b", 1<<20) + "&" + strings.Repeat("k", 1000) + "=1")
 	if len(long) > maxDenialTarget {
 		t.Fatalf("%d bytes, bound %d", len(long), maxDenialTarget)
 	}

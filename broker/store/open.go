@@ -1,4 +1,4 @@
-package broker
+package store
 
 import (
 	"crypto/rand"
@@ -15,12 +15,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sockguard/sockguard/broker/errdefs"
+	"github.com/sockguard/sockguard/broker/internal/bounded"
 	bolt "go.etcd.io/bbolt"
 )
 
 // The state directory holds:
 //
-//	state.db    the bbolt store (see Store)
+//	state.db    the bbolt store (see the package comment)
 //	state.id    the marker: the broker id of the store that lives here
 //	state.lock  flock held by a running broker and by `broker state`
 //
@@ -41,17 +43,17 @@ const (
 	SocketMarkerName = ".sockguard-state"
 )
 
-// Refusals at open. Each wraps ErrStateRefused, so callers can tell "the
+// Refusals at open. Each wraps ErrRefused, so callers can tell "the
 // state is not what it should be" from other errors.
 var (
-	ErrStateRefused = errors.New("refusing to start on this state")
-	ErrStateMissing = fmt.Errorf("%w: state.db is missing", ErrStateRefused)
-	ErrStateEmpty   = fmt.Errorf("%w: state.db is empty (0 bytes)", ErrStateRefused)
-	ErrStateForeign = fmt.Errorf("%w: state.db belongs to another broker", ErrStateRefused)
+	ErrRefused = errors.New("refusing to start on this state")
+	ErrMissing = fmt.Errorf("%w: state.db is missing", ErrRefused)
+	ErrEmpty   = fmt.Errorf("%w: state.db is empty (0 bytes)", ErrRefused)
+	ErrForeign = fmt.Errorf("%w: state.db belongs to another broker", ErrRefused)
 )
 
-// StoreOptions say how OpenStoreWith treats the state directory.
-type StoreOptions struct {
+// Options say how OpenWith treats the state directory.
+type Options struct {
 	// Fresh allows starting with a new, empty store where one would be
 	// refused: state.db missing or 0 bytes although a marker says a store
 	// existed, or a directory that is not empty. It never replaces a
@@ -67,16 +69,16 @@ type StoreOptions struct {
 	Logger         *slog.Logger
 }
 
-// OpenStore opens the store under dir the way a first start does: a new
+// Open opens the store under dir the way a first start does: a new
 // store is created only in an empty (or new) directory.
-func OpenStore(dir string) (*Store, error) { return OpenStoreWith(dir, StoreOptions{}) }
+func Open(dir string) (*Store, error) { return OpenWith(dir, Options{}) }
 
-// OpenStoreWith opens the store under dir (created with mode 0700 if
+// OpenWith opens the store under dir (created with mode 0700 if
 // missing). It takes the directory's lock, refuses a missing, empty,
 // foreign or damaged state.db (see the package's state directory layout),
 // checks the whole file before it is opened for writing, and migrates older
 // records.
-func OpenStoreWith(dir string, o StoreOptions) (*Store, error) {
+func OpenWith(dir string, o Options) (*Store, error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -88,7 +90,7 @@ func OpenStoreWith(dir string, o StoreOptions) (*Store, error) {
 	}
 	if !o.AllowSharedDir {
 		if err := checkPrivateDir(dir); err != nil {
-			return nil, fmt.Errorf("%w: --state-dir: %w (pass --allow-shared-dirs if this is deliberate)", ErrStateRefused, err)
+			return nil, fmt.Errorf("%w: --state-dir: %w (pass --allow-shared-dirs if this is deliberate)", ErrRefused, err)
 		}
 	}
 	lock, err := lockStateDir(dir)
@@ -110,7 +112,7 @@ func OpenStoreWith(dir string, o StoreOptions) (*Store, error) {
 	return s, nil
 }
 
-func openLocked(dir string, o StoreOptions, log *slog.Logger) (*Store, error) {
+func openLocked(dir string, o Options, log *slog.Logger) (*Store, error) {
 	p := filepath.Join(dir, stateFileName)
 	markerID, err := readMarker(filepath.Join(dir, markerName))
 	if err != nil {
@@ -132,23 +134,23 @@ func openLocked(dir string, o StoreOptions, log *slog.Logger) (*Store, error) {
 		case o.Fresh:
 		case markerID != "":
 			return nil, fmt.Errorf("%w: %s has a marker (%s) for broker %s but no %s; %s",
-				ErrStateMissing, dir, markerName, markerID, stateFileName, recovery())
+				ErrMissing, dir, markerName, markerID, stateFileName, recovery())
 		case other != nil:
 			return nil, fmt.Errorf("%w: %s has no %s, but %s says broker %s kept its state in %s; %s",
-				ErrStateMissing, dir, stateFileName, o.SocketMarker, other.id, quoteBounded(other.stateDir), recovery())
+				ErrMissing, dir, stateFileName, o.SocketMarker, other.id, bounded.Quote(other.stateDir), recovery())
 		default:
 			if err := checkEmptyDir(dir); err != nil {
-				return nil, fmt.Errorf("%w: %w; %s", ErrStateMissing, err, recovery())
+				return nil, fmt.Errorf("%w: %w; %s", ErrMissing, err, recovery())
 			}
 		}
 		return createStore(dir, o, log)
 	case err != nil:
 		return nil, fmt.Errorf("inspect %s: %w", p, err)
 	case !fi.Mode().IsRegular():
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrStateRefused, p)
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrRefused, p)
 	case fi.Size() == 0:
 		if !o.Fresh {
-			return nil, fmt.Errorf("%w: %s; %s", ErrStateEmpty, p, recovery())
+			return nil, fmt.Errorf("%w: %s; %s", ErrEmpty, p, recovery())
 		}
 		// 0 bytes hold nothing: replacing them loses nothing.
 		if err := os.Remove(p); err != nil {
@@ -157,9 +159,9 @@ func openLocked(dir string, o StoreOptions, log *slog.Logger) (*Store, error) {
 		return createStore(dir, o, log)
 	}
 
-	rep, err := InspectStateFile(p)
+	rep, err := inspectFile(p)
 	if err != nil {
-		if errors.Is(err, ErrStateLocked) {
+		if errors.Is(err, ErrLocked) {
 			return nil, err
 		}
 		also := ""
@@ -173,17 +175,17 @@ func openLocked(dir string, o StoreOptions, log *slog.Logger) (*Store, error) {
 	case rep.BrokerID == "" && markerID != "":
 		return nil, fmt.Errorf("%w: %s has no broker id but the marker %s says broker %s; "+
 			"if this file is the right state, install it with `broker state restore --state-dir %s FILE`",
-			ErrStateForeign, p, markerName, markerID, dir)
+			ErrForeign, p, markerName, markerID, dir)
 	case rep.BrokerID != "" && markerID != "" && rep.BrokerID != markerID:
 		return nil, fmt.Errorf("%w: %s is the state of broker %s, but the marker %s says broker %s; "+
 			"check --state-dir, or install the file deliberately with `broker state restore --state-dir %s FILE`",
-			ErrStateForeign, p, rep.BrokerID, markerName, markerID, dir)
+			ErrForeign, p, rep.BrokerID, markerName, markerID, dir)
 	}
 	return openExisting(dir, rep, log)
 }
 
 // createStore makes a new store with a new broker id, then the markers.
-func createStore(dir string, o StoreOptions, log *slog.Logger) (*Store, error) {
+func createStore(dir string, o Options, log *slog.Logger) (*Store, error) {
 	p := filepath.Join(dir, stateFileName)
 	id := newBrokerID()
 	db, err := bolt.Open(p, 0o600, &bolt.Options{Timeout: time.Second})
@@ -221,10 +223,10 @@ func createStore(dir string, o StoreOptions, log *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
-// openExisting opens a store that passed InspectStateFile for writing,
+// openExisting opens a store that passed inspectFile for writing,
 // gives a store from before markers its broker id, writes a missing marker
 // and migrates old records.
-func openExisting(dir string, rep *StateReport, log *slog.Logger) (*Store, error) {
+func openExisting(dir string, rep *Report, log *slog.Logger) (*Store, error) {
 	s, err := openFile(filepath.Join(dir, stateFileName), rep, log)
 	if err != nil {
 		return nil, err
@@ -240,9 +242,9 @@ func openExisting(dir string, rep *StateReport, log *slog.Logger) (*Store, error
 	return s, nil
 }
 
-// openFile opens the state file p (which passed InspectStateFile as rep)
+// openFile opens the state file p (which passed inspectFile as rep)
 // for writing and brings it to the current schema.
-func openFile(p string, rep *StateReport, log *slog.Logger) (*Store, error) {
+func openFile(p string, rep *Report, log *slog.Logger) (*Store, error) {
 	var db *bolt.DB
 	err := guard("open "+p, func() (err error) {
 		db, err = bolt.Open(p, 0o600, &bolt.Options{Timeout: time.Second})
@@ -250,7 +252,7 @@ func openFile(p string, rep *StateReport, log *slog.Logger) (*Store, error) {
 	})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("open %s: %w (is another broker running on it?)", p, ErrStateLocked)
+			return nil, fmt.Errorf("open %s: %w (is another broker running on it?)", p, ErrLocked)
 		}
 		return nil, fmt.Errorf("open %s: %w", p, err)
 	}
@@ -298,7 +300,7 @@ func (s *Store) init() error {
 				return meta.Put(keySchema, []byte(schemaVersion))
 			default:
 				return fmt.Errorf("state schema version %s is not supported by this broker (wants %s): was it written by a newer broker?",
-					quoteBounded(v), schemaVersion)
+					bounded.Quote(v), schemaVersion)
 			}
 		})
 	})
@@ -349,11 +351,11 @@ func readMarker(path string) (string, error) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("%w: marker %s: %w", ErrStateRefused, path, err)
+		return "", fmt.Errorf("%w: marker %s: %w", ErrRefused, path, err)
 	}
 	id := kv["broker_id"]
 	if !validBrokerID(id) {
-		return "", fmt.Errorf("%w: marker %s has no valid broker_id (remove it only if state.db beside it is the right one)", ErrStateRefused, path)
+		return "", fmt.Errorf("%w: marker %s has no valid broker_id (remove it only if state.db beside it is the right one)", ErrRefused, path)
 	}
 	return id, nil
 }
@@ -450,7 +452,7 @@ func checkEmptyDir(dir string) error {
 		case lockName, "lost+found":
 			continue
 		}
-		return fmt.Errorf("%s has no %s but is not empty (it holds %s): is --state-dir right?", dir, stateFileName, quoteBounded(e.Name()))
+		return fmt.Errorf("%s has no %s but is not empty (it holds %s): is --state-dir right?", dir, stateFileName, bounded.Quote(e.Name()))
 	}
 	return nil
 }
@@ -463,13 +465,13 @@ func checkPrivateDir(dir string) error {
 		return err
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("%w: %s is not a directory", ErrInvalidArgument, dir)
+		return fmt.Errorf("%w: %s is not a directory", errdefs.ErrInvalidArgument, dir)
 	}
 	if fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("%w: directory %s is writable by group or others (mode %#o)", ErrInvalidArgument, dir, fi.Mode().Perm())
+		return fmt.Errorf("%w: directory %s is writable by group or others (mode %#o)", errdefs.ErrInvalidArgument, dir, fi.Mode().Perm())
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("%w: directory %s is owned by uid %d, not the broker's uid %d", ErrInvalidArgument, dir, st.Uid, os.Geteuid())
+		return fmt.Errorf("%w: directory %s is owned by uid %d, not the broker's uid %d", errdefs.ErrInvalidArgument, dir, st.Uid, os.Geteuid())
 	}
 	return nil
 }
@@ -489,7 +491,7 @@ func lockStateDir(dir string) (*os.File, error) {
 			holder = " (pid " + strings.TrimSpace(string(b)) + ")"
 		}
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is held by another broker or `broker state` command%s (is another broker running with --state-dir %s?)", ErrStateLocked, p, holder, dir)
+			return nil, fmt.Errorf("%w: %s is held by another broker or `broker state` command%s (is another broker running with --state-dir %s?)", ErrLocked, p, holder, dir)
 		}
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}

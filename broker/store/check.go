@@ -1,4 +1,4 @@
-package broker
+package store
 
 import (
 	"encoding/binary"
@@ -10,11 +10,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockguard/sockguard/broker/internal/bounded"
 	bolt "go.etcd.io/bbolt"
 )
 
-// StateReport is what InspectStateFile found in a state file.
-type StateReport struct {
+// Report describes a state file that passed the start-up check (the
+// checks of inspectFile): what Restore installed and what Check read.
+type Report struct {
 	Path     string
 	Size     int64
 	BrokerID string // "" for a store from before broker ids
@@ -26,27 +28,27 @@ type StateReport struct {
 // maxCheckProblems bounds how many consistency problems a refusal lists.
 const maxCheckProblems = 8
 
-// InspectStateFile checks a state file without changing it: it opens it
+// inspectFile checks a state file without changing it: it opens it
 // read-only (so a running broker's exclusive lock makes it fail with
-// ErrStateLocked), refuses a file shorter than the data its meta page
+// ErrLocked), refuses a file shorter than the data its meta page
 // claims, reads every key and value of every bucket, runs bbolt's own
 // consistency check, and decodes the tenant records. Every step runs under
-// guard: a damaged file gives an error wrapping ErrStateCorrupt, never a
+// guard: a damaged file gives an error wrapping ErrCorrupt, never a
 // panic.
-func InspectStateFile(path string) (*StateReport, error) { return inspectStateFile(path, false) }
+func inspectFile(path string) (*Report, error) { return inspect(path, false) }
 
-// inspectStateFile is InspectStateFile; with metaFallback a damaged meta
+// inspect is inspectFile; with metaFallback a damaged meta
 // page is accepted when the other one is intact (bbolt then reads the
 // state as of the commit that page describes).
-func inspectStateFile(path string, metaFallback bool) (*StateReport, error) {
+func inspect(path string, metaFallback bool) (*Report, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
 	if fi.Size() == 0 {
-		return nil, fmt.Errorf("%w: %s", ErrStateEmpty, path)
+		return nil, fmt.Errorf("%w: %s", ErrEmpty, path)
 	}
-	rep := &StateReport{Path: path, Size: fi.Size()}
+	rep := &Report{Path: path, Size: fi.Size()}
 	metaErr := checkMetaPages(path)
 	if metaErr != nil && !(metaFallback && errors.Is(metaErr, errMetaPage) && !strings.Contains(metaErr.Error(), "0 and 1")) {
 		return nil, metaErr
@@ -61,11 +63,11 @@ func inspectStateFile(path string, metaFallback bool) (*StateReport, error) {
 	if err != nil {
 		switch {
 		case errors.Is(err, bolt.ErrTimeout):
-			return nil, fmt.Errorf("open %s: %w", path, ErrStateLocked)
-		case errors.Is(err, ErrStateCorrupt):
+			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
+		case errors.Is(err, ErrCorrupt):
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: open %s: %w", ErrStateCorrupt, path, err)
+		return nil, fmt.Errorf("%w: open %s: %w", ErrCorrupt, path, err)
 	}
 	defer db.Close()
 	err = guard("check "+path, func() error {
@@ -73,7 +75,7 @@ func inspectStateFile(path string, metaFallback bool) (*StateReport, error) {
 			// Pages past the end of the file would fault when touched: a
 			// truncated file is refused before anything reads them.
 			if tx.Size() > fi.Size() {
-				return fmt.Errorf("%w: %s is %d bytes but its data needs %d: the file was truncated", ErrStateCorrupt, path, fi.Size(), tx.Size())
+				return fmt.Errorf("%w: %s is %d bytes but its data needs %d: the file was truncated", ErrCorrupt, path, fi.Size(), tx.Size())
 			}
 			// Touch every byte of every key and value, so a wild page
 			// reference faults here, under guard, before bbolt's check
@@ -97,7 +99,7 @@ func inspectStateFile(path string, metaFallback bool) (*StateReport, error) {
 				}
 			}
 			if n > 0 {
-				return fmt.Errorf("%w: %s failed the consistency check with %d problem(s): %w", ErrStateCorrupt, path, n, errors.Join(problems...))
+				return fmt.Errorf("%w: %s failed the consistency check with %d problem(s): %w", ErrCorrupt, path, n, errors.Join(problems...))
 			}
 			if meta := tx.Bucket(bucketMeta); meta != nil {
 				rep.Schema = string(meta.Get(keySchema))
@@ -116,7 +118,7 @@ func inspectStateFile(path string, metaFallback bool) (*StateReport, error) {
 		return nil, err
 	}
 	if rep.BrokerID != "" && !validBrokerID(rep.BrokerID) {
-		return nil, fmt.Errorf("%w: %s has an invalid broker id %s", ErrStateCorrupt, path, quoteBounded(rep.BrokerID))
+		return nil, fmt.Errorf("%w: %s has an invalid broker id %s", ErrCorrupt, path, bounded.Quote(rep.BrokerID))
 	}
 	return rep, nil
 }
@@ -126,7 +128,7 @@ func inspectStateFile(path string, metaFallback bool) (*StateReport, error) {
 // log's per-tenant index).
 func touchBucket(b *bolt.Bucket, depth int) error {
 	if depth > 8 {
-		return fmt.Errorf("%w: buckets nested deeper than 8", ErrStateCorrupt)
+		return fmt.Errorf("%w: buckets nested deeper than 8", ErrCorrupt)
 	}
 	var sum uint32
 	err := b.ForEach(func(k, v []byte) error {
@@ -169,7 +171,7 @@ func checkMetaPages(path string) error {
 	defer f.Close()
 	page0 := make([]byte, metaChecksumOff+8)
 	if _, err := f.ReadAt(page0, 0); err != nil {
-		return fmt.Errorf("%w: %s: cannot read the first meta page: %v", ErrStateCorrupt, path, err)
+		return fmt.Errorf("%w: %s: cannot read the first meta page: %v", ErrCorrupt, path, err)
 	}
 	bad := []string{}
 	pageSize := int64(os.Getpagesize())
@@ -184,7 +186,7 @@ func checkMetaPages(path string) error {
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("%w: %s: meta page %s is damaged (bbolt would fall back to the other one, possibly the previous commit): %w",
-			ErrStateCorrupt, path, strings.Join(bad, " and "), errMetaPage)
+			ErrCorrupt, path, strings.Join(bad, " and "), errMetaPage)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package broker
+package store
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// The admin audit trail in state.db (see Store for the rest of the file):
+// The admin audit trail in state.db (the package comment draws the rest of the file):
 //
 //	audit/
 //	  <uint64 id, big-endian> -> JSON AuditEvent   changes that succeeded

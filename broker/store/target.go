@@ -1,10 +1,12 @@
-package broker
+package store
 
 import (
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/sockguard/sockguard/broker/internal/bounded"
 )
 
 // denyQueryKeys is the allowlist of query keys the deny log keeps, from
@@ -43,7 +45,7 @@ const (
 	maxTargetValue = 64  // bytes of an allowlisted value kept
 )
 
-// safeTarget is the request target (r.RequestURI) for the deny log: the
+// SafeTarget is the request target (r.RequestURI) for the deny log: the
 // path as received (clipped), then the query keys in denyQueryKeys,
 // sorted, each once, with their values where the allowlist says so; other
 // keys are dropped and counted. The result is at most maxDenialTarget
@@ -51,10 +53,10 @@ const (
 //
 // Invariant: nothing after the '?' was chosen by the client except
 // allowlisted keys' presence and the values of keys mapped to true.
-func safeTarget(requestURI string) string {
+func SafeTarget(requestURI string) string {
 	path, query, hasQuery := strings.Cut(requestURI, "?")
 	var b strings.Builder
-	b.WriteString(clip(path, maxTargetPath))
+	b.WriteString(bounded.Clip(path, maxTargetPath))
 	if !hasQuery || query == "" {
 		return b.String()
 	}
@@ -63,7 +65,7 @@ func safeTarget(requestURI string) string {
 	if err != nil {
 		// Even the keys of a query that does not parse are not trusted.
 		b.WriteString("(unparsable query dropped)")
-		return clip(b.String(), maxDenialTarget)
+		return bounded.Clip(b.String(), maxDenialTarget)
 	}
 	keys := make([]string, 0, len(vals))
 	dropped := 0
@@ -88,7 +90,7 @@ func safeTarget(requestURI string) string {
 				b.WriteString("&" + k)
 			}
 			b.WriteByte('=')
-			b.WriteString(url.QueryEscape(clip(v, maxTargetValue)))
+			b.WriteString(url.QueryEscape(bounded.Clip(v, maxTargetValue)))
 		}
 	}
 	if dropped > 0 {
@@ -97,5 +99,5 @@ func safeTarget(requestURI string) string {
 		}
 		b.WriteString("(" + strconv.Itoa(dropped) + " other keys dropped)")
 	}
-	return clip(b.String(), maxDenialTarget)
+	return bounded.Clip(b.String(), maxDenialTarget)
 }

@@ -1,4 +1,4 @@
-package broker
+package store
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 // has no private image):
 //
 //	images/
-//	  <image id "sha256:...">  -> JSON imageRecord
+//	  <image id "sha256:...">  -> JSON ImageRecord
 //	image_tenants/
 //	  <tenant id> 0x00 <image id> -> uint64 big-endian unix seconds of the grant
 //
@@ -36,18 +36,18 @@ const (
 	// maxImageGrantsPerTenant: a tenant's oldest grant is dropped past it
 	// (the image stays private; the tenant pulls it again to get it back).
 	maxImageGrantsPerTenant = 4096
-	// maxImageRecords: past it, credential pulls are refused until a sweep
+	// MaxImageRecords: past it, credential pulls are refused until a sweep
 	// finds images that are gone.
-	maxImageRecords = 65536
+	MaxImageRecords = 65536
 	// maxImageSources: repositories remembered per private image.
 	maxImageSources = 16
 )
 
-// errImageTableFull refuses a credential pull that could not be recorded.
-var errImageTableFull = errors.New("the broker's table of private images is full")
+// ErrImageTableFull refuses a credential pull that could not be recorded.
+var ErrImageTableFull = errors.New("the broker's table of private images is full")
 
-// imageRecord is one private (or once private, now public) image.
-type imageRecord struct {
+// ImageRecord is one private (or once private, now public) image.
+type ImageRecord struct {
 	// Public is set when the image was pulled without credentials from
 	// one of its sources: everyone may use it.
 	Public bool `json:"public,omitempty"`
@@ -59,7 +59,7 @@ type imageRecord struct {
 	Tenants map[string]int64 `json:"tenants,omitempty"`
 }
 
-func (r *imageRecord) hasSource(repo string) bool {
+func (r *ImageRecord) HasSource(repo string) bool {
 	for _, s := range r.Sources {
 		if s == repo {
 			return true
@@ -68,8 +68,8 @@ func (r *imageRecord) hasSource(repo string) bool {
 	return false
 }
 
-func (r *imageRecord) addSource(repo string) {
-	if r.hasSource(repo) {
+func (r *ImageRecord) AddSource(repo string) {
+	if r.HasSource(repo) {
 		return
 	}
 	r.Sources = append(r.Sources, repo)
@@ -87,8 +87,8 @@ func imageTenantKey(tenant, id string) []byte {
 
 // ImageRecords returns the records of ids (missing ids: public, absent
 // from the map), in one read transaction.
-func (s *Store) ImageRecords(ids []string) (map[string]*imageRecord, error) {
-	out := make(map[string]*imageRecord)
+func (s *Store) ImageRecords(ids []string) (map[string]*ImageRecord, error) {
+	out := make(map[string]*ImageRecord)
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketImages)
 		if b == nil {
@@ -99,7 +99,7 @@ func (s *Store) ImageRecords(ids []string) (map[string]*imageRecord, error) {
 			if v == nil {
 				continue
 			}
-			rec := new(imageRecord)
+			rec := new(ImageRecord)
 			if err := json.Unmarshal(v, rec); err != nil {
 				return fmt.Errorf("decode image record %s: %w", id, err)
 			}
@@ -126,7 +126,7 @@ func (s *Store) ImageRecordCount() (int, error) {
 // none) in one write transaction and stores what it returns (nil: leave
 // as is). Grants to tenants are indexed and bounded per tenant: past
 // maxImageGrantsPerTenant the tenant's oldest grant is dropped.
-func (s *Store) UpdateImageRecord(id string, now time.Time, change func(rec *imageRecord) *imageRecord) error {
+func (s *Store) UpdateImageRecord(id string, now time.Time, change func(rec *ImageRecord) *ImageRecord) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketImages)
 		if err != nil {
@@ -136,9 +136,9 @@ func (s *Store) UpdateImageRecord(id string, now time.Time, change func(rec *ima
 		if err != nil {
 			return err
 		}
-		var old *imageRecord
+		var old *ImageRecord
 		if v := b.Get([]byte(id)); v != nil {
-			old = new(imageRecord)
+			old = new(ImageRecord)
 			if err := json.Unmarshal(v, old); err != nil {
 				return fmt.Errorf("decode image record %s: %w", id, err)
 			}
@@ -201,7 +201,7 @@ func evictOldestGrants(b, bt *bolt.Bucket, tenant, keep string, limit int) error
 		}
 		img := oldestKey[len(prefix):]
 		if v := b.Get(img); v != nil {
-			rec := new(imageRecord)
+			rec := new(ImageRecord)
 			if err := json.Unmarshal(v, rec); err != nil {
 				return err
 			}
@@ -237,7 +237,7 @@ func (s *Store) DropTenantImages(tenant string) (int, error) {
 			if v == nil {
 				continue
 			}
-			rec := new(imageRecord)
+			rec := new(ImageRecord)
 			if err := json.Unmarshal(v, rec); err != nil {
 				return err
 			}
@@ -269,7 +269,7 @@ func (s *Store) SweepImageRecords(exists map[string]bool) (int, error) {
 				continue
 			}
 			gone = append(gone, string(k))
-			rec := new(imageRecord)
+			rec := new(ImageRecord)
 			if json.Unmarshal(v, rec) == nil {
 				for t := range rec.Tenants {
 					grants = append(grants, imageTenantKey(t, string(k)))

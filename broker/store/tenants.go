@@ -1,4 +1,4 @@
-package broker
+package store
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/sockguard/sockguard/broker/errdefs"
+	"github.com/sockguard/sockguard/broker/internal/bounded"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -92,7 +94,7 @@ func decodeTenantJSON(js []byte) (*Tenant, error) {
 func decodeTenantRecord(k, v []byte, schema string) TenantRecord {
 	r := TenantRecord{Key: string(k)}
 	fail := func(err error) TenantRecord {
-		r.Err = fmt.Errorf("%w: socket %s: %w", ErrRecordInvalid, quoteBounded(r.Key), err)
+		r.Err = fmt.Errorf("%w: socket %s: %w", ErrRecordInvalid, bounded.Quote(r.Key), err)
 		return r
 	}
 	js := v
@@ -109,7 +111,7 @@ func decodeTenantRecord(k, v []byte, schema string) TenantRecord {
 		return fail(err)
 	}
 	if t.Name != r.Key {
-		return fail(fmt.Errorf("the record names socket %s", quoteBounded(t.Name)))
+		return fail(fmt.Errorf("the record names socket %s", bounded.Quote(t.Name)))
 	}
 	r.Tenant = t
 	return r
@@ -148,12 +150,12 @@ func migrateTenantsV1(b *bolt.Bucket) (sealed, left int, err error) {
 	return sealed, left, nil
 }
 
-// CreateTenant stores a new tenant; ErrAlreadyExists if the name is taken.
+// CreateTenant stores a new tenant; errdefs.ErrAlreadyExists if the name is taken.
 func (s *Store) CreateTenant(t *Tenant) error {
 	return s.update("create tenant", func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTenants)
 		if b.Get([]byte(t.Name)) != nil {
-			return fmt.Errorf("%w: socket %q", ErrAlreadyExists, t.Name)
+			return fmt.Errorf("%w: socket %q", errdefs.ErrAlreadyExists, t.Name)
 		}
 		return putTenant(b, t)
 	})
@@ -164,7 +166,7 @@ func (s *Store) PutTenant(t *Tenant) error {
 	return s.update("update tenant", func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTenants)
 		if b.Get([]byte(t.Name)) == nil {
-			return fmt.Errorf("%w: socket %q", ErrNotFound, t.Name)
+			return fmt.Errorf("%w: socket %q", errdefs.ErrNotFound, t.Name)
 		}
 		return putTenant(b, t)
 	})
@@ -183,7 +185,7 @@ func (s *Store) DeleteTenant(name string) error {
 	return s.update("delete tenant", func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTenants)
 		if b.Get([]byte(name)) == nil {
-			return fmt.Errorf("%w: socket %s", ErrNotFound, quoteBounded(name))
+			return fmt.Errorf("%w: socket %s", errdefs.ErrNotFound, bounded.Quote(name))
 		}
 		return b.Delete([]byte(name))
 	})
@@ -225,13 +227,13 @@ func (s *Store) update(what string, fn func(*bolt.Tx) error) error {
 	return guard(what, func() error { return s.db.Update(fn) })
 }
 
-// refuseSharedIDs marks every record whose tenant id another record also
+// RefuseSharedIDs marks every record whose tenant id another record also
 // holds as invalid, in place. A tenant id is the owner label of the
 // tenant's Docker objects: two sockets with one id would each list,
 // inspect, exec into and purge the other's containers. The broker never
 // writes such a pair (ids are random and never reused), so one came from a
 // copied or crafted record or snapshot, and neither can be told genuine.
-func refuseSharedIDs(recs []TenantRecord) {
+func RefuseSharedIDs(recs []TenantRecord) {
 	names := make(map[string][]string)
 	for _, r := range recs {
 		if r.Err == nil && r.Tenant != nil {
@@ -243,6 +245,6 @@ func refuseSharedIDs(recs []TenantRecord) {
 			continue
 		}
 		recs[i].Err = fmt.Errorf("%w: socket %s: tenant id %s is also the id of %s (a copied or crafted record): the id decides which Docker objects a socket owns",
-			ErrRecordInvalid, quoteBounded(r.Key), quoteBounded(r.Tenant.ID), quoteBounded(strings.Join(names[r.Tenant.ID], ", ")))
+			ErrRecordInvalid, bounded.Quote(r.Key), bounded.Quote(r.Tenant.ID), bounded.Quote(strings.Join(names[r.Tenant.ID], ", ")))
 	}
 }

@@ -1,11 +1,27 @@
-package broker
+// Package denylog owns the deny log's write path: the bounded queue that
+// takes refusals off the request path without ever blocking it, the one
+// writer goroutine that commits them in batches, and the schedule of
+// retention. What a record holds, its byte bounds and how it is stored
+// and read back belong to package store (Denial, AppendDenials and the
+// denials buckets); this package reaches the store only through Store.
+package denylog
 
 import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sockguard/sockguard/broker/store"
 )
+
+// Store is what the deny log needs of the state store: one transaction
+// that appends a batch and applies the count bounds, and the age bound.
+// *store.Store implements it.
+type Store interface {
+	AppendDenials(recs []store.Denial, ret store.DenialRetention) (evicted int, err error)
+	PruneDenials(ret store.DenialRetention, now time.Time) (removed int, err error)
+}
 
 // DenyLog records refusals off the request path. Record never blocks: it
 // bounds the record's fields and hands it to a buffered channel; when the
@@ -15,13 +31,13 @@ import (
 // storm of denials becomes a few large batches instead of one fsync per
 // request, and applies the count bounds in that same transaction.
 type DenyLog struct {
-	store      *Store
+	store      Store
 	log        *slog.Logger
-	ret        DenialRetention
+	ret        store.DenialRetention
 	queueBytes int64
 
-	ch          chan Denial
-	queued      atomic.Int64 // bytes (Denial.size) in ch
+	ch          chan store.Denial
+	queued      atomic.Int64 // bytes (store.Denial.Size) in ch
 	dropped     atomic.Uint64
 	written     atomic.Uint64
 	evicted     atomic.Uint64 // removed by the count bounds
@@ -39,9 +55,9 @@ type DenyLog struct {
 // summarized in the log.
 const writeFailureLogEvery = 10 * time.Second
 
-// DenyLogConfig bounds the deny log.
-type DenyLogConfig struct {
-	Retention DenialRetention
+// Config bounds the deny log.
+type Config struct {
+	Retention store.DenialRetention
 	// QueueBytes bounds what waits for the writer (default
 	// defaultDenyQueueBytes).
 	QueueBytes int64
@@ -61,17 +77,17 @@ const (
 	pruneEvery = 30 * time.Second
 )
 
-// NewDenyLog returns a deny log writing to store.
-func NewDenyLog(store *Store, log *slog.Logger, cfg DenyLogConfig) *DenyLog {
+// New returns a deny log writing to st. Run starts its writer.
+func New(st Store, log *slog.Logger, cfg Config) *DenyLog {
 	if cfg.QueueBytes <= 0 {
 		cfg.QueueBytes = defaultDenyQueueBytes
 	}
 	return &DenyLog{
-		store:      store,
+		store:      st,
 		log:        log,
 		ret:        cfg.Retention,
 		queueBytes: cfg.QueueBytes,
-		ch:         make(chan Denial, denyQueueLen),
+		ch:         make(chan store.Denial, denyQueueLen),
 		notify:     make(chan struct{}),
 
 		writeFailures: newFailureLog(log, "deny_log_write_failed", "deny_log_write_recovered", writeFailureLogEvery),
@@ -81,9 +97,9 @@ func NewDenyLog(store *Store, log *slog.Logger, cfg DenyLogConfig) *DenyLog {
 // Record queues d for writing. It never waits. Its fields are clipped to
 // their bounds first, so the queue holds at most QueueBytes whatever the
 // requests looked like.
-func (l *DenyLog) Record(d Denial) {
-	d.bound()
-	n := int64(d.size())
+func (l *DenyLog) Record(d store.Denial) {
+	d.Bound()
+	n := int64(d.Size())
 	if l.queued.Add(n) > l.queueBytes {
 		l.queued.Add(-n)
 		l.dropped.Add(1)
@@ -98,8 +114,8 @@ func (l *DenyLog) Record(d Denial) {
 }
 
 // take accounts for a record the writer took off the queue.
-func (l *DenyLog) take(d Denial) Denial {
-	l.queued.Add(-int64(d.size()))
+func (l *DenyLog) take(d store.Denial) store.Denial {
+	l.queued.Add(-int64(d.Size()))
 	return d
 }
 
@@ -110,9 +126,9 @@ func (l *DenyLog) Evicted() uint64 { return l.evicted.Load() }
 // do not decode.
 func (l *DenyLog) Undecodable() uint64 { return l.undecodable.Load() }
 
-// skipped counts and reports, once per read, the records a reader passed
+// ReportSkipped counts and reports, once per read, the records a reader passed
 // over.
-func (l *DenyLog) skipped(s Skipped, reader string) {
+func (l *DenyLog) ReportSkipped(s store.Skipped, reader string) {
 	if s.N == 0 {
 		return
 	}
@@ -133,13 +149,13 @@ func (l *DenyLog) Changed() <-chan struct{} {
 	return l.notify
 }
 
-// run writes batches until stop is closed, then drains what is queued and
+// Run writes batches until stop is closed, then drains what is queued and
 // returns. Records queued before stop closes are not lost.
-func (l *DenyLog) run(stop <-chan struct{}) {
+func (l *DenyLog) Run(stop <-chan struct{}) {
 	prune := time.NewTicker(pruneEvery)
 	defer prune.Stop()
 	l.prune()
-	batch := make([]Denial, 0, denyBatchMax)
+	batch := make([]store.Denial, 0, denyBatchMax)
 	for {
 		select {
 		case d := <-l.ch:
@@ -162,7 +178,7 @@ func (l *DenyLog) run(stop <-chan struct{}) {
 
 // gather collects records for up to denyBatchWait (or until the batch is
 // full, or stop closes).
-func (l *DenyLog) gather(batch []Denial, stop <-chan struct{}) []Denial {
+func (l *DenyLog) gather(batch []store.Denial, stop <-chan struct{}) []store.Denial {
 	t := time.NewTimer(denyBatchWait)
 	defer t.Stop()
 	for len(batch) < denyBatchMax {
@@ -179,7 +195,7 @@ func (l *DenyLog) gather(batch []Denial, stop <-chan struct{}) []Denial {
 }
 
 // fill appends whatever is queued right now, up to the batch limit.
-func (l *DenyLog) fill(batch []Denial) []Denial {
+func (l *DenyLog) fill(batch []store.Denial) []store.Denial {
 	for len(batch) < denyBatchMax {
 		select {
 		case d := <-l.ch:
@@ -191,7 +207,7 @@ func (l *DenyLog) fill(batch []Denial) []Denial {
 	return batch
 }
 
-func (l *DenyLog) commit(batch []Denial) {
+func (l *DenyLog) commit(batch []store.Denial) {
 	n, err := l.store.AppendDenials(batch, l.ret)
 	if err != nil {
 		l.dropped.Add(uint64(len(batch)))

@@ -1,4 +1,4 @@
-package broker
+package store
 
 import (
 	"errors"
@@ -12,7 +12,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/sockguard/sockguard/policy"
+	"github.com/sockguard/sockguard/broker/internal/bounded"
 )
 
 // Snapshot is what Backup wrote.
@@ -44,35 +44,36 @@ type TenantCheck struct {
 	Err  error // nil: the record would be served
 }
 
-// StateCheck is the result of CheckState.
-type StateCheck struct {
-	Report   *StateReport
+// CheckReport is the result of Check.
+type CheckReport struct {
+	Report   *Report
 	MarkerID string
 	Tenants  []TenantCheck
 	Problems []string // what would stop the broker or a tenant from starting
 }
 
-// CheckState checks a stopped broker's state directory the way a start
+// Check checks a stopped broker's state directory the way a start
 // would, without changing anything: the lock (a running broker is
 // refused), the marker, the whole file, and every tenant record against
-// create-socket's rules and, when catalog is set, its presets. An error
-// means the broker would refuse to start; Problems lists what it would
-// report and start with.
-func CheckState(dir string, catalog *policy.Catalog) (*StateCheck, error) {
+// judge (the broker's create-socket rules and presets: package broker's
+// CheckState passes them; nil judges nothing beyond the record itself).
+// An error means the broker would refuse to start; Problems lists what it
+// would report and start with.
+func Check(dir string, judge func(*Tenant) error) (*CheckReport, error) {
 	lock, err := lockStateDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Close()
-	c := &StateCheck{}
+	c := &CheckReport{}
 	if c.MarkerID, err = readMarker(filepath.Join(dir, markerName)); err != nil {
 		return c, err
 	}
 	p := filepath.Join(dir, stateFileName)
-	rep, err := InspectStateFile(p)
+	rep, err := inspectFile(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			err = fmt.Errorf("%w: %s", ErrStateMissing, p)
+			err = fmt.Errorf("%w: %s", ErrMissing, p)
 		}
 		return c, err
 	}
@@ -81,24 +82,19 @@ func CheckState(dir string, catalog *policy.Catalog) (*StateCheck, error) {
 	case c.MarkerID == "" && rep.BrokerID != "":
 		c.Problems = append(c.Problems, fmt.Sprintf("no marker %s: the broker writes one for %s at start", markerName, rep.BrokerID))
 	case c.MarkerID != "" && rep.BrokerID != c.MarkerID:
-		return c, fmt.Errorf("%w: %s is broker %s but the marker says %s", ErrStateForeign, p, orNone(rep.BrokerID), c.MarkerID)
+		return c, fmt.Errorf("%w: %s is broker %s but the marker says %s", ErrForeign, p, orNone(rep.BrokerID), c.MarkerID)
 	}
-	refuseSharedIDs(rep.Tenants)
+	RefuseSharedIDs(rep.Tenants)
 	for _, r := range rep.Tenants {
 		tc := TenantCheck{Name: r.Key, Err: r.Err}
 		if r.Tenant != nil {
 			tc.ID = r.Tenant.ID
-			if tc.Err == nil {
-				tc.Err = validateStored(r.Tenant)
-			}
-			if tc.Err == nil && catalog != nil {
-				if _, err := catalog.Get(r.Tenant.Preset); err != nil {
-					tc.Err = fmt.Errorf("%w: %w", ErrInvalidArgument, err)
-				}
+			if tc.Err == nil && judge != nil {
+				tc.Err = judge(r.Tenant)
 			}
 		}
 		if tc.Err != nil {
-			c.Problems = append(c.Problems, fmt.Sprintf("tenant %s will be marked failed: %v", quoteBounded(r.Key), tc.Err))
+			c.Problems = append(c.Problems, fmt.Sprintf("tenant %s will be marked failed: %v", bounded.Quote(r.Key), tc.Err))
 		}
 		c.Tenants = append(c.Tenants, tc)
 	}
@@ -112,14 +108,14 @@ func orNone(s string) string {
 	return s
 }
 
-// RestoreState installs the snapshot file as dir's state.db on a stopped
-// broker. The snapshot must pass InspectStateFile; it is copied beside
+// Restore installs the snapshot file as dir's state.db on a stopped
+// broker. The snapshot must pass inspectFile; it is copied beside
 // state.db, given a broker id and the current schema if it lacks them,
 // synced, and renamed into place. A non-empty state.db that was there is
 // kept as state.db.replaced-TIME, never deleted. The marker is rewritten
 // to the snapshot's broker id. Tenants come back with the ids they have in
 // the snapshot, so their Docker objects stay theirs.
-func RestoreState(dir, file string, log *slog.Logger) (report *StateReport, replaced string, err error) {
+func Restore(dir, file string, log *slog.Logger) (report *Report, replaced string, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -131,7 +127,7 @@ func RestoreState(dir, file string, log *slog.Logger) (report *StateReport, repl
 		return nil, "", err
 	}
 	defer lock.Close()
-	if _, err := InspectStateFile(file); err != nil {
+	if _, err := inspectFile(file); err != nil {
 		return nil, "", fmt.Errorf("snapshot %s: %w", file, err)
 	}
 	p := filepath.Join(dir, stateFileName)
@@ -140,7 +136,7 @@ func RestoreState(dir, file string, log *slog.Logger) (report *StateReport, repl
 	if err := copyFile(file, tmp); err != nil {
 		return nil, "", fmt.Errorf("copy snapshot: %w", err)
 	}
-	rep, err := InspectStateFile(tmp)
+	rep, err := inspectFile(tmp)
 	if err != nil {
 		return nil, "", fmt.Errorf("copy of snapshot: %w", err)
 	}
@@ -171,17 +167,17 @@ func RestoreState(dir, file string, log *slog.Logger) (report *StateReport, repl
 	if err := syncDir(dir); err != nil {
 		return nil, replaced, err
 	}
-	rep, err = InspectStateFile(p)
+	rep, err = inspectFile(p)
 	return rep, replaced, err
 }
 
-// CompactState rewrites a stopped broker's state.db into a new file with
+// Compact rewrites a stopped broker's state.db into a new file with
 // only live data (bbolt never shrinks a file: the pages a deny flood
 // freed stay allocated) and renames it into place. The store must pass
-// InspectStateFile first, except that one damaged meta page is accepted
+// inspectFile first, except that one damaged meta page is accepted
 // (the copy then holds the state of the last commit the intact page
 // describes); the new file must pass before it replaces the old.
-func CompactState(dir string) (before, after int64, err error) {
+func Compact(dir string) (before, after int64, err error) {
 	lock, err := lockStateDir(dir)
 	if err != nil {
 		return 0, 0, err
@@ -190,7 +186,7 @@ func CompactState(dir string) (before, after int64, err error) {
 	p := filepath.Join(dir, stateFileName)
 	// One damaged meta page is accepted here, explicitly: the copy holds
 	// the state as of the other page's commit, with both pages intact.
-	rep, err := inspectStateFile(p, true)
+	rep, err := inspect(p, true)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -220,7 +216,7 @@ func CompactState(dir string) (before, after int64, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("compact %s: %w", p, err)
 	}
-	nrep, err := InspectStateFile(tmp)
+	nrep, err := inspectFile(tmp)
 	if err != nil {
 		return 0, 0, fmt.Errorf("compacted copy: %w", err)
 	}

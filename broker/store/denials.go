@@ -1,4 +1,4 @@
-package broker
+package store
 
 import (
 	"encoding/binary"
@@ -14,7 +14,7 @@ import (
 	"github.com/sockguard/sockguard/policy"
 )
 
-// The deny log in state.db (see Store for the rest of the file):
+// The deny log in state.db (the package comment draws the rest of the file):
 //
 //	denials/
 //	  <uint64 id, big-endian> -> JSON Denial    ids from the bucket sequence,
@@ -102,9 +102,9 @@ func denialIndex(tx *bolt.Tx) (tenants, counts *bolt.Bucket, err error) {
 		// Records of older brokers: clip them and drop query values from
 		// their target, as new records are written.
 		target := d.RawTarget
-		d.RawTarget = safeTarget(d.RawTarget)
-		if len(v) > maxDenialBytes || target != d.RawTarget {
-			d.bound()
+		d.RawTarget = SafeTarget(d.RawTarget)
+		if len(v) > MaxDenialBytes || target != d.RawTarget {
+			d.Bound()
 			if e.rewrite, err = json.Marshal(&d); err != nil {
 				return err
 			}
@@ -164,7 +164,7 @@ func (s *Store) AppendDenials(recs []Denial, ret DenialRetention) (evicted int, 
 		b.FillPercent = 0.95
 		touched := map[string]uint64{}
 		for i := range recs {
-			recs[i].bound()
+			recs[i].Bound()
 			id, err := b.NextSequence()
 			if err != nil {
 				return err
@@ -360,7 +360,7 @@ func decodeDenial(k, v []byte, d *Denial) error {
 		return fmt.Errorf("decode denial %d: %w", binary.BigEndian.Uint64(k), err)
 	}
 	d.ID = binary.BigEndian.Uint64(k)
-	d.bound()
+	d.Bound()
 	return nil
 }
 

@@ -1,4 +1,4 @@
-package broker
+package store
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ func TestBackupRestoreCompact(t *testing.T) {
 	seedState(t, dir, 3000)
 
 	// Online backup from an open store.
-	s, err := OpenStore(dir)
+	s, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,18 +42,18 @@ func TestBackupRestoreCompact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := CompactState(dir); !errors.Is(err, ErrStateLocked) {
+	if _, _, err := Compact(dir); !errors.Is(err, ErrLocked) {
 		t.Errorf("compact while locked: %v", err)
 	}
-	if _, _, err := RestoreState(dir, backup, nil); !errors.Is(err, ErrStateLocked) {
+	if _, _, err := Restore(dir, backup, nil); !errors.Is(err, ErrLocked) {
 		t.Errorf("restore while locked: %v", err)
 	}
-	if _, err := CheckState(dir, nil); !errors.Is(err, ErrStateLocked) {
+	if _, err := Check(dir, nil); !errors.Is(err, ErrLocked) {
 		t.Errorf("check while locked: %v", err)
 	}
 	lock.Close()
 
-	before, after, err := CompactState(dir)
+	before, after, err := Compact(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,12 +61,12 @@ func TestBackupRestoreCompact(t *testing.T) {
 	if after >= before {
 		t.Errorf("compaction did not shrink the file: %d -> %d", before, after)
 	}
-	if got, err := openOutcome(t, dir, StoreOptions{}); got != clean {
+	if got, err := openOutcome(t, dir, Options{}); got != clean {
 		t.Fatalf("after compaction: %s %v", got, err)
 	}
 
 	// Restore over the live file keeps it aside; tenants come back as stored.
-	rep, replaced, err := RestoreState(dir, backup, nil)
+	rep, replaced, err := Restore(dir, backup, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,23 +76,23 @@ func TestBackupRestoreCompact(t *testing.T) {
 	if rep.BrokerID != snap.BrokerID || len(rep.Tenants) != len(goodTenants()) || rep.Denials != 3000 {
 		t.Errorf("restored %s with %d tenants, %d denials", rep.BrokerID, len(rep.Tenants), rep.Denials)
 	}
-	if got, err := openOutcome(t, dir, StoreOptions{}); got != clean {
+	if got, err := openOutcome(t, dir, Options{}); got != clean {
 		t.Fatalf("after restore: %s %v", got, err)
 	}
 
 	// Onto a wiped dir, too; a damaged snapshot is refused and changes nothing.
 	os.RemoveAll(dir)
-	if _, _, err := RestoreState(dir, backup, nil); err != nil {
+	if _, _, err := Restore(dir, backup, nil); err != nil {
 		t.Fatal(err)
 	}
-	c, err := CheckState(dir, nil)
+	c, err := Check(dir, nil)
 	if err != nil || len(c.Problems) != 0 {
 		t.Fatalf("check after restore: %v %v", err, c.Problems)
 	}
 	bad := filepath.Join(root, "bad.db")
 	must(t, os.WriteFile(bad, buf.Bytes()[:buf.Len()/2], 0o600))
 	cur, _ := os.ReadFile(statePath(dir))
-	if _, _, err := RestoreState(dir, bad, nil); !errors.Is(err, ErrStateCorrupt) {
+	if _, _, err := Restore(dir, bad, nil); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("restore of a cut snapshot: %v", err)
 	}
 	if now, _ := os.ReadFile(statePath(dir)); !bytes.Equal(cur, now) {
@@ -101,7 +101,7 @@ func TestBackupRestoreCompact(t *testing.T) {
 
 	// check names a record that would be marked failed.
 	everyCopy(t, statePath(dir), []byte(`"mode":"audit"`), flipBit(8))
-	c, err = CheckState(dir, nil)
+	c, err = Check(dir, nil)
 	if err != nil || len(c.Problems) != 1 {
 		t.Fatalf("check with a damaged record: %v %v", err, c.Problems)
 	}
@@ -114,13 +114,13 @@ func TestCompactAcceptsOneBadMetaPage(t *testing.T) {
 	seedState(t, dir, 10)
 	ps := os.Getpagesize()
 	mutateFile(t, statePath(dir), func(b []byte) []byte { clear(b[ps : ps+metaChecksumOff]); return b })
-	if got, _ := openOutcome(t, dir, StoreOptions{}); got != refused {
+	if got, _ := openOutcome(t, dir, Options{}); got != refused {
 		t.Fatalf("damaged meta page: %s", got)
 	}
-	if _, _, err := CompactState(dir); err != nil {
+	if _, _, err := Compact(dir); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := openOutcome(t, dir, StoreOptions{}); got == refused {
+	if got, err := openOutcome(t, dir, Options{}); got == refused {
 		t.Fatalf("after compaction: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package broker
+package store
 
 import (
 	"errors"
@@ -6,51 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockguard/sockguard/broker/errdefs"
 	"github.com/sockguard/sockguard/policy"
 )
 
-func TestValidateName(t *testing.T) {
-	long := ""
-	for range 64 {
-		long += "a"
-	}
-	tests := []struct {
-		name string
-		ok   bool
-	}{
-		{"runner-1", true},
-		{"a", true},
-		{"0runner_x.y", true},
-		{long[:63], true},
-		{long, false},
-		{"", false},
-		{"../x", false},
-		{"A B", false},
-		{"Runner", false},
-		{"-x", false},
-		{".x", false},
-		{"_x", false},
-		{"a/b", false},
-		{"a b", false},
-		{"ä", false},
-		{"a\x00", false},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%q", tt.name), func(t *testing.T) {
-			err := ValidateName(tt.name)
-			if (err == nil) != tt.ok {
-				t.Fatalf("ValidateName(%q) = %v, want ok=%v", tt.name, err, tt.ok)
-			}
-			if err != nil && !errors.Is(err, ErrInvalidArgument) {
-				t.Fatalf("error %v does not wrap ErrInvalidArgument", err)
-			}
-		})
-	}
-}
-
 func TestStoreTenants(t *testing.T) {
 	dir := t.TempDir()
-	s, err := OpenStore(dir)
+	s, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,11 +20,11 @@ func TestStoreTenants(t *testing.T) {
 	if err := s.CreateTenant(a); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CreateTenant(&Tenant{Name: "a", ID: "t-2"}); !errors.Is(err, ErrAlreadyExists) {
-		t.Fatalf("duplicate create: got %v, want ErrAlreadyExists", err)
+	if err := s.CreateTenant(&Tenant{Name: "a", ID: "t-2"}); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatalf("duplicate create: got %v, want errdefs.ErrAlreadyExists", err)
 	}
-	if err := s.PutTenant(&Tenant{Name: "missing"}); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("put missing: got %v, want ErrNotFound", err)
+	if err := s.PutTenant(&Tenant{Name: "missing"}); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("put missing: got %v, want errdefs.ErrNotFound", err)
 	}
 	if err := s.CreateTenant(&Tenant{Name: "b", ID: "t-3"}); err != nil {
 		t.Fatal(err)
@@ -70,12 +32,12 @@ func TestStoreTenants(t *testing.T) {
 	if err := s.DeleteTenant("b"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenStore(dir); !errors.Is(err, ErrStateLocked) {
-		t.Fatalf("second open: got %v, want ErrStateLocked", err)
+	if _, err := Open(dir); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: got %v, want ErrLocked", err)
 	}
 	s.Close()
 
-	s, err = OpenStore(dir)
+	s, err = Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +52,7 @@ func TestStoreTenants(t *testing.T) {
 }
 
 func TestStoreDenials(t *testing.T) {
-	s, err := OpenStore(t.TempDir())
+	s, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

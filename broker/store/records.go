@@ -1,10 +1,9 @@
-package broker
+package store
 
 import (
-	"strconv"
 	"time"
-	"unicode/utf8"
 
+	"github.com/sockguard/sockguard/broker/internal/bounded"
 	"github.com/sockguard/sockguard/policy"
 )
 
@@ -39,11 +38,11 @@ type Tenant struct {
 
 // Denial is one recorded refusal (or would-deny in audit mode). It never
 // holds a request body, a header value or a query value outside
-// denyQueryKeys (see safeTarget): those can carry secrets.
+// denyQueryKeys (see SafeTarget): those can carry secrets.
 //
-// Every string field has a byte bound (maxDenial* below), applied by bound
+// Every string field has a byte bound (the constants below), applied by Bound
 // before a record is queued and again whenever one is read back, so a
-// record costs at most maxDenialBytes in the store, in memory and in an RPC
+// record costs at most MaxDenialBytes in the store, in memory and in an RPC
 // answer whatever the request looked like (a request line can be 1 MB).
 type Denial struct {
 	ID        uint64            `json:"id"`
@@ -85,56 +84,56 @@ type DenialSubject struct {
 // "...(N bytes)" with its original length.
 const (
 	maxDenialIdent  = 64  // Socket (names are at most 63), TenantID, RequestID
-	maxDenialMethod = 32  // canonical methods are tokens; a malformed one is clipped
-	maxDenialPath   = 256 // canonical path
-	maxDenialTarget = 384 // safeTarget output
+	MaxDenialMethod = 32  // canonical methods are tokens; a malformed one is clipped
+	MaxDenialPath   = 256 // canonical path
+	maxDenialTarget = 384 // SafeTarget output
 	maxDenialReason = 512
 	maxDenialRule   = 128
 	maxDenialField  = 128 // Subject.Field
 	maxDenialValue  = 256 // Subject.Value and AllowValue (a host path, a name)
 	// maxDenialSubject is the bound of a Subject's strings: Field, Value,
 	// section and setting (idents), AllowValue, method and path glob.
-	maxDenialSubject = maxDenialField + 2*maxDenialValue + 2*maxDenialIdent + maxDenialMethod + maxDenialPath
-	// maxDenialBytes bounds one record's JSON: every string field at its
+	maxDenialSubject = maxDenialField + 2*maxDenialValue + 2*maxDenialIdent + MaxDenialMethod + MaxDenialPath
+	// MaxDenialBytes bounds one record's JSON: every string field at its
 	// bound with every byte escaped as \u00XX (6 bytes), plus the fixed
 	// fields and keys.
-	maxDenialBytes = 6*(3*maxDenialIdent+maxDenialMethod+maxDenialPath+maxDenialTarget+maxDenialReason+maxDenialRule+maxDenialSubject) + 768
+	MaxDenialBytes = 6*(3*maxDenialIdent+MaxDenialMethod+MaxDenialPath+maxDenialTarget+maxDenialReason+maxDenialRule+maxDenialSubject) + 768
 )
 
-// bound clips every string field to its byte bound.
-func (d *Denial) bound() {
-	d.Socket = clip(d.Socket, maxDenialIdent)
-	d.TenantID = clip(d.TenantID, maxDenialIdent)
-	d.RequestID = clip(d.RequestID, maxDenialIdent)
-	d.Method = clip(d.Method, maxDenialMethod)
-	d.Path = clip(d.Path, maxDenialPath)
-	d.RawTarget = clip(d.RawTarget, maxDenialTarget)
-	d.Reason = clip(d.Reason, maxDenialReason)
-	d.Rule = clip(d.Rule, maxDenialRule)
-	d.Mode = Mode(clip(string(d.Mode), maxDenialMethod))
-	d.Subject.bound()
+// Bound clips every string field to its byte bound.
+func (d *Denial) Bound() {
+	d.Socket = bounded.Clip(d.Socket, maxDenialIdent)
+	d.TenantID = bounded.Clip(d.TenantID, maxDenialIdent)
+	d.RequestID = bounded.Clip(d.RequestID, maxDenialIdent)
+	d.Method = bounded.Clip(d.Method, MaxDenialMethod)
+	d.Path = bounded.Clip(d.Path, MaxDenialPath)
+	d.RawTarget = bounded.Clip(d.RawTarget, maxDenialTarget)
+	d.Reason = bounded.Clip(d.Reason, maxDenialReason)
+	d.Rule = bounded.Clip(d.Rule, maxDenialRule)
+	d.Mode = Mode(bounded.Clip(string(d.Mode), MaxDenialMethod))
+	d.Subject.Bound()
 }
 
-// bound clips the subject's fields to their bounds (nil: nothing).
-func (s *DenialSubject) bound() {
+// Bound clips the subject's fields to their bounds (nil: nothing).
+func (s *DenialSubject) Bound() {
 	if s != nil {
-		s.Field = clip(s.Field, maxDenialField)
-		s.Value = clip(s.Value, maxDenialValue)
-		s.AllowSection = clip(s.AllowSection, maxDenialIdent)
-		s.AllowSetting = clip(s.AllowSetting, maxDenialIdent)
-		s.AllowMethod = clip(s.AllowMethod, maxDenialMethod)
+		s.Field = bounded.Clip(s.Field, maxDenialField)
+		s.Value = bounded.Clip(s.Value, maxDenialValue)
+		s.AllowSection = bounded.Clip(s.AllowSection, maxDenialIdent)
+		s.AllowSetting = bounded.Clip(s.AllowSetting, maxDenialIdent)
+		s.AllowMethod = bounded.Clip(s.AllowMethod, MaxDenialMethod)
 		if len(s.AllowValue) > maxDenialValue {
 			s.AllowValue = ""
 		}
-		if len(s.AllowPath) > maxDenialPath {
+		if len(s.AllowPath) > MaxDenialPath {
 			s.AllowPath = ""
 		}
 	}
 }
 
-// size is the record's approximate in-memory size, for the queue's byte
+// Size is the record's approximate in-memory size, for the queue's byte
 // bound.
-func (d *Denial) size() int {
+func (d *Denial) Size() int {
 	return 160 + len(d.Socket) + len(d.TenantID) + len(d.RequestID) + len(d.Method) +
 		len(d.Path) + len(d.RawTarget) + len(d.Reason) + len(d.Rule) + len(d.Mode) + d.Subject.size()
 }
@@ -147,17 +146,38 @@ func (s *DenialSubject) size() int {
 		len(s.AllowValue) + len(s.AllowMethod) + len(s.AllowPath)
 }
 
-// clip returns s if it has at most n bytes, else a prefix of it cut at a
-// UTF-8 boundary and marked with the original length, n bytes at most in
-// all. n must be at least 32.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	mark := "...(" + strconv.Itoa(len(s)) + " bytes)"
-	cut := n - len(mark)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + mark
+// AuditEvent is one record of the admin audit trail: who changed what,
+// when, and whether it worked. It never holds a secret: tenant settings
+// are policy (preset names, ids, paths), never credentials.
+type AuditEvent struct {
+	ID       uint64        `json:"id"`
+	Time     time.Time     `json:"time"`
+	Action   string        `json:"action"`
+	Socket   string        `json:"socket,omitempty"`
+	TenantID string        `json:"tenant_id,omitempty"`
+	Caller   AuditCaller   `json:"caller"`
+	Changes  []FieldChange `json:"changes,omitempty"`
+	Result   string        `json:"result"` // AuditOK or a gRPC code name
+	Error    string        `json:"error,omitempty"`
 }
+
+// AuditCaller is the stored form of the broker's CallerIdentity.
+type AuditCaller struct {
+	Transport string `json:"transport,omitempty"` // the broker's TransportUnix or TransportTLS
+	UID       uint32 `json:"uid"`
+	GID       uint32 `json:"gid"`
+	PID       int32  `json:"pid"`
+	Subject   string `json:"subject,omitempty"`
+	Role      string `json:"role,omitempty"`
+}
+
+// FieldChange is one setting's value before and after.
+type FieldChange struct {
+	Field string `json:"field"`
+	Old   string `json:"old,omitempty"`
+	New   string `json:"new,omitempty"`
+}
+
+// AuditOK is the Result of an audit event whose call succeeded; any other
+// Result is a refused call, kept in its own bucket.
+const AuditOK = "ok"
