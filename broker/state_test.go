@@ -61,7 +61,7 @@ func TestRunRefusesAndIsolates(t *testing.T) {
 	}
 	tb.stop(t)
 
-	os.Truncate(p, 0)
+	must(t, os.Truncate(p, 0))
 	cfg := Config{Upstream: "unix:///nonexistent", AdminSocket: tb.admin, AdminGroup: -1, SocketDir: tb.socketDir,
 		StateDir: filepath.Join(dir, "state"), BindPins: PinRootOwned, Logger: slog.New(slog.DiscardHandler)}
 	err = Run(ctx, cfg)

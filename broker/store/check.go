@@ -12,6 +12,7 @@ import (
 
 	"github.com/sockguard/sockguard/broker/internal/bounded"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Report describes a state file that passed the start-up check (the
@@ -62,7 +63,7 @@ func inspect(path string, metaFallback bool) (*Report, error) {
 	})
 	if err != nil {
 		switch {
-		case errors.Is(err, bolt.ErrTimeout):
+		case errors.Is(err, berrors.ErrTimeout):
 			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
 		case errors.Is(err, ErrCorrupt):
 			return nil, err

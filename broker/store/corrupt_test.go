@@ -185,20 +185,6 @@ func flipBit(delta int) func([]byte, int) {
 	return func(b []byte, off int) { b[off+delta] ^= 0x20 }
 }
 
-// findOffset returns the offset of the first copy of needle in the file.
-func findOffset(t *testing.T, p string, needle []byte) int {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := bytes.Index(b, needle)
-	if i < 0 {
-		t.Fatalf("%q not found in %s", needle, p)
-	}
-	return i
-}
-
 func TestStateCorruptionMatrix(t *testing.T) {
 	ps := os.Getpagesize()
 	tests := []struct {
@@ -209,23 +195,23 @@ func TestStateCorruptionMatrix(t *testing.T) {
 	}{
 		{"intact", func(*testing.T, string) {}, Options{}, []outcome{clean}},
 		{"missing file", func(t *testing.T, dir string) { os.Remove(statePath(dir)) }, Options{}, []outcome{refused}},
-		{"zero-byte file", func(t *testing.T, dir string) { os.Truncate(statePath(dir), 0) }, Options{}, []outcome{refused}},
-		{"truncated to 100 bytes", func(t *testing.T, dir string) { os.Truncate(statePath(dir), 100) }, Options{}, []outcome{refused}},
-		{"truncated to one page", func(t *testing.T, dir string) { os.Truncate(statePath(dir), int64(ps)) }, Options{}, []outcome{refused}},
-		{"truncated to two pages", func(t *testing.T, dir string) { os.Truncate(statePath(dir), int64(2*ps)) }, Options{}, []outcome{refused}},
+		{"zero-byte file", func(t *testing.T, dir string) { must(t, os.Truncate(statePath(dir), 0)) }, Options{}, []outcome{refused}},
+		{"truncated to 100 bytes", func(t *testing.T, dir string) { must(t, os.Truncate(statePath(dir), 100)) }, Options{}, []outcome{refused}},
+		{"truncated to one page", func(t *testing.T, dir string) { must(t, os.Truncate(statePath(dir), int64(ps))) }, Options{}, []outcome{refused}},
+		{"truncated to two pages", func(t *testing.T, dir string) { must(t, os.Truncate(statePath(dir), int64(2*ps))) }, Options{}, []outcome{refused}},
 		{"truncated to half", func(t *testing.T, dir string) {
 			fi, _ := os.Stat(statePath(dir))
-			os.Truncate(statePath(dir), fi.Size()/2)
+			must(t, os.Truncate(statePath(dir), fi.Size()/2))
 		}, Options{}, []outcome{refused}},
 		// bbolt grows the file ahead of its data: cutting only that
 		// unused tail loses nothing, cutting data is refused.
 		{"truncated by one page", func(t *testing.T, dir string) {
 			fi, _ := os.Stat(statePath(dir))
-			os.Truncate(statePath(dir), fi.Size()-int64(ps))
+			must(t, os.Truncate(statePath(dir), fi.Size()-int64(ps)))
 		}, Options{}, []outcome{refused, clean}},
 		{"truncated by one byte", func(t *testing.T, dir string) {
 			fi, _ := os.Stat(statePath(dir))
-			os.Truncate(statePath(dir), fi.Size()-1)
+			must(t, os.Truncate(statePath(dir), fi.Size()-1))
 		}, Options{}, []outcome{refused, clean}},
 		{"truncated to the end of its data minus one byte", func(t *testing.T, dir string) {
 			var hwm int64
@@ -233,9 +219,9 @@ func TestStateCorruptionMatrix(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s.db.View(func(tx *bolt.Tx) error { hwm = tx.Size(); return nil })
+			must(t, s.db.View(func(tx *bolt.Tx) error { hwm = tx.Size(); return nil }))
 			s.Close()
-			os.Truncate(statePath(dir), hwm-1)
+			must(t, os.Truncate(statePath(dir), hwm-1))
 		}, Options{}, []outcome{refused}},
 		{"meta page 0 zeroed", func(t *testing.T, dir string) {
 			mutateFile(t, statePath(dir), func(b []byte) []byte { clear(b[:ps]); return b })
@@ -279,28 +265,28 @@ func TestStateCorruptionMatrix(t *testing.T) {
 			everyCopy(t, statePath(dir), []byte("/containers/create-000042"), func(b []byte, off int) { clear(b[off/ps*ps : off/ps*ps+ps]) })
 		}, Options{}, []outcome{refused}},
 		{"not a bbolt file", func(t *testing.T, dir string) {
-			os.WriteFile(statePath(dir), bytes.Repeat([]byte("not a database\n"), 1000), 0o600)
+			must(t, os.WriteFile(statePath(dir), bytes.Repeat([]byte("not a database\n"), 1000), 0o600))
 		}, Options{}, []outcome{refused}},
 		{"another broker's state.db", func(t *testing.T, dir string) {
 			other := t.TempDir()
 			seedState(t, other, 0)
 			b, _ := os.ReadFile(statePath(other))
-			os.WriteFile(statePath(dir), b, 0o600)
+			must(t, os.WriteFile(statePath(dir), b, 0o600))
 		}, Options{}, []outcome{refused}},
 		{"marker removed (state.db kept)", func(t *testing.T, dir string) { os.Remove(filepath.Join(dir, markerName)) }, Options{}, []outcome{clean}},
 		{"marker damaged", func(t *testing.T, dir string) {
-			os.WriteFile(filepath.Join(dir, markerName), []byte("broker_id=garbage\n"), 0o600)
+			must(t, os.WriteFile(filepath.Join(dir, markerName), []byte("broker_id=garbage\n"), 0o600))
 		}, Options{}, []outcome{refused}},
 		{"whole dir wiped, socket-dir marker remains", func(t *testing.T, dir string) {
 			os.RemoveAll(dir)
 		}, Options{SocketMarker: "socket-marker"}, []outcome{refused}},
 		{"state dir is someone else's directory", func(t *testing.T, dir string) {
 			os.RemoveAll(dir)
-			os.MkdirAll(dir, 0o700)
-			os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("x"), 0o600)
+			must(t, os.MkdirAll(dir, 0o700))
+			must(t, os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("x"), 0o600))
 		}, Options{}, []outcome{refused}},
-		{"state dir group-writable", func(t *testing.T, dir string) { os.Chmod(dir, 0o770) }, Options{}, []outcome{refused}},
-		{"state dir group-writable, --allow-shared-dirs", func(t *testing.T, dir string) { os.Chmod(dir, 0o770) }, Options{AllowSharedDir: true}, []outcome{clean}},
+		{"state dir group-writable", func(t *testing.T, dir string) { must(t, os.Chmod(dir, 0o770)) }, Options{}, []outcome{refused}},
+		{"state dir group-writable, --allow-shared-dirs", func(t *testing.T, dir string) { must(t, os.Chmod(dir, 0o770)) }, Options{AllowSharedDir: true}, []outcome{clean}},
 		{"state dir locked by a running broker", func(t *testing.T, dir string) {
 			f, err := lockStateDir(dir)
 			if err != nil {
@@ -362,18 +348,18 @@ func TestStateRandomFlips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.db.View(func(tx *bolt.Tx) error { hwm = tx.Size(); return nil })
+	must(t, s.db.View(func(tx *bolt.Tx) error { hwm = tx.Size(); return nil }))
 	s.Close()
 	rng := rand.New(rand.NewSource(9))
 	counts := map[outcome]int{}
 	for i := range 200 {
 		dir := filepath.Join(root, fmt.Sprint(i))
-		os.MkdirAll(dir, 0o700)
+		must(t, os.MkdirAll(dir, 0o700))
 		b := bytes.Clone(orig)
 		off := rng.Intn(int(hwm))
 		b[off] ^= byte(1 << rng.Intn(8))
-		os.WriteFile(statePath(dir), b, 0o600)
-		os.WriteFile(filepath.Join(dir, markerName), marker, 0o600)
+		must(t, os.WriteFile(statePath(dir), b, 0o600))
+		must(t, os.WriteFile(filepath.Join(dir, markerName), marker, 0o600))
 		t.Run(fmt.Sprintf("offset_%d", off), func(t *testing.T) {
 			got, _ := openOutcome(t, dir, Options{})
 			counts[got]++
@@ -401,7 +387,9 @@ func TestStateMigratesV1(t *testing.T) {
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
-		meta.Delete(keyBrokerID)
+		if err := meta.Delete(keyBrokerID); err != nil {
+			return err
+		}
 		return meta.Put(keySchema, []byte("1"))
 	})
 	if err != nil {
@@ -429,7 +417,7 @@ func TestStateMigratesV1(t *testing.T) {
 func TestFreshFlag(t *testing.T) {
 	dir := t.TempDir()
 	seedState(t, dir, 0)
-	os.Truncate(statePath(dir), 0)
+	must(t, os.Truncate(statePath(dir), 0))
 	s, err := OpenWith(dir, Options{Fresh: true})
 	if err != nil {
 		t.Fatalf("fresh start over a 0-byte file: %v", err)

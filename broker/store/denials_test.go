@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/sockguard/sockguard/policy"
 )
@@ -202,7 +204,7 @@ func TestDenialIndexMigration(t *testing.T) {
 			}
 		}
 		// The layout before the index: no index buckets.
-		if err := tx.DeleteBucket(bucketDenialTenants); err != nil && err != bolt.ErrBucketNotFound {
+		if err := tx.DeleteBucket(bucketDenialTenants); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 			return err
 		}
 		return nil
@@ -219,13 +221,13 @@ func TestDenialIndexMigration(t *testing.T) {
 	if counts["id-0"] != 2 || counts["id-1"] != 1 || counts["id-b"] != 1 {
 		t.Fatalf("counts after migration: %v", counts)
 	}
-	s.db.View(func(tx *bolt.Tx) error {
+	must(t, s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketDenials).Get(idKey(1))
 		if len(v) > MaxDenialBytes || strings.Contains(string(v), "s3cr3t") {
 			t.Errorf("old record not rewritten: %d bytes, %.200s", len(v), v)
 		}
 		return nil
-	})
+	}))
 }
 
 // One record that does not decode is skipped and counted; the rest are
@@ -233,7 +235,7 @@ func TestDenialIndexMigration(t *testing.T) {
 func TestDenialReadersSkipBadRecords(t *testing.T) {
 	s := openTestStore(t)
 	appendAll(t, s, denialsOf("a", 10, time.Now()), DenialRetention{})
-	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketDenials).Put(idKey(5), []byte("{not json")) })
+	must(t, s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketDenials).Put(idKey(5), []byte("{not json")) }))
 
 	recs, _, skipped, err := s.ListDenials(DenialFilter{}, 0, 100)
 	if err != nil || len(recs) != 9 || skipped.N != 1 || skipped.First != 5 {
@@ -257,14 +259,14 @@ func TestDenialBounds(t *testing.T) {
 		recs[i] = d // AppendDenials bounds them
 	}
 	appendAll(t, s, recs, DenialRetention{})
-	s.db.View(func(tx *bolt.Tx) error {
+	must(t, s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketDenials).ForEach(func(k, v []byte) error {
 			if len(v) > MaxDenialBytes {
 				t.Fatalf("record %x: %d bytes, bound %d", k, len(v), MaxDenialBytes)
 			}
 			return nil
 		})
-	})
+	}))
 }
 
 // BenchmarkAppendDenialsFlood appends batches of refusals with a 1 MB

@@ -25,15 +25,15 @@ func grantFor(s *Store, id, tenant, repo string, at time.Time) error {
 func tenantKeys(t *testing.T, s *Store) []string {
 	t.Helper()
 	var out []string
-	s.db.View(func(tx *bolt.Tx) error {
+	must(t, s.db.View(func(tx *bolt.Tx) error {
 		if bt := tx.Bucket(bucketImageTenants); bt != nil {
-			bt.ForEach(func(k, _ []byte) error {
+			return bt.ForEach(func(k, _ []byte) error {
 				out = append(out, strings.Replace(string(k), "\x00", "|", 1))
 				return nil
 			})
 		}
 		return nil
-	})
+	}))
 	return out
 }
 
@@ -94,13 +94,13 @@ func TestImageStore(t *testing.T) {
 	}
 
 	// A public mark drops the grants from the index too.
-	s.UpdateImageRecord("sha256:a", now, func(*ImageRecord) *ImageRecord { return &ImageRecord{Public: true} })
+	must(t, s.UpdateImageRecord("sha256:a", now, func(*ImageRecord) *ImageRecord { return &ImageRecord{Public: true} }))
 	if got := tenantKeys(t, s); len(got) != 0 {
 		t.Fatalf("tenant index after public: %v", got)
 	}
 
 	// The sweep forgets images gone from the daemon, with their grants.
-	grantFor(s, "sha256:c", "t3", "r/x", now)
+	must(t, grantFor(s, "sha256:c", "t3", "r/x", now))
 	if n, err := s.SweepImageRecords(map[string]bool{"sha256:a": true}); err != nil || n != 2 {
 		t.Fatalf("sweep: %d %v, want 2 (b, c)", n, err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/sockguard/sockguard/broker/errdefs"
 	"github.com/sockguard/sockguard/broker/internal/bounded"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // The state directory holds:
@@ -251,7 +252,7 @@ func openFile(p string, rep *Report, log *slog.Logger) (*Store, error) {
 		return err
 	})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("open %s: %w (is another broker running on it?)", p, ErrLocked)
 		}
 		return nil, fmt.Errorf("open %s: %w", p, err)
@@ -496,7 +497,9 @@ func lockStateDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
 	if err := f.Truncate(0); err == nil {
-		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		// The pid is a hint for the refusal message of the next caller;
+		// the flock is the lock.
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return f, nil
 }

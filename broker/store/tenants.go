@@ -119,7 +119,9 @@ func decodeTenantRecord(k, v []byte, schema string) TenantRecord {
 
 func readTenantRecords(b *bolt.Bucket, schema string) []TenantRecord {
 	var out []TenantRecord
-	b.ForEach(func(k, v []byte) error {
+	// The callback never fails, so neither does ForEach: a record that
+	// cannot be read comes back with Err set instead.
+	_ = b.ForEach(func(k, v []byte) error {
 		// bbolt's bytes live only as long as the transaction.
 		out = append(out, decodeTenantRecord(bytes.Clone(k), bytes.Clone(v), schema))
 		return nil
