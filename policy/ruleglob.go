@@ -1,83 +1,57 @@
 package policy
 
-import (
-	"slices"
-	"strings"
-)
+import "strings"
 
-// The route generalizer of rule denials. It is the minimal route knowledge
-// an allowance needs; once the request's route is classified at
-// Canonicalize (policy.Route), it reads that instead.
-
-// objectRoute reports whether first is the first segment of object routes
-// (/containers/{id}/...), the second segments that are collection routes
-// rather than ids or names, and whether names may contain slashes (images,
-// plugins, distribution).
-func objectRoute(first string) (collection []string, multi, ok bool) {
-	switch first {
-	case "containers":
-		return []string{"json", "create", "prune"}, false, true
-	case "networks", "volumes":
-		return []string{"create", "prune"}, false, true
-	case "services", "secrets", "configs":
-		return []string{"create"}, false, true
-	case "exec", "nodes", "tasks":
-		return nil, false, true
-	case "images":
-		return []string{"json", "create", "load", "search", "prune", "get"}, true, true
-	case "plugins":
-		return []string{"privileges", "pull", "create"}, true, true
-	case "distribution":
-		return nil, true, true
-	}
-	return nil, false, false
-}
-
-// isObjectAction reports whether last ends an object route whose name may
-// hold slashes (/images/{name}/json).
-func isObjectAction(last string) bool {
-	switch last {
-	case "json", "history", "push", "tag", "get", "enable", "disable", "upgrade", "set":
-		return true
-	}
-	return false
-}
-
-// ruleGlob turns a canonical path into a glob that replaces only the object
-// id or name: /containers/3f2a.../export becomes /containers/*/export,
-// DELETE /images/ghcr.io/o/app becomes /images/**. ok is false when a kept
-// segment contains '*', which a glob would read as a wildcard.
-func ruleGlob(segs []string) (string, bool) {
-	if len(segs) == 0 {
-		return "/", true
-	}
-	out := append([]string(nil), segs...)
-	if collection, multi, isObj := objectRoute(segs[0]); isObj && len(segs) >= 2 && !slices.Contains(collection, segs[1]) {
-		switch {
-		case !multi:
-			out[1] = "*"
-		case len(segs) >= 3 && isObjectAction(segs[len(segs)-1]):
-			out = []string{segs[0], "**", segs[len(segs)-1]}
-		default:
-			out = []string{segs[0], "**"}
-		}
-	}
-	for _, sg := range segs {
-		if strings.Contains(sg, "*") {
+// ruleGlob is the glob of the allow rule a rule denial of req names
+// (Allowance.PathGlob): the canonical path with only the object reference
+// its route names generalized. /containers/3f2a.../export becomes
+// /containers/*/export; an image reference, whose name may hold slashes,
+// becomes ** (DELETE /images/ghcr.io/o/app: /images/**). A path without an
+// object (the route classifies none) is its own glob. ok is false when a
+// segment would not read as itself in a glob ('*', or a first segment that
+// reads as an API version).
+//
+// Without a generalization the glob is the path itself, so a refused route
+// with no object costs no allocation (a refusal flood on /build stays cheap).
+func ruleGlob(req Request) (string, bool) {
+	p := req.Path
+	var buf [32]string
+	for i, sg := range appendSegments(buf[:0], p) {
+		if !literalGlobSegment(i, sg) {
 			return "", false
 		}
 	}
-	g := "/" + strings.Join(out, "/")
-	if _, err := compileGlob(g); err != nil {
-		return "", false // e.g. a first segment that reads as an API version
+	rt := req.Route()
+	if rt.Object() == ObjectNone || rt.Ref() == "" {
+		return p, true
 	}
-	return g, true
+	// Invariant of Route: p == rt.prefix + rt.Ref() + rt.Suffix().
+	wild, rest := "*", ""
+	if rt.Object() == ObjectImage {
+		wild = "**"
+	} else if i := strings.IndexByte(rt.Ref(), '/'); i >= 0 {
+		rest = rt.Ref()[i:] // only the reference's own segment is an id or name
+	}
+	return rt.prefix + wild + rest + rt.Suffix(), true
 }
 
-// RuleGlob is the glob of the allow rule a rule denial of the canonical
-// path names (Allowance.PathGlob): only the object id or name is
-// generalized. ok is false when no rule glob can name the path.
-func RuleGlob(path string) (glob string, ok bool) {
-	var buf [32]string
-	return ruleGlob(appendSegments(buf[:0], path))
+// literalGlobSegment reports whether segment i of a canonical path reads
+// as itself in a rule glob (compileGlob's rules for a literal segment).
+func literalGlobSegment(i int, s string) bool {
+	switch {
+	case s == "" || s == "." || s == "..", strings.Contains(s, "*"):
+		return false
+	case i == 0 && looksLikeRouterVersion(s):
+		return false
+	}
+	for j := 0; j < len(s); j++ {
+		if c := s[j]; c < 0x20 || c == 0x7f || c == '\\' || c == ';' {
+			return false
+		}
+	}
+	return true
 }
+
+// RuleGlob is the glob of the allow rule that a rule denial of req names
+// (see Allowance.PathGlob); ok is false when no rule glob can name it.
+func RuleGlob(req Request) (glob string, ok bool) { return ruleGlob(req) }

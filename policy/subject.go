@@ -31,8 +31,7 @@ func registrySubject(field, domain string) Subject {
 // deny): an allow rule for the method and the route's glob would permit it.
 // The glob generalizes only the object id or name (see ruleGlob).
 func ruleSubject(req Request) Subject {
-	var buf [32]string
-	glob, ok := ruleGlob(appendSegments(buf[:0], req.Path))
+	glob, ok := ruleGlob(req)
 	if !ok {
 		return about("", never())
 	}

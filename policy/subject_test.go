@@ -172,3 +172,20 @@ func TestTooLargeSubject(t *testing.T) {
 		t.Fatalf("%+v", d.Subject)
 	}
 }
+
+// BenchmarkDecideRefusedBuild: a rule refusal with its subject (the
+// refused-/build flood of the bench) allocates nothing.
+
+func BenchmarkDecideRefusedBuild(b *testing.B) {
+	pol := mustPolicy(b, "github-actions-runner", Overrides{})
+	r, err := Canonicalize("POST", "/v1.41/build", "t=x")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if d := pol.Decide(r); d.Allow {
+			b.Fatal("allowed")
+		}
+	}
+}

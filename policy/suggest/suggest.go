@@ -361,7 +361,7 @@ func (s *suggestion) observeRule(o Observation, a policy.Allowance) {
 	// The glob is the broker's, but it is held to the record: it must be
 	// for this method, and exactly the glob policy gives this path (a
 	// broader one, "/**", would reopen far more than was refused).
-	if g, ok := policy.RuleGlob(req.Path); !ok || g != a.PathGlob || a.Method != req.Method {
+	if g, ok := policy.RuleGlob(req); !ok || g != a.PathGlob || a.Method != req.Method {
 		s.skip(o, what, "the record's allow rule is not the one for its own request", false)
 		return
 	}
