@@ -204,6 +204,59 @@ type tableReport struct {
 	Env   envDesc    `json:"env"`
 	Rows  []tableRow `json:"rows"`
 	Cases []tableOut `json:"cases"`
+	// RefusalCost: what refusals on routes that name an object cost
+	// upstream (issue 10 wants 0).
+	RefusalCost []refusalCost `json:"refusal_upstream_cost,omitempty"`
+}
+
+// refusalCost is one refused request and the upstream requests it cost.
+type refusalCost struct {
+	Request     string  `json:"request"`
+	Status      int     `json:"status"`
+	UpstreamReq float64 `json:"upstream_requests_per_refusal"`
+}
+
+// refusalProbes are requests the github-actions-runner preset refuses
+// whatever object they name: builds are denied, and so is container export.
+var refusalProbes = []struct{ method, path string }{
+	{http.MethodPost, "/v1.41/build?networkmode=" + benchNetwork},
+	{http.MethodGet, "/v1.41/containers/job/export"},
+}
+
+// measureRefusalCost sends each refusal probe n times to the broker and
+// counts what its mock saw meanwhile (nothing else runs then).
+func measureRefusalCost(ctx context.Context, sock, up string) ([]refusalCost, error) {
+	const n = 20
+	var out []refusalCost
+	for _, p := range refusalProbes {
+		st0, err := mockStatsAt(ctx, up)
+		if err != nil {
+			return nil, err
+		}
+		c := newClient(sock, 1)
+		status := 0
+		for range n {
+			req, err := target{method: p.method, path: p.path}.newRequest(ctx)
+			if err != nil {
+				return nil, err
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				return nil, err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			status = resp.StatusCode
+		}
+		c.CloseIdleConnections()
+		st1, err := mockStatsAt(ctx, up)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, refusalCost{Request: p.method + " " + p.path, Status: status,
+			UpstreamReq: round3(float64(st1.Reqs-st0.Reqs) / n)})
+	}
+	return out, nil
 }
 
 type tableRow struct {
@@ -343,6 +396,12 @@ func runTable(ctx context.Context, cfg config) (err error) {
 	if err := checkLeaks(ctx, subjects); err != nil {
 		return err
 	}
+	var refusals []refusalCost
+	if !cfg.directOnly {
+		if refusals, err = measureRefusalCost(ctx, subjects[1].socket, subjects[1].up); err != nil {
+			return fmt.Errorf("refusal cost: %w", err)
+		}
+	}
 
 	env := envInfo(cfg)
 	env.Concurrency = 0
@@ -378,7 +437,7 @@ func runTable(ctx context.Context, cfg config) (err error) {
 				r, cfg.rounds, tc.target.name, c, rr.requests, rps, rr.errors, rr.upstreamReqs, rr.upstreamConns)
 		}
 	}
-	rep := tableReport{Env: env}
+	rep := tableReport{Env: env, RefusalCost: refusals}
 	direct := map[string]*caseResult{}
 	for _, tc := range cases {
 		tc.result.finish()
@@ -567,6 +626,9 @@ func printScenarioTable(rep tableReport, subjects []subject, cases []*tableCase)
 			spread, fmt.Sprintf("%.2f", tc.upstreamPerReq))
 	}
 	fmt.Println("vs direct: median of the per-round ratios; rounds: their lowest and highest")
+	for _, r := range rep.RefusalCost {
+		fmt.Printf("refusal's upstream cost (want 0): %s -> %d, %.2f upstream requests per refusal\n", r.Request, r.Status, r.UpstreamReq)
+	}
 	fmt.Println("up/req: requests the subject's mock upstream saw per client request (warm-up scaled out; approximate)")
 }
 
