@@ -23,6 +23,8 @@ type Store interface {
 	PruneDenials(ret store.DenialRetention, now time.Time) (removed int, err error)
 }
 
+var _ Store = (*store.Store)(nil)
+
 // DenyLog records refusals off the request path. Record never blocks: it
 // bounds the record's fields and hands it to a buffered channel; when the
 // channel holds denyQueueLen records or the queued records hold
