@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -144,5 +145,53 @@ func TestSuggestPolicyFromSubjects(t *testing.T) {
 	r = b.Docker("subj", "create", "--network", "none", "--privileged", testImage, "true")
 	if !strings.Contains(r.Combined(), "sockguard: denied by policy") {
 		t.Fatalf("the learned preset lets a privileged create through: %s", r)
+	}
+}
+
+// TestLimitDenialReason: a refusal by a broker bound is recorded with its
+// own reason code (limit), not as unspecified, and with no subject (no
+// preset setting lifts it). One request whose body never comes holds the
+// socket's only in-flight slot; the docker CLI is then answered 429.
+func TestLimitDenialReason(t *testing.T) {
+	b := NewBroker(t)
+	b.ExtraArgs = append(b.ExtraArgs, "--max-requests-per-socket", "1")
+	b.Start()
+	sock := b.CreateSocket(t, "lim", preset)
+	c := dialMany(t, sock, 1)[0]
+	defer c.Close()
+	if _, err := io.WriteString(c, "POST /v1.41/containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"); err != nil {
+		t.Fatal(err)
+	}
+	var r Result
+	ok := waitFor(10*time.Second, func() bool {
+		r = b.Docker("lim", "version")
+		return r.Code != 0 && strings.Contains(r.Combined(), "too many requests in flight")
+	})
+	if !ok {
+		t.Fatalf("docker version at the in-flight limit: %s", r)
+	}
+	var list struct {
+		Denials []subjectDenialJSON `json:"denials"`
+	}
+	var found *subjectDenialJSON
+	waitFor(5*time.Second, func() bool {
+		b.SgctlJSON(t, &list, "denials", "--socket", "lim")
+		for i := range list.Denials {
+			if d := &list.Denials[i]; d.Method == "GET" && strings.HasSuffix(d.Path, "/version") {
+				found = d
+			}
+		}
+		return found != nil
+	})
+	if found == nil {
+		t.Fatalf("no record of the refused docker version: %+v", list.Denials)
+	}
+	if found.ReasonCode != "limit" || found.Subject != nil {
+		t.Fatalf("in-flight refusal recorded as %q with subject %+v; want limit and none", found.ReasonCode, found.Subject)
+	}
+	// The filter accepts the new code.
+	b.SgctlJSON(t, &list, "denials", "--socket", "lim", "--reason", "limit")
+	if len(list.Denials) == 0 {
+		t.Fatal("--reason limit lists nothing")
 	}
 }
