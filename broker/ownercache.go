@@ -27,20 +27,25 @@ import (
 //     itself. That holds only because no tenant can give an object a name
 //     of the form of a full id (see refuseIDShapedName): dockerd looks a
 //     reference up by full id first and by name second, so a name equal to
-//     a deleted id would otherwise take the id's place.
+//     a deleted id would otherwise take the id's place. (Objects named so
+//     outside the broker, or through an older broker, are not checked
+//     for: such a name matters only if it equals the id of an object a
+//     tenant later owns, removes and still names, which needs the id to
+//     have been known when the name was given.)
 //
 // Entries of every owner are kept, foreign ones too: the cached owner is
 // compared with the asking tenant's id exactly as the label was, so the
 // cache can answer "owned" only where dockerd's label would have.
 //
-// Bounded: at most max entries, in two generations of max/2. A new entry
+// Bounded: at most size entries, in two generations of size/2. A new entry
 // goes into the current generation; when that is full it becomes the
 // previous one and the old previous generation is dropped whole, so
-// eviction costs nothing per entry. A tenant that makes many distinct
-// objects resolve (it needs that many objects to exist on the daemon) can
-// push other tenants' entries out; that only costs them one upstream
-// lookup each, never a wrong answer. The zero of *ownerCache (nil) caches
-// nothing.
+// eviction costs nothing per entry. Nothing is evicted while the daemon
+// holds fewer than size/2 containers, networks and exec instances. A
+// tenant that makes more distinct objects resolve (each one an upstream
+// lookup it waits for, within its socket's requests-in-flight limit) can
+// push other tenants' entries out; that costs them one upstream lookup
+// each, never a wrong answer. The zero of *ownerCache (nil) caches nothing.
 type ownerCache struct {
 	half int // entries per generation
 
