@@ -28,7 +28,8 @@ func checkCommand() *command {
 		short: "Dry-run one Docker API request against a preset or a socket's policy",
 		long: "Asks the broker whether it would forward the request METHOD TARGET (for example POST /v1.45/containers/create) " +
 			"under PRESET, or under the preset and overrides of the socket NAME, without contacting Docker. " +
-			"Prints allow or deny, the canonical method and path, the rule that decided and the reason.\n\n" +
+			"Prints allow or deny, the canonical method and path, the rule that decided and the reason; for a refusal also " +
+			"the field it is about and the preset setting or rule that would allow it.\n\n" +
 			"Exit status: 0 allow, 1 deny, 2 usage error (a mistake on the command line), " +
 			"3 no answer (broker unreachable or refusing the call, unknown preset or socket, unreadable --body). " +
 			"A script can therefore tell \"this request is refused\" (1) from \"could not ask\" (3).",
@@ -108,6 +109,7 @@ func (c *cli) printCheck(resp *sockguardv1.CheckRequestResponse) error {
 	}
 	if !resp.GetAllowed() {
 		lines = append(lines, kv{"reason code", reasonName(resp.GetReasonCode())})
+		lines = append(lines, subjectLines(resp.GetSubject())...)
 	}
 	lines = append(lines, kv{"reason", resp.GetReason()})
 	return printKV(c.stdout, lines)

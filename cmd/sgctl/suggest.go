@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
 
 	"github.com/sockguard/sockguard/policy"
 	"github.com/sockguard/sockguard/policy/suggest"
@@ -139,4 +140,44 @@ func subjectFromProto(s *sockguardv1.DenialSubject) policy.Subject {
 			Method: a.GetMethod(), PathGlob: a.GetPathGlob(),
 		},
 	}
+}
+
+// subjectLines are check's lines for a refusal's subject: the field it is
+// about and what would allow it (none for a record without a subject).
+// Both come from the request, so they are printed escaped.
+func subjectLines(s *sockguardv1.DenialSubject) []kv {
+	var out []kv
+	if f := s.GetField(); f != "" {
+		out = append(out, kv{"field", cell(f)})
+	}
+	if a := allowanceText(s.GetAllowance()); a != "" {
+		out = append(out, kv{"allowed by", cell(a)})
+	}
+	return out
+}
+
+// allowanceText says in preset terms what would permit a refused request:
+// "container.allow_privileged: true", "container.allowed_bind_roots: add
+// /srv", "rule {method: GET, path: /containers/*/export}"; "" when unknown.
+func allowanceText(a *sockguardv1.Allowance) string {
+	switch a.GetKind() {
+	case sockguardv1.AllowanceKind_ALLOWANCE_KIND_NONE:
+		return "no preset setting or rule"
+	case sockguardv1.AllowanceKind_ALLOWANCE_KIND_RULE:
+		return fmt.Sprintf("rule {method: %s, path: %s}", a.GetMethod(), a.GetPathGlob())
+	case sockguardv1.AllowanceKind_ALLOWANCE_KIND_SETTING:
+		key := a.GetSetting()
+		if a.GetSection() != "" {
+			key = a.GetSection() + "." + key
+		}
+		switch v := a.GetValue(); {
+		case v == "":
+			return key
+		case strings.HasPrefix(a.GetSetting(), "allowed_"):
+			return key + ": add " + v
+		default:
+			return key + ": " + v
+		}
+	}
+	return ""
 }

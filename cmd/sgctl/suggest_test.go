@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -235,5 +236,32 @@ func TestSuggestPolicyIgnoresReasonText(t *testing.T) {
 	}
 	if !strings.Contains(out, "the record has no structured subject") {
 		t.Errorf("records without a subject are not listed:\n%s", out)
+	}
+}
+
+func TestAllowanceText(t *testing.T) {
+	set := func(sec, name, v string) *sockguardv1.DenialSubject {
+		return &sockguardv1.DenialSubject{Field: "HostConfig.X", Allowance: &sockguardv1.Allowance{
+			Kind: sockguardv1.AllowanceKind_ALLOWANCE_KIND_SETTING, Section: sec, Setting: name, Value: v}}
+	}
+	tests := []struct {
+		name string
+		s    *sockguardv1.DenialSubject
+		want []kv
+	}{
+		{"none", nil, nil},
+		{"bool", set("container", "allow_privileged", "true"), []kv{{"field", "HostConfig.X"}, {"allowed by", "container.allow_privileged: true"}}},
+		{"list", set("container", "allowed_bind_roots", "/srv"), []kv{{"field", "HostConfig.X"}, {"allowed by", "container.allowed_bind_roots: add /srv"}}},
+		{"top level", set("", "max_body_bytes", ""), []kv{{"field", "HostConfig.X"}, {"allowed by", "max_body_bytes"}}},
+		{"rule", &sockguardv1.DenialSubject{Allowance: &sockguardv1.Allowance{Kind: sockguardv1.AllowanceKind_ALLOWANCE_KIND_RULE, Method: "GET", PathGlob: "/containers/*/export"}},
+			[]kv{{"allowed by", "rule {method: GET, path: /containers/*/export}"}}},
+		{"nothing", &sockguardv1.DenialSubject{Field: "Sysctls", Allowance: &sockguardv1.Allowance{Kind: sockguardv1.AllowanceKind_ALLOWANCE_KIND_NONE}},
+			[]kv{{"field", "Sysctls"}, {"allowed by", "no preset setting or rule"}}},
+		{"escaped", &sockguardv1.DenialSubject{Field: "a\x1b[2Jb"}, []kv{{"field", `a\x1b[2Jb`}}},
+	}
+	for _, tc := range tests {
+		if got := subjectLines(tc.s); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

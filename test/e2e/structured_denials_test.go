@@ -116,6 +116,16 @@ func TestSuggestPolicyFromSubjects(t *testing.T) {
 		t.Fatalf("the deny log holds a secret:\n%s", raw)
 	}
 
+	// The dry run names the same subject.
+	body := filepath.Join(b.Dir, "priv.json")
+	if err := os.WriteFile(body, []byte(`{"Image":"busybox:local","HostConfig":{"Privileged":true}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.Sgctl("check", "--socket", "subj", "--body", body, "POST", "/v1.41/containers/create"); r.Code != 1 ||
+		!strings.Contains(r.Stdout, "HostConfig.Privileged") || !strings.Contains(r.Stdout, "container.allow_privileged: true") {
+		t.Errorf("sgctl check of a privileged create: %s", r)
+	}
+
 	r := b.Sgctl("suggest-policy", "--socket", "subj", "--name", "subj-learned").MustSucceed(t)
 	out := r.Stdout
 	for _, want := range []string{
