@@ -28,15 +28,17 @@
 //   - tenant sockets: listen.go, peercred.go and peercontainer.go (who may
 //     connect: uid/gid, or a process in one of the tenant's containers),
 //     limits.go (connections, requests in flight, fd reserve);
-//   - the request path: proxy.go (ServeHTTP: canonicalize, owners, rules,
-//     body, stamp, forward), hijack.go (attach/exec), refusal.go (what a
-//     refused client reads), pacer.go (refusal pacing);
+//   - the request path: package pipeline (Judge: canonical, route, owners,
+//     rules, body, stamp, in one order, to one Verdict), proxy.go and
+//     exchange.go (ServeHTTP: peer, request slot, Judge, record, forward or
+//     refuse), stages.go (the pipeline's stages over isolation, images and
+//     pins), hijack.go (attach/exec), refusal.go (what a refused client
+//     reads), pacer.go (refusal pacing);
 //   - what the request path judges beyond policy: isolation.go (owners of
 //     referenced objects, forwarded as the ids checked), ownercache.go (the
 //     owner of a full id, which never changes, remembered), images.go and
 //     images_mounts.go (credential-pulled images), pin.go, hostpath.go and
-//     rootfs.go (bind sources pinned, bind roots judged), registryhost.go
-//     (registries on the broker's host);
+//     rootfs.go (bind sources pinned, bind roots judged);
 //   - the deny log: package denylog and package store (Denial,
 //     SafeTarget); this package records refusals and serves them;
 //   - the admin API: service*.go (the one place where errors become status

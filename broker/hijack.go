@@ -32,10 +32,6 @@ func isUpgrade(h http.Header) bool {
 	return false
 }
 
-// hijackBodyLimit caps the JSON body of attach/exec start requests, which
-// are read before the connection is taken over.
-const hijackBodyLimit = 1 << 20
-
 // hijack forwards an upgrade request on a dedicated upstream connection.
 // On 101 Switching Protocols both connections are taken over and copied in
 // both directions; a half-close on one side (stdin EOF from docker exec -i)
@@ -44,14 +40,10 @@ const hijackBodyLimit = 1 << 20
 //
 // It reports whether the connection was taken over.
 func (p *Proxy) hijack(w http.ResponseWriter, r *http.Request, f *forward, ts *tenantServer) (hijacked bool) {
+	// The pipeline has read (and capped, at pipeline.HijackBodyLimit) the
+	// body of every request that may switch protocols: an oversize one was
+	// refused and recorded like any refusal.
 	body := f.body
-	if !f.bodyRead {
-		var err error
-		if body, err = readCapped(r.Body, hijackBodyLimit); err != nil {
-			writeDockerError(w, http.StatusRequestEntityTooLarge, "sockguard: denied by policy: request body is too large or unreadable")
-			return false
-		}
-	}
 	method, upath, rawQuery := f.req.Target()
 	out := &http.Request{
 		Method:     method,

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"strconv"
@@ -19,7 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sockguard/sockguard/broker/store"
+	"github.com/sockguard/sockguard/broker/pipeline"
 	"github.com/sockguard/sockguard/policy"
 )
 
@@ -44,7 +43,7 @@ type Proxy struct {
 	images *imageGuard
 	// registries resolves registry names of pulls and logins (nil: the
 	// default resolver), which must not be the broker's own host.
-	registries hostResolver
+	registries pipeline.HostResolver
 	rp         *httputil.ReverseProxy
 	reqBase    string
 }
@@ -239,369 +238,34 @@ func newRequestTag() string {
 	return strconv.FormatUint(rand.Uint64()%(36*36*36*36), 36)
 }
 
-const isolationBodyLimit = 1 << 20
-
 func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p := h.p
-	st := h.ts.state.Load()
-	ctx := r.Context()
-	cred, _ := credFrom(ctx)
-	reqID := p.reqBase + h.reqTag + "-" + strconv.FormatUint(h.reqSeq.Add(1), 36)
-	w.Header().Set(RequestIDHeader, reqID)
-
-	start := time.Now()
-	var req policy.Request
-	method := r.Method // the canonical method once there is one, for the logs
-	outcome := "allow"
-	var sw *statusWriter
-	if p.access != nil {
-		sw = &statusWriter{ResponseWriter: w}
-		w = sw
-	}
-	defer func() {
-		d := time.Since(start)
-		p.observe(st.t.Name, req, outcome, d)
-		if sw != nil {
-			p.access.LogAttrs(ctx, slog.LevelInfo, "request",
-				slog.String("request_id", reqID), slog.String("socket", st.t.Name),
-				slog.Uint64("peer_uid", uint64(cred.UID)), slog.Int("peer_pid", int(cred.PID)),
-				slog.String("method", clip(method, store.MaxDenialMethod)), slog.String("path", clip(req.Path, store.MaxDenialPath)),
-				slog.String("decision", outcome), slog.Int("status", sw.status),
-				slog.Duration("duration", d))
-		}
-	}()
-	record := func(d policy.Decision, mode Mode) {
-		if mode == ModeAudit {
-			outcome = "audit" // forwarded anyway, unless a later check refuses it
-			h.ts.countWouldDeny(d.Code)
-		} else {
-			outcome = "deny"
-			h.ts.countDenial(d.Code)
-		}
-		p.denials.Record(store.Denial{
-			Time: time.Now().UTC(), Socket: st.t.Name, TenantID: st.t.ID, RequestID: reqID,
-			PeerUID: cred.UID, PeerGID: cred.GID, PeerPID: cred.PID,
-			Method: method, Path: req.Path, RawTarget: store.SafeTarget(r.RequestURI),
-			Code: d.Code, Reason: d.Reason, Rule: d.Rule, Mode: mode, Subject: denialSubject(d.Subject),
-		})
-	}
-	// release gives back the request's in-flight slot (when it has one).
-	release := func() {}
-	defer func() { release() }()
-	// answer records a refusal and, paced, answers it with msg. The
-	// in-flight slot is given back first: a refusal is decided, only its
-	// answer waits.
-	answer := func(d policy.Decision, msg string) {
-		record(d, ModeEnforce)
-		release()
-		h.ts.pacer.wait(ctx)
-		writeDockerError(w, d.Status, msg)
-	}
-	// refuse answers a decision that is never forwarded, whatever the mode.
-	refuse := func(d policy.Decision) { answer(d, refusalMessage(st.t, reqID, req, d)) }
-	// deny applies the socket's mode: it refuses (and returns true), or in
-	// audit mode records a would-deny and lets the request through.
-	deny := func(d policy.Decision) bool {
-		if st.t.Mode == ModeAudit {
-			record(d, ModeAudit)
-			return false
-		}
-		refuse(d)
-		return true
-	}
-	// isolationFailed answers an isolation error. A foreign or missing
-	// object gets dockerd's own answer for a missing one, so its existence
-	// is not confirmed; only a foreign one is recorded and paced.
-	isolationFailed := func(err error) {
-		var nf *errNoSuchObject
-		var amb errAmbiguous
-		var taken *errNameTaken
-		var hidden *errImageHidden
-		var missing *errImageMissing
-		var pr *errPullRefused
-		switch {
-		case errors.As(err, &hidden):
-			// dockerd's own answer for a missing image: on create, the
-			// docker CLI then pulls with the tenant's own credentials.
-			answer(policy.Decision{Status: http.StatusNotFound, Code: policy.ReasonForeignObject,
-				Reason: "image pulled with credentials by another tenant: " + hidden.ref, Rule: "image ownership"}, hidden.Error())
-		case errors.As(err, &missing):
-			// Really missing: dockerd's answer, neither recorded nor paced
-			// (but held as long as a paced refusal would be now, so a hidden
-			// image cannot be told from a missing one by the delay).
-			outcome = "not_found"
-			h.ts.pacer.waitBacklog(ctx)
-			writeDockerError(w, missing.status, missing.msg)
-		case errors.As(err, &pr):
-			refuse(policy.Decision{Status: pr.status, Code: policy.ReasonMalformed, Reason: pr.msg, Rule: "image ownership"})
-		case errors.As(err, &taken):
-			answer(policy.Decision{Status: http.StatusConflict, Code: policy.ReasonForeignObject,
-				Reason: taken.Error() + " by another tenant", Rule: "tenant isolation"}, taken.Error())
-		case errors.As(err, &nf) && nf.foreign:
-			answer(policy.Decision{Status: nf.status(), Code: policy.ReasonForeignObject,
-				Reason: "not owned by this tenant: " + nf.Error(), Rule: "tenant isolation"}, nf.Error())
-		case errors.As(err, &nf):
-			// Missing: not a denial (compose and docker inspect probe
-			// names that do not exist yet).
-			outcome = "not_found"
-			h.ts.pacer.waitBacklog(ctx)
-			writeDockerError(w, nf.status(), nf.Error())
-		case errors.As(err, &amb):
-			refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed, Reason: string(amb), Rule: "tenant isolation"})
-		default:
-			p.upstreamError(w, r, err)
-		}
-	}
-
-	var err error
-	if req, err = policy.Canonicalize(r.Method, r.URL.Path, r.URL.RawQuery); err != nil {
-		// Never forwarded, not even in audit mode: there is no canonical
-		// form to judge or to send.
-		refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed, Reason: err.Error(), Rule: "canonical request"})
-		return
-	}
-	method = req.Method
+	x := h.begin(w, r)
+	defer x.end()
 	// Requests in flight per socket are bounded: one tenant's flood of
 	// slow requests (large bodies, many references to resolve) cannot
 	// take every upstream connection and worker from the others.
-	var ok bool
-	if release, ok = h.ts.requestSlot(h.maxInFlight); !ok {
-		// Close after the answer: the unread body of a refused request
-		// (possibly one that never comes) is not waited for.
-		w.Header().Set("Connection", "close")
-		answer(policy.Decision{Status: http.StatusTooManyRequests, Code: policy.ReasonLimit,
-			Reason: fmt.Sprintf("over the limit of %d requests in flight on this socket", h.maxInFlight), Rule: "requests in flight limit"},
-			fmt.Sprintf("sockguard: too many requests in flight on this socket (limit %d, broker --max-requests-per-socket); retry when earlier requests have been answered [socket %s, request %s]", h.maxInFlight, st.t.Name, reqID))
+	release, ok := h.ts.requestSlot(h.maxInFlight)
+	defer release()
+	if !ok {
+		x.tooManyRequests(h.maxInFlight)
 		return
 	}
-
-	// Fail closed on form bodies on every endpoint, not only the inspected
-	// ones: their values would win over the query the policy and the
-	// isolation filters saw.
-	if policy.FormBody(r.Header) {
-		refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed,
-			Reason: "form-encoded request bodies are not accepted", Rule: "canonical request"})
-		return
+	v := pipeline.Judge(x.ctx, pipeline.In{
+		Tenant: pipeline.Tenant{ID: x.st.t.ID, Policy: x.st.pol, Audit: x.st.t.Mode == ModeAudit},
+		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
+		Header: r.Header, Body: r.Body, Upgrade: isUpgrade(r.Header),
+	}, h.p.stages(x.st.t))
+	x.record(v)
+	switch v.Outcome {
+	case pipeline.Refuse, pipeline.NotFound:
+		// A refusal is decided: the slot is given back before its paced answer.
+		release()
+		x.answer(v)
+	case pipeline.Failed:
+		h.p.upstreamError(x.w, r, v.Err)
+	default:
+		x.forward(v, release)
 	}
-
-	// Tenant isolation is enforced in every mode: audit relaxes the
-	// policy, never the boundary between tenants. Object routes are
-	// resolved before the rules so that another tenant's object looks
-	// missing whatever the rules would say.
-	iso := isolator{up: p.up, owner: st.t.ID}
-	rt := req.Route()
-	if k, ok := kindOf(rt.Object()); ok {
-		id, err := iso.resolve(ctx, k, rt.Ref())
-		if err == nil {
-			req, err = req.WithObjectID(id)
-		}
-		if err != nil {
-			isolationFailed(err)
-			return
-		}
-	}
-	if req, err = iso.isolateQuery(ctx, req); err != nil {
-		isolationFailed(err)
-		return
-	}
-	// Images a request reads (inspect, history, export) resolve before the
-	// rules, so another tenant's image looks missing whatever they say;
-	// images it changes (tag, push, delete) after them, so a refused route
-	// costs no upstream call. Either way hidden and missing answer alike.
-	imageRoute := func(before bool) bool {
-		if p.images == nil {
-			return true
-		}
-		if rt.Object() != policy.ObjectImage || (req.Method == http.MethodGet) != before {
-			return true
-		}
-		op := opOther
-		if rt.Action() == "json" {
-			op = opInspect
-		}
-		id, err := p.images.checkRef(ctx, op, st.t.ID, rt.Ref())
-		if err == nil && rt.ForwardsResolvedID() {
-			// The id that was checked, so a tag moved meanwhile
-			// cannot show another image.
-			req, err = req.WithObjectID(id)
-		}
-		if err != nil {
-			isolationFailed(err)
-			return false
-		}
-		return true
-	}
-	if !imageRoute(true) {
-		return
-	}
-
-	f := &forward{req: req, answered: release}
-	pinID := ""
-	d := st.pol.Decide(req)
-	if !d.Allow && deny(d) {
-		return
-	}
-	if !imageRoute(false) {
-		return
-	}
-	inspect, limit := st.pol.BodyPolicy(req)
-	inspect = inspect && d.Allow // in audit mode a denied route is not inspected
-	isolated := rt.BodyIsolated()
-	isCreate := rt.CreatesContainer()
-	if inspect || isolated {
-		if !inspect {
-			limit = isolationBodyLimit
-		}
-		// The body is read whatever Content-Length or Transfer-Encoding
-		// claim, and never beyond the cap.
-		body, err := readCapped(r.Body, limit)
-		switch {
-		case errors.Is(err, errTooLarge):
-			refuse(policy.TooLarge(limit))
-			return
-		case err != nil:
-			refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed,
-				Reason: "cannot read request body: " + err.Error(), Rule: "body"})
-			return
-		}
-		f.body, f.bodyRead = body, true
-		if isCreate && p.resolveBinds {
-			// Judge and forward the real paths, so a symlink under an
-			// allowed root cannot reach outside it.
-			rb, err := policy.ResolveBindSources(body, resolveHostPath)
-			switch {
-			case errors.Is(err, policy.ErrMalformed):
-				refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed, Reason: err.Error(), Rule: "strict body"})
-				return
-			case err != nil:
-				if deny(policy.Decision{Status: http.StatusForbidden, Code: policy.ReasonBindMount, Reason: err.Error(), Rule: "bind source resolution"}) {
-					return
-				}
-			case rb != nil:
-				body, f.body = rb, rb
-			}
-		}
-		if inspect {
-			d, nb := st.pol.InspectBody(req, r.Header, body)
-			if !d.Allow && (d.Code == policy.ReasonMalformed || d.Code == policy.ReasonBodyTooLarge) {
-				// An ambiguous body is never forwarded, even in audit mode.
-				refuse(d)
-				return
-			}
-			if !d.Allow && deny(d) {
-				return
-			}
-			if nb != nil {
-				f.body = nb
-			}
-			res := p.registries
-			if res == nil {
-				res = net.DefaultResolver
-			}
-			if d, ok := checkRegistryHost(ctx, res, st.pol, req, body); !ok && deny(d) {
-				return
-			}
-		}
-		if isolated {
-			var err error
-			switch rt.Endpoint() {
-			case policy.EndpointContainerCreate:
-				f.body, err = iso.isolateContainerCreate(ctx, f.body)
-			case policy.EndpointNetworkCreate:
-				f.body, err = iso.isolateNetworkCreate(ctx, f.body)
-			case policy.EndpointVolumeCreate:
-				f.body, err = iso.isolateVolumeCreate(ctx, f.body)
-			case policy.EndpointNetworkConnect, policy.EndpointNetworkDisconnect:
-				f.body, err = iso.isolateNetworkConnect(ctx, req, f.body)
-			default: // container start
-				err = isolateContainerStart(f.body)
-			}
-			if err != nil {
-				isolationFailed(err)
-				return
-			}
-		}
-		if isCreate && p.images != nil {
-			// The image, checked and forwarded by its id (images.go),
-			// before anything is pinned.
-			var err error
-			if f.body, err = p.images.checkCreate(ctx, st.t.ID, f.body); err != nil {
-				isolationFailed(err)
-				return
-			}
-		}
-		if isCreate && p.pins != nil {
-			// Last, on the body as it will be sent: each host bind source is
-			// judged again against the broker's own paths and pinned, so
-			// nothing done under the tenant's bind roots from now on
-			// changes what a start or restart mounts. Enforced in every mode.
-			nb, id, err := p.pins.prepare(ctx, st.t.ID, st.t.Name, f.body)
-			var pr *pinRefused
-			switch {
-			case errors.As(err, &pr):
-				refuse(policy.Decision{Status: pr.status, Code: policy.ReasonBindMount, Reason: err.Error(), Rule: "bind pins"})
-				return
-			case err != nil:
-				p.log.Error("bind_pin_failed", "socket", st.t.Name, "err", err)
-				refuse(policy.Decision{Status: http.StatusInternalServerError, Code: policy.ReasonBindMount,
-					Reason: "cannot pin the bind sources: " + err.Error(), Rule: "bind pins"})
-				return
-			}
-			f.body, pinID = nb, id
-		}
-	}
-
-	if pinID != "" {
-		// The pins stay only if dockerd answers that it created the
-		// container; the status is what the client got.
-		cw := &statusWriter{ResponseWriter: w}
-		w = cw
-		defer func() { p.pins.finish(st.t.ID, pinID, cw.status == http.StatusCreated) }()
-	}
-	if p.pins != nil && rt.MayRemoveContainer() {
-		// The container may be gone once dockerd answers (rm, prune, or
-		// wait for an --rm container): sweep its pins.
-		defer p.pins.kickSweep()
-	}
-
-	if p.images != nil {
-		switch rt.Endpoint() {
-		case policy.EndpointImagePull:
-			f.pull, err = p.images.beginPull(ctx, st.t.ID, req, r.Header)
-			if f.pull != nil {
-				defer f.pull.done()
-			}
-		case policy.EndpointImageExport:
-			err = p.images.checkExport(ctx, st.t.ID, req.Params("names"))
-		case policy.EndpointImageList:
-			f.listImagesFor = st.t.ID
-		}
-		if err != nil {
-			isolationFailed(err)
-			return
-		}
-	}
-
-	if outcome == "audit" {
-		h.ts.audited.Add(1)
-	} else {
-		h.ts.allowed.Add(1)
-	}
-	ctx = context.WithValue(ctx, forwardKey{}, f)
-	if isUpgrade(r.Header) {
-		if rt.MayUpgrade() {
-			if p.hijack(w, r.WithContext(ctx), f, h.ts) {
-				outcome = "hijacked"
-			}
-			return
-		}
-		// Only the streaming routes switch protocols. Any other request
-		// asking to goes through the reverse proxy like the rest, so its
-		// answer passes the same filters (the 409 scrub, the image list,
-		// the pull settlement): the upgrade intent is dropped.
-		r.Header.Del("Upgrade")
-	}
-	p.rp.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // statusWriter remembers the status for the access log. Unwrap lets

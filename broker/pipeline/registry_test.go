@@ -1,4 +1,4 @@
-package broker
+package pipeline
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/sockguard/sockguard/policy"
@@ -84,4 +85,15 @@ func TestCheckRegistryHost(t *testing.T) {
 			}
 		})
 	}
+}
+
+// mustReq canonicalizes method and target (path?query).
+func mustReq(t testing.TB, method, target string) policy.Request {
+	t.Helper()
+	p, q, _ := strings.Cut(target, "?")
+	req, err := policy.Canonicalize(method, p, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }

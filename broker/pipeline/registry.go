@@ -1,4 +1,4 @@
-package broker
+package pipeline
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 // reach a name that does not resolve either.
 const registryLookupTimeout = 2 * time.Second
 
-// hostResolver is the part of net.Resolver the registry check needs.
-type hostResolver interface {
+// HostResolver is the part of net.Resolver the registry check needs.
+type HostResolver interface {
 	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
 }
 
@@ -28,7 +28,7 @@ type hostResolver interface {
 //
 // Residual risk, written down in the README: dockerd resolves the name
 // again, so a DNS answer that changes between the two lookups is not seen.
-func checkRegistryHost(ctx context.Context, res hostResolver, pol *policy.Policy, req policy.Request, body []byte) (policy.Decision, bool) {
+func checkRegistryHost(ctx context.Context, res HostResolver, pol *policy.Policy, req policy.Request, body []byte) (policy.Decision, bool) {
 	domain, ok := policy.RequestRegistry(req, body)
 	if !ok || pol.RegistryListed(domain) {
 		return policy.Decision{}, true

@@ -1,0 +1,187 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/sockguard/sockguard/broker/pipeline"
+	"github.com/sockguard/sockguard/policy"
+)
+
+// The broker's implementations of the pipeline's stages for one tenant:
+// isolation over the isolator, images over the imageGuard, pins over the
+// pinner. Their errors are turned into the pipeline's vocabulary here
+// (pipelineError), the one place that knows both.
+
+// tenantStages serves one request of one tenant.
+type tenantStages struct {
+	iso    isolator
+	images *imageGuard
+	pins   *pinner
+	tenant *Tenant
+	log    interface {
+		Error(msg string, args ...any)
+	}
+}
+
+var (
+	_ pipeline.Owners = (*tenantStages)(nil)
+	_ pipeline.Images = tenantImages{}
+	_ pipeline.Pins   = tenantPins{}
+)
+
+// stages are the pipeline's stages for tenant t.
+func (p *Proxy) stages(t *Tenant) pipeline.Stages {
+	ts := &tenantStages{iso: isolator{up: p.up, owner: t.ID}, tenant: t, log: p.log}
+	st := pipeline.Stages{Owners: ts}
+	if p.images != nil {
+		st.Images = tenantImages{ts, p.images}
+	}
+	if p.pins != nil {
+		st.Pins = tenantPins{ts, p.pins}
+	}
+	if p.resolveBinds {
+		st.ResolvePath = resolveHostPath
+	}
+	st.Registries = p.registries
+	if st.Registries == nil {
+		st.Registries = net.DefaultResolver
+	}
+	return st
+}
+
+func (s *tenantStages) Resolve(ctx context.Context, k policy.ObjectKind, ref string) (string, error) {
+	kind, ok := kindOf(k)
+	if !ok {
+		return "", fmt.Errorf("no owner lookup for a %s", k)
+	}
+	id, err := s.iso.resolve(ctx, kind, ref)
+	return id, pipelineError(err)
+}
+
+func (s *tenantStages) IsolateQuery(ctx context.Context, req policy.Request) (policy.Request, error) {
+	r, err := s.iso.isolateQuery(ctx, req)
+	return r, pipelineError(err)
+}
+
+func (s *tenantStages) IsolateBody(ctx context.Context, req policy.Request, body []byte) ([]byte, error) {
+	var err error
+	switch req.Route().Endpoint() {
+	case policy.EndpointContainerCreate:
+		body, err = s.iso.isolateContainerCreate(ctx, body)
+	case policy.EndpointNetworkCreate:
+		body, err = s.iso.isolateNetworkCreate(ctx, body)
+	case policy.EndpointVolumeCreate:
+		body, err = s.iso.isolateVolumeCreate(ctx, body)
+	case policy.EndpointNetworkConnect, policy.EndpointNetworkDisconnect:
+		body, err = s.iso.isolateNetworkConnect(ctx, req, body)
+	case policy.EndpointContainerObject: // start: BodyIsolated
+		err = isolateContainerStart(body)
+	default:
+		// Fail closed: a route the isolation does not know is not forwarded.
+		err = errAmbiguous("no body isolation for " + req.Route().Endpoint().String())
+	}
+	return body, pipelineError(err)
+}
+
+// tenantImages is the imageGuard for one tenant.
+type tenantImages struct {
+	*tenantStages
+	g *imageGuard
+}
+
+func (t tenantImages) CheckRef(ctx context.Context, action, ref string) (string, error) {
+	op := opOther
+	if action == "json" {
+		op = opInspect
+	}
+	id, err := t.g.checkRef(ctx, op, t.tenant.ID, ref)
+	return id, pipelineError(err)
+}
+
+func (t tenantImages) CheckCreate(ctx context.Context, body []byte) ([]byte, error) {
+	body, err := t.g.checkCreate(ctx, t.tenant.ID, body)
+	return body, pipelineError(err)
+}
+
+func (t tenantImages) CheckExport(ctx context.Context, names []string) error {
+	return pipelineError(t.g.checkExport(ctx, t.tenant.ID, names))
+}
+
+func (t tenantImages) BeginPull(ctx context.Context, req policy.Request, h http.Header) (pipeline.Pull, error) {
+	plan, err := t.g.beginPull(ctx, t.tenant.ID, req, h)
+	if plan == nil {
+		return nil, pipelineError(err) // never a typed nil in the interface
+	}
+	return plan, pipelineError(err)
+}
+
+// Done ends the pull (pipeline.Pull).
+func (p *pullPlan) Done() { p.done() }
+
+// tenantPins is the pinner for one tenant.
+type tenantPins struct {
+	*tenantStages
+	pn *pinner
+}
+
+func (t tenantPins) Prepare(ctx context.Context, body []byte) ([]byte, string, error) {
+	out, id, err := t.pn.prepare(ctx, t.tenant.ID, t.tenant.Name, body)
+	var pr *pinRefused
+	switch {
+	case err == nil:
+		return out, id, nil
+	case errors.As(err, &pr):
+		return nil, "", &pipeline.Refusal{Decision: policy.Decision{Status: pr.status, Code: policy.ReasonBindMount, Reason: err.Error(), Rule: "bind pins"}}
+	case errors.Is(err, pipeline.ErrUnknown):
+		return nil, "", err
+	}
+	t.log.Error("bind_pin_failed", "socket", t.tenant.Name, "err", err)
+	return nil, "", &pipeline.Refusal{Decision: policy.Decision{Status: http.StatusInternalServerError, Code: policy.ReasonBindMount,
+		Reason: "cannot pin the bind sources: " + err.Error(), Rule: "bind pins"}}
+}
+
+func (t tenantPins) Finish(pinID string, created bool) { t.pn.finish(t.tenant.ID, pinID, created) }
+
+// pipelineError turns an isolation or image error into the pipeline's
+// vocabulary. A foreign or missing object gets dockerd's own answer for a
+// missing one, so its existence is not confirmed; only a foreign one is a
+// refusal (recorded and paced). Any other error is the daemon's: 502.
+func pipelineError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var nf *errNoSuchObject
+	var amb errAmbiguous
+	var taken *errNameTaken
+	var hidden *errImageHidden
+	var missing *errImageMissing
+	var pr *errPullRefused
+	switch {
+	case errors.As(err, &hidden):
+		// dockerd's own answer for a missing image: on create, the docker
+		// CLI then pulls with the tenant's own credentials.
+		return &pipeline.Refusal{Decision: policy.Decision{Status: http.StatusNotFound, Code: policy.ReasonForeignObject,
+			Reason: "image pulled with credentials by another tenant: " + hidden.ref, Rule: "image ownership"}, Message: hidden.Error()}
+	case errors.As(err, &missing):
+		return &pipeline.Missing{Status: missing.status, Message: missing.msg}
+	case errors.As(err, &pr):
+		return &pipeline.Refusal{Decision: policy.Decision{Status: pr.status, Code: policy.ReasonMalformed, Reason: pr.msg, Rule: "image ownership"}}
+	case errors.As(err, &taken):
+		return &pipeline.Refusal{Decision: policy.Decision{Status: http.StatusConflict, Code: policy.ReasonForeignObject,
+			Reason: taken.Error() + " by another tenant", Rule: "tenant isolation"}, Message: taken.Error()}
+	case errors.As(err, &nf) && nf.foreign:
+		return &pipeline.Refusal{Decision: policy.Decision{Status: nf.status(), Code: policy.ReasonForeignObject,
+			Reason: "not owned by this tenant: " + nf.Error(), Rule: "tenant isolation"}, Message: nf.Error()}
+	case errors.As(err, &nf):
+		// Missing: not a denial (compose and docker inspect probe names
+		// that do not exist yet).
+		return &pipeline.Missing{Status: nf.status(), Message: nf.Error()}
+	case errors.As(err, &amb):
+		return &pipeline.Refusal{Decision: policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed, Reason: string(amb), Rule: "tenant isolation"}}
+	}
+	return err
+}
