@@ -247,7 +247,9 @@ func TestJudge(t *testing.T) {
 		{name: "body too large, even in audit mode", audit: true, method: "POST", target: "/containers/create", body: big,
 			want: want{outcome: Refuse, status: 413, code: policy.ReasonBodyTooLarge}},
 		{name: "isolation refuses the body, even in audit mode", audit: true, method: "POST", target: "/networks/create",
-			body: `{"Name":"n"}`, setup: func(w *world) { w.owners.bodyErr = &Refusal{Decision: policy.Decision{Status: 400, Code: policy.ReasonMalformed, Reason: "ambiguous"}} },
+			body: `{"Name":"n"}`, setup: func(w *world) {
+				w.owners.bodyErr = &Refusal{Decision: policy.Decision{Status: 400, Code: policy.ReasonMalformed, Reason: "ambiguous"}}
+			},
 			want: want{outcome: Refuse, status: 400, code: policy.ReasonMalformed}},
 		{name: "pins refuse, even in audit mode", audit: true, method: "POST", target: "/containers/create",
 			body: `{"Image":"busybox"}`, setup: func(w *world) { w.pins.refuse = true },
@@ -266,10 +268,10 @@ func TestJudge(t *testing.T) {
 		// dry run
 		{name: "dry run: object unknown, rules decide for any object", method: "GET", target: "/containers/web/export",
 			setup: func(w *world) { w.owners.unknown = true },
-			want: want{outcome: Refuse, status: 403, code: policy.ReasonRuleDenied, unknown: true}},
+			want:  want{outcome: Refuse, status: 403, code: policy.ReasonRuleDenied, unknown: true}},
 		{name: "dry run: object unknown, allowed route", method: "GET", target: "/containers/web/json",
 			setup: func(w *world) { w.owners.unknown = true },
-			want: want{outcome: Forward, path: "/containers/web/json", unknown: true}},
+			want:  want{outcome: Forward, path: "/containers/web/json", unknown: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
