@@ -118,16 +118,17 @@ func (x *exchange) answer(v pipeline.Verdict) {
 	writeDockerError(x.w, v.Decision.Status, msg)
 }
 
-// tooManyRequests refuses a request over the socket's in-flight limit.
-func (x *exchange) tooManyRequests(limit int) {
+// tooManyRequests is the refusal of a request over the socket's
+// in-flight limit.
+func (x *exchange) tooManyRequests(limit int) *pipeline.Refusal {
 	// Close after the answer: the unread body of a refused request
 	// (possibly one that never comes) is not waited for.
 	x.w.Header().Set("Connection", "close")
-	x.deny(policy.Decision{Status: http.StatusTooManyRequests, Code: policy.ReasonLimit,
-		Reason: fmt.Sprintf("over the limit of %d requests in flight on this socket", limit), Rule: "requests in flight limit"}, ModeEnforce)
-	x.h.ts.pacer.wait(x.ctx)
-	writeDockerError(x.w, http.StatusTooManyRequests,
-		fmt.Sprintf("sockguard: too many requests in flight on this socket (limit %d, broker --max-requests-per-socket); retry when earlier requests have been answered [socket %s, request %s]", limit, x.st.t.Name, x.reqID))
+	return &pipeline.Refusal{
+		Decision: policy.Decision{Status: http.StatusTooManyRequests, Code: policy.ReasonLimit,
+			Reason: fmt.Sprintf("over the limit of %d requests in flight on this socket", limit), Rule: "requests in flight limit"},
+		Message: fmt.Sprintf("sockguard: too many requests in flight on this socket (limit %d, broker --max-requests-per-socket); retry when earlier requests have been answered [socket %s, request %s]", limit, x.st.t.Name, x.reqID),
+	}
 }
 
 // forward sends a judged request upstream, through the reverse proxy or,

@@ -241,19 +241,22 @@ func newRequestTag() string {
 func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := h.begin(w, r)
 	defer x.end()
-	// Requests in flight per socket are bounded: one tenant's flood of
-	// slow requests (large bodies, many references to resolve) cannot
-	// take every upstream connection and worker from the others.
-	release, ok := h.ts.requestSlot(h.maxInFlight)
-	defer release()
-	if !ok {
-		x.tooManyRequests(h.maxInFlight)
-		return
-	}
+	release := func() {}
+	defer func() { release() }()
 	v := pipeline.Judge(x.ctx, pipeline.In{
 		Tenant: pipeline.Tenant{ID: x.st.t.ID, Policy: x.st.pol, Audit: x.st.t.Mode == ModeAudit},
 		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
 		Header: r.Header, Body: r.Body, Upgrade: isUpgrade(r.Header),
+		// Requests in flight per socket are bounded: one tenant's flood of
+		// slow requests (large bodies, many references to resolve) cannot
+		// take every upstream connection and worker from the others.
+		Admit: func() *pipeline.Refusal {
+			var ok bool
+			if release, ok = h.ts.requestSlot(h.maxInFlight); ok {
+				return nil
+			}
+			return x.tooManyRequests(h.maxInFlight)
+		},
 	}, h.p.stages(x.st.t))
 	x.record(v)
 	switch v.Outcome {

@@ -113,6 +113,10 @@ type In struct {
 	Body                   io.Reader // nil: none
 	// Upgrade: the client asks to switch protocols (Connection: Upgrade).
 	Upgrade bool
+	// Admit, when set, is asked once the request is canonical (a request
+	// with no canonical form is refused without it): it takes the
+	// request's place among those in flight, or returns the refusal.
+	Admit func() *Refusal
 }
 
 // Limits of the bodies the pipeline reads beyond the preset's own caps.
@@ -235,6 +239,12 @@ func (j *judge) run(ctx context.Context) {
 		return
 	}
 	j.v.Req = req
+	if j.in.Admit != nil {
+		if rf := j.in.Admit(); rf != nil {
+			j.v.Outcome, j.v.Decision, j.v.Message, j.done = Refuse, rf.Decision, rf.Message, true
+			return
+		}
+	}
 	// Fail closed on form bodies on every endpoint, not only the inspected
 	// ones: their values would win over the query the policy and the
 	// isolation filters saw.

@@ -372,3 +372,42 @@ func TestJudgeUndo(t *testing.T) {
 		t.Fatalf("undo left %+v", j.v)
 	}
 }
+
+// TestJudgeAdmit: the request slot is taken once the request is
+// canonical; a malformed request never takes one; a refused slot is
+// enforced in audit mode too, before any lookup.
+func TestJudgeAdmit(t *testing.T) {
+	pol := runner(t)
+	full := &Refusal{Decision: policy.Decision{Status: http.StatusTooManyRequests, Code: policy.ReasonLimit, Reason: "over the limit"}, Message: "too many"}
+	tests := []struct {
+		name, path string
+		admit      bool
+		want       Outcome
+		calls      int
+	}{
+		{"malformed: no slot taken", "/../x", true, Refuse, 0},
+		{"admitted", "/containers/web/json", true, Forward, 1},
+		{"refused: no lookup", "/containers/web/json", false, Refuse, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			w := world{owners: newOwners()}
+			in := In{Tenant: Tenant{ID: "t1", Policy: pol, Audit: true}, Method: "GET", Path: tc.path, Header: http.Header{},
+				Admit: func() *Refusal {
+					calls++
+					if tc.admit {
+						return nil
+					}
+					return full
+				}}
+			v := Judge(context.Background(), in, w.stages())
+			if v.Outcome != tc.want || calls != tc.calls {
+				t.Fatalf("outcome %v after %d admits, want %v after %d", v.Outcome, calls, tc.want, tc.calls)
+			}
+			if !tc.admit && (v.Decision.Code != policy.ReasonLimit || v.Message != "too many" || w.owners.calls != 0) {
+				t.Fatalf("verdict %+v, %d lookups", v, w.owners.calls)
+			}
+		})
+	}
+}
