@@ -19,8 +19,6 @@ import (
 // tenantStages serves one request of one tenant.
 type tenantStages struct {
 	iso    isolator
-	images *imageGuard
-	pins   *pinner
 	tenant *Tenant
 	log    interface {
 		Error(msg string, args ...any)

@@ -368,10 +368,10 @@ func (j *judge) object(ctx context.Context, req policy.Request) policy.Request {
 	rt := req.Route()
 	var id string
 	var err error
-	switch k := rt.Object(); {
-	case k == policy.ObjectNone:
+	switch k := rt.Object(); k {
+	case policy.ObjectNone:
 		return req
-	case k == policy.ObjectImage:
+	case policy.ObjectImage:
 		if j.st.Images == nil {
 			return req
 		}
