@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockguard/sockguard/broker/pipeline"
 	"github.com/sockguard/sockguard/policy"
 )
 
@@ -129,6 +130,10 @@ type isolator struct {
 	owner string // tenant id
 	// daemon answers lookups; nil means the upstream itself (tests set a fake).
 	daemon daemonObjects
+	// volumes collects the named volumes a create body mounts that do not
+	// exist yet: they are created (createVolumes) only once the request is
+	// judged and will be forwarded, never while it is being judged.
+	volumes *[]pipeline.Volume
 }
 
 // daemonObjects is what isolation asks of the daemon.
@@ -770,18 +775,38 @@ func (iso isolator) resolveRef(ctx context.Context, refs *policy.BodyRefs, k pol
 // a missing named volume on the fly, unlabelled; the broker creates it
 // first, labelled, so the tenant owns it like any volume it creates, with
 // the driver, options and labels the body gives it (judged by the rails).
+// A missing one is only noted in iso.volumes here: createVolumes creates
+// it once the request's verdict is to forward it.
 func (iso isolator) ownVolume(ctx context.Context, name string, spec policy.VolumeSpec) error {
 	_, err := iso.resolve(ctx, kindVolume, name)
 	var nf *errNoSuchObject
 	if !errors.As(err, &nf) || nf.foreign {
 		return err
 	}
-	if err := iso.objects().createVolume(ctx, name, iso.owner, spec); err != nil {
-		return err
+	if iso.volumes == nil {
+		return fmt.Errorf("volume %q: nowhere to note a volume to create", name)
 	}
-	// Another tenant may have won a race for the name: check again.
-	_, err = iso.resolve(ctx, kindVolume, name)
-	return err
+	*iso.volumes = append(*iso.volumes, pipeline.Volume{Name: name, Spec: spec})
+	return nil
+}
+
+// createVolumes creates the volumes a forwarded create mounts, labelled
+// with the owner, and checks each again: another tenant may have won a
+// race for the name (then the create is refused as naming its volume).
+func (iso isolator) createVolumes(ctx context.Context, vols []pipeline.Volume) error {
+	for _, v := range vols {
+		if err := iso.objects().createVolume(ctx, v.Name, iso.owner, v.Spec); err != nil {
+			return err
+		}
+		if _, err := iso.resolve(ctx, kindVolume, v.Name); err != nil {
+			var nf *errNoSuchObject
+			if errors.As(err, &nf) {
+				nf.inBody = true // dockerd answers a create naming it with 400
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // isolateNetworkConnect resolves the container a network connect or

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockguard/sockguard/broker/pipeline"
 	"github.com/sockguard/sockguard/policy"
 )
 
@@ -398,7 +399,8 @@ func TestIsolateBodyRefs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			iso := isolator{owner: "t-a", daemon: newFakeObjects()}
+			var vols []pipeline.Volume
+			iso := isolator{owner: "t-a", daemon: newFakeObjects(), volumes: &vols}
 			ctx := context.Background()
 			var out []byte
 			var err error
@@ -416,6 +418,9 @@ func TestIsolateBodyRefs(t *testing.T) {
 			case tt.want.body != "":
 				if err != nil {
 					t.Fatalf("refused: %v", err)
+				}
+				if strings.Contains(tt.name, "volume created") && (len(vols) != 1 || vols[0].Name != "fresh") {
+					t.Fatalf("volumes to create %+v, want fresh", vols)
 				}
 				var doc map[string]any
 				if err := json.Unmarshal(out, &doc); err != nil {
@@ -622,8 +627,15 @@ func TestOwnVolumeKeepsTheBodysSpec(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			objs := newFakeObjects()
-			iso := isolator{owner: "t-a", daemon: objs}
+			var vols []pipeline.Volume
+			iso := isolator{owner: "t-a", daemon: objs, volumes: &vols}
 			if _, err := iso.isolateContainerCreate(context.Background(), []byte(tt.body)); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := objs.specs["fresh"]; ok {
+				t.Fatal("the volume was created while the request was judged")
+			}
+			if err := iso.createVolumes(context.Background(), vols); err != nil {
 				t.Fatal(err)
 			}
 			got, ok := objs.specs["fresh"]

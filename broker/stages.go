@@ -65,11 +65,14 @@ func (s *tenantStages) IsolateQuery(ctx context.Context, req policy.Request) (po
 	return r, pipelineError(err)
 }
 
-func (s *tenantStages) IsolateBody(ctx context.Context, req policy.Request, body []byte) ([]byte, error) {
+func (s *tenantStages) IsolateBody(ctx context.Context, req policy.Request, body []byte) ([]byte, []pipeline.Volume, error) {
 	var err error
+	var vols []pipeline.Volume
 	switch req.Route().Endpoint() {
 	case policy.EndpointContainerCreate:
-		body, err = s.iso.isolateContainerCreate(ctx, body)
+		iso := s.iso
+		iso.volumes = &vols
+		body, err = iso.isolateContainerCreate(ctx, body)
 	case policy.EndpointNetworkCreate:
 		body, err = s.iso.isolateNetworkCreate(ctx, body)
 	case policy.EndpointVolumeCreate:
@@ -82,7 +85,14 @@ func (s *tenantStages) IsolateBody(ctx context.Context, req policy.Request, body
 		// Fail closed: a route the isolation does not know is not forwarded.
 		err = errAmbiguous("no body isolation for " + req.Route().Endpoint().String())
 	}
-	return body, pipelineError(err)
+	if err != nil {
+		return nil, nil, pipelineError(err)
+	}
+	return body, vols, nil
+}
+
+func (s *tenantStages) CreateVolumes(ctx context.Context, vols []pipeline.Volume) error {
+	return pipelineError(s.iso.createVolumes(ctx, vols))
 }
 
 // tenantImages is the imageGuard for one tenant.

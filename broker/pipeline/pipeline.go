@@ -52,8 +52,21 @@ type Owners interface {
 	// resolves the references a query names (build, commit, list filters).
 	IsolateQuery(ctx context.Context, req policy.Request) (policy.Request, error)
 	// IsolateBody resolves the references of a body whose route is
-	// BodyIsolated and stamps the owner. It returns the body to forward.
-	IsolateBody(ctx context.Context, req policy.Request, body []byte) ([]byte, error)
+	// BodyIsolated and stamps the owner. It returns the body to forward
+	// and the named volumes it mounts that do not exist yet: nothing is
+	// created while the request is judged.
+	IsolateBody(ctx context.Context, req policy.Request, body []byte) ([]byte, []Volume, error)
+	// CreateVolumes creates, for the tenant, the volumes of a verdict to
+	// forward, just before it is forwarded.
+	CreateVolumes(ctx context.Context, vols []Volume) error
+}
+
+// Volume is a named volume a container create mounts that does not exist
+// yet: dockerd would create it unlabelled, so the broker creates it first,
+// the tenant's, as the body specifies it.
+type Volume struct {
+	Name string
+	Spec policy.VolumeSpec
 }
 
 // Images keeps images to the tenants allowed to see them.
@@ -178,6 +191,9 @@ type Verdict struct {
 	Pull     Pull   // a pull to settle and end (Done) with its answer
 	// ListImages: the answer is an image list to filter to the tenant.
 	ListImages bool
+	// Volumes were created for the create this verdict forwards (a dry run
+	// lists those it would create).
+	Volumes []Volume
 
 	// Unknown lists what a dry run could not know (ErrUnknown).
 	Unknown []string
@@ -472,13 +488,13 @@ func (j *judge) body(ctx context.Context, req policy.Request, allowed bool) ([]b
 func (j *judge) stamp(ctx context.Context, req policy.Request, body []byte) {
 	rt := req.Route()
 	if rt.BodyIsolated() {
-		nb, err := j.st.Owners.IsolateBody(ctx, req, body)
+		nb, vols, err := j.st.Owners.IsolateBody(ctx, req, body)
 		if err != nil {
 			if j.fail("body references", err) {
 				return
 			}
 		} else {
-			body, j.v.Body = nb, nb
+			body, j.v.Body, j.v.Volumes = nb, nb, vols
 		}
 	}
 	if rt.CreatesContainer() && j.st.Images != nil {
@@ -523,6 +539,13 @@ func (j *judge) stamp(ctx context.Context, req policy.Request, body []byte) {
 		if err != nil && j.fail("image", err) {
 			j.undo()
 			return
+		}
+	}
+	// Judged: the verdict is to forward. Only now is anything created
+	// upstream for it.
+	if len(j.v.Volumes) > 0 {
+		if err := j.st.Owners.CreateVolumes(ctx, j.v.Volumes); err != nil && j.fail("volumes", err) {
+			j.undo()
 		}
 	}
 }

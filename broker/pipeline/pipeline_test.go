@@ -27,7 +27,9 @@ type fakeOwners struct {
 	unknown bool  // a dry run: nothing can be looked up
 	fail    error // the daemon cannot be asked
 	bodyErr error
-	calls   int // lookups asked of the daemon
+	volErr  error
+	calls   int      // lookups asked of the daemon
+	created []string // volumes created
 }
 
 func newOwners() *fakeOwners {
@@ -72,11 +74,25 @@ func (f *fakeOwners) IsolateQuery(_ context.Context, req policy.Request) (policy
 	return req.WithQuery(req.RawQuery + "&owner=t1")
 }
 
-func (f *fakeOwners) IsolateBody(_ context.Context, req policy.Request, body []byte) ([]byte, error) {
+func (f *fakeOwners) IsolateBody(_ context.Context, req policy.Request, body []byte) ([]byte, []Volume, error) {
 	if f.bodyErr != nil {
-		return nil, f.bodyErr
+		return nil, nil, f.bodyErr
 	}
-	return append(bytes.TrimSuffix(bytes.TrimSpace(body), []byte("}")), []byte(`,"Stamped":true}`)...), nil
+	var vols []Volume
+	if bytes.Contains(body, []byte(`"fresh:`)) {
+		vols = append(vols, Volume{Name: "fresh"})
+	}
+	return append(bytes.TrimSuffix(bytes.TrimSpace(body), []byte("}")), []byte(`,"Stamped":true}`)...), vols, nil
+}
+
+func (f *fakeOwners) CreateVolumes(_ context.Context, vols []Volume) error {
+	if f.volErr != nil {
+		return f.volErr
+	}
+	for _, v := range vols {
+		f.created = append(f.created, v.Name)
+	}
+	return nil
 }
 
 type fakeImages struct {
@@ -174,6 +190,7 @@ func TestJudge(t *testing.T) {
 		unknown  bool
 		pins     int // pins prepared
 		bodyRead bool
+		volumes  int // volumes created
 	}
 	tests := []struct {
 		name    string
@@ -254,6 +271,18 @@ func TestJudge(t *testing.T) {
 		{name: "pins refuse, even in audit mode", audit: true, method: "POST", target: "/containers/create",
 			body: `{"Image":"busybox"}`, setup: func(w *world) { w.pins.refuse = true },
 			want: want{outcome: Refuse, status: 403, code: policy.ReasonBindMount}},
+		{name: "create mounting a new volume: created once judged", method: "POST", target: "/containers/create",
+			body: `{"Image":"busybox","HostConfig":{"Binds":["fresh:/data"]}}`,
+			want: want{outcome: Forward, path: "/containers/create", pins: 1, bodyRead: true, volumes: 1}},
+		{name: "refused create mounting a new volume: nothing created", method: "POST", target: "/containers/create",
+			body: `{"Image":"busybox","HostConfig":{"Binds":["fresh:/data"]}}`, setup: func(w *world) { w.pins.refuse = true },
+			want: want{outcome: Refuse, status: 403, code: policy.ReasonBindMount}},
+		{name: "volume lost to another tenant: refused, pins given back", method: "POST", target: "/containers/create",
+			body: `{"Image":"busybox","HostConfig":{"Binds":["fresh:/data"]}}`,
+			setup: func(w *world) {
+				w.owners.volErr = &Refusal{Decision: policy.Decision{Status: 400, Code: policy.ReasonForeignObject, Reason: "taken"}, Message: "no such volume"}
+			},
+			want: want{outcome: Refuse, status: 400, code: policy.ReasonForeignObject, pins: 1, message: "no such volume"}},
 		{name: "network connect body isolated", method: "POST", target: "/networks/net1/connect", body: `{"Container":"web"}`,
 			want: want{outcome: Forward, path: "/networks/" + idNet + "/connect", body: `"Stamped":true`, bodyRead: true}},
 		// streams
@@ -308,6 +337,12 @@ func TestJudge(t *testing.T) {
 			}
 			if w.pins.prepared != tc.want.pins {
 				t.Errorf("%d pins prepared, want %d", w.pins.prepared, tc.want.pins)
+			}
+			if got == Refuse && w.pins.finished != w.pins.prepared {
+				t.Errorf("refused with %d pins prepared, %d given back", w.pins.prepared, w.pins.finished)
+			}
+			if len(w.owners.created) != tc.want.volumes {
+				t.Errorf("volumes created %q, want %d", w.owners.created, tc.want.volumes)
 			}
 			switch got {
 			case Forward:
