@@ -509,20 +509,37 @@ func (g *imageGuard) checkRef(ctx context.Context, op imageOp, tenant, ref strin
 // their place. A missing image is answered with dockerd's 404, which
 // makes the docker CLI pull.
 func (g *imageGuard) checkCreate(ctx context.Context, tenant string, body []byte) ([]byte, error) {
-	// encoding/json, as dockerd decodes the body: keys match without case.
-	var c struct{ Image string }
-	if err := json.Unmarshal(body, &c); err != nil {
-		return nil, errAmbiguous("container create body: " + err.Error())
+	// One decode of the top level; keys match without case, as dockerd
+	// decodes the body (the strict pass left one key per name).
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil || top == nil {
+		return nil, errAmbiguous("container create body is not a JSON object")
 	}
-	body, err := g.checkImageMounts(ctx, tenant, body)
-	if err != nil || c.Image == "" {
-		return body, err
+	var image string
+	ik := foldKey(top, "Image")
+	if ik != "" {
+		if err := json.Unmarshal(top[ik], &image); err != nil {
+			return nil, errAmbiguous("container create body: Image: " + err.Error())
+		}
 	}
-	id, err := g.checkRef(ctx, opOther, tenant, c.Image)
+	changed, err := g.checkTopMounts(ctx, tenant, top)
 	if err != nil {
 		return nil, err
 	}
-	return setTopLevel(body, "Image", id)
+	if image != "" {
+		id, err := g.checkRef(ctx, opOther, tenant, image)
+		if err != nil {
+			return nil, err
+		}
+		raw, _ := json.Marshal(id)
+		delete(top, ik)
+		top["Image"] = raw
+		changed = true
+	}
+	if !changed {
+		return body, nil
+	}
+	return json.Marshal(top)
 }
 
 // checkExport checks every image a GET /images/get?names= would export.

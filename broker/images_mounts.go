@@ -21,32 +21,39 @@ func (g *imageGuard) checkImageMounts(ctx context.Context, tenant string, body [
 	if err := json.Unmarshal(body, &top); err != nil || top == nil {
 		return nil, errAmbiguous("container create body is not a JSON object")
 	}
+	changed, err := g.checkTopMounts(ctx, tenant, top)
+	if err != nil || !changed {
+		return body, err
+	}
+	return json.Marshal(top)
+}
+
+// checkTopMounts is checkImageMounts on a decoded body: it reports whether
+// top changed.
+func (g *imageGuard) checkTopMounts(ctx context.Context, tenant string, top map[string]json.RawMessage) (bool, error) {
 	changed, err := g.checkMountList(ctx, tenant, top, "")
 	if err != nil {
-		return nil, err
+		return false, err
 	}
 	if hk := foldKey(top, "HostConfig"); hk != "" && !isJSONNull(top[hk]) {
 		var hc map[string]json.RawMessage
 		if err := json.Unmarshal(top[hk], &hc); err != nil || hc == nil {
-			return nil, errAmbiguous("HostConfig is not a JSON object")
+			return false, errAmbiguous("HostConfig is not a JSON object")
 		}
 		hcChanged, err := g.checkMountList(ctx, tenant, hc, "HostConfig.")
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 		if hcChanged {
 			raw, err := json.Marshal(hc)
 			if err != nil {
-				return nil, err
+				return false, err
 			}
 			top[hk] = raw
 			changed = true
 		}
 	}
-	if !changed {
-		return body, nil
-	}
-	return json.Marshal(top)
+	return changed, nil
 }
 
 // checkMountList checks and rewrites, in place, the image mounts of the

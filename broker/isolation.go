@@ -606,25 +606,22 @@ func (iso isolator) isolateNetworkCreate(ctx context.Context, body []byte) ([]by
 	if err != nil {
 		return nil, errAmbiguous(err.Error())
 	}
-	if len(bytes.TrimSpace(body)) > 0 {
-		var named struct{ Name string }
-		if err := json.Unmarshal(body, &named); err != nil {
-			return nil, errAmbiguous("network create body: " + err.Error())
-		}
-		// The owner cache relies on no network having a name of the
-		// form of a full id.
-		if err := refuseIDShapedName("network", named.Name); err != nil {
-			return nil, err
-		}
+	name, ok := refs.StringMember("Name")
+	if !ok {
+		return nil, errAmbiguous("network create body: Name is not a string")
 	}
-	if body, err = iso.forwardRefs(ctx, refs, true); err != nil {
+	// The owner cache relies on no network having a name of the form of a
+	// full id.
+	if err := refuseIDShapedName("network", name); err != nil {
 		return nil, err
 	}
-	b, err := stampOwner(body, iso.owner)
-	if err != nil {
-		return nil, err
+	// Stamped on the one decoded form the references are forwarded in:
+	// the body is encoded once.
+	if err := refs.SetLabel(OwnerLabel, iso.owner); err != nil {
+		return nil, errAmbiguous(err.Error())
 	}
-	return setTopLevel(b, "CheckDuplicate", true)
+	refs.SetMember("CheckDuplicate", true)
+	return iso.forwardRefs(ctx, refs, true)
 }
 
 // isolateVolumeCreate stamps the owner. dockerd answers a create of an

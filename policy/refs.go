@@ -110,6 +110,63 @@ type BodyRefs struct {
 	// post runs after every site was set: checks between references and
 	// the structural edits (endpoint keys, added endpoints).
 	post []func(ids map[RefKey]string) error
+	// edited: SetLabel or SetMember changed doc.
+	edited bool
+}
+
+// SetLabel sets one label of a create body (the top-level Labels member
+// dockerd reads, whatever its spelling), replacing what the client sent
+// under that key, on the one decoded form that Forward encodes. Labels
+// must be null or an object of strings.
+func (b *BodyRefs) SetLabel(key, value string) error {
+	if b.doc == nil {
+		b.doc = map[string]any{}
+	}
+	var labels map[string]any
+	switch v := member(b.doc, "Labels").(type) {
+	case nil:
+		labels = map[string]any{}
+		setMember(b.doc, "Labels", labels)
+	case map[string]any:
+		for _, lv := range v {
+			if _, ok := lv.(string); !ok {
+				return fmt.Errorf("%w: Labels must be an object of strings", ErrMalformed)
+			}
+		}
+		labels = v
+	default:
+		return fmt.Errorf("%w: Labels must be an object of strings", ErrMalformed)
+	}
+	labels[key] = value
+	b.edited = true
+	return nil
+}
+
+// StringMember is the top-level string member dockerd reads as name
+// ("" when absent or null); ok is false when it is there and not a string.
+func (b *BodyRefs) StringMember(name string) (v string, ok bool) {
+	switch m := member(b.doc, name).(type) {
+	case nil:
+		return "", true
+	case string:
+		return m, true
+	}
+	return "", false
+}
+
+// SetMember sets the top-level member dockerd reads as name (whatever its
+// spelling) to v, on the one decoded form that Forward encodes.
+func (b *BodyRefs) SetMember(name string, v any) {
+	if b.doc == nil {
+		b.doc = map[string]any{}
+	}
+	for k := range b.doc {
+		if strings.EqualFold(k, name) {
+			delete(b.doc, k)
+		}
+	}
+	b.doc[name] = v
+	b.edited = true
 }
 
 type refSite struct {
@@ -140,7 +197,7 @@ func (b *BodyRefs) Forward(ids map[RefKey]string) ([]byte, error) {
 			return nil, fmt.Errorf("%s reference %s was not resolved", k.Kind, q(k.Ref))
 		}
 	}
-	changed := false
+	changed := b.edited
 	for _, s := range b.sites {
 		if s.set != nil {
 			s.set(ids[s.key()])
