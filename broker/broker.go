@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/sockguard/sockguard/broker/denylog"
+	"github.com/sockguard/sockguard/broker/docker"
 	"github.com/sockguard/sockguard/broker/store"
 	"github.com/sockguard/sockguard/policy"
 )
@@ -170,7 +171,7 @@ func (b *Broker) statusLine() string {
 type Broker struct {
 	cfg      Config
 	log      *slog.Logger
-	up       *Upstream
+	up       *docker.Client
 	store    serviceStore
 	notify   *Notifier
 	upMon    *upstreamMonitor
@@ -222,7 +223,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.HostSocketDir == "" {
 		cfg.HostSocketDir = cfg.SocketDir
 	}
-	up, err := ParseUpstream(cfg.Upstream)
+	// Every dial to dockerd (and a ping every few seconds) feeds the
+	// upstream state: its changes are logged once each, not per request.
+	upMon := newUpstreamMonitor(log)
+	up, err := docker.New(cfg.Upstream, upMon.observe)
 	if err != nil {
 		return err
 	}
@@ -287,11 +291,8 @@ func Run(ctx context.Context, cfg Config) error {
 	b := &Broker{
 		cfg: cfg, log: log, up: up, store: st, notify: cfg.Notify,
 		started: time.Now().UTC(), stopping: make(chan struct{}),
-		upMon: newUpstreamMonitor(log),
+		upMon: upMon,
 	}
-	// Every dial to dockerd (and a ping every few seconds) feeds the
-	// upstream state: its changes are logged once each, not per request.
-	up.observe = b.upMon.observe
 	monCtx, stopMon := context.WithCancel(context.Background())
 	monDone := make(chan struct{})
 	go func() {

@@ -92,8 +92,8 @@ func (r *Registry) DeleteWith(ctx context.Context, name string, o DeleteOptions)
 	t := s.state.Load().t
 	r.log.Info("socket_purge_started", "socket", name, "tenant_id", t.ID)
 	r.close(ctx, s, name, times.Drain)
-	iso := isolator{up: r.proxy.up, owner: t.ID}
-	if err := iso.purge(ctx, times.Object, &res, o.Progress); err != nil {
+	pg := purger{d: r.proxy.up, owner: t.ID}
+	if err := pg.purge(ctx, times.Object, &res, o.Progress); err != nil {
 		res.Errors = append(res.Errors, "listing the tenant's objects: "+err.Error())
 	}
 	// The tenant's containers are gone: so are their pins.
@@ -205,7 +205,7 @@ func (r *Registry) deleteNow(ctx context.Context, name string, times DeleteTimes
 	// Counted without the lock: the daemon may be slow. The tenant is
 	// still served meanwhile; what it creates now is not counted.
 	if owner != "" {
-		cs, ns, vs, err := isolator{up: r.proxy.up, owner: owner}.ownedObjects(ctx)
+		cs, ns, vs, err := purger{d: r.proxy.up, owner: owner}.ownedObjects(ctx)
 		if err != nil {
 			return res, fmt.Errorf("%w: cannot list the tenant's objects (is the Docker daemon up?): %w", ErrUnavailable, err)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -83,8 +82,14 @@ func (m *upstreamMonitor) observe(err error) {
 // up reports whether dockerd answered the last attempt.
 func (m *upstreamMonitor) up() bool { return m.state.Load() == upstreamUp }
 
+// pinger is what the monitor asks of the daemon (*docker.Client): any
+// answer but a server error, within a short bound, means it is there.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // run pings dockerd every interval until ctx is done.
-func (m *upstreamMonitor) run(ctx context.Context, up *Upstream, interval time.Duration) {
+func (m *upstreamMonitor) run(ctx context.Context, up pinger, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -97,26 +102,6 @@ func (m *upstreamMonitor) run(ctx context.Context, up *Upstream, interval time.D
 		case <-t.C:
 		}
 	}
-}
-
-// Ping asks dockerd's /_ping, with a two-second limit: any answer but a
-// server error means the daemon is there.
-func (u *Upstream) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/_ping", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := u.transport.RoundTrip(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode >= 500 {
-		return fmt.Errorf("GET /_ping: %s", resp.Status)
-	}
-	return nil
 }
 
 // maxHealthWatches bounds Watch streams in flight: the health socket is

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sockguard/sockguard/broker/docker"
 	"github.com/sockguard/sockguard/broker/store"
 	"github.com/sockguard/sockguard/policy"
 )
@@ -83,7 +84,7 @@ type imageStore interface {
 
 // imageGuard enforces image ownership for every tenant socket.
 type imageGuard struct {
-	up       *Upstream
+	up       imageDaemon
 	store    imageStore
 	log      *slog.Logger
 	now      func() time.Time
@@ -97,7 +98,14 @@ type imageGuard struct {
 	credPulls uint64
 }
 
-func newImageGuard(up *Upstream, store imageStore, log *slog.Logger) *imageGuard {
+// imageDaemon is what the image guard asks of the daemon (*docker.Client).
+type imageDaemon interface {
+	InspectImage(ctx context.Context, ref string) (docker.Image, error)
+	ImageIDs(ctx context.Context) ([]string, error)
+	Distribution(ctx context.Context, ref string, auth []string) error
+}
+
+func newImageGuard(up imageDaemon, store imageStore, log *slog.Logger) *imageGuard {
 	return &imageGuard{
 		up: up, store: store, log: log, now: time.Now, gateWait: pullGateWait,
 		gates:    make(map[string]*repoGate),
@@ -449,41 +457,27 @@ func (g *imageGuard) lookup(ctx context.Context, op imageOp, ref string) (imageI
 	if ref == "" || strings.ContainsAny(ref, "?#") {
 		return info, &errImageMissing{http.StatusNotFound, hiddenMessage(op, trimRef(ref))}
 	}
-	u := url.URL{Scheme: "http", Host: "docker", Path: "/images/" + ref + "/json"}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return info, err
-	}
-	resp, err := g.up.transport.RoundTrip(req)
-	if err != nil {
-		return info, err
-	}
-	defer resp.Body.Close()
+	img, err := g.up.InspectImage(ctx, ref)
+	var se *docker.StatusError
 	switch {
-	case resp.StatusCode == http.StatusOK:
-		if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&info); err != nil {
-			return info, fmt.Errorf("GET /images/%s/json: %w", trimRef(ref), err)
-		}
-		if info.ID == "" {
+	case err == nil:
+		if img.ID == "" {
 			return info, fmt.Errorf("GET /images/%s/json: no Id", trimRef(ref))
 		}
-		return info, nil
-	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		buf, _ := readCapped(resp.Body, 64<<10)
-		var m struct {
-			Message string `json:"message"`
+		return imageInfo(img), nil
+	case errors.Is(err, docker.ErrRejected) && errors.As(err, &se):
+		if se.Message == "" {
+			return info, &errImageMissing{se.Status, hiddenMessage(op, trimRef(ref))}
 		}
-		if json.Unmarshal(buf, &m) != nil || m.Message == "" {
-			return info, &errImageMissing{resp.StatusCode, hiddenMessage(op, trimRef(ref))}
-		}
+		msg := se.Message
 		if op != opInspect {
 			// dockerd words inspect "no such image: REF: <why>" and
 			// every other route "<why>".
-			m.Message = strings.TrimPrefix(m.Message, "no such image: "+ref+": ")
+			msg = strings.TrimPrefix(msg, "no such image: "+ref+": ")
 		}
-		return info, &errImageMissing{resp.StatusCode, m.Message}
+		return info, &errImageMissing{se.Status, msg}
 	}
-	return info, fmt.Errorf("GET /images/%s/json: upstream answered %s", trimRef(ref), resp.Status)
+	return info, err
 }
 
 // checkRef resolves ref for tenant: the image id when the tenant may use
@@ -580,29 +574,13 @@ func (g *imageGuard) filterList(tenant string, body []byte) ([]byte, error) {
 
 // imageIDs lists every image id on the daemon (intermediate ones included).
 func (g *imageGuard) imageIDs(ctx context.Context) (map[string]bool, error) {
-	var list []struct {
-		ID string `json:"Id"`
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/images/json?all=1", nil)
+	list, err := g.up.ImageIDs(ctx)
 	if err != nil {
 		return nil, err
-	}
-	resp, err := g.up.transport.RoundTrip(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /images/json: upstream answered %s", resp.Status)
-	}
-	// The same cap as the lists tenants get: a daemon with tens of
-	// thousands of images still lists.
-	if err := json.NewDecoder(io.LimitReader(resp.Body, imageListLimit)).Decode(&list); err != nil {
-		return nil, fmt.Errorf("GET /images/json: %w", err)
 	}
 	ids := make(map[string]bool, len(list))
-	for _, l := range list {
-		ids[l.ID] = true
+	for _, id := range list {
+		ids[id] = true
 	}
 	return ids, nil
 }
@@ -871,21 +849,12 @@ func hasTenant(rec *store.ImageRecord, tenant string) bool {
 // distributionOK asks dockerd to ask the registry about ref with the
 // tenant's own X-Registry-Auth (or none).
 func (g *imageGuard) distributionOK(ctx context.Context, ref string, auth []string) (bool, error) {
-	u := url.URL{Scheme: "http", Host: "docker", Path: "/distribution/" + ref + "/json"}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return false, err
+	err := g.up.Distribution(ctx, ref, auth)
+	var se *docker.StatusError
+	if errors.As(err, &se) {
+		return false, nil // the registry or dockerd said no
 	}
-	for _, a := range auth {
-		req.Header.Add("X-Registry-Auth", a)
-	}
-	resp, err := g.up.transport.RoundTrip(req)
-	if err != nil {
-		return false, err
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK, nil
+	return err == nil, err
 }
 
 // dropTenant removes a deleted tenant's grants.

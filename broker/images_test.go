@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockguard/sockguard/broker/docker"
 	"github.com/sockguard/sockguard/broker/store"
 	"github.com/sockguard/sockguard/policy"
 )
@@ -254,7 +255,7 @@ func newTestGuard(t *testing.T, fd *fakeImageDaemon) (*imageGuard, *store.Store)
 	t.Helper()
 	srv := httptest.NewServer(fd)
 	t.Cleanup(srv.Close)
-	up, err := ParseUpstream("tcp://" + strings.TrimPrefix(srv.URL, "http://"))
+	up, err := docker.New("tcp://"+strings.TrimPrefix(srv.URL, "http://"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,13 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/sockguard/sockguard/broker/docker"
 	"github.com/sockguard/sockguard/broker/pipeline"
 	"github.com/sockguard/sockguard/policy"
 )
@@ -126,27 +125,26 @@ func kindOf(k policy.ObjectKind) (objectKind, bool) {
 
 // isolator resolves references against the upstream daemon for one tenant.
 type isolator struct {
-	up    *Upstream
-	owner string // tenant id
-	// daemon answers lookups; nil means the upstream itself (tests set a fake).
-	daemon daemonObjects
+	// daemon answers lookups: the upstream's client (tests set a fake).
+	daemon isolationDaemon
+	// owners is the daemon's owner cache, shared by every tenant; nil
+	// caches nothing.
+	owners *ownerCache
+	owner  string // tenant id
 	// volumes collects the named volumes a create body mounts that do not
 	// exist yet: they are created (createVolumes) only once the request is
 	// judged and will be forwarded, never while it is being judged.
 	volumes *[]pipeline.Volume
 }
 
-// daemonObjects is what isolation asks of the daemon.
-type daemonObjects interface {
-	// inspect looks one object up the way dockerd resolves a reference
-	// (full id, name, unique id prefix). found is false when dockerd
-	// answers 4xx: not found, or an ambiguous prefix.
-	inspect(ctx context.Context, k objectKind, ref string) (obj objectInfo, found bool, err error)
-	// createVolume creates a named local volume with the owner label.
-	createVolume(ctx context.Context, name, owner string, spec policy.VolumeSpec) error
-	// listContainers answers GET /containers/json?filters=filters with
-	// the status and, for an error, dockerd's message.
-	listContainers(ctx context.Context, filters string) (status int, message string, err error)
+// isolationDaemon is what isolation asks of the daemon (*docker.Client).
+type isolationDaemon interface {
+	InspectContainer(ctx context.Context, ref string) (docker.Container, error)
+	InspectExec(ctx context.Context, ref string) (docker.Exec, error)
+	InspectNetwork(ctx context.Context, ref string) (docker.Network, error)
+	InspectVolume(ctx context.Context, name string) (docker.Volume, error)
+	ListContainers(ctx context.Context, all bool, filters string) ([]docker.ContainerSummary, error)
+	CreateVolume(ctx context.Context, v docker.VolumeCreate) error
 }
 
 // objectInfo is what isolation needs to know about one object.
@@ -157,120 +155,52 @@ type objectInfo struct {
 	ContainerID string // exec instances: their container
 }
 
-func (iso isolator) objects() daemonObjects {
-	if iso.daemon != nil {
-		return iso.daemon
-	}
-	return upstreamObjects{iso}
-}
-
-// upstreamObjects asks the upstream daemon, uncached.
-type upstreamObjects struct{ iso isolator }
-
-func (u upstreamObjects) inspect(ctx context.Context, k objectKind, ref string) (objectInfo, bool, error) {
+// inspect looks one object up the way dockerd resolves a reference (full
+// id, name, unique id prefix), uncached. found is false when dockerd
+// answers 4xx: not found, or an ambiguous prefix.
+func (iso isolator) inspect(ctx context.Context, k objectKind, ref string) (obj objectInfo, found bool, err error) {
 	switch k {
 	case kindContainer:
-		var c struct {
-			ID     string `json:"Id"`
-			Name   string
-			Config struct{ Labels map[string]string }
-		}
-		found, err := u.iso.get(ctx, "/containers/"+ref+"/json", &c)
-		return objectInfo{ID: c.ID, Name: strings.TrimPrefix(c.Name, "/"), Labels: c.Config.Labels}, found, err
+		var c docker.Container
+		c, err = iso.daemon.InspectContainer(ctx, ref)
+		obj = objectInfo{ID: c.ID, Name: c.Name, Labels: c.Labels}
 	case kindExec:
-		var e struct {
-			ID          string
-			ContainerID string
-		}
-		found, err := u.iso.get(ctx, "/exec/"+ref+"/json", &e)
-		return objectInfo{ID: e.ID, ContainerID: e.ContainerID}, found, err
+		var e docker.Exec
+		e, err = iso.daemon.InspectExec(ctx, ref)
+		obj = objectInfo{ID: e.ID, ContainerID: e.ContainerID}
 	case kindNetwork:
-		var n struct {
-			ID     string `json:"Id"`
-			Name   string
-			Labels map[string]string
-		}
-		found, err := u.iso.get(ctx, "/networks/"+ref, &n)
-		return objectInfo{ID: n.ID, Name: n.Name, Labels: n.Labels}, found, err
+		var n docker.Network
+		n, err = iso.daemon.InspectNetwork(ctx, ref)
+		obj = objectInfo{ID: n.ID, Name: n.Name, Labels: n.Labels}
+	default:
+		var v docker.Volume
+		v, err = iso.daemon.InspectVolume(ctx, ref)
+		obj = objectInfo{ID: v.Name, Name: v.Name, Labels: v.Labels}
 	}
-	var v struct {
-		Name   string
-		Labels map[string]string
+	if errors.Is(err, docker.ErrRejected) {
+		// Not found, or an ambiguous id prefix: either way the tenant
+		// gets "no such object".
+		return objectInfo{}, false, nil
 	}
-	found, err := u.iso.get(ctx, "/volumes/"+ref, &v)
-	return objectInfo{ID: v.Name, Name: v.Name, Labels: v.Labels}, found, err
+	return obj, err == nil, err
 }
 
-func (u upstreamObjects) listContainers(ctx context.Context, filters string) (int, string, error) {
-	q := url.Values{"filters": {filters}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/containers/json?"+q, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	resp, err := u.iso.up.transport.RoundTrip(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	var m struct {
-		Message string `json:"message"`
-	}
-	if resp.StatusCode >= 400 {
-		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&m)
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, m.Message, nil
-}
-
-func (u upstreamObjects) createVolume(ctx context.Context, name, owner string, spec policy.VolumeSpec) error {
+// createVolume creates a named volume with the spec's driver, options and
+// labels and the owner label. A create dockerd refuses is not an error
+// here: the check that follows it tells whether the tenant owns a volume
+// of that name.
+func (iso isolator) createVolume(ctx context.Context, name string, spec policy.VolumeSpec) error {
 	labels := make(map[string]string, len(spec.Labels)+1)
 	for k, v := range spec.Labels {
 		labels[k] = v
 	}
-	labels[OwnerLabel] = owner // default deny: the owner is the broker's to set
-	body, _ := json.Marshal(map[string]any{"Name": name, "Driver": spec.Driver, "DriverOpts": spec.Options, "Labels": labels})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://docker/volumes/create", bytes.NewReader(body))
-	if err != nil {
-		return err
+	labels[OwnerLabel] = iso.owner // default deny: the owner is the broker's to set
+	err := iso.daemon.CreateVolume(ctx, docker.VolumeCreate{Name: name, Driver: spec.Driver, DriverOpts: spec.Options, Labels: labels})
+	var se *docker.StatusError
+	if errors.As(err, &se) {
+		return nil
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := u.iso.up.transport.RoundTrip(req)
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	return nil
-}
-
-// get fetches an upstream JSON document. found is false on 404.
-func (iso isolator) get(ctx context.Context, p string, v any) (found bool, err error) {
-	return iso.getQuery(ctx, p, "", v)
-}
-
-// getQuery is get with a raw query. The path is never parsed as a URL: a
-// reference with '?' or '%' in it stays part of the path.
-func (iso isolator) getQuery(ctx context.Context, p, rawQuery string, v any) (found bool, err error) {
-	u := url.URL{Scheme: "http", Host: "docker", Path: p, RawQuery: rawQuery}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return false, err
-	}
-	resp, err := iso.up.transport.RoundTrip(req)
-	if err != nil {
-		return false, err
-	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusOK:
-		return true, json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(v)
-	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		// Not found, or an ambiguous id prefix: either way the tenant
-		// gets "no such object".
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return false, nil
-	}
-	return false, fmt.Errorf("GET %s: upstream answered %s", p, resp.Status)
+	return err
 }
 
 // resolve returns the full id (name, for volumes) of an object the tenant
@@ -319,7 +249,7 @@ func (iso isolator) ownerOf(ctx context.Context, k objectKind, ref string) (obj 
 	if !validRef(ref) {
 		return objectInfo{}, "", &errNoSuchObject{kind: k, ref: ref}
 	}
-	if owner, ok := iso.owners().get(k, ref); ok {
+	if owner, ok := iso.owners.get(k, ref); ok {
 		return objectInfo{ID: ref}, owner, nil
 	}
 	return iso.inspectOwner(ctx, k, ref)
@@ -329,7 +259,7 @@ func (iso isolator) ownerOf(ctx context.Context, k objectKind, ref string) (obj 
 // under the full id dockerd answered (the id's owner never changes, even
 // when ref is a name that may later name another object).
 func (iso isolator) inspectOwner(ctx context.Context, k objectKind, ref string) (objectInfo, string, error) {
-	obj, found, err := iso.objects().inspect(ctx, k, ref)
+	obj, found, err := iso.inspect(ctx, k, ref)
 	switch {
 	case err != nil:
 		return objectInfo{}, "", err
@@ -348,16 +278,8 @@ func (iso isolator) inspectOwner(ctx context.Context, k objectKind, ref string) 
 			return objectInfo{}, "", err
 		}
 	}
-	iso.owners().put(k, obj.ID, owner)
+	iso.owners.put(k, obj.ID, owner)
 	return obj, owner, nil
-}
-
-// owners is the daemon's owner cache; nil (no caching) without an upstream.
-func (iso isolator) owners() *ownerCache {
-	if iso.up == nil {
-		return nil
-	}
-	return iso.up.owners
 }
 
 // mergeOwnerFilter adds label=<OwnerLabel>=<owner> to a Docker filters
@@ -446,15 +368,16 @@ func (iso isolator) missingListAnswer(ctx context.Context, key string, nf *errNo
 	}
 	probe := "sockguard-missing-" + hex.EncodeToString(rnd[:])
 	f, _ := json.Marshal(map[string]map[string]bool{key: {probe: true}, "label": {OwnerLabel + "=" + iso.owner: true}})
-	status, msg, err := iso.objects().listContainers(ctx, string(f))
-	if err != nil {
+	_, err := iso.daemon.ListContainers(ctx, false, string(f))
+	var se *docker.StatusError
+	switch {
+	case errors.As(err, &se) && se.Status >= 400 && se.Message != "":
+		nf.answerStatus, nf.answer = se.Status, strings.ReplaceAll(se.Message, probe, nf.ref)
+		return nf
+	case errors.Is(err, docker.ErrUnreachable):
 		return err
 	}
-	if status < 400 || msg == "" {
-		return nf // not the answer expected: say "no such container"
-	}
-	nf.answerStatus, nf.answer = status, strings.ReplaceAll(msg, probe, nf.ref)
-	return nf
+	return nf // not the answer expected: say "no such container"
 }
 
 // isolateQuery rewrites the query of list, event and prune requests and of
@@ -635,8 +558,7 @@ func (iso isolator) isolateVolumeCreate(ctx context.Context, body []byte) ([]byt
 		}
 	}
 	if v.Name != "" {
-		var existing struct{ Labels map[string]string }
-		found, err := iso.get(ctx, "/volumes/"+v.Name, &existing)
+		existing, found, err := iso.inspect(ctx, kindVolume, v.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -792,7 +714,7 @@ func (iso isolator) ownVolume(ctx context.Context, name string, spec policy.Volu
 // race for the name (then the create is refused as naming its volume).
 func (iso isolator) createVolumes(ctx context.Context, vols []pipeline.Volume) error {
 	for _, v := range vols {
-		if err := iso.objects().createVolume(ctx, v.Name, iso.owner, v.Spec); err != nil {
+		if err := iso.createVolume(ctx, v.Name, v.Spec); err != nil {
 			return err
 		}
 		if _, err := iso.resolve(ctx, kindVolume, v.Name); err != nil {

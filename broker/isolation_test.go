@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockguard/sockguard/broker/docker"
 	"github.com/sockguard/sockguard/broker/pipeline"
 	"github.com/sockguard/sockguard/policy"
 )
@@ -230,8 +231,45 @@ func TestIsolateQuery(t *testing.T) {
 // by kind, found by full id, name or unique id prefix, as dockerd finds them.
 type fakeObjects struct {
 	objs    map[objectKind][]objectInfo
-	lookups int                          // inspect calls
-	specs   map[string]policy.VolumeSpec // volumes created, by name
+	lookups int                            // inspect calls
+	creates map[string]docker.VolumeCreate // volumes created, by name
+}
+
+var _ isolationDaemon = (*fakeObjects)(nil)
+
+// notFound is the fake's answer for a missing object: dockerd's 404.
+var notFound = &docker.StatusError{Method: "GET", Status: http.StatusNotFound, StatusLine: "404 Not Found"}
+
+func (f *fakeObjects) InspectContainer(ctx context.Context, ref string) (docker.Container, error) {
+	o, ok, _ := f.inspect(ctx, kindContainer, ref)
+	if !ok {
+		return docker.Container{}, notFound
+	}
+	return docker.Container{ID: o.ID, Name: o.Name, Labels: o.Labels}, nil
+}
+
+func (f *fakeObjects) InspectExec(ctx context.Context, ref string) (docker.Exec, error) {
+	o, ok, _ := f.inspect(ctx, kindExec, ref)
+	if !ok {
+		return docker.Exec{}, notFound
+	}
+	return docker.Exec{ID: o.ID, ContainerID: o.ContainerID}, nil
+}
+
+func (f *fakeObjects) InspectNetwork(ctx context.Context, ref string) (docker.Network, error) {
+	o, ok, _ := f.inspect(ctx, kindNetwork, ref)
+	if !ok {
+		return docker.Network{}, notFound
+	}
+	return docker.Network{ID: o.ID, Name: o.Name, Labels: o.Labels}, nil
+}
+
+func (f *fakeObjects) InspectVolume(ctx context.Context, name string) (docker.Volume, error) {
+	o, ok, _ := f.inspect(ctx, kindVolume, name)
+	if !ok {
+		return docker.Volume{}, notFound
+	}
+	return docker.Volume{Name: o.Name, Labels: o.Labels}, nil
 }
 
 func (f *fakeObjects) inspect(_ context.Context, k objectKind, ref string) (objectInfo, bool, error) {
@@ -251,27 +289,28 @@ func (f *fakeObjects) inspect(_ context.Context, k objectKind, ref string) (obje
 	return objectInfo{}, false, nil // missing, or an ambiguous prefix
 }
 
-func (f *fakeObjects) createVolume(_ context.Context, name, owner string, spec policy.VolumeSpec) error {
-	f.objs[kindVolume] = append(f.objs[kindVolume], objectInfo{ID: name, Name: name, Labels: map[string]string{OwnerLabel: owner}})
-	if f.specs == nil {
-		f.specs = map[string]policy.VolumeSpec{}
+func (f *fakeObjects) CreateVolume(_ context.Context, v docker.VolumeCreate) error {
+	f.objs[kindVolume] = append(f.objs[kindVolume], objectInfo{ID: v.Name, Name: v.Name, Labels: v.Labels})
+	if f.creates == nil {
+		f.creates = map[string]docker.VolumeCreate{}
 	}
-	f.specs[name] = spec
+	f.creates[v.Name] = v
 	return nil
 }
 
-// listContainers answers like dockerd 20.10 for a missing since/before.
-func (f *fakeObjects) listContainers(_ context.Context, filters string) (int, string, error) {
+// ListContainers answers like dockerd 20.10 for a missing since/before.
+func (f *fakeObjects) ListContainers(_ context.Context, _ bool, filters string) ([]docker.ContainerSummary, error) {
 	var args map[string]map[string]bool
 	if err := json.Unmarshal([]byte(filters), &args); err != nil {
-		return 0, "", err
+		return nil, err
 	}
 	for _, k := range []string{"since", "before"} {
 		for ref := range args[k] {
-			return http.StatusInternalServerError, "no such container " + ref, nil
+			return nil, &docker.StatusError{Method: "GET", Path: "/containers/json", Status: http.StatusInternalServerError,
+				StatusLine: "500 Internal Server Error", Message: "no such container " + ref}
 		}
 	}
-	return http.StatusOK, "", nil
+	return nil, nil
 }
 
 func owned(id, name, owner string) objectInfo {
@@ -612,17 +651,19 @@ func TestPacerBacklog(t *testing.T) {
 // of dockerd gets the driver, options and labels the body gives it (the
 // first mount naming it wins, as in dockerd), never another owner.
 func TestOwnVolumeKeepsTheBodysSpec(t *testing.T) {
+	owner := map[string]string{OwnerLabel: "t-a"}
 	tests := []struct {
 		name, body string
-		want       policy.VolumeSpec
+		want       docker.VolumeCreate
 	}{
-		{"bind of a new volume", `{"HostConfig":{"Binds":["fresh:/x"]}}`, policy.VolumeSpec{}},
-		{"bind with a volume driver", `{"HostConfig":{"VolumeDriver":"local","Binds":["fresh:/x"]}}`, policy.VolumeSpec{Driver: "local"}},
+		{"bind of a new volume", `{"HostConfig":{"Binds":["fresh:/x"]}}`, docker.VolumeCreate{Name: "fresh", Labels: owner}},
+		{"bind with a volume driver", `{"HostConfig":{"VolumeDriver":"local","Binds":["fresh:/x"]}}`,
+			docker.VolumeCreate{Name: "fresh", Driver: "local", Labels: owner}},
 		{"tmpfs volume through a mount", `{"HostConfig":{"Mounts":[{"Type":"volume","Source":"fresh","Target":"/x",` +
 			`"VolumeOptions":{"Labels":{"app":"ci","io.sockguard.owner":"t-b"},"DriverConfig":{"Name":"local","Options":{"type":"tmpfs","device":"tmpfs","o":"size=1m"}}}},` +
 			`{"Type":"volume","Source":"fresh","Target":"/y"}]}}`,
-			policy.VolumeSpec{Driver: "local", Options: map[string]string{"type": "tmpfs", "device": "tmpfs", "o": "size=1m"},
-				Labels: map[string]string{"app": "ci", "io.sockguard.owner": "t-b"}}},
+			docker.VolumeCreate{Name: "fresh", Driver: "local", DriverOpts: map[string]string{"type": "tmpfs", "device": "tmpfs", "o": "size=1m"},
+				Labels: map[string]string{"app": "ci", "io.sockguard.owner": "t-a"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -632,13 +673,13 @@ func TestOwnVolumeKeepsTheBodysSpec(t *testing.T) {
 			if _, err := iso.isolateContainerCreate(context.Background(), []byte(tt.body)); err != nil {
 				t.Fatal(err)
 			}
-			if _, ok := objs.specs["fresh"]; ok {
+			if _, ok := objs.creates["fresh"]; ok {
 				t.Fatal("the volume was created while the request was judged")
 			}
 			if err := iso.createVolumes(context.Background(), vols); err != nil {
 				t.Fatal(err)
 			}
-			got, ok := objs.specs["fresh"]
+			got, ok := objs.creates["fresh"]
 			if !ok {
 				t.Fatal("the volume was not created")
 			}

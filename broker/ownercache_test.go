@@ -102,7 +102,6 @@ func TestOwnerCacheBounded(t *testing.T) {
 // and an isolator for each, sharing one owner cache as tenants do.
 type cacheFixture struct {
 	d    *fakeObjects
-	up   *Upstream
 	a, b isolator
 }
 
@@ -121,10 +120,10 @@ func newCacheFixture() *cacheFixture {
 		kindExec:      {{ID: aExec, ContainerID: aCtr}, {ID: bExec, ContainerID: bCtr}, {ID: orphanExec, ContainerID: fullID(0xdead)}},
 		kindVolume:    {owned("shared", "shared", "t-a")},
 	}}
-	up := &Upstream{owners: newOwnerCache(64)}
-	return &cacheFixture{d: d, up: up,
-		a: isolator{up: up, owner: "t-a", daemon: d},
-		b: isolator{up: up, owner: "t-b", daemon: d}}
+	owners := newOwnerCache(64)
+	return &cacheFixture{d: d,
+		a: isolator{owners: owners, owner: "t-a", daemon: d},
+		b: isolator{owners: owners, owner: "t-b", daemon: d}}
 }
 
 // resolveCount resolves and says how many daemon lookups it took.

@@ -4,11 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -16,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sockguard/sockguard/broker/docker"
 )
 
 // Peers inside containers. A job container of the runner talks to the
@@ -129,7 +128,7 @@ func isFullID(s string) bool {
 // full). "No such container" is cached too: an id in a cgroup path that
 // this daemon does not know belongs to another engine.
 type peerLocator struct {
-	up       *Upstream
+	up       containerInspector
 	procRoot string // "/proc"
 
 	mu     sync.Mutex // guards owners
@@ -147,7 +146,13 @@ const maxOwnerCache = 4096
 // ownerLookupTimeout bounds one container inspect for a connecting peer.
 const ownerLookupTimeout = 5 * time.Second
 
-func newPeerLocator(up *Upstream) *peerLocator {
+// containerInspector is what peer identification asks of the daemon
+// (*docker.Client).
+type containerInspector interface {
+	InspectContainer(ctx context.Context, ref string) (docker.Container, error)
+}
+
+func newPeerLocator(up containerInspector) *peerLocator {
 	return &peerLocator{up: up, procRoot: "/proc", owners: make(map[string]ownerEntry)}
 }
 
@@ -203,33 +208,18 @@ func (l *peerLocator) owner(ctx context.Context, id string) (owner string, found
 	}
 	ctx, cancel := context.WithTimeout(ctx, ownerLookupTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/containers/"+id+"/json", nil)
-	if err != nil {
-		return "", false, err
-	}
-	resp, err := l.up.transport.RoundTrip(req)
-	if err != nil {
-		return "", false, fmt.Errorf("inspect the peer's container %.12s: %w", id, err)
-	}
-	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-		var c struct {
-			ID     string `json:"Id"`
-			Config struct{ Labels map[string]string }
-		}
-		if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&c); err != nil {
-			return "", false, fmt.Errorf("inspect the peer's container %.12s: %w", id, err)
-		}
+	c, err := l.up.InspectContainer(ctx, id)
+	switch {
+	case err == nil:
 		if c.ID != id {
 			return "", false, fmt.Errorf("inspect the peer's container %.12s: daemon answered for %.12s", id, c.ID)
 		}
-		e = ownerEntry{owner: c.Config.Labels[OwnerLabel], found: true}
-	case http.StatusNotFound:
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // drained for reuse; a short drain only costs the connection
+		e = ownerEntry{owner: c.Labels[OwnerLabel], found: true}
+	case errors.Is(err, docker.ErrNotFound):
+		// Only a 404: any other refusal leaves the peer unidentified.
 		e = ownerEntry{}
 	default:
-		return "", false, fmt.Errorf("inspect the peer's container %.12s: upstream answered %s", id, resp.Status)
+		return "", false, fmt.Errorf("inspect the peer's container %.12s: %w", id, err)
 	}
 	l.mu.Lock()
 	if len(l.owners) >= maxOwnerCache {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/sockguard/sockguard/broker/docker"
 )
 
 const (
@@ -96,7 +98,7 @@ func TestPeerVerdict(t *testing.T) {
 
 // fakeDaemon answers container inspects for the given owners and counts
 // the requests.
-func fakeDaemon(t *testing.T, owners map[string]string, calls *atomic.Int64) *Upstream {
+func fakeDaemon(t *testing.T, owners map[string]string, calls *atomic.Int64) *docker.Client {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "d.sock")
 	ln, err := net.Listen("unix", sock)
@@ -120,7 +122,7 @@ func fakeDaemon(t *testing.T, owners map[string]string, calls *atomic.Int64) *Up
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	up, err := ParseUpstream("unix://" + sock)
+	up, err := docker.New("unix://"+sock, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

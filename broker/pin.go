@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sockguard/sockguard/broker/docker"
 	"github.com/sockguard/sockguard/policy"
 )
 
@@ -99,7 +99,7 @@ type pinner struct {
 	// and resolved. No pinned source may name, contain or lie inside one.
 	guarded       []string
 	hostSocketDir string
-	up            *Upstream
+	up            pinDaemon
 	log           *slog.Logger
 	kick          chan struct{} // a sweep is wanted soon (buffer 1)
 
@@ -116,7 +116,16 @@ type pinner struct {
 // DefaultPinLimit is the default bound on one tenant's pinned bind sources.
 const DefaultPinLimit = 4096
 
-func newPinner(mode PinMode, dir, hostSocketDir string, guarded []string, up *Upstream, log *slog.Logger) *pinner {
+// pinDaemon is what pinning asks of the daemon (*docker.Client): where its
+// socket is, the pins a container carries, and which containers carry
+// pins.
+type pinDaemon interface {
+	SocketPath() string
+	InspectContainer(ctx context.Context, ref string) (docker.Container, error)
+	ListContainers(ctx context.Context, all bool, filters string) ([]docker.ContainerSummary, error)
+}
+
+func newPinner(mode PinMode, dir, hostSocketDir string, guarded []string, up pinDaemon, log *slog.Logger) *pinner {
 	return &pinner{
 		mode: mode, dir: dir, guarded: guarded, hostSocketDir: hostSocketDir, up: up, log: log,
 		kick: make(chan struct{}, 1), inflight: make(map[string]struct{}), counts: make(map[string]int),
@@ -380,21 +389,17 @@ func (pn *pinner) inherited(ctx context.Context, body []byte) ([]string, error) 
 	if len(refs) > maxPinRefs {
 		return nil, refusedf("VolumesFrom names %d containers (at most %d)", len(refs), maxPinRefs)
 	}
-	iso := isolator{up: pn.up}
 	var ids []string
 	for _, r := range refs {
 		ref, _, _ := strings.Cut(r, ":")
-		var c struct {
-			Config struct{ Labels map[string]string }
+		c, err := pn.up.InspectContainer(ctx, ref)
+		if errors.Is(err, docker.ErrRejected) {
+			continue // missing or ambiguous: dockerd refuses the create itself
 		}
-		found, err := iso.get(ctx, "/containers/"+ref+"/json", &c)
 		if err != nil {
 			return nil, fmt.Errorf("VolumesFrom %q: %w", ref, err)
 		}
-		if !found {
-			continue // dockerd refuses the create itself
-		}
-		if v := c.Config.Labels[PinLabel]; v != "" {
+		if v := c.Labels[PinLabel]; v != "" {
 			ids = append(ids, strings.Split(v, ",")...)
 		}
 	}
@@ -659,15 +664,13 @@ func (pn *pinner) candidates() ([]pinRef, error) {
 // way to change a container's labels later.
 func (pn *pinner) referenced(ctx context.Context) (map[string]bool, error) {
 	f, _ := json.Marshal(map[string][]string{"label": {PinLabel}})
-	var cs []struct{ Labels map[string]string }
-	iso := isolator{up: pn.up}
-	found, err := iso.getQuery(ctx, "/containers/json", "all=1&filters="+url.QueryEscape(string(f)), &cs)
-	if err != nil {
-		return nil, err
-	}
-	if !found {
+	cs, err := pn.up.ListContainers(ctx, true, string(f))
+	if errors.Is(err, docker.ErrRejected) {
 		// Fail safe: without a list, every pin would look unreferenced.
 		return nil, errors.New("dockerd refused the container list")
+	}
+	if err != nil {
+		return nil, err
 	}
 	refs := make(map[string]bool, len(cs))
 	for _, c := range cs {

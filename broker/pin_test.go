@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sockguard/sockguard/broker/docker"
 )
 
 func TestParsePinMode(t *testing.T) {
@@ -239,7 +241,7 @@ func TestPrepareRefusals(t *testing.T) {
 
 // fakeLister answers GET /containers/json with containers carrying the
 // given pin labels, or with status when it is not 200.
-func fakeLister(t *testing.T, pins *atomic.Pointer[[]string], status *atomic.Int32) *Upstream {
+func fakeLister(t *testing.T, pins *atomic.Pointer[[]string], status *atomic.Int32) *docker.Client {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "d.sock")
 	ln, err := net.Listen("unix", sock)
@@ -262,7 +264,7 @@ func fakeLister(t *testing.T, pins *atomic.Pointer[[]string], status *atomic.Int
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	up, err := ParseUpstream("unix://" + sock)
+	up, err := docker.New("unix://"+sock, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

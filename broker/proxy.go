@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sockguard/sockguard/broker/docker"
 	"github.com/sockguard/sockguard/broker/pipeline"
 	"github.com/sockguard/sockguard/policy"
 )
@@ -26,7 +27,10 @@ import (
 // and never touches the disk: policies are compiled when a tenant is
 // created or updated, denials go to the deny log's queue.
 type Proxy struct {
-	up      *Upstream
+	up *docker.Client
+	// owners remembers object owners by full id for isolation: one cache
+	// per daemon, shared by every tenant (see ownerCache).
+	owners  *ownerCache
 	denials denyRecorder
 	log     *slog.Logger
 	access  *slog.Logger             // nil: no access log
@@ -50,16 +54,17 @@ type Proxy struct {
 
 // NewProxy returns the proxy for upstream up. access, when not nil,
 // receives one record per request (never a body or a header value).
-func NewProxy(up *Upstream, denials denyRecorder, log, access *slog.Logger) *Proxy {
+func NewProxy(up *docker.Client, denials denyRecorder, log, access *slog.Logger) *Proxy {
 	p := &Proxy{
 		up: up, denials: denials, log: log, access: access,
+		owners:  newOwnerCache(defaultOwnerCacheSize),
 		hist:    newRequestHistogram(),
 		streams: newStreamHistogram(),
 		reqBase: strconv.FormatInt(time.Now().UnixNano()%1e9, 36),
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
-		Transport:      up.transport,
+		Transport:      up.Transport(),
 		FlushInterval:  -1, // logs -f, events and stats are flushed as they come
 		BufferPool:     &bufferPool{},
 		ErrorHandler:   p.upstreamError,

@@ -2,12 +2,11 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"time"
+
+	"github.com/sockguard/sockguard/broker/docker"
 )
 
 // Owned counts the Docker objects that carry a tenant's owner label.
@@ -35,12 +34,29 @@ type PurgeProgress struct {
 // maxPurgeErrors bounds the errors a purge reports; the rest are counted.
 const maxPurgeErrors = 20
 
+// tenantObjects is what deleting a tenant asks of the daemon
+// (*docker.Client): the lists of what it owns, and removal.
+type tenantObjects interface {
+	ListContainers(ctx context.Context, all bool, filters string) ([]docker.ContainerSummary, error)
+	ListNetworks(ctx context.Context, filters string) ([]docker.NetworkSummary, error)
+	ListVolumes(ctx context.Context, filters string) ([]docker.VolumeSummary, error)
+	RemoveContainer(ctx context.Context, id string, force, volumes bool) error
+	RemoveNetwork(ctx context.Context, id string) error
+	RemoveVolume(ctx context.Context, name string, force bool) error
+}
+
+// purger finds and removes the objects of one tenant.
+type purger struct {
+	d     tenantObjects
+	owner string // tenant id
+}
+
 // purge removes every object the tenant owns: containers first (forced,
 // with their anonymous volumes), then networks, then named volumes. Each
 // removal gets at most per; it keeps going past failures and reports
 // them, and progress (when set) hears of each object.
-func (iso isolator) purge(ctx context.Context, per time.Duration, res *PurgeResult, progress func(PurgeProgress)) error {
-	cs, ns, vs, err := iso.ownedObjects(ctx)
+func (pg purger) purge(ctx context.Context, per time.Duration, res *PurgeResult, progress func(PurgeProgress)) error {
+	cs, ns, vs, err := pg.ownedObjects(ctx)
 	if err != nil {
 		return err
 	}
@@ -48,9 +64,9 @@ func (iso isolator) purge(ctx context.Context, per time.Duration, res *PurgeResu
 	res.Purged = true
 	total := len(cs) + len(ns) + len(vs)
 	done, failed := 0, 0
-	step := func(kind, p, id, rawQuery string) {
+	step := func(kind, id string, remove func(ctx context.Context) error) {
 		octx, cancel := context.WithTimeout(ctx, per)
-		err := iso.remove(octx, p, rawQuery)
+		err := removed(octx, remove(octx))
 		cancel()
 		done++
 		pr := PurgeProgress{Kind: kind, ID: id, Done: done, Total: total}
@@ -65,13 +81,13 @@ func (iso isolator) purge(ctx context.Context, per time.Duration, res *PurgeResu
 		}
 	}
 	for _, id := range cs {
-		step("container", "/containers/"+id, id, "force=1&v=1")
+		step("container", id, func(ctx context.Context) error { return pg.d.RemoveContainer(ctx, id, true, true) })
 	}
 	for _, id := range ns {
-		step("network", "/networks/"+id, id, "")
+		step("network", id, func(ctx context.Context) error { return pg.d.RemoveNetwork(ctx, id) })
 	}
 	for _, name := range vs {
-		step("volume", "/volumes/"+name, name, "force=1")
+		step("volume", name, func(ctx context.Context) error { return pg.d.RemoveVolume(ctx, name, true) })
 	}
 	if failed > maxPurgeErrors {
 		res.Errors = append(res.Errors, fmt.Sprintf("and %d more", failed-maxPurgeErrors))
@@ -80,59 +96,54 @@ func (iso isolator) purge(ctx context.Context, per time.Duration, res *PurgeResu
 	return nil
 }
 
-// remove deletes one object; one that is already gone counts as removed.
-func (iso isolator) remove(ctx context.Context, p, rawQuery string) error {
-	u := url.URL{Scheme: "http", Host: "docker", Path: p, RawQuery: rawQuery}
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, u.String(), nil)
-	if err != nil {
-		return err
+// removed is the outcome of one removal: an object that is already gone
+// counts as removed; dockerd's refusal is its message and status.
+func removed(ctx context.Context, err error) error {
+	var se *docker.StatusError
+	switch {
+	case err == nil, errors.Is(err, docker.ErrNotFound):
+		return nil
+	case errors.As(err, &se):
+		return fmt.Errorf("%s (status %d)", se.Message, se.Status)
+	case ctx.Err() != nil:
+		return fmt.Errorf("not removed in time: %w", err)
 	}
-	resp, err := iso.up.transport.RoundTrip(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("not removed in time: %w", err)
-		}
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 && resp.StatusCode != http.StatusNotFound {
-		var m struct{ Message string }
-		// Best effort: an undecodable body leaves the message empty and
-		// the status still says what failed.
-		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&m)
-		return fmt.Errorf("%s (status %d)", m.Message, resp.StatusCode)
-	}
-	return nil
+	return err
 }
 
-// ownedObjects lists the ids of every object labelled for owner.
-func (iso isolator) ownedObjects(ctx context.Context) (containers, networks, volumes []string, err error) {
-	f, _ := mergeOwnerFilter("", iso.owner)
-	q := url.Values{"filters": {f}}
-	var cs []struct {
-		ID string `json:"Id"`
-	}
-	if _, err = iso.getQuery(ctx, "/containers/json", "all=1&"+q.Encode(), &cs); err != nil {
+// ownedObjects lists the ids of every object labelled for owner. A list
+// dockerd refuses (4xx) counts as empty.
+func (pg purger) ownedObjects(ctx context.Context) (containers, networks, volumes []string, err error) {
+	f, _ := mergeOwnerFilter("", pg.owner)
+	cs, err := pg.d.ListContainers(ctx, true, f)
+	if err = listed(err); err != nil {
 		return
 	}
 	for _, c := range cs {
 		containers = append(containers, c.ID)
 	}
-	var ns []struct {
-		ID string `json:"Id"`
-	}
-	if _, err = iso.getQuery(ctx, "/networks", q.Encode(), &ns); err != nil {
+	ns, err := pg.d.ListNetworks(ctx, f)
+	if err = listed(err); err != nil {
 		return
 	}
 	for _, n := range ns {
 		networks = append(networks, n.ID)
 	}
-	var vs struct{ Volumes []struct{ Name string } }
-	if _, err = iso.getQuery(ctx, "/volumes", q.Encode(), &vs); err != nil {
+	vs, err := pg.d.ListVolumes(ctx, f)
+	if err = listed(err); err != nil {
 		return
 	}
-	for _, v := range vs.Volumes {
+	for _, v := range vs {
 		volumes = append(volumes, v.Name)
 	}
 	return
+}
+
+// listed is the error of a list: none when dockerd refused it as the
+// request's fault (4xx), which reads as an empty list.
+func listed(err error) error {
+	if errors.Is(err, docker.ErrRejected) {
+		return nil
+	}
+	return err
 }

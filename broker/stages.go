@@ -33,7 +33,7 @@ var (
 
 // stages are the pipeline's stages for tenant t.
 func (p *Proxy) stages(t *Tenant) pipeline.Stages {
-	ts := &tenantStages{iso: isolator{up: p.up, owner: t.ID}, tenant: t, log: p.log}
+	ts := &tenantStages{iso: isolator{daemon: p.up, owners: p.owners, owner: t.ID}, tenant: t, log: p.log}
 	st := pipeline.Stages{Owners: ts}
 	if p.images != nil {
 		st.Images = tenantImages{ts, p.images}
