@@ -9,17 +9,25 @@
 //     check, backup, restore and compaction;
 //   - denylog: the deny log's write path (bounded queue, batched writer,
 //     retention schedule) over a small store interface;
+//   - docker: the one client of the upstream daemon (transport, dial,
+//     ping, version, inspect, lists, remove, volume create, registry
+//     check), its errors classed as not found, rejected (4xx) or
+//     unreachable;
 //   - errdefs: the error classes (this package's ErrInvalidArgument and the
 //     others are the same values);
 //   - internal/bounded: Quote and Clip, the bounds on repeated input.
 //
 // This package declares what it needs of them next to each consumer
 // (tenantStore in registry.go, auditStore in audit.go, serviceStore in
-// service.go, imageStore in images.go, denyRecorder in registry.go). Its
-// own files, by concern:
+// service.go, imageStore in images.go, denyRecorder in registry.go; of the
+// daemon: isolationDaemon in isolation.go, tenantObjects in purge.go,
+// imageDaemon in images.go, pinDaemon in pin.go, containerInspector in
+// peercontainer.go, pinger in health.go). Only the reverse proxy and the
+// hijack path use the client's transport and dialer directly, to forward
+// tenant requests as they are. Its own files, by concern:
 //
 //   - wiring and lifetime: broker.go (Run), reload.go (SIGHUP), sdnotify.go,
-//     health.go, metrics.go, upstream.go (the Docker client's transport);
+//     health.go, metrics.go;
 //   - tenants: registry.go (the registry, compile and validate), delete.go
 //     and purge.go (delete, the deleting state, purge), name.go;
 //   - state: state.go (CheckState: package store's check with the
