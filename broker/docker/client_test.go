@@ -160,7 +160,10 @@ func TestRequests(t *testing.T) {
 			`{"Name":"v"}`, seen{method: "GET", path: "/volumes/v"}},
 		{"inspect image", func(c *Client) error { _, err := c.InspectImage(context.Background(), "busybox:local"); return err },
 			`{"Id":"sha256:1"}`, seen{method: "GET", path: "/images/busybox:local/json"}},
-		{"list containers", func(c *Client) error { _, err := c.ListContainers(context.Background(), true, `{"label":["a=b"]}`); return err },
+		{"list containers", func(c *Client) error {
+			_, err := c.ListContainers(context.Background(), true, `{"label":["a=b"]}`)
+			return err
+		},
 			`[]`, seen{method: "GET", path: "/containers/json", query: "all=1&filters=%7B%22label%22%3A%5B%22a%3Db%22%5D%7D"}},
 		{"list networks", func(c *Client) error { _, err := c.ListNetworks(context.Background(), `{}`); return err },
 			`[]`, seen{method: "GET", path: "/networks", query: "filters=%7B%7D"}},
