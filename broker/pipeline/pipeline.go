@@ -98,9 +98,11 @@ type Pins interface {
 }
 
 // Stages are the broker's implementations of what the pipeline needs for
-// one tenant. Images and Pins may be nil (not configured); Registries nil
-// skips the registry host lookup; ResolvePath nil forwards bind sources as
-// written.
+// one tenant. Owners is required (Judge fails without it); Images and Pins
+// may be nil (not configured); Registries nil skips the registry host
+// lookup; ResolvePath nil forwards bind sources as written. A dry run
+// gives stages whose lookups return errors wrapping ErrUnknown and whose
+// CreateVolumes does nothing.
 type Stages struct {
 	Owners      Owners
 	Images      Images
@@ -230,6 +232,11 @@ var ErrUnknown = errors.New("not known without the daemon")
 // finish.
 func Judge(ctx context.Context, in In, st Stages) Verdict {
 	j := judge{in: in, st: st}
+	if st.Owners == nil || in.Tenant.Policy == nil {
+		// Fail closed: without isolation or rules nothing is judged.
+		j.fail("pipeline", errors.New("no owner resolver or policy"))
+		return j.v
+	}
 	j.run(ctx)
 	return j.v
 }

@@ -446,3 +446,16 @@ func TestJudgeAdmit(t *testing.T) {
 		})
 	}
 }
+
+// TestJudgeFailsClosedWithoutStages: no owner resolver or no policy, no
+// forwarding.
+func TestJudgeFailsClosedWithoutStages(t *testing.T) {
+	in := In{Tenant: Tenant{ID: "t1", Policy: runner(t)}, Method: "GET", Path: "/_ping", Header: http.Header{}}
+	if v := Judge(context.Background(), in, Stages{}); v.Outcome != Failed {
+		t.Fatalf("no owners: %v", v.Outcome)
+	}
+	in.Tenant.Policy = nil
+	if v := Judge(context.Background(), in, world{owners: newOwners()}.stages()); v.Outcome != Failed {
+		t.Fatalf("no policy: %v", v.Outcome)
+	}
+}
