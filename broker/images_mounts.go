@@ -7,29 +7,15 @@ import (
 	"strings"
 )
 
-// checkImageMounts judges the image mounts of a container create body
-// (Mounts[] of Type "image", API 1.48 and later), in HostConfig and in the
-// deprecated top-level host config fields dockerd still reads when
+// checkTopMounts judges the image mounts of a decoded container create
+// body (Mounts[] of Type "image", API 1.48 and later), in HostConfig and in
+// the deprecated top-level host config fields dockerd still reads when
 // HostConfig is absent: their Source names an image whose filesystem
 // dockerd mounts into the container, so it is held to the same ownership
 // rule as the Image field. Each source is replaced by the id that was
-// checked, never forwarded as the tenant's text. The body has passed
-// strict decoding: at most one key per name under case folding, the one
-// dockerd reads.
-func (g *imageGuard) checkImageMounts(ctx context.Context, tenant string, body []byte) ([]byte, error) {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil || top == nil {
-		return nil, errAmbiguous("container create body is not a JSON object")
-	}
-	changed, err := g.checkTopMounts(ctx, tenant, top)
-	if err != nil || !changed {
-		return body, err
-	}
-	return json.Marshal(top)
-}
-
-// checkTopMounts is checkImageMounts on a decoded body: it reports whether
-// top changed.
+// checked, never forwarded as the tenant's text; it reports whether top
+// changed. The body has passed strict decoding: at most one key per name
+// under case folding, the one dockerd reads.
 func (g *imageGuard) checkTopMounts(ctx context.Context, tenant string, top map[string]json.RawMessage) (bool, error) {
 	changed, err := g.checkMountList(ctx, tenant, top, "")
 	if err != nil {

@@ -55,7 +55,7 @@ func TestPipelineError(t *testing.T) {
 	if pipelineError(nil) != nil {
 		t.Fatal("nil is not nil")
 	}
-	if err := pipelineError(upstream); err != upstream {
+	if err := pipelineError(upstream); err != upstream { //nolint:errorlint // the very value, not a wrapper of it
 		t.Fatalf("an upstream error became %#v", err)
 	}
 }
