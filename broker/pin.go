@@ -287,6 +287,26 @@ func (pn *pinner) selfSocket(name string) string {
 	return path.Join(pn.hostSocketDir, name, "sockguard.sock")
 }
 
+// judgeSource is the judgment of one cleaned bind source that needs no
+// pin (the dry run shares it): the tenant's own socket self passes as
+// written (exempt); the broker's own paths are refused.
+func (pn *pinner) judgeSource(self, src string) (exempt bool, err error) {
+	if self != "" && src == self {
+		return true, nil
+	}
+	// Invariant: the broker's own files are never bound, whatever the
+	// policy mode; only the docker.sock rewrite (self) reaches them.
+	if pp, ok := policy.ProtectedOverlap(src, pn.guarded); ok {
+		return false, refusedf("the bind would expose the broker's own path %s", pp)
+	}
+	return false, nil
+}
+
+// errNoPins refuses a host bind where the broker cannot pin.
+func errNoPins() error {
+	return refusedf("host binds are refused: the broker cannot pin bind sources on this host (see broker --bind-pins)")
+}
+
 // prepare judges and, in mount mode, pins every host bind source of a
 // container-create body that policy and isolation already passed. It
 // returns the body to forward (sources replaced by their pins, the pin
@@ -298,13 +318,8 @@ func (pn *pinner) prepare(ctx context.Context, tenantID, tenantName string, body
 	n := 0
 	rb, err := policy.RewriteBindSources(body, func(s policy.BindSource) (string, error) {
 		src := path.Clean(s.Source)
-		if self != "" && src == self {
-			return s.Source, nil
-		}
-		// Invariant: the broker's own files are never bound, whatever the
-		// policy mode; only the docker.sock rewrite (above) reaches them.
-		if pp, ok := policy.ProtectedOverlap(src, pn.guarded); ok {
-			return "", refusedf("the bind would expose the broker's own path %s", pp)
+		if exempt, err := pn.judgeSource(self, src); exempt || err != nil {
+			return s.Source, err
 		}
 		switch pn.mode {
 		case PinMount:
@@ -330,7 +345,7 @@ func (pn *pinner) prepare(ctx context.Context, tenantID, tenantName string, body
 		case PinRootOwned:
 			return s.Source, checkRootOwned(src, s.ReadOnly)
 		default:
-			return "", refusedf("host binds are refused: the broker cannot pin bind sources on this host (see broker --bind-pins)")
+			return "", errNoPins()
 		}
 	})
 	if err == nil {

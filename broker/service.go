@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"strings"
 
@@ -320,41 +319,6 @@ func (s *service) GetPreset(_ context.Context, req *sockguardv1.GetPresetRequest
 		return nil, toStatus(err)
 	}
 	return &sockguardv1.GetPresetResponse{Preset: presetToProto(p)}, nil
-}
-
-func (s *service) CheckRequest(_ context.Context, req *sockguardv1.CheckRequestRequest) (*sockguardv1.CheckRequestResponse, error) {
-	var pol *policy.Policy
-	var err error
-	switch {
-	case req.GetSocket() != "":
-		pol, err = s.b.reg.Policy(req.GetSocket())
-	case req.GetPreset() != "":
-		var p *policy.Preset
-		if p, err = s.preset(req.GetPreset()); err == nil {
-			pol, err = policy.NewPolicy(p, policy.Overrides{})
-		}
-	default:
-		err = errors.Join(ErrInvalidArgument, errors.New("a preset or a socket is required"))
-	}
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	if req.GetMethod() == "" || req.GetTarget() == "" {
-		return nil, status.Error(codes.InvalidArgument, "method and target are required")
-	}
-	var body []byte
-	if len(req.GetBody()) > 0 {
-		body = req.GetBody()
-	}
-	creq, d := pol.Evaluate(req.GetMethod(), req.GetTarget(), http.Header{}, body)
-	resp := &sockguardv1.CheckRequestResponse{
-		Allowed: d.Allow, Method: creq.Method, Path: creq.Path, Rule: d.Rule, Reason: d.Reason,
-	}
-	if !d.Allow {
-		resp.ReasonCode = sockguardv1.DenialReason(d.Code)
-		resp.Subject = subjectToProto(boundedSubject(d.Subject))
-	}
-	return resp, nil
 }
 
 func denialToProto(d *store.Denial) *sockguardv1.Denial {

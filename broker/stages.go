@@ -138,17 +138,23 @@ type tenantPins struct {
 
 func (t tenantPins) Prepare(ctx context.Context, body []byte) ([]byte, string, error) {
 	out, id, err := t.pn.prepare(ctx, t.tenant.ID, t.tenant.Name, body)
+	if err != nil {
+		return nil, "", t.pinError(err)
+	}
+	return out, id, nil
+}
+
+// pinError is the pipeline's word for a pinner's error.
+func (s *tenantStages) pinError(err error) error {
 	var pr *pinRefused
 	switch {
-	case err == nil:
-		return out, id, nil
 	case errors.As(err, &pr):
-		return nil, "", &pipeline.Refusal{Decision: policy.Decision{Status: pr.status, Code: policy.ReasonBindMount, Reason: err.Error(), Rule: "bind pins"}}
+		return &pipeline.Refusal{Decision: policy.Decision{Status: pr.status, Code: policy.ReasonBindMount, Reason: err.Error(), Rule: "bind pins"}}
 	case errors.Is(err, pipeline.ErrUnknown):
-		return nil, "", err
+		return err
 	}
-	t.log.Error("bind_pin_failed", "socket", t.tenant.Name, "err", err)
-	return nil, "", &pipeline.Refusal{Decision: policy.Decision{Status: http.StatusInternalServerError, Code: policy.ReasonBindMount,
+	s.log.Error("bind_pin_failed", "socket", s.tenant.Name, "err", err)
+	return &pipeline.Refusal{Decision: policy.Decision{Status: http.StatusInternalServerError, Code: policy.ReasonBindMount,
 		Reason: "cannot pin the bind sources: " + err.Error(), Rule: "bind pins"}}
 }
 

@@ -180,8 +180,12 @@ type Verdict struct {
 	// (the zero Request when the request had no canonical form).
 	Req      policy.Request
 	Decision policy.Decision // Refuse, NotFound: the refusal
-	Message  string          // Refuse, NotFound: the answer's message ("" for the standard one)
-	Err      error           // Failed
+	// Allowance is the rules' allowance of a forwarded request (its rule
+	// and reason, for a dry run to show); zero when the rules refused it
+	// in audit mode (see Audits).
+	Allowance policy.Decision
+	Message   string // Refuse, NotFound: the answer's message ("" for the standard one)
+	Err       error  // Failed
 	// Audits are the would-denies of an audit-mode socket, to record; the
 	// request is forwarded anyway (or refused by a later stage).
 	Audits []policy.Decision
@@ -317,6 +321,9 @@ func (j *judge) run(ctx context.Context) {
 	}
 	// stamp
 	j.stamp(ctx, req, body)
+	if !j.done && d.Allow {
+		j.v.Allowance = d
+	}
 }
 
 // decideObject judges an object route. When a dry run could not resolve
@@ -483,7 +490,11 @@ func (j *judge) body(ctx context.Context, req policy.Request, allowed bool) ([]b
 		j.v.Body = nb
 	}
 	if j.st.Registries != nil {
-		if d, ok := checkRegistryHost(ctx, j.st.Registries, pol, req, body); !ok && j.deny(d) {
+		d, ok, unknown := checkRegistryHost(ctx, j.st.Registries, pol, req, body)
+		if unknown != nil {
+			j.fail("registry", unknown) // listed, not an end
+		}
+		if !ok && j.deny(d) {
 			return nil, false
 		}
 	}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -28,20 +29,28 @@ type HostResolver interface {
 //
 // Residual risk, written down in the README: dockerd resolves the name
 // again, so a DNS answer that changes between the two lookups is not seen.
-func checkRegistryHost(ctx context.Context, res HostResolver, pol *policy.Policy, req policy.Request, body []byte) (policy.Decision, bool) {
+//
+// unknown is set (wrapping ErrUnknown) when res is a dry run's, which
+// resolves nothing.
+func checkRegistryHost(ctx context.Context, res HostResolver, pol *policy.Policy, req policy.Request, body []byte) (_ policy.Decision, ok bool, unknown error) {
 	domain, ok := policy.RequestRegistry(req, body)
 	if !ok || pol.RegistryListed(domain) {
-		return policy.Decision{}, true
+		return policy.Decision{}, true, nil
 	}
 	host, literal := policy.RegistryHost(domain)
 	if literal {
-		return policy.Decision{}, true // judged by policy from its spelling
+		return policy.Decision{}, true, nil // judged by policy from its spelling
 	}
 	ctx, cancel := context.WithTimeout(ctx, registryLookupTimeout)
 	defer cancel()
 	addrs, err := res.LookupIPAddr(ctx, host)
+	if errors.Is(err, ErrUnknown) {
+		// A dry run looks nothing up: the caller lists what it could not
+		// know.
+		return policy.Decision{}, true, fmt.Errorf("the address of registry host %q: %w", clip(host, 128), err)
+	}
 	if err != nil {
-		return policy.Decision{}, true
+		return policy.Decision{}, true, nil
 	}
 	for _, a := range addrs {
 		if policy.LocalAddr(a.IP) {
@@ -49,8 +58,8 @@ func checkRegistryHost(ctx context.Context, res HostResolver, pol *policy.Policy
 				Status: http.StatusForbidden, Code: policy.ReasonBodyDenied, Rule: "images.allowed_registries",
 				Reason:  fmt.Sprintf("registry %q resolves to %s, an address on the broker's host: list it exactly in images.allowed_registries to allow it", clip(domain, 128), a.IP),
 				Subject: policy.RegistrySubject(domain),
-			}, false
+			}, false, nil
 		}
 	}
-	return policy.Decision{}, true
+	return policy.Decision{}, true, nil
 }

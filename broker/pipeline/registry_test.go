@@ -76,7 +76,7 @@ func TestCheckRegistryHost(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, ok := checkRegistryHost(context.Background(), res, pol, tt.req, []byte(tt.body))
+			d, ok, _ := checkRegistryHost(context.Background(), res, pol, tt.req, []byte(tt.body))
 			if ok != tt.ok {
 				t.Fatalf("ok = %v, want %v (%+v)", ok, tt.ok, d)
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
@@ -16,20 +17,42 @@ import (
 const maxCheckBody = 4<<20 - 64<<10
 
 type checkOptions struct {
-	preset string
-	socket string
-	body   string
+	preset  string
+	socket  string
+	body    string
+	headers headerFlags
+}
+
+// headerFlags collects repeated --header 'Name: value' flags.
+type headerFlags []*sockguardv1.CheckHeader
+
+func (h *headerFlags) String() string { return fmt.Sprintf("%d headers", len(*h)) }
+
+// Set takes one "Name: value"; the value is never echoed in an error
+// (registry credentials travel in headers).
+func (h *headerFlags) Set(s string) error {
+	name, value, ok := strings.Cut(s, ":")
+	name = strings.TrimSpace(name)
+	if !ok || name == "" || strings.ContainsAny(name, " \t") {
+		return errors.New("want 'Name: value'")
+	}
+	*h = append(*h, &sockguardv1.CheckHeader{Name: name, Value: strings.TrimSpace(value)})
+	return nil
 }
 
 func checkCommand() *command {
 	return &command{
 		name:  "check",
-		usage: "check (--preset PRESET | --socket NAME) METHOD TARGET [--body FILE|-]",
+		usage: "check (--preset PRESET | --socket NAME) METHOD TARGET [--body FILE|-] [--header 'Name: value']...",
 		short: "Dry-run one Docker API request against a preset or a socket's policy",
 		long: "Asks the broker whether it would forward the request METHOD TARGET (for example POST /v1.45/containers/create) " +
 			"under PRESET, or under the preset and overrides of the socket NAME, without contacting Docker. " +
+			"The broker runs the same pipeline as the live socket (tenant isolation, bind rules, body checks, audit mode) " +
+			"but looks nothing up: what it could not know offline (whether a named container exists and is the socket's, " +
+			"whether an image is private to another tenant, a registry host's address) is printed as unknown. " +
 			"Prints allow or deny, the canonical method and path, the rule that decided and the reason; for a refusal also " +
-			"the field it is about and the preset setting or rule that would allow it.\n\n" +
+			"the field it is about and the preset setting or rule that would allow it. On an audit-mode socket a request " +
+			"the rules refuse prints \"allow (audit: would deny)\" and the refusals it would record.\n\n" +
 			"Exit status: 0 allow, 1 deny, 2 usage error (a mistake on the command line), " +
 			"3 no answer (broker unreachable or refusing the call, unknown preset or socket, unreadable --body). " +
 			"A script can therefore tell \"this request is refused\" (1) from \"could not ask\" (3).",
@@ -38,6 +61,7 @@ func checkCommand() *command {
 			fs.StringVar(&o.preset, "preset", "", "judge against the preset `PRESET`")
 			fs.StringVar(&o.socket, "socket", "", "judge against the preset and overrides of the socket `NAME`")
 			fs.StringVar(&o.body, "body", "", "request body from `FILE`, or - for standard input (container create, exec, ... are judged by their body)")
+			fs.Var(&o.headers, "header", "a request header `'Name: value'` (repeatable), e.g. 'Content-Type: application/json' or 'X-Registry-Auth: ...' (never logged)")
 			return func(ctx context.Context, c *cli, args []string) error {
 				err := c.runCheck(ctx, o, args)
 				var uerr *usageError
@@ -62,10 +86,11 @@ func (c *cli) runCheck(ctx context.Context, o *checkOptions, args []string) erro
 		return usagef("give --preset or --socket, not both (a socket brings its own preset)")
 	}
 	req := &sockguardv1.CheckRequestRequest{
-		Preset: o.preset,
-		Socket: o.socket,
-		Method: args[0],
-		Target: args[1],
+		Preset:  o.preset,
+		Socket:  o.socket,
+		Method:  args[0],
+		Target:  args[1],
+		Headers: o.headers,
 	}
 	if o.body != "" {
 		b, err := c.readBody(o.body)
@@ -98,7 +123,10 @@ func (c *cli) runCheck(ctx context.Context, o *checkOptions, args []string) erro
 
 func (c *cli) printCheck(resp *sockguardv1.CheckRequestResponse) error {
 	verdict := "deny"
-	if resp.GetAllowed() {
+	switch {
+	case resp.GetAllowed() && len(resp.GetWouldDeny()) > 0:
+		verdict = "allow (audit: would deny)"
+	case resp.GetAllowed():
 		verdict = "allow"
 	}
 	fmt.Fprintln(c.stdout, verdict)
@@ -112,6 +140,12 @@ func (c *cli) printCheck(resp *sockguardv1.CheckRequestResponse) error {
 		lines = append(lines, subjectLines(resp.GetSubject())...)
 	}
 	lines = append(lines, kv{"reason", resp.GetReason()})
+	for _, w := range resp.GetWouldDeny() {
+		lines = append(lines, kv{"would deny", reasonName(w.GetReasonCode()) + ": " + w.GetReason()})
+	}
+	for _, u := range resp.GetUnknown() {
+		lines = append(lines, kv{"unknown", u})
+	}
 	return printKV(c.stdout, lines)
 }
 

@@ -2330,7 +2330,13 @@ type CheckRequestRequest struct {
 	// Request target as a client would send it (path and optional query).
 	Target string `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
 	// Optional request body.
-	Body          []byte `protobuf:"bytes,5,opt,name=body,proto3" json:"body,omitempty"`
+	Body []byte `protobuf:"bytes,5,opt,name=body,proto3" json:"body,omitempty"`
+	// Request headers, as the client would send them (at most 64, each
+	// value at most 16 KiB, 64 KiB in all). Content-Type, X-Registry-Auth,
+	// Connection and the like change the verdict. Registry credentials
+	// (X-Registry-Auth, Authorization) are judged and never logged or
+	// stored.
+	Headers       []*CheckHeader `protobuf:"bytes,6,rep,name=headers,proto3" json:"headers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2400,6 +2406,142 @@ func (x *CheckRequestRequest) GetBody() []byte {
 	return nil
 }
 
+func (x *CheckRequestRequest) GetHeaders() []*CheckHeader {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+// CheckHeader is one request header of a dry run.
+type CheckHeader struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Header name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Header value.
+	Value         string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckHeader) Reset() {
+	*x = CheckHeader{}
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckHeader) ProtoMessage() {}
+
+func (x *CheckHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckHeader.ProtoReflect.Descriptor instead.
+func (*CheckHeader) Descriptor() ([]byte, []int) {
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *CheckHeader) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CheckHeader) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// CheckWouldDeny is a refusal the rules give that an audit-mode socket
+// records and forwards.
+type CheckWouldDeny struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Reason class.
+	ReasonCode DenialReason `protobuf:"varint,1,opt,name=reason_code,json=reasonCode,proto3,enum=sockguard.v1.DenialReason" json:"reason_code,omitempty"`
+	// Human-readable reason.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The rule that refused.
+	Rule string `protobuf:"bytes,3,opt,name=rule,proto3" json:"rule,omitempty"`
+	// What the refusal is about, as data.
+	Subject       *DenialSubject `protobuf:"bytes,4,opt,name=subject,proto3" json:"subject,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckWouldDeny) Reset() {
+	*x = CheckWouldDeny{}
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckWouldDeny) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckWouldDeny) ProtoMessage() {}
+
+func (x *CheckWouldDeny) ProtoReflect() protoreflect.Message {
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckWouldDeny.ProtoReflect.Descriptor instead.
+func (*CheckWouldDeny) Descriptor() ([]byte, []int) {
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *CheckWouldDeny) GetReasonCode() DenialReason {
+	if x != nil {
+		return x.ReasonCode
+	}
+	return DenialReason_DENIAL_REASON_UNSPECIFIED
+}
+
+func (x *CheckWouldDeny) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CheckWouldDeny) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *CheckWouldDeny) GetSubject() *DenialSubject {
+	if x != nil {
+		return x.Subject
+	}
+	return nil
+}
+
 // CheckRequestResponse is the response of CheckRequest.
 type CheckRequestResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2416,14 +2558,25 @@ type CheckRequestResponse struct {
 	// Reason class when denied.
 	ReasonCode DenialReason `protobuf:"varint,6,opt,name=reason_code,json=reasonCode,proto3,enum=sockguard.v1.DenialReason" json:"reason_code,omitempty"`
 	// What the refusal is about, as data, when denied.
-	Subject       *DenialSubject `protobuf:"bytes,7,opt,name=subject,proto3" json:"subject,omitempty"`
+	Subject *DenialSubject `protobuf:"bytes,7,opt,name=subject,proto3" json:"subject,omitempty"`
+	// What the dry run could not know without the daemon, a registry or
+	// the network (for example whether a container the request names
+	// exists and belongs to the socket's tenant). The live socket may
+	// answer differently on these points only. At most 32 entries.
+	Unknown []string `protobuf:"bytes,8,rep,name=unknown,proto3" json:"unknown,omitempty"`
+	// The mode the request was judged under: the socket's, or ENFORCE for
+	// a preset.
+	PolicyMode PolicyMode `protobuf:"varint,9,opt,name=policy_mode,json=policyMode,proto3,enum=sockguard.v1.PolicyMode" json:"policy_mode,omitempty"`
+	// In audit mode, the refusals of the rules that the socket records and
+	// forwards anyway (allowed stays true). At most 32 entries.
+	WouldDeny     []*CheckWouldDeny `protobuf:"bytes,10,rep,name=would_deny,json=wouldDeny,proto3" json:"would_deny,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckRequestResponse) Reset() {
 	*x = CheckRequestResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[32]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2435,7 +2588,7 @@ func (x *CheckRequestResponse) String() string {
 func (*CheckRequestResponse) ProtoMessage() {}
 
 func (x *CheckRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[32]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2448,7 +2601,7 @@ func (x *CheckRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequestResponse.ProtoReflect.Descriptor instead.
 func (*CheckRequestResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{32}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CheckRequestResponse) GetAllowed() bool {
@@ -2500,6 +2653,27 @@ func (x *CheckRequestResponse) GetSubject() *DenialSubject {
 	return nil
 }
 
+func (x *CheckRequestResponse) GetUnknown() []string {
+	if x != nil {
+		return x.Unknown
+	}
+	return nil
+}
+
+func (x *CheckRequestResponse) GetPolicyMode() PolicyMode {
+	if x != nil {
+		return x.PolicyMode
+	}
+	return PolicyMode_POLICY_MODE_UNSPECIFIED
+}
+
+func (x *CheckRequestResponse) GetWouldDeny() []*CheckWouldDeny {
+	if x != nil {
+		return x.WouldDeny
+	}
+	return nil
+}
+
 // Denial is one recorded refusal.
 type Denial struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2542,7 +2716,7 @@ type Denial struct {
 
 func (x *Denial) Reset() {
 	*x = Denial{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[33]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2554,7 +2728,7 @@ func (x *Denial) String() string {
 func (*Denial) ProtoMessage() {}
 
 func (x *Denial) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[33]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2567,7 +2741,7 @@ func (x *Denial) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Denial.ProtoReflect.Descriptor instead.
 func (*Denial) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{33}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Denial) GetId() uint64 {
@@ -2707,7 +2881,7 @@ type ListDenialsRequest struct {
 
 func (x *ListDenialsRequest) Reset() {
 	*x = ListDenialsRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[34]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2719,7 +2893,7 @@ func (x *ListDenialsRequest) String() string {
 func (*ListDenialsRequest) ProtoMessage() {}
 
 func (x *ListDenialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[34]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2732,7 +2906,7 @@ func (x *ListDenialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDenialsRequest.ProtoReflect.Descriptor instead.
 func (*ListDenialsRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{34}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListDenialsRequest) GetSocket() string {
@@ -2804,7 +2978,7 @@ type ListDenialsResponse struct {
 
 func (x *ListDenialsResponse) Reset() {
 	*x = ListDenialsResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[35]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2816,7 +2990,7 @@ func (x *ListDenialsResponse) String() string {
 func (*ListDenialsResponse) ProtoMessage() {}
 
 func (x *ListDenialsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[35]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2829,7 +3003,7 @@ func (x *ListDenialsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDenialsResponse.ProtoReflect.Descriptor instead.
 func (*ListDenialsResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{35}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListDenialsResponse) GetDenials() []*Denial {
@@ -2866,7 +3040,7 @@ type WatchDenialsRequest struct {
 
 func (x *WatchDenialsRequest) Reset() {
 	*x = WatchDenialsRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[36]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2878,7 +3052,7 @@ func (x *WatchDenialsRequest) String() string {
 func (*WatchDenialsRequest) ProtoMessage() {}
 
 func (x *WatchDenialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[36]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2891,7 +3065,7 @@ func (x *WatchDenialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchDenialsRequest.ProtoReflect.Descriptor instead.
 func (*WatchDenialsRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{36}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WatchDenialsRequest) GetSocket() string {
@@ -2944,7 +3118,7 @@ type WatchDenialsResponse struct {
 
 func (x *WatchDenialsResponse) Reset() {
 	*x = WatchDenialsResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[37]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2956,7 +3130,7 @@ func (x *WatchDenialsResponse) String() string {
 func (*WatchDenialsResponse) ProtoMessage() {}
 
 func (x *WatchDenialsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[37]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2969,7 +3143,7 @@ func (x *WatchDenialsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchDenialsResponse.ProtoReflect.Descriptor instead.
 func (*WatchDenialsResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{37}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WatchDenialsResponse) GetDenial() *Denial {
@@ -2995,7 +3169,7 @@ type GetBrokerInfoRequest struct {
 
 func (x *GetBrokerInfoRequest) Reset() {
 	*x = GetBrokerInfoRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[38]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3007,7 +3181,7 @@ func (x *GetBrokerInfoRequest) String() string {
 func (*GetBrokerInfoRequest) ProtoMessage() {}
 
 func (x *GetBrokerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[38]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3020,7 +3194,7 @@ func (x *GetBrokerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBrokerInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetBrokerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{38}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{40}
 }
 
 // GetBrokerInfoResponse is the response of GetBrokerInfo.
@@ -3057,7 +3231,7 @@ type GetBrokerInfoResponse struct {
 
 func (x *GetBrokerInfoResponse) Reset() {
 	*x = GetBrokerInfoResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[39]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3069,7 +3243,7 @@ func (x *GetBrokerInfoResponse) String() string {
 func (*GetBrokerInfoResponse) ProtoMessage() {}
 
 func (x *GetBrokerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[39]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3082,7 +3256,7 @@ func (x *GetBrokerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBrokerInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetBrokerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{39}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetBrokerInfoResponse) GetVersion() string {
@@ -3178,7 +3352,7 @@ type BackupStateRequest struct {
 
 func (x *BackupStateRequest) Reset() {
 	*x = BackupStateRequest{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[40]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3190,7 +3364,7 @@ func (x *BackupStateRequest) String() string {
 func (*BackupStateRequest) ProtoMessage() {}
 
 func (x *BackupStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[40]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3203,7 +3377,7 @@ func (x *BackupStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupStateRequest.ProtoReflect.Descriptor instead.
 func (*BackupStateRequest) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{40}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{42}
 }
 
 // BackupStateResponse is one message of the BackupState stream: a chunk of
@@ -3227,7 +3401,7 @@ type BackupStateResponse struct {
 
 func (x *BackupStateResponse) Reset() {
 	*x = BackupStateResponse{}
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[41]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3239,7 +3413,7 @@ func (x *BackupStateResponse) String() string {
 func (*BackupStateResponse) ProtoMessage() {}
 
 func (x *BackupStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sockguard_v1_sockguard_proto_msgTypes[41]
+	mi := &file_sockguard_v1_sockguard_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3252,7 +3426,7 @@ func (x *BackupStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackupStateResponse.ProtoReflect.Descriptor instead.
 func (*BackupStateResponse) Descriptor() ([]byte, []int) {
-	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{41}
+	return file_sockguard_v1_sockguard_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *BackupStateResponse) GetChunk() []byte {
@@ -3430,13 +3604,23 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\x10GetPresetRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"A\n" +
 	"\x11GetPresetResponse\x12,\n" +
-	"\x06preset\x18\x01 \x01(\v2\x14.sockguard.v1.PresetR\x06preset\"\x89\x01\n" +
+	"\x06preset\x18\x01 \x01(\v2\x14.sockguard.v1.PresetR\x06preset\"\xbe\x01\n" +
 	"\x13CheckRequestRequest\x12\x16\n" +
 	"\x06preset\x18\x01 \x01(\tR\x06preset\x12\x16\n" +
 	"\x06socket\x18\x02 \x01(\tR\x06socket\x12\x16\n" +
 	"\x06method\x18\x03 \x01(\tR\x06method\x12\x16\n" +
 	"\x06target\x18\x04 \x01(\tR\x06target\x12\x12\n" +
-	"\x04body\x18\x05 \x01(\fR\x04body\"\xfc\x01\n" +
+	"\x04body\x18\x05 \x01(\fR\x04body\x123\n" +
+	"\aheaders\x18\x06 \x03(\v2\x19.sockguard.v1.CheckHeaderR\aheaders\"7\n" +
+	"\vCheckHeader\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xb0\x01\n" +
+	"\x0eCheckWouldDeny\x12;\n" +
+	"\vreason_code\x18\x01 \x01(\x0e2\x1a.sockguard.v1.DenialReasonR\n" +
+	"reasonCode\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x12\n" +
+	"\x04rule\x18\x03 \x01(\tR\x04rule\x125\n" +
+	"\asubject\x18\x04 \x01(\v2\x1b.sockguard.v1.DenialSubjectR\asubject\"\x8e\x03\n" +
 	"\x14CheckRequestResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x12\n" +
@@ -3445,7 +3629,13 @@ const file_sockguard_v1_sockguard_proto_rawDesc = "" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12;\n" +
 	"\vreason_code\x18\x06 \x01(\x0e2\x1a.sockguard.v1.DenialReasonR\n" +
 	"reasonCode\x125\n" +
-	"\asubject\x18\a \x01(\v2\x1b.sockguard.v1.DenialSubjectR\asubject\"\x93\x04\n" +
+	"\asubject\x18\a \x01(\v2\x1b.sockguard.v1.DenialSubjectR\asubject\x12\x18\n" +
+	"\aunknown\x18\b \x03(\tR\aunknown\x129\n" +
+	"\vpolicy_mode\x18\t \x01(\x0e2\x18.sockguard.v1.PolicyModeR\n" +
+	"policyMode\x12;\n" +
+	"\n" +
+	"would_deny\x18\n" +
+	" \x03(\v2\x1c.sockguard.v1.CheckWouldDenyR\twouldDeny\"\x93\x04\n" +
 	"\x06Denial\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
@@ -3578,7 +3768,7 @@ func file_sockguard_v1_sockguard_proto_rawDescGZIP() []byte {
 }
 
 var file_sockguard_v1_sockguard_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_sockguard_v1_sockguard_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_sockguard_v1_sockguard_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_sockguard_v1_sockguard_proto_goTypes = []any{
 	(SocketState)(0),                   // 0: sockguard.v1.SocketState
 	(PolicyMode)(0),                    // 1: sockguard.v1.PolicyMode
@@ -3616,19 +3806,21 @@ var file_sockguard_v1_sockguard_proto_goTypes = []any{
 	(*GetPresetRequest)(nil),           // 33: sockguard.v1.GetPresetRequest
 	(*GetPresetResponse)(nil),          // 34: sockguard.v1.GetPresetResponse
 	(*CheckRequestRequest)(nil),        // 35: sockguard.v1.CheckRequestRequest
-	(*CheckRequestResponse)(nil),       // 36: sockguard.v1.CheckRequestResponse
-	(*Denial)(nil),                     // 37: sockguard.v1.Denial
-	(*ListDenialsRequest)(nil),         // 38: sockguard.v1.ListDenialsRequest
-	(*ListDenialsResponse)(nil),        // 39: sockguard.v1.ListDenialsResponse
-	(*WatchDenialsRequest)(nil),        // 40: sockguard.v1.WatchDenialsRequest
-	(*WatchDenialsResponse)(nil),       // 41: sockguard.v1.WatchDenialsResponse
-	(*GetBrokerInfoRequest)(nil),       // 42: sockguard.v1.GetBrokerInfoRequest
-	(*GetBrokerInfoResponse)(nil),      // 43: sockguard.v1.GetBrokerInfoResponse
-	(*BackupStateRequest)(nil),         // 44: sockguard.v1.BackupStateRequest
-	(*BackupStateResponse)(nil),        // 45: sockguard.v1.BackupStateResponse
-	(*timestamppb.Timestamp)(nil),      // 46: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),      // 47: google.protobuf.FieldMask
-	(*durationpb.Duration)(nil),        // 48: google.protobuf.Duration
+	(*CheckHeader)(nil),                // 36: sockguard.v1.CheckHeader
+	(*CheckWouldDeny)(nil),             // 37: sockguard.v1.CheckWouldDeny
+	(*CheckRequestResponse)(nil),       // 38: sockguard.v1.CheckRequestResponse
+	(*Denial)(nil),                     // 39: sockguard.v1.Denial
+	(*ListDenialsRequest)(nil),         // 40: sockguard.v1.ListDenialsRequest
+	(*ListDenialsResponse)(nil),        // 41: sockguard.v1.ListDenialsResponse
+	(*WatchDenialsRequest)(nil),        // 42: sockguard.v1.WatchDenialsRequest
+	(*WatchDenialsResponse)(nil),       // 43: sockguard.v1.WatchDenialsResponse
+	(*GetBrokerInfoRequest)(nil),       // 44: sockguard.v1.GetBrokerInfoRequest
+	(*GetBrokerInfoResponse)(nil),      // 45: sockguard.v1.GetBrokerInfoResponse
+	(*BackupStateRequest)(nil),         // 46: sockguard.v1.BackupStateRequest
+	(*BackupStateResponse)(nil),        // 47: sockguard.v1.BackupStateResponse
+	(*timestamppb.Timestamp)(nil),      // 48: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),      // 49: google.protobuf.FieldMask
+	(*durationpb.Duration)(nil),        // 50: google.protobuf.Duration
 }
 var file_sockguard_v1_sockguard_proto_depIdxs = []int32{
 	3,  // 0: sockguard.v1.Allowance.kind:type_name -> sockguard.v1.AllowanceKind
@@ -3638,78 +3830,83 @@ var file_sockguard_v1_sockguard_proto_depIdxs = []int32{
 	8,  // 4: sockguard.v1.Socket.allowed_peers:type_name -> sockguard.v1.AllowedPeers
 	1,  // 5: sockguard.v1.Socket.policy_mode:type_name -> sockguard.v1.PolicyMode
 	0,  // 6: sockguard.v1.Socket.state:type_name -> sockguard.v1.SocketState
-	46, // 7: sockguard.v1.Socket.create_time:type_name -> google.protobuf.Timestamp
+	48, // 7: sockguard.v1.Socket.create_time:type_name -> google.protobuf.Timestamp
 	9,  // 8: sockguard.v1.Socket.counters:type_name -> sockguard.v1.SocketCounters
 	10, // 9: sockguard.v1.CreateSocketRequest.socket:type_name -> sockguard.v1.Socket
 	10, // 10: sockguard.v1.CreateSocketResponse.socket:type_name -> sockguard.v1.Socket
 	10, // 11: sockguard.v1.GetSocketResponse.socket:type_name -> sockguard.v1.Socket
 	10, // 12: sockguard.v1.ListSocketsResponse.sockets:type_name -> sockguard.v1.Socket
 	10, // 13: sockguard.v1.UpdateSocketRequest.socket:type_name -> sockguard.v1.Socket
-	47, // 14: sockguard.v1.UpdateSocketRequest.update_mask:type_name -> google.protobuf.FieldMask
+	49, // 14: sockguard.v1.UpdateSocketRequest.update_mask:type_name -> google.protobuf.FieldMask
 	10, // 15: sockguard.v1.UpdateSocketResponse.socket:type_name -> sockguard.v1.Socket
-	48, // 16: sockguard.v1.DeleteSocketRequest.drain_timeout:type_name -> google.protobuf.Duration
-	48, // 17: sockguard.v1.DeleteSocketRequest.object_timeout:type_name -> google.protobuf.Duration
-	48, // 18: sockguard.v1.DeleteSocketRequest.timeout:type_name -> google.protobuf.Duration
+	50, // 16: sockguard.v1.DeleteSocketRequest.drain_timeout:type_name -> google.protobuf.Duration
+	50, // 17: sockguard.v1.DeleteSocketRequest.object_timeout:type_name -> google.protobuf.Duration
+	50, // 18: sockguard.v1.DeleteSocketRequest.timeout:type_name -> google.protobuf.Duration
 	29, // 19: sockguard.v1.DeleteSocketResponse.owned:type_name -> sockguard.v1.OwnedObjects
-	48, // 20: sockguard.v1.DeleteSocketStreamRequest.drain_timeout:type_name -> google.protobuf.Duration
-	48, // 21: sockguard.v1.DeleteSocketStreamRequest.object_timeout:type_name -> google.protobuf.Duration
-	48, // 22: sockguard.v1.DeleteSocketStreamRequest.timeout:type_name -> google.protobuf.Duration
+	50, // 20: sockguard.v1.DeleteSocketStreamRequest.drain_timeout:type_name -> google.protobuf.Duration
+	50, // 21: sockguard.v1.DeleteSocketStreamRequest.object_timeout:type_name -> google.protobuf.Duration
+	50, // 22: sockguard.v1.DeleteSocketStreamRequest.timeout:type_name -> google.protobuf.Duration
 	23, // 23: sockguard.v1.DeleteSocketStreamResponse.progress:type_name -> sockguard.v1.PurgeProgress
 	20, // 24: sockguard.v1.DeleteSocketStreamResponse.result:type_name -> sockguard.v1.DeleteSocketResponse
-	46, // 25: sockguard.v1.AdminEvent.time:type_name -> google.protobuf.Timestamp
+	48, // 25: sockguard.v1.AdminEvent.time:type_name -> google.protobuf.Timestamp
 	24, // 26: sockguard.v1.AdminEvent.caller:type_name -> sockguard.v1.Caller
 	25, // 27: sockguard.v1.AdminEvent.changes:type_name -> sockguard.v1.FieldChange
-	46, // 28: sockguard.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	46, // 29: sockguard.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	48, // 28: sockguard.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	48, // 29: sockguard.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
 	26, // 30: sockguard.v1.ListEventsResponse.events:type_name -> sockguard.v1.AdminEvent
 	30, // 31: sockguard.v1.ListPresetsResponse.presets:type_name -> sockguard.v1.Preset
 	30, // 32: sockguard.v1.GetPresetResponse.preset:type_name -> sockguard.v1.Preset
-	2,  // 33: sockguard.v1.CheckRequestResponse.reason_code:type_name -> sockguard.v1.DenialReason
-	5,  // 34: sockguard.v1.CheckRequestResponse.subject:type_name -> sockguard.v1.DenialSubject
-	46, // 35: sockguard.v1.Denial.time:type_name -> google.protobuf.Timestamp
-	2,  // 36: sockguard.v1.Denial.reason_code:type_name -> sockguard.v1.DenialReason
-	1,  // 37: sockguard.v1.Denial.policy_mode:type_name -> sockguard.v1.PolicyMode
-	5,  // 38: sockguard.v1.Denial.subject:type_name -> sockguard.v1.DenialSubject
-	46, // 39: sockguard.v1.ListDenialsRequest.start_time:type_name -> google.protobuf.Timestamp
-	46, // 40: sockguard.v1.ListDenialsRequest.end_time:type_name -> google.protobuf.Timestamp
-	2,  // 41: sockguard.v1.ListDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
-	37, // 42: sockguard.v1.ListDenialsResponse.denials:type_name -> sockguard.v1.Denial
-	2,  // 43: sockguard.v1.WatchDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
-	37, // 44: sockguard.v1.WatchDenialsResponse.denial:type_name -> sockguard.v1.Denial
-	46, // 45: sockguard.v1.GetBrokerInfoResponse.start_time:type_name -> google.protobuf.Timestamp
-	11, // 46: sockguard.v1.SockguardService.CreateSocket:input_type -> sockguard.v1.CreateSocketRequest
-	13, // 47: sockguard.v1.SockguardService.GetSocket:input_type -> sockguard.v1.GetSocketRequest
-	15, // 48: sockguard.v1.SockguardService.ListSockets:input_type -> sockguard.v1.ListSocketsRequest
-	17, // 49: sockguard.v1.SockguardService.UpdateSocket:input_type -> sockguard.v1.UpdateSocketRequest
-	19, // 50: sockguard.v1.SockguardService.DeleteSocket:input_type -> sockguard.v1.DeleteSocketRequest
-	31, // 51: sockguard.v1.SockguardService.ListPresets:input_type -> sockguard.v1.ListPresetsRequest
-	33, // 52: sockguard.v1.SockguardService.GetPreset:input_type -> sockguard.v1.GetPresetRequest
-	35, // 53: sockguard.v1.SockguardService.CheckRequest:input_type -> sockguard.v1.CheckRequestRequest
-	38, // 54: sockguard.v1.SockguardService.ListDenials:input_type -> sockguard.v1.ListDenialsRequest
-	40, // 55: sockguard.v1.SockguardService.WatchDenials:input_type -> sockguard.v1.WatchDenialsRequest
-	42, // 56: sockguard.v1.SockguardService.GetBrokerInfo:input_type -> sockguard.v1.GetBrokerInfoRequest
-	44, // 57: sockguard.v1.SockguardService.BackupState:input_type -> sockguard.v1.BackupStateRequest
-	21, // 58: sockguard.v1.SockguardService.DeleteSocketStream:input_type -> sockguard.v1.DeleteSocketStreamRequest
-	27, // 59: sockguard.v1.SockguardService.ListEvents:input_type -> sockguard.v1.ListEventsRequest
-	12, // 60: sockguard.v1.SockguardService.CreateSocket:output_type -> sockguard.v1.CreateSocketResponse
-	14, // 61: sockguard.v1.SockguardService.GetSocket:output_type -> sockguard.v1.GetSocketResponse
-	16, // 62: sockguard.v1.SockguardService.ListSockets:output_type -> sockguard.v1.ListSocketsResponse
-	18, // 63: sockguard.v1.SockguardService.UpdateSocket:output_type -> sockguard.v1.UpdateSocketResponse
-	20, // 64: sockguard.v1.SockguardService.DeleteSocket:output_type -> sockguard.v1.DeleteSocketResponse
-	32, // 65: sockguard.v1.SockguardService.ListPresets:output_type -> sockguard.v1.ListPresetsResponse
-	34, // 66: sockguard.v1.SockguardService.GetPreset:output_type -> sockguard.v1.GetPresetResponse
-	36, // 67: sockguard.v1.SockguardService.CheckRequest:output_type -> sockguard.v1.CheckRequestResponse
-	39, // 68: sockguard.v1.SockguardService.ListDenials:output_type -> sockguard.v1.ListDenialsResponse
-	41, // 69: sockguard.v1.SockguardService.WatchDenials:output_type -> sockguard.v1.WatchDenialsResponse
-	43, // 70: sockguard.v1.SockguardService.GetBrokerInfo:output_type -> sockguard.v1.GetBrokerInfoResponse
-	45, // 71: sockguard.v1.SockguardService.BackupState:output_type -> sockguard.v1.BackupStateResponse
-	22, // 72: sockguard.v1.SockguardService.DeleteSocketStream:output_type -> sockguard.v1.DeleteSocketStreamResponse
-	28, // 73: sockguard.v1.SockguardService.ListEvents:output_type -> sockguard.v1.ListEventsResponse
-	60, // [60:74] is the sub-list for method output_type
-	46, // [46:60] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	36, // 33: sockguard.v1.CheckRequestRequest.headers:type_name -> sockguard.v1.CheckHeader
+	2,  // 34: sockguard.v1.CheckWouldDeny.reason_code:type_name -> sockguard.v1.DenialReason
+	5,  // 35: sockguard.v1.CheckWouldDeny.subject:type_name -> sockguard.v1.DenialSubject
+	2,  // 36: sockguard.v1.CheckRequestResponse.reason_code:type_name -> sockguard.v1.DenialReason
+	5,  // 37: sockguard.v1.CheckRequestResponse.subject:type_name -> sockguard.v1.DenialSubject
+	1,  // 38: sockguard.v1.CheckRequestResponse.policy_mode:type_name -> sockguard.v1.PolicyMode
+	37, // 39: sockguard.v1.CheckRequestResponse.would_deny:type_name -> sockguard.v1.CheckWouldDeny
+	48, // 40: sockguard.v1.Denial.time:type_name -> google.protobuf.Timestamp
+	2,  // 41: sockguard.v1.Denial.reason_code:type_name -> sockguard.v1.DenialReason
+	1,  // 42: sockguard.v1.Denial.policy_mode:type_name -> sockguard.v1.PolicyMode
+	5,  // 43: sockguard.v1.Denial.subject:type_name -> sockguard.v1.DenialSubject
+	48, // 44: sockguard.v1.ListDenialsRequest.start_time:type_name -> google.protobuf.Timestamp
+	48, // 45: sockguard.v1.ListDenialsRequest.end_time:type_name -> google.protobuf.Timestamp
+	2,  // 46: sockguard.v1.ListDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
+	39, // 47: sockguard.v1.ListDenialsResponse.denials:type_name -> sockguard.v1.Denial
+	2,  // 48: sockguard.v1.WatchDenialsRequest.reason_code:type_name -> sockguard.v1.DenialReason
+	39, // 49: sockguard.v1.WatchDenialsResponse.denial:type_name -> sockguard.v1.Denial
+	48, // 50: sockguard.v1.GetBrokerInfoResponse.start_time:type_name -> google.protobuf.Timestamp
+	11, // 51: sockguard.v1.SockguardService.CreateSocket:input_type -> sockguard.v1.CreateSocketRequest
+	13, // 52: sockguard.v1.SockguardService.GetSocket:input_type -> sockguard.v1.GetSocketRequest
+	15, // 53: sockguard.v1.SockguardService.ListSockets:input_type -> sockguard.v1.ListSocketsRequest
+	17, // 54: sockguard.v1.SockguardService.UpdateSocket:input_type -> sockguard.v1.UpdateSocketRequest
+	19, // 55: sockguard.v1.SockguardService.DeleteSocket:input_type -> sockguard.v1.DeleteSocketRequest
+	31, // 56: sockguard.v1.SockguardService.ListPresets:input_type -> sockguard.v1.ListPresetsRequest
+	33, // 57: sockguard.v1.SockguardService.GetPreset:input_type -> sockguard.v1.GetPresetRequest
+	35, // 58: sockguard.v1.SockguardService.CheckRequest:input_type -> sockguard.v1.CheckRequestRequest
+	40, // 59: sockguard.v1.SockguardService.ListDenials:input_type -> sockguard.v1.ListDenialsRequest
+	42, // 60: sockguard.v1.SockguardService.WatchDenials:input_type -> sockguard.v1.WatchDenialsRequest
+	44, // 61: sockguard.v1.SockguardService.GetBrokerInfo:input_type -> sockguard.v1.GetBrokerInfoRequest
+	46, // 62: sockguard.v1.SockguardService.BackupState:input_type -> sockguard.v1.BackupStateRequest
+	21, // 63: sockguard.v1.SockguardService.DeleteSocketStream:input_type -> sockguard.v1.DeleteSocketStreamRequest
+	27, // 64: sockguard.v1.SockguardService.ListEvents:input_type -> sockguard.v1.ListEventsRequest
+	12, // 65: sockguard.v1.SockguardService.CreateSocket:output_type -> sockguard.v1.CreateSocketResponse
+	14, // 66: sockguard.v1.SockguardService.GetSocket:output_type -> sockguard.v1.GetSocketResponse
+	16, // 67: sockguard.v1.SockguardService.ListSockets:output_type -> sockguard.v1.ListSocketsResponse
+	18, // 68: sockguard.v1.SockguardService.UpdateSocket:output_type -> sockguard.v1.UpdateSocketResponse
+	20, // 69: sockguard.v1.SockguardService.DeleteSocket:output_type -> sockguard.v1.DeleteSocketResponse
+	32, // 70: sockguard.v1.SockguardService.ListPresets:output_type -> sockguard.v1.ListPresetsResponse
+	34, // 71: sockguard.v1.SockguardService.GetPreset:output_type -> sockguard.v1.GetPresetResponse
+	38, // 72: sockguard.v1.SockguardService.CheckRequest:output_type -> sockguard.v1.CheckRequestResponse
+	41, // 73: sockguard.v1.SockguardService.ListDenials:output_type -> sockguard.v1.ListDenialsResponse
+	43, // 74: sockguard.v1.SockguardService.WatchDenials:output_type -> sockguard.v1.WatchDenialsResponse
+	45, // 75: sockguard.v1.SockguardService.GetBrokerInfo:output_type -> sockguard.v1.GetBrokerInfoResponse
+	47, // 76: sockguard.v1.SockguardService.BackupState:output_type -> sockguard.v1.BackupStateResponse
+	22, // 77: sockguard.v1.SockguardService.DeleteSocketStream:output_type -> sockguard.v1.DeleteSocketStreamResponse
+	28, // 78: sockguard.v1.SockguardService.ListEvents:output_type -> sockguard.v1.ListEventsResponse
+	65, // [65:79] is the sub-list for method output_type
+	51, // [51:65] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_sockguard_v1_sockguard_proto_init() }
@@ -3723,7 +3920,7 @@ func file_sockguard_v1_sockguard_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sockguard_v1_sockguard_proto_rawDesc), len(file_sockguard_v1_sockguard_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   42,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

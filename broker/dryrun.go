@@ -1,0 +1,262 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"path"
+	"strings"
+
+	"github.com/sockguard/sockguard/broker/pipeline"
+	"github.com/sockguard/sockguard/policy"
+)
+
+// The dry run's stages: the live pipeline (pipeline.Judge) over stages
+// that look nothing up. Invariant: nothing here sends a byte to dockerd, a
+// registry or a name server, and nothing is created, mounted or stored;
+// the host filesystem is only read (bind sources' real paths, root-owned
+// checks), as the live stages read it. Every lookup the live stages would
+// make is assumed to pass and is listed as unknown instead, so a dry run
+// never tells one tenant's objects from another's or from missing ones.
+
+// Bounds of what a dry run answers.
+const (
+	maxDryUnknown    = 32  // entries in the unknown list
+	maxDryUnknownLen = 256 // bytes per entry
+)
+
+// dryNotes collects what a dry run could not know, bounded and without
+// repeats. A Judge runs in one goroutine, so it needs no lock.
+type dryNotes struct {
+	list []string
+	more int // entries left out beyond maxDryUnknown
+}
+
+func (n *dryNotes) add(s string) {
+	s = clipText(s, maxDryUnknownLen)
+	for _, have := range n.list {
+		if have == s {
+			return
+		}
+	}
+	if len(n.list) >= maxDryUnknown {
+		n.more++
+		return
+	}
+	n.list = append(n.list, s)
+}
+
+// merge returns the notes after the pipeline's own unknowns, bounded.
+func (n *dryNotes) merge(first []string) []string {
+	all := &dryNotes{}
+	for _, s := range first {
+		all.add(s)
+	}
+	for _, s := range n.list {
+		all.add(s)
+	}
+	all.more += n.more
+	if all.more > 0 {
+		all.list[len(all.list)-1] = fmt.Sprintf("... and %d more", all.more+1)
+	}
+	return all.list
+}
+
+// clipText bounds s to n bytes without splitting a character.
+func clipText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - 3
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+// dryTenant is whom a preset is judged for: no socket, no objects.
+const dryTenant = "(dry run)"
+
+// dryStages are the pipeline's stages for a dry run of tenant t (a
+// socket's, or a placeholder for a preset: Name ""). The broker-wide
+// choices (images, pins, bind resolution) are the live ones.
+func (p *Proxy) dryStages(t *Tenant, notes *dryNotes) pipeline.Stages {
+	ts := &tenantStages{iso: isolator{owner: t.ID, daemon: dryDaemon{owner: t.ID, notes: notes}}, tenant: t, log: p.log}
+	st := pipeline.Stages{Owners: dryOwners{ts, notes}, Registries: dryResolver{}}
+	if p.images != nil {
+		st.Images = dryImages{}
+	}
+	if p.pins != nil {
+		st.Pins = dryPins{ts, p.pins, notes}
+	}
+	if p.resolveBinds {
+		st.ResolvePath = resolveHostPath
+	}
+	return st
+}
+
+var (
+	_ pipeline.Owners       = dryOwners{}
+	_ pipeline.Images       = dryImages{}
+	_ pipeline.Pins         = dryPins{}
+	_ pipeline.HostResolver = dryResolver{}
+	_ daemonObjects         = dryDaemon{}
+)
+
+// unknownf is an ErrUnknown saying what was not known.
+func unknownf(format string, args ...any) error {
+	return fmt.Errorf(format+" (%w)", append(args, pipeline.ErrUnknown)...)
+}
+
+// dryOwners resolves nothing: the object a path names is unknown; bodies
+// and queries are isolated by the live code over dryDaemon.
+type dryOwners struct {
+	*tenantStages
+	notes *dryNotes
+}
+
+func (d dryOwners) Resolve(_ context.Context, k policy.ObjectKind, ref string) (string, error) {
+	kind, ok := kindOf(k)
+	if !ok {
+		return "", fmt.Errorf("no owner lookup for a %s", k)
+	}
+	if !validRef(ref) {
+		// Known offline: no object has this name (the live answer too).
+		return "", pipelineError(&errNoSuchObject{kind: kind, ref: ref})
+	}
+	return "", unknownf("whether it exists and belongs to this socket")
+}
+
+func (d dryOwners) IsolateBody(ctx context.Context, req policy.Request, body []byte) ([]byte, error) {
+	if req.Route().Endpoint() != policy.EndpointVolumeCreate {
+		return d.tenantStages.IsolateBody(ctx, req, body)
+	}
+	// isolateVolumeCreate asks dockerd whether the name is taken.
+	var v struct{ Name string }
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := json.Unmarshal(body, &v); err != nil {
+			return nil, pipelineError(errAmbiguous("volume create body: " + err.Error()))
+		}
+	}
+	if v.Name != "" {
+		d.notes.add(fmt.Sprintf("whether volume name %s is taken by another tenant", quoteBounded(v.Name)))
+	}
+	out, err := stampOwner(body, d.tenant.ID)
+	return out, pipelineError(err)
+}
+
+// dryDaemon answers isolation's lookups without the daemon: every object
+// a body or query names is taken to exist, to be the tenant's and to be
+// named by the text given; each is listed as unknown.
+type dryDaemon struct {
+	owner string
+	notes *dryNotes
+}
+
+func (d dryDaemon) inspect(_ context.Context, k objectKind, ref string) (objectInfo, bool, error) {
+	d.notes.add(fmt.Sprintf("whether %s %s exists and belongs to this socket", kindName(k), quoteBounded(ref)))
+	return objectInfo{ID: ref, Name: ref, Labels: map[string]string{OwnerLabel: d.owner}}, true, nil
+}
+
+func (d dryDaemon) createVolume(context.Context, string, string, policy.VolumeSpec) error {
+	return unknownf("a dry run creates no volume")
+}
+
+func (d dryDaemon) listContainers(context.Context, string) (int, string, error) {
+	return 0, "", unknownf("a dry run lists no containers")
+}
+
+// kindName names an isolation kind in a sentence.
+func kindName(k objectKind) string {
+	switch k {
+	case kindContainer:
+		return "container"
+	case kindExec:
+		return "exec instance"
+	case kindNetwork:
+		return "network"
+	}
+	return "volume"
+}
+
+// dryImages judges what the image guard judges from the request alone
+// (a pull's query and credentials); whether an image is present or
+// private to another tenant is unknown.
+type dryImages struct{}
+
+func (dryImages) CheckRef(_ context.Context, _, _ string) (string, error) {
+	return "", unknownf("whether it is present and not private to another tenant")
+}
+
+func (dryImages) CheckCreate(_ context.Context, body []byte) ([]byte, error) {
+	var c struct{ Image string }
+	_ = json.Unmarshal(body, &c) // the body passed strict decoding; this only names it
+	return body, unknownf("whether image %s is present and not private to another tenant", quoteBounded(c.Image))
+}
+
+func (dryImages) CheckExport(_ context.Context, names []string) error {
+	return unknownf("whether images %s are present and not private to another tenant", quoteBounded(strings.Join(names, ", ")))
+}
+
+func (dryImages) BeginPull(_ context.Context, req policy.Request, h http.Header) (pipeline.Pull, error) {
+	if req.Param("fromImage") == "" {
+		return nil, nil
+	}
+	t, err := parsePull(req.Query())
+	if err != nil {
+		return nil, pipelineError(&errPullRefused{http.StatusBadRequest, "sockguard: " + err.Error()})
+	}
+	if registryCredentials(h.Values("X-Registry-Auth")) && t.allTags {
+		return nil, pipelineError(&errPullRefused{http.StatusBadRequest,
+			"sockguard: pulling every tag of a repository with registry credentials is not supported; pull one tag or digest"})
+	}
+	return nil, nil
+}
+
+// dryPins judges each host bind source as the pinner does, short of
+// pinning: the tenant's own socket, the broker's own paths, and in
+// root-owned mode the ownership of every component (read with lstat).
+// In mount mode whether a source can be pinned is unknown.
+type dryPins struct {
+	*tenantStages
+	pn    *pinner
+	notes *dryNotes
+}
+
+func (d dryPins) Prepare(_ context.Context, body []byte) ([]byte, string, error) {
+	self := ""
+	if d.tenant.Name != "" {
+		self = d.pn.selfSocket(d.tenant.Name)
+	}
+	_, err := policy.RewriteBindSources(body, func(s policy.BindSource) (string, error) {
+		src := path.Clean(s.Source)
+		if exempt, err := d.pn.judgeSource(self, src); exempt || err != nil {
+			return s.Source, err
+		}
+		switch d.pn.mode {
+		case PinMount:
+			d.notes.add(fmt.Sprintf("whether host path %s can be pinned (a dry run mounts nothing)", quoteBounded(src)))
+			return s.Source, nil
+		case PinRootOwned:
+			return s.Source, checkRootOwned(src, s.ReadOnly)
+		default:
+			return "", errNoPins()
+		}
+	})
+	if err != nil {
+		return nil, "", d.pinError(err)
+	}
+	return body, "", nil
+}
+
+func (dryPins) Finish(string, bool) {}
+
+// dryResolver looks no name up: a registry host's address is unknown.
+type dryResolver struct{}
+
+func (dryResolver) LookupIPAddr(context.Context, string) ([]net.IPAddr, error) {
+	return nil, unknownf("a dry run sends no name lookup")
+}
