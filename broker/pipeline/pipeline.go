@@ -180,12 +180,12 @@ type Verdict struct {
 	// (the zero Request when the request had no canonical form).
 	Req      policy.Request
 	Decision policy.Decision // Refuse, NotFound: the refusal
+	Message  string          // Refuse, NotFound: the answer's message ("" for the standard one)
+	Err      error           // Failed
 	// Allowance is the rules' allowance of a forwarded request (its rule
 	// and reason, for a dry run to show); zero when the rules refused it
 	// in audit mode (see Audits).
 	Allowance policy.Decision
-	Message   string // Refuse, NotFound: the answer's message ("" for the standard one)
-	Err       error  // Failed
 	// Audits are the would-denies of an audit-mode socket, to record; the
 	// request is forwarded anyway (or refused by a later stage).
 	Audits []policy.Decision
