@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/sockguard/sockguard/broker/docker"
 	"github.com/sockguard/sockguard/broker/pipeline"
 	"github.com/sockguard/sockguard/policy"
 )
@@ -84,6 +84,7 @@ const dryTenant = "(dry run)"
 // socket's, or a placeholder for a preset: Name ""). The broker-wide
 // choices (images, pins, bind resolution) are the live ones.
 func (p *Proxy) dryStages(t *Tenant, notes *dryNotes) pipeline.Stages {
+	// No owner cache: the dry daemon's owners are made up.
 	ts := &tenantStages{iso: isolator{owner: t.ID, daemon: dryDaemon{owner: t.ID, notes: notes}}, tenant: t, log: p.log}
 	st := pipeline.Stages{Owners: dryOwners{ts, notes}, Registries: dryResolver{}}
 	if p.images != nil {
@@ -103,7 +104,7 @@ var (
 	_ pipeline.Images       = dryImages{}
 	_ pipeline.Pins         = dryPins{}
 	_ pipeline.HostResolver = dryResolver{}
-	_ daemonObjects         = dryDaemon{}
+	_ isolationDaemon       = dryDaemon{}
 )
 
 // unknownf is an ErrUnknown saying what was not known.
@@ -130,56 +131,46 @@ func (d dryOwners) Resolve(_ context.Context, k policy.ObjectKind, ref string) (
 	return "", unknownf("whether it exists and belongs to this socket")
 }
 
-func (d dryOwners) IsolateBody(ctx context.Context, req policy.Request, body []byte) ([]byte, error) {
-	if req.Route().Endpoint() != policy.EndpointVolumeCreate {
-		return d.tenantStages.IsolateBody(ctx, req, body)
-	}
-	// isolateVolumeCreate asks dockerd whether the name is taken.
-	var v struct{ Name string }
-	if len(bytes.TrimSpace(body)) > 0 {
-		if err := json.Unmarshal(body, &v); err != nil {
-			return nil, pipelineError(errAmbiguous("volume create body: " + err.Error()))
-		}
-	}
-	if v.Name != "" {
-		d.notes.add(fmt.Sprintf("whether volume name %s is taken by another tenant", quoteBounded(v.Name)))
-	}
-	out, err := stampOwner(body, d.tenant.ID)
-	return out, pipelineError(err)
-}
+// CreateVolumes creates nothing: the volumes a create would make are
+// among the unknowns (whether they exist).
+func (d dryOwners) CreateVolumes(context.Context, []pipeline.Volume) error { return nil }
 
 // dryDaemon answers isolation's lookups without the daemon: every object
 // a body or query names is taken to exist, to be the tenant's and to be
-// named by the text given; each is listed as unknown.
+// named by the text given; each is listed as unknown. The isolator over it
+// has no owner cache, so these made-up owners are never remembered.
 type dryDaemon struct {
 	owner string
 	notes *dryNotes
 }
 
-func (d dryDaemon) inspect(_ context.Context, k objectKind, ref string) (objectInfo, bool, error) {
-	d.notes.add(fmt.Sprintf("whether %s %s exists and belongs to this socket", kindName(k), quoteBounded(ref)))
-	return objectInfo{ID: ref, Name: ref, Labels: map[string]string{OwnerLabel: d.owner}}, true, nil
+func (d dryDaemon) note(kind, ref string) map[string]string {
+	d.notes.add(fmt.Sprintf("whether %s %s exists and belongs to this socket", kind, quoteBounded(ref)))
+	return map[string]string{OwnerLabel: d.owner}
 }
 
-func (d dryDaemon) createVolume(context.Context, string, string, policy.VolumeSpec) error {
+func (d dryDaemon) InspectContainer(_ context.Context, ref string) (docker.Container, error) {
+	return docker.Container{ID: ref, Name: ref, Labels: d.note("container", ref)}, nil
+}
+
+func (d dryDaemon) InspectExec(_ context.Context, ref string) (docker.Exec, error) {
+	return docker.Exec{}, unknownf("whether exec instance %s exists and belongs to this socket", quoteBounded(ref))
+}
+
+func (d dryDaemon) InspectNetwork(_ context.Context, ref string) (docker.Network, error) {
+	return docker.Network{ID: ref, Name: ref, Labels: d.note("network", ref)}, nil
+}
+
+func (d dryDaemon) InspectVolume(_ context.Context, name string) (docker.Volume, error) {
+	return docker.Volume{Name: name, Labels: d.note("volume", name)}, nil
+}
+
+func (d dryDaemon) ListContainers(context.Context, bool, string) ([]docker.ContainerSummary, error) {
+	return nil, unknownf("a dry run lists no containers")
+}
+
+func (d dryDaemon) CreateVolume(context.Context, docker.VolumeCreate) error {
 	return unknownf("a dry run creates no volume")
-}
-
-func (d dryDaemon) listContainers(context.Context, string) (int, string, error) {
-	return 0, "", unknownf("a dry run lists no containers")
-}
-
-// kindName names an isolation kind in a sentence.
-func kindName(k objectKind) string {
-	switch k {
-	case kindContainer:
-		return "container"
-	case kindExec:
-		return "exec instance"
-	case kindNetwork:
-		return "network"
-	}
-	return "volume"
 }
 
 // dryImages judges what the image guard judges from the request alone
