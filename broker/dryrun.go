@@ -32,7 +32,7 @@ const (
 // repeats. A Judge runs in one goroutine, so it needs no lock.
 type dryNotes struct {
 	list []string
-	more int // entries left out beyond maxDryUnknown
+	more int // additions left out beyond maxDryUnknown
 }
 
 func (n *dryNotes) add(s string) {
@@ -60,7 +60,7 @@ func (n *dryNotes) merge(first []string) []string {
 	}
 	all.more += n.more
 	if all.more > 0 {
-		all.list[len(all.list)-1] = fmt.Sprintf("... and %d more", all.more+1)
+		all.list[len(all.list)-1] = "... and more, not listed"
 	}
 	return all.list
 }

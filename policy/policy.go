@@ -369,10 +369,17 @@ func FormBody(h http.Header) bool {
 	return false
 }
 
-// Evaluate is the dry run used by `sgctl check`: Canonicalize, Decide, and
-// BodyPolicy/InspectBody when the endpoint inspects bodies (a nil body is
-// judged as empty). target is path?query as a client sends it
+// Evaluate judges a request by the preset's rules alone: Canonicalize,
+// Decide, and BodyPolicy/InspectBody when the endpoint inspects bodies (a
+// nil body is judged as empty). target is path?query as a client sends it
 // (percent-encoded); it is decoded once, as net/http would.
+//
+// It is not the dry run: `sgctl check` and CheckRequest run the broker's
+// pipeline (broker/pipeline.Judge), which adds the form-body refusal,
+// tenant isolation, bind resolution and pins, images and audit mode.
+// Evaluate stays for callers that have only a policy (the tests of this
+// package, of policy/suggest and of sgctl's suggest-policy), and it calls
+// the same policy stages in the same order the pipeline does.
 func (p *Policy) Evaluate(method, target string, header http.Header, body []byte) (Request, Decision) {
 	u, err := url.ParseRequestURI(target)
 	if err != nil {

@@ -23,20 +23,32 @@ type checkOptions struct {
 	headers headerFlags
 }
 
-// headerFlags collects repeated --header 'Name: value' flags.
+// headerFlags collects repeated --header 'Name: value' flags. A flag
+// that is not of that form is kept as nil and refused by runCheck: the
+// flag package would quote the whole text back, and registry credentials
+// travel in headers.
 type headerFlags []*sockguardv1.CheckHeader
 
 func (h *headerFlags) String() string { return fmt.Sprintf("%d headers", len(*h)) }
 
-// Set takes one "Name: value"; the value is never echoed in an error
-// (registry credentials travel in headers).
 func (h *headerFlags) Set(s string) error {
 	name, value, ok := strings.Cut(s, ":")
 	name = strings.TrimSpace(name)
 	if !ok || name == "" || strings.ContainsAny(name, " \t") {
-		return errors.New("want 'Name: value'")
+		*h = append(*h, nil)
+		return nil
 	}
 	*h = append(*h, &sockguardv1.CheckHeader{Name: name, Value: strings.TrimSpace(value)})
+	return nil
+}
+
+// check refuses a --header that is not 'Name: value', without its text.
+func (h headerFlags) check() error {
+	for i, kv := range h {
+		if kv == nil {
+			return usagef("--header number %d: want 'Name: value' (not shown: it may hold a credential)", i+1)
+		}
+	}
 	return nil
 }
 
@@ -84,6 +96,9 @@ func (c *cli) runCheck(ctx context.Context, o *checkOptions, args []string) erro
 		return usagef("one of --preset or --socket is required")
 	case o.preset != "" && o.socket != "":
 		return usagef("give --preset or --socket, not both (a socket brings its own preset)")
+	}
+	if err := o.headers.check(); err != nil {
+		return err
 	}
 	req := &sockguardv1.CheckRequestRequest{
 		Preset:  o.preset,
