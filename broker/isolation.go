@@ -602,6 +602,14 @@ func setLabel(body []byte, key, value string) ([]byte, error) {
 	if top == nil {
 		top = map[string]json.RawMessage{}
 	}
+	if err := setLabelTop(top, key, value); err != nil {
+		return nil, err
+	}
+	return json.Marshal(top)
+}
+
+// setLabelTop is setLabel on a decoded top level.
+func setLabelTop(top map[string]json.RawMessage, key, value string) error {
 	lk := "Labels"
 	for k := range top {
 		if strings.EqualFold(k, "Labels") {
@@ -611,7 +619,7 @@ func setLabel(body []byte, key, value string) ([]byte, error) {
 	labels := map[string]string{}
 	if raw, ok := top[lk]; ok {
 		if err := json.Unmarshal(raw, &labels); err != nil {
-			return nil, errAmbiguous("Labels must be an object of strings")
+			return errAmbiguous("Labels must be an object of strings")
 		}
 		if labels == nil {
 			labels = map[string]string{}
@@ -620,10 +628,10 @@ func setLabel(body []byte, key, value string) ([]byte, error) {
 	labels[key] = value
 	raw, err := json.Marshal(labels)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	top[lk] = raw
-	return json.Marshal(top)
+	return nil
 }
 
 // isolateContainerCreate resolves every object a container-create body

@@ -352,19 +352,7 @@ func (pn *pinner) prepare(ctx context.Context, tenantID, tenantName string, body
 		if rb != nil {
 			body = rb
 		}
-		var ids []string
-		if ids, err = pn.inherited(ctx, body); err == nil {
-			if pinID != "" {
-				ids = append(ids, pinID)
-			}
-			slices.Sort(ids)
-			ids = slices.Compact(ids)
-			if len(ids) > maxPinRefs {
-				err = refusedf("the container would hold %d pins through VolumesFrom (at most %d)", len(ids), maxPinRefs)
-			} else {
-				out, err = setLabel(body, PinLabel, strings.Join(ids, ","))
-			}
-		}
+		out, err = pn.labelPins(ctx, body, pinID)
 	}
 	if err != nil {
 		if pinID != "" {
@@ -375,6 +363,38 @@ func (pn *pinner) prepare(ctx context.Context, tenantID, tenantName string, body
 	return out, pinID, nil
 }
 
+// labelPins sets the pin label of a create body: its own pin id and those
+// of the containers it mounts the volumes of. The body is decoded and
+// encoded once for both.
+func (pn *pinner) labelPins(ctx context.Context, body []byte, pinID string) ([]byte, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		return nil, errAmbiguous("request body is not a JSON object")
+	}
+	if top == nil {
+		top = map[string]json.RawMessage{}
+	}
+	ids, err := pn.inherited(ctx, top)
+	if err != nil {
+		return nil, err
+	}
+	if pinID != "" {
+		ids = append(ids, pinID)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	if len(ids) > maxPinRefs {
+		return nil, refusedf("the container would hold %d pins through VolumesFrom (at most %d)", len(ids), maxPinRefs)
+	}
+	if err := setLabelTop(top, PinLabel, strings.Join(ids, ",")); err != nil {
+		return nil, err
+	}
+	return json.Marshal(top)
+}
+
 // maxPinRefs bounds the pin ids one container's label carries (its own and
 // those it inherits through VolumesFrom).
 const maxPinRefs = 64
@@ -383,20 +403,21 @@ const maxPinRefs = 64
 // volumes of (VolumesFrom, both levels): the new container binds their
 // pins too, so it must keep them from being swept. Isolation has already
 // replaced each reference by the full id of one of the tenant's containers.
-func (pn *pinner) inherited(ctx context.Context, body []byte) ([]string, error) {
-	var vf struct {
-		VolumesFrom []string
-		HostConfig  *struct{ VolumesFrom []string }
+// top is the body's top level; keys match without case, as dockerd reads
+// them (the strict pass left one key per name).
+func (pn *pinner) inherited(ctx context.Context, top map[string]json.RawMessage) ([]string, error) {
+	var refs []string
+	if k := foldKey(top, "VolumesFrom"); k != "" {
+		if err := json.Unmarshal(top[k], &refs); err != nil {
+			return nil, errAmbiguous("VolumesFrom: " + err.Error())
+		}
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, nil
-	}
-	if err := json.Unmarshal(body, &vf); err != nil {
-		return nil, errAmbiguous("VolumesFrom: " + err.Error())
-	}
-	refs := vf.VolumesFrom
-	if vf.HostConfig != nil {
-		refs = append(refs, vf.HostConfig.VolumesFrom...)
+	if k := foldKey(top, "HostConfig"); k != "" {
+		var hc struct{ VolumesFrom []string }
+		if err := json.Unmarshal(top[k], &hc); err != nil {
+			return nil, errAmbiguous("VolumesFrom: " + err.Error())
+		}
+		refs = append(refs, hc.VolumesFrom...)
 	}
 	if len(refs) == 0 {
 		return nil, nil
