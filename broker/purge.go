@@ -112,38 +112,42 @@ func removed(ctx context.Context, err error) error {
 }
 
 // ownedObjects lists the ids of every object labelled for owner. A list
-// dockerd refuses (4xx) counts as empty.
+// dockerd refuses as the request's fault (4xx) reads as empty, and the
+// next list is still asked.
 func (pg purger) ownedObjects(ctx context.Context) (containers, networks, volumes []string, err error) {
 	f, _ := mergeOwnerFilter("", pg.owner)
-	cs, err := pg.d.ListContainers(ctx, true, f)
-	if err = listed(err); err != nil {
-		return
+	cs, err := orEmpty(pg.d.ListContainers(ctx, true, f))
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	for _, c := range cs {
 		containers = append(containers, c.ID)
 	}
-	ns, err := pg.d.ListNetworks(ctx, f)
-	if err = listed(err); err != nil {
-		return
+	ns, err := orEmpty(pg.d.ListNetworks(ctx, f))
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	for _, n := range ns {
 		networks = append(networks, n.ID)
 	}
-	vs, err := pg.d.ListVolumes(ctx, f)
-	if err = listed(err); err != nil {
-		return
+	vs, err := orEmpty(pg.d.ListVolumes(ctx, f))
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	for _, v := range vs {
 		volumes = append(volumes, v.Name)
 	}
-	return
+	return containers, networks, volumes, nil
 }
 
-// listed is the error of a list: none when dockerd refused it as the
-// request's fault (4xx), which reads as an empty list.
-func listed(err error) error {
-	if errors.Is(err, docker.ErrRejected) {
-		return nil
+// orEmpty is a list's answer, read as empty when dockerd refused it as the
+// request's fault (4xx).
+func orEmpty[T any](list []T, err error) ([]T, error) {
+	switch {
+	case err == nil:
+		return list, nil
+	case errors.Is(err, docker.ErrRejected):
+		return nil, nil
 	}
-	return err
+	return nil, err
 }
