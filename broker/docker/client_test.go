@@ -2,7 +2,6 @@ package docker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -227,7 +226,7 @@ func TestPing(t *testing.T) {
 func TestStatusErrorBounded(t *testing.T) {
 	c := fakeDaemon(t, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotFound)
-		json.NewEncoder(w).Encode(map[string]string{"message": strings.Repeat("m", 2*maxMessage)})
+		io.WriteString(w, `{"message":"`+strings.Repeat("m", 2*maxMessage)+`"}`)
 	})
 	_, err := c.InspectContainer(context.Background(), strings.Repeat("r", 10000))
 	var se *StatusError
