@@ -67,6 +67,7 @@ func checkCommand() *command {
 			"the rules refuse prints \"allow (audit: would deny)\" and the refusals it would record.\n\n" +
 			"Exit status: 0 allow, 1 deny, 2 usage error (a mistake on the command line), " +
 			"3 no answer (broker unreachable or refusing the call, unknown preset or socket, unreadable --body). " +
+			"A would-deny on an audit-mode socket exits 1 too: the rules refuse it, and the socket will once it enforces. " +
 			"A script can therefore tell \"this request is refused\" (1) from \"could not ask\" (3).",
 		setup: func(fs *flag.FlagSet) runFunc {
 			o := &checkOptions{}
@@ -130,7 +131,7 @@ func (c *cli) runCheck(ctx context.Context, o *checkOptions, args []string) erro
 	if err != nil {
 		return err
 	}
-	if !resp.GetAllowed() {
+	if !resp.GetAllowed() || len(resp.GetWouldDeny()) > 0 {
 		return exitCodeError(exitFailure)
 	}
 	return nil
@@ -157,6 +158,7 @@ func (c *cli) printCheck(resp *sockguardv1.CheckRequestResponse) error {
 	lines = append(lines, kv{"reason", resp.GetReason()})
 	for _, w := range resp.GetWouldDeny() {
 		lines = append(lines, kv{"would deny", reasonName(w.GetReasonCode()) + ": " + w.GetReason()})
+		lines = append(lines, subjectLines(w.GetSubject())...)
 	}
 	for _, u := range resp.GetUnknown() {
 		lines = append(lines, kv{"unknown", u})

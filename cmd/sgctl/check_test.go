@@ -9,7 +9,8 @@ import (
 
 // TestCheckHeadersAndUnknowns: --header is sent as given (repeatable,
 // "Name: value"), a bad one is a usage error that does not echo its
-// value, and the answer's would-denies and unknowns are printed.
+// value, and the answer's would-denies (with their subject; exit 1: the
+// rules refuse it) and unknowns are printed.
 func TestCheckHeadersAndUnknowns(t *testing.T) {
 	const secret = "c2VjcmV0LXZhbHVl"
 	f := &fakeBroker{checkFor: func(r *sockguardv1.CheckRequestRequest) *sockguardv1.CheckRequestResponse {
@@ -17,7 +18,8 @@ func TestCheckHeadersAndUnknowns(t *testing.T) {
 			Reason:     "audit mode: forwarded, and recorded as a would-deny: privileged containers are not allowed",
 			PolicyMode: sockguardv1.PolicyMode_POLICY_MODE_AUDIT,
 			WouldDeny: []*sockguardv1.CheckWouldDeny{{ReasonCode: sockguardv1.DenialReason_DENIAL_REASON_PRIVILEGED,
-				Reason: "privileged containers are not allowed"}},
+				Reason: "privileged containers are not allowed", Subject: &sockguardv1.DenialSubject{Field: "HostConfig.Privileged",
+					Allowance: &sockguardv1.Allowance{Kind: sockguardv1.AllowanceKind_ALLOWANCE_KIND_SETTING, Section: "container", Setting: "allow_privileged", Value: "true"}}}},
 			Unknown: []string{"container web: whether it exists and belongs to this socket (not known without the daemon)"}}
 	}}
 	sock := startBroker(t, f)
@@ -27,9 +29,9 @@ func TestCheckHeadersAndUnknowns(t *testing.T) {
 		wantCode int
 		want     []string // lines of stdout, spaces collapsed
 	}{
-		{name: "audit with unknowns", wantCode: 0,
+		{name: "audit with unknowns", wantCode: 1, // the rules refuse it
 			args: []string{"check", "--socket", "s", "--header", "Content-Type: application/json", "--header", "X-Registry-Auth:" + secret, "POST", "/containers/create"},
-			want: []string{"allow (audit: would deny)", "would deny: privileged: privileged containers are not allowed", "unknown: container web: whether it exists"}},
+			want: []string{"allow (audit: would deny)", "would deny: privileged: privileged containers are not allowed", "field: HostConfig.Privileged", "allowed by: container.allow_privileged: true", "unknown: container web: whether it exists"}},
 		{name: "header without a colon", wantCode: 2, args: []string{"check", "--socket", "s", "--header", "X-Registry-Auth " + secret, "GET", "/_ping"}},
 		{name: "header without a name", wantCode: 2, args: []string{"check", "--socket", "s", "--header", ": " + secret, "GET", "/_ping"}},
 	}
