@@ -67,6 +67,11 @@ func TestDryRunCorpus(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(work, "data"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// A link under the bind root that leads out of it: judged by its real
+	// path on both sides.
+	if err := os.Symlink("/etc", filepath.Join(work, "etc-link")); err != nil {
+		t.Fatal(err)
+	}
 	const enf, aud, other = "dr-enf", "dr-aud", "dr-other"
 	b.CreateSocket(t, enf, preset, "--allow-bind", work)
 	b.CreateSocket(t, aud, preset, "--allow-bind", work, "--policy-mode", "audit")
@@ -99,6 +104,7 @@ func TestDryRunCorpus(t *testing.T) {
 		{name: "create privileged", method: "POST", target: "/v1.41/containers/create", header: [][2]string{jsonCT}, body: create(`,"Privileged":true`), want: "deny privileged"},
 		{name: "bind outside roots", method: "POST", target: "/v1.41/containers/create", header: [][2]string{jsonCT}, body: create(`,"Binds":["/etc:/x"]`), want: "deny bind-mount"},
 		{name: "bind under root", method: "POST", target: "/v1.41/containers/create", header: [][2]string{jsonCT}, body: create(`,"Binds":["` + work + `/data:/data"]`), want: "allow"},
+		{name: "bind through a link out of the root", method: "POST", target: "/v1.41/containers/create", header: [][2]string{jsonCT}, body: create(`,"Binds":["` + work + `/etc-link:/x"]`), want: "deny bind-mount"},
 		{name: "bind the daemon socket", method: "POST", target: "/v1.41/containers/create", header: [][2]string{jsonCT}, body: create(`,"Binds":["` + daemonSock + `:/var/run/docker.sock"]`), want: "allow"}, // rewritten to the tenant's own socket,
 		{name: "unknown field", method: "POST", target: "/v1.41/containers/create", header: [][2]string{jsonCT}, body: `{"Image":"` + testImage + `","Bogus":1}`, want: "deny body-denied"},
 		{name: "null array element", method: "POST", target: "/v1.41/containers/create", header: [][2]string{jsonCT}, body: `{"Image":"` + testImage + `","HostConfig":{"Binds":[null]}}`, want: "deny malformed"},
@@ -149,6 +155,9 @@ func TestDryRunCorpus(t *testing.T) {
 		if got := ck.verdict(); got != tc.want {
 			t.Errorf("%s: sgctl check says %q, want %q (%s; unknown %q)", tc.name, got, tc.want, ck.Reason, ck.Unknown)
 			continue
+		}
+		if len(ck.Unknown) > 0 {
+			t.Logf("%s: check lists unknown %q", tc.name, ck.Unknown)
 		}
 		live, reqID := dryRunLive(t, b, sock, tc)
 		if tc.resolved != "" {
