@@ -12,6 +12,7 @@ import (
 	"github.com/sockguard/sockguard/broker/docker"
 	"github.com/sockguard/sockguard/broker/pipeline"
 	"github.com/sockguard/sockguard/policy"
+	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
 
 // The dry run's stages: the live pipeline (pipeline.Judge) over stages
@@ -33,10 +34,14 @@ const (
 type dryNotes struct {
 	list []string
 	more int // additions left out beyond maxDryUnknown
+	// linked: a bind source was a link (or unreadable); real maps the
+	// real paths followed to the sources as written (resolvePath).
+	linked bool
+	real   map[string]string
 }
 
 func (n *dryNotes) add(s string) {
-	s = clipText(s, maxDryUnknownLen)
+	s = clipText(n.maskNote(s), maxDryUnknownLen)
 	for _, have := range n.list {
 		if have == s {
 			return
@@ -94,9 +99,57 @@ func (p *Proxy) dryStages(t *Tenant, notes *dryNotes) pipeline.Stages {
 		st.Pins = dryPins{ts, p.pins, notes}
 	}
 	if p.resolveBinds {
-		st.ResolvePath = resolveHostPath
+		st.ResolvePath = notes.resolvePath
 	}
 	return st
+}
+
+// resolvePath resolves a bind source as the live socket does, but keeps
+// the host's answer to itself: a CheckRequest caller needs only the
+// viewer role, and the real path of a link (/proc/self/cwd, a process's
+// open files under /proc/PID/fd) or the error reading one would tell it
+// about the broker's host. The links followed are remembered so that the
+// answer can leave their real paths out (mask).
+func (n *dryNotes) resolvePath(field, src string) (string, error) {
+	real, err := resolveHostPath(field, src)
+	if err != nil {
+		n.linked = true
+		return "", fmt.Errorf("the bind source %s cannot be resolved on the broker's host (a dry run does not say why)", quoteBounded(src))
+	}
+	if real != path.Clean(src) {
+		n.linked = true
+		if n.real == nil {
+			n.real = map[string]string{}
+		}
+		if len(n.real) < policy.MaxBodyRefs {
+			n.real[real] = src
+		}
+	}
+	return real, nil
+}
+
+// maskBinds removes from a bind refusal what a followed link's real path
+// would tell (see resolvePath): the reason becomes a fixed sentence and the
+// subject keeps only its field.
+func (n *dryNotes) maskBinds(code policy.ReasonCode, reason *string, subj *sockguardv1.DenialSubject) {
+	if !n.linked || code != policy.ReasonBindMount {
+		return
+	}
+	*reason = "a bind source is a link or cannot be resolved: the live socket judges its real path on the broker's host, which a dry run does not show"
+	if subj != nil {
+		subj.Value = ""
+		if a := subj.GetAllowance(); a != nil {
+			a.Value = ""
+		}
+	}
+}
+
+// maskNote replaces the real paths of followed links in a note.
+func (n *dryNotes) maskNote(s string) string {
+	for real, src := range n.real {
+		s = strings.ReplaceAll(s, real, "(the real path of "+src+")")
+	}
+	return s
 }
 
 var (

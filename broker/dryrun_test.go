@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -308,6 +309,62 @@ func TestCheckRequest(t *testing.T) {
 				t.Errorf("unknown %q lacks %q", resp.GetUnknown(), tc.unknown)
 			}
 		})
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("CheckRequest sent %d requests to the daemon", n)
+	}
+}
+
+// TestCheckRequestHidesRealPaths: a CheckRequest caller (viewer role)
+// learns nothing of the broker's host through bind source resolution:
+// neither the real path of a link (/proc/self/cwd is one) nor why a source
+// could not be resolved. The verdict and its code are the live ones.
+func TestCheckRequestHidesRealPaths(t *testing.T) {
+	hidden := filepath.Join(t.TempDir(), "hidden-target-dir")
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Mkdir(hidden, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(hidden, link); err != nil {
+		t.Fatal(err)
+	}
+	dangling := filepath.Join(t.TempDir(), "dangling")
+	if err := os.Symlink(filepath.Join(hidden, "gone"), dangling); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := policy.BuiltinCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var calls atomic.Int64
+	up := tripwireDaemon(t, &calls)
+	reg := &Registry{tenants: map[string]*tenantServer{}, proxy: &Proxy{up: up, owners: newOwnerCache(64), log: log, resolveBinds: true,
+		pins: newPinner(PinMount, t.TempDir(), "", nil, up, log)}}
+	reg.catalog.Store(cat)
+	svc := &service{b: &Broker{reg: reg}}
+	for _, src := range []string{link, dangling, "/proc/self/cwd"} {
+		t.Run(src, func(t *testing.T) {
+			resp, err := svc.CheckRequest(context.Background(), &sockguardv1.CheckRequestRequest{Preset: "github-actions-runner", Method: "POST", Target: "/containers/create",
+				Body: []byte(`{"Image":"busybox","HostConfig":{"Binds":["` + src + `:/x"]}}`)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.GetAllowed() || resp.GetReasonCode() != sockguardv1.DenialReason(policy.ReasonBindMount) {
+				t.Fatalf("want a bind-mount refusal: %v", resp)
+			}
+			cwd, _ := os.Getwd()
+			text := prototext.Format(resp)
+			if strings.Contains(text, "hidden-target-dir") || strings.Contains(text, cwd) || strings.Contains(text, "no such file") {
+				t.Errorf("the answer tells about the host: %s", text)
+			}
+		})
+	}
+	// A source that is no link is quoted as usual.
+	resp, err := svc.CheckRequest(context.Background(), &sockguardv1.CheckRequestRequest{Preset: "github-actions-runner", Method: "POST", Target: "/containers/create",
+		Body: []byte(`{"Image":"busybox","HostConfig":{"Binds":["` + hidden + `:/x"]}}`)})
+	if err != nil || !strings.Contains(resp.GetReason(), hidden) {
+		t.Errorf("a plain source's refusal does not name it: %v %v", resp, err)
 	}
 	if n := calls.Load(); n != 0 {
 		t.Errorf("CheckRequest sent %d requests to the daemon", n)

@@ -80,15 +80,21 @@ func (s *service) CheckRequest(ctx context.Context, req *sockguardv1.CheckReques
 
 // checkResponse is the answer for a dry run's verdict.
 func checkResponse(v pipeline.Verdict, mode sockguardv1.PolicyMode, notes *dryNotes) (*sockguardv1.CheckRequestResponse, error) {
+	unknown := make([]string, len(v.Unknown))
+	for i, u := range v.Unknown {
+		unknown[i] = notes.maskNote(u)
+	}
 	resp := &sockguardv1.CheckRequestResponse{
-		Method: v.Req.Method, Path: v.Req.Path, PolicyMode: mode, Unknown: notes.merge(v.Unknown),
+		Method: v.Req.Method, Path: v.Req.Path, PolicyMode: mode, Unknown: notes.merge(unknown),
 	}
 	for i, d := range v.Audits {
 		if i == maxDryUnknown {
 			break
 		}
-		resp.WouldDeny = append(resp.WouldDeny, &sockguardv1.CheckWouldDeny{ReasonCode: sockguardv1.DenialReason(d.Code),
-			Reason: d.Reason, Rule: d.Rule, Subject: subjectToProto(boundedSubject(d.Subject))})
+		w := &sockguardv1.CheckWouldDeny{ReasonCode: sockguardv1.DenialReason(d.Code),
+			Reason: d.Reason, Rule: d.Rule, Subject: subjectToProto(boundedSubject(d.Subject))}
+		notes.maskBinds(d.Code, &w.Reason, w.Subject)
+		resp.WouldDeny = append(resp.WouldDeny, w)
 	}
 	switch v.Outcome {
 	case pipeline.Forward:
@@ -104,6 +110,7 @@ func checkResponse(v pipeline.Verdict, mode sockguardv1.PolicyMode, notes *dryNo
 		resp.Rule, resp.Reason = d.Rule, d.Reason
 		resp.ReasonCode = sockguardv1.DenialReason(d.Code)
 		resp.Subject = subjectToProto(boundedSubject(d.Subject))
+		notes.maskBinds(d.Code, &resp.Reason, resp.Subject)
 	case pipeline.NotFound:
 		// Known offline: the reference names no object (dockerd's answer).
 		resp.Rule, resp.Reason = "tenant isolation", v.Message
