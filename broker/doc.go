@@ -41,7 +41,9 @@
 //     exchange.go (ServeHTTP: peer, request slot, Judge, record, forward or
 //     refuse), stages.go (the pipeline's stages over isolation, images and
 //     pins), hijack.go (attach/exec), refusal.go (what a refused client
-//     reads), pacer.go (refusal pacing);
+//     reads), pacer.go (refusal pacing); dryrun.go and service_check.go
+//     (the dry run: the same Judge over stages that look nothing up and
+//     list what they could not know);
 //   - what the request path judges beyond policy: isolation.go (owners of
 //     referenced objects, forwarded as the ids checked), ownercache.go (the
 //     owner of a full id, which never changes, remembered), images.go and
