@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/sockguard/sockguard/broker/isolation"
 	"github.com/sockguard/sockguard/broker/store"
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 )
@@ -55,7 +56,7 @@ func mockDocker(t *testing.T, path string, owner *atomic.Value) (stop func()) {
 			io.WriteString(w, `{"message":"No such container"}`)
 			return
 		}
-		fmt.Fprintf(w, `{"Id":%q,"Config":{"Labels":{%q:%q}}}`, id, OwnerLabel, o)
+		fmt.Fprintf(w, `{"Id":%q,"Config":{"Labels":{%q:%q}}}`, id, isolation.OwnerLabel, o)
 	})
 	mux.HandleFunc("/exec/e1/json", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"ID":"e1","ContainerID":"c1full"}`)

@@ -13,6 +13,10 @@
 //     ping, version, inspect, lists, remove, volume create, registry
 //     check), its errors classed as not found, rejected (4xx) or
 //     unreachable;
+//   - isolation: tenant isolation (owner labels, owner filters, the
+//     resolution of every reference a request makes to a full id the
+//     tenant owns, the owner cache of full ids, 409 scrubbing) over a small
+//     daemon interface;
 //   - errdefs: the error classes (this package's ErrInvalidArgument and the
 //     others are the same values);
 //   - internal/bounded: Quote and Clip, the bounds on repeated input.
@@ -20,9 +24,9 @@
 // This package declares what it needs of them next to each consumer
 // (tenantStore in registry.go, auditStore in audit.go, serviceStore in
 // service.go, imageStore in images.go, denyRecorder in registry.go; of the
-// daemon: isolationDaemon in isolation.go, tenantObjects in purge.go,
-// imageDaemon in images.go, pinDaemon in pin.go, containerInspector in
-// peercontainer.go, pinger in health.go). Only the reverse proxy and the
+// daemon: tenantObjects in purge.go, imageDaemon in images.go, pinDaemon in
+// pin.go, containerInspector in peercontainer.go, pinger in health.go, and
+// isolation.Daemon in package isolation). Only the reverse proxy and the
 // hijack path use the client's transport and dialer directly, to forward
 // tenant requests as they are. Its own files, by concern:
 //
@@ -39,14 +43,13 @@
 //   - the request path: package pipeline (Judge: canonical, route, owners,
 //     rules, body, stamp, in one order, to one Verdict), proxy.go and
 //     exchange.go (ServeHTTP: peer, request slot, Judge, record, forward or
-//     refuse), stages.go (the pipeline's stages over isolation, images and
-//     pins), hijack.go (attach/exec), refusal.go (what a refused client
-//     reads), pacer.go (refusal pacing); dryrun.go and service_check.go
-//     (the dry run: the same Judge over stages that look nothing up and
-//     list what they could not know);
-//   - what the request path judges beyond policy: isolation.go (owners of
-//     referenced objects, forwarded as the ids checked), ownercache.go (the
-//     owner of a full id, which never changes, remembered), images.go and
+//     refuse), stages.go (the pipeline's stages over package isolation,
+//     images and pins), hijack.go (attach/exec), refusal.go (what a refused
+//     client reads), pacer.go (refusal pacing); dryrun.go and
+//     service_check.go (the dry run: the same Judge over stages that look
+//     nothing up and list what they could not know);
+//   - what the request path judges beyond policy: package isolation (owners
+//     of referenced objects, forwarded as the ids checked), images.go and
 //     images_mounts.go (credential-pulled images), pin.go, hostpath.go and
 //     rootfs.go (bind sources pinned, bind roots judged);
 //   - the deny log: package denylog and package store (Denial,

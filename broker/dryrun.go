@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/sockguard/sockguard/broker/docker"
+	"github.com/sockguard/sockguard/broker/isolation"
 	"github.com/sockguard/sockguard/broker/pipeline"
 	"github.com/sockguard/sockguard/policy"
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
@@ -90,7 +91,7 @@ const dryTenant = "(dry run)"
 // choices (images, pins, bind resolution) are the live ones.
 func (p *Proxy) dryStages(t *Tenant, notes *dryNotes) pipeline.Stages {
 	// No owner cache: the dry daemon's owners are made up.
-	ts := &tenantStages{iso: isolator{owner: t.ID, daemon: dryDaemon{owner: t.ID, notes: notes}}, tenant: t, log: p.log}
+	ts := &tenantStages{iso: isolation.New(dryDaemon{owner: t.ID, notes: notes}, nil, t.ID), tenant: t, log: p.log}
 	st := pipeline.Stages{Owners: dryOwners{ts, notes}, Registries: dryResolver{}}
 	if p.images != nil {
 		st.Images = dryImages{}
@@ -157,7 +158,7 @@ var (
 	_ pipeline.Images       = dryImages{}
 	_ pipeline.Pins         = dryPins{}
 	_ pipeline.HostResolver = dryResolver{}
-	_ isolationDaemon       = dryDaemon{}
+	_ isolation.Daemon      = dryDaemon{}
 )
 
 // unknownf is an ErrUnknown saying what was not known.
@@ -173,13 +174,12 @@ type dryOwners struct {
 }
 
 func (d dryOwners) Resolve(_ context.Context, k policy.ObjectKind, ref string) (string, error) {
-	kind, ok := kindOf(k)
-	if !ok {
+	if !isolation.Isolated(k) {
 		return "", fmt.Errorf("no owner lookup for a %s", k)
 	}
-	if !validRef(ref) {
+	if !isolation.ValidRef(ref) {
 		// Known offline: no object has this name (the live answer too).
-		return "", pipelineError(&errNoSuchObject{kind: kind, ref: ref})
+		return "", pipelineError(&isolation.NoSuchObject{Kind: k, Ref: ref})
 	}
 	return "", unknownf("whether it exists and belongs to this socket")
 }
@@ -190,7 +190,7 @@ func (d dryOwners) CreateVolumes(context.Context, []pipeline.Volume) error { ret
 
 // dryDaemon answers isolation's lookups without the daemon: every object
 // a body or query names is taken to exist, to be the tenant's and to be
-// named by the text given; each is listed as unknown. The isolator over it
+// named by the text given; each is listed as unknown. The Isolator over it
 // has no owner cache, so these made-up owners are never remembered.
 type dryDaemon struct {
 	owner string
@@ -199,7 +199,7 @@ type dryDaemon struct {
 
 func (d dryDaemon) note(kind, ref string) map[string]string {
 	d.notes.add(fmt.Sprintf("whether %s %s exists and belongs to this socket", kind, quoteBounded(ref)))
-	return map[string]string{OwnerLabel: d.owner}
+	return map[string]string{isolation.OwnerLabel: d.owner}
 }
 
 func (d dryDaemon) InspectContainer(_ context.Context, ref string) (docker.Container, error) {

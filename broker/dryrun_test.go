@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sockguard/sockguard/broker/docker"
+	"github.com/sockguard/sockguard/broker/isolation"
 	"github.com/sockguard/sockguard/broker/pipeline"
 	"github.com/sockguard/sockguard/policy"
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
@@ -55,7 +56,7 @@ func TestDryRunStages(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	// The tripwire trips: the live stages on the same proxy do ask.
 	var live atomic.Int64
-	lp := &Proxy{up: tripwireDaemon(t, &live), owners: newOwnerCache(64), log: log}
+	lp := &Proxy{up: tripwireDaemon(t, &live), owners: isolation.NewOwnerCache(64), log: log}
 	if _, err := lp.stages(tenant).Owners.Resolve(ctx, policy.ObjectContainer, "web"); err == nil || live.Load() == 0 {
 		t.Fatalf("live Resolve: err %v after %d daemon requests; the tripwire does not work", err, live.Load())
 	}
@@ -79,7 +80,7 @@ func TestDryRunStages(t *testing.T) {
 			req := mustCanonical(t, "POST", "/containers/create")
 			body, vols, err := p.dryStages(tenant, n).Owners.IsolateBody(ctx, req,
 				[]byte(`{"Image":"x","HostConfig":{"NetworkMode":"ci-net","Binds":["cache:/c"]}}`))
-			if err == nil && (!strings.Contains(string(body), `"`+OwnerLabel+`":"t-a"`) || len(vols) != 0) {
+			if err == nil && (!strings.Contains(string(body), `"`+isolation.OwnerLabel+`":"t-a"`) || len(vols) != 0) {
 				return fmt.Errorf("body %s, volumes %v: want the owner stamped and no volume to create", body, vols)
 			}
 			if err == nil && !strings.Contains(strings.Join(n.list, "\n"), `whether volume "cache" exists`) {
@@ -142,7 +143,7 @@ func TestDryRunStages(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var calls atomic.Int64
 			up := tripwireDaemon(t, &calls)
-			p := &Proxy{up: up, owners: newOwnerCache(64), log: log,
+			p := &Proxy{up: up, owners: isolation.NewOwnerCache(64), log: log,
 				images: newImageGuard(up, nil, log),
 				pins:   newPinner(PinMount, t.TempDir(), "", []string{guarded}, up, log)}
 			notes := &dryNotes{}
@@ -165,7 +166,7 @@ func TestDryRunStages(t *testing.T) {
 			if n := calls.Load(); n != 0 {
 				t.Errorf("the dry run sent %d requests to the daemon", n)
 			}
-			if n := p.owners.len(); n != 0 {
+			if n := p.owners.Len(); n != 0 {
 				t.Errorf("the dry run left %d entries in the owner cache", n)
 			}
 		})
@@ -225,7 +226,7 @@ func TestCheckRequest(t *testing.T) {
 	var calls atomic.Int64
 	up := tripwireDaemon(t, &calls)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	reg := &Registry{tenants: map[string]*tenantServer{}, proxy: &Proxy{up: up, owners: newOwnerCache(64), log: log, images: newImageGuard(up, nil, log)}}
+	reg := &Registry{tenants: map[string]*tenantServer{}, proxy: &Proxy{up: up, owners: isolation.NewOwnerCache(64), log: log, images: newImageGuard(up, nil, log)}}
 	reg.catalog.Store(cat)
 	for name, mode := range map[string]Mode{"enf": ModeEnforce, "aud": ModeAudit} {
 		ts := &tenantServer{}

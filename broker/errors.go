@@ -13,3 +13,9 @@ var (
 	ErrUnavailable     = errdefs.ErrUnavailable
 	ErrUnimplemented   = errdefs.ErrUnimplemented
 )
+
+// errAmbiguous is a request the broker cannot read unambiguously (images,
+// pins); it is refused as malformed, like isolation.Malformed.
+type errAmbiguous string
+
+func (e errAmbiguous) Error() string { return string(e) }

@@ -60,3 +60,20 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	}
 }
+
+// waitBacklog holds a missing-object answer for as long as a refusal
+// would wait right now, without taking a slot. A tenant that is not over
+// its deny rate is never held (compose and docker inspect probe missing
+// names); one that floods refusals cannot tell a missing object from
+// another tenant's (which is paced) by the answer's delay.
+func (p *pacer) waitBacklog(ctx context.Context) {
+	sleepCtx(ctx, p.backlog(time.Now().UnixNano()))
+}
+
+// backlog is how long a refusal at now would wait, without reserving.
+func (p *pacer) backlog(now int64) time.Duration {
+	if p.interval == 0 {
+		return 0
+	}
+	return max(0, min(time.Duration(p.tat.Load()-now), maxPace))
+}

@@ -35,3 +35,27 @@ func TestPacer(t *testing.T) {
 		t.Fatalf("flood wait %v, want the cap %v", d, maxPace)
 	}
 }
+
+func TestPacerBacklog(t *testing.T) {
+	p := newPacer(1000)
+	now := time.Now().UnixNano()
+	if d := p.backlog(now); d != 0 {
+		t.Fatalf("an idle pacer holds a missing-object answer for %v", d)
+	}
+	// Over the rate: the backlog is what the next refusal would wait, and
+	// reading it takes no slot.
+	for i := 0; i < 1100; i++ {
+		p.delay(now)
+	}
+	tat := p.tat.Load()
+	next := p.backlog(now)
+	if next <= 0 || next != time.Duration(tat-now) {
+		t.Fatalf("backlog after 1100 refusals in an instant at 1000/s: %v, want %v", next, time.Duration(tat-now))
+	}
+	if p.tat.Load() != tat {
+		t.Fatal("backlog took a slot")
+	}
+	if d := p.delay(now); d != next {
+		t.Fatalf("the next refusal waits %v, the backlog said %v", d, next)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sockguard/sockguard/broker/docker"
+	"github.com/sockguard/sockguard/broker/isolation"
 )
 
 // Peers inside containers. A job container of the runner talks to the
@@ -214,7 +215,7 @@ func (l *peerLocator) owner(ctx context.Context, id string) (owner string, found
 		if c.ID != id {
 			return "", false, fmt.Errorf("inspect the peer's container %.12s: daemon answered for %.12s", id, c.ID)
 		}
-		e = ownerEntry{owner: c.Labels[OwnerLabel], found: true}
+		e = ownerEntry{owner: c.Labels[isolation.OwnerLabel], found: true}
 	case errors.Is(err, docker.ErrNotFound):
 		// Only a 404: any other refusal leaves the peer unidentified.
 		e = ownerEntry{}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/sockguard/sockguard/broker/docker"
+	"github.com/sockguard/sockguard/broker/isolation"
 )
 
 const (
@@ -116,7 +117,7 @@ func fakeDaemon(t *testing.T, owners map[string]string, calls *atomic.Int64) *do
 		}
 		labels := `{}`
 		if owner != "" {
-			labels = `{"` + OwnerLabel + `":"` + owner + `"}`
+			labels = `{"` + isolation.OwnerLabel + `":"` + owner + `"}`
 		}
 		w.Write([]byte(`{"Id":"` + id + `","Config":{"Labels":` + labels + `}}`))
 	})}

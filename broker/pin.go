@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sockguard/sockguard/broker/docker"
+	"github.com/sockguard/sockguard/broker/isolation"
 	"github.com/sockguard/sockguard/policy"
 )
 
@@ -389,7 +390,7 @@ func (pn *pinner) labelPins(ctx context.Context, body []byte, pinID string) ([]b
 	if len(ids) > maxPinRefs {
 		return nil, refusedf("the container would hold %d pins through VolumesFrom (at most %d)", len(ids), maxPinRefs)
 	}
-	if err := setLabelTop(top, PinLabel, strings.Join(ids, ",")); err != nil {
+	if err := isolation.SetLabelTop(top, PinLabel, strings.Join(ids, ",")); err != nil {
 		return nil, err
 	}
 	return json.Marshal(top)

@@ -37,63 +37,6 @@ func TestParsePinMode(t *testing.T) {
 	}
 }
 
-func TestSetLabel(t *testing.T) {
-	tests := []struct {
-		name, body, value string
-		want              map[string]string // nil: no Labels key expected
-		same              bool              // the body comes back unchanged
-	}{
-		// An empty value is stamped, never left out: dockerd would give the
-		// container its image's label of that name.
-		{name: "empty value stamped", body: `{"Image":"x"}`, want: map[string]string{PinLabel: ""}},
-		{name: "empty body, empty value stamped", body: ``, want: map[string]string{PinLabel: ""}},
-		{name: "set", body: `{"Image":"x"}`, value: "p1", want: map[string]string{PinLabel: "p1"}},
-		{name: "tenant value replaced", body: `{"Labels":{"a":"b","` + PinLabel + `":"evil"}}`, value: "p1",
-			want: map[string]string{"a": "b", PinLabel: "p1"}},
-		{name: "tenant value emptied", body: `{"Labels":{"a":"b","` + PinLabel + `":"evil"}}`,
-			want: map[string]string{"a": "b", PinLabel: ""}},
-		{name: "case-folded key", body: `{"labels":{"` + PinLabel + `":"evil"}}`, value: "p1",
-			want: map[string]string{PinLabel: "p1"}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			out, err := setLabel([]byte(tc.body), PinLabel, tc.value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.same {
-				if string(out) != tc.body && !(tc.body == "" && string(out) == "{}") {
-					t.Fatalf("body changed: %s", out)
-				}
-				return
-			}
-			var top map[string]json.RawMessage
-			if err := json.Unmarshal(out, &top); err != nil {
-				t.Fatal(err)
-			}
-			var labels map[string]string
-			for k, v := range top {
-				if strings.EqualFold(k, "Labels") {
-					if err := json.Unmarshal(v, &labels); err != nil {
-						t.Fatalf("Labels: %v", err)
-					}
-				}
-			}
-			if len(labels) != len(tc.want) {
-				t.Fatalf("labels %v, want %v", labels, tc.want)
-			}
-			for k, v := range tc.want {
-				if labels[k] != v {
-					t.Fatalf("labels %v, want %v", labels, tc.want)
-				}
-			}
-		})
-	}
-	if _, err := setLabel([]byte(`{"Labels":["x"]}`), PinLabel, "p"); err == nil {
-		t.Fatal("Labels of the wrong type accepted")
-	}
-}
-
 func TestOpenNoFollow(t *testing.T) {
 	dir := t.TempDir()
 	mustMkdir(t, filepath.Join(dir, "a", "b"))

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sockguard/sockguard/broker/docker"
+	"github.com/sockguard/sockguard/broker/isolation"
 	"github.com/sockguard/sockguard/broker/pipeline"
 	"github.com/sockguard/sockguard/policy"
 )
@@ -29,8 +30,8 @@ import (
 type Proxy struct {
 	up *docker.Client
 	// owners remembers object owners by full id for isolation: one cache
-	// per daemon, shared by every tenant (see ownerCache).
-	owners  *ownerCache
+	// per daemon, shared by every tenant (see isolation.OwnerCache).
+	owners  *isolation.OwnerCache
 	denials denyRecorder
 	log     *slog.Logger
 	access  *slog.Logger             // nil: no access log
@@ -57,7 +58,7 @@ type Proxy struct {
 func NewProxy(up *docker.Client, denials denyRecorder, log, access *slog.Logger) *Proxy {
 	p := &Proxy{
 		up: up, denials: denials, log: log, access: access,
-		owners:  newOwnerCache(defaultOwnerCacheSize),
+		owners:  isolation.NewOwnerCache(isolation.DefaultOwnerCacheSize),
 		hist:    newRequestHistogram(),
 		streams: newStreamHistogram(),
 		reqBase: strconv.FormatInt(time.Now().UnixNano()%1e9, 36),
@@ -149,7 +150,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if json.Unmarshal(buf, &m) == nil && m.Message != "" {
 		buf, _ = json.Marshal(struct {
 			Message string `json:"message"`
-		}{scrubConflict(m.Message)})
+		}{isolation.ScrubConflict(m.Message)})
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(buf))
 	resp.ContentLength = int64(len(buf))

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sockguard/sockguard/broker/docker"
+	"github.com/sockguard/sockguard/broker/isolation"
 )
 
 // Owned counts the Docker objects that carry a tenant's owner label.
@@ -115,7 +116,7 @@ func removed(ctx context.Context, err error) error {
 // dockerd refuses as the request's fault (4xx) reads as empty, and the
 // next list is still asked.
 func (pg purger) ownedObjects(ctx context.Context) (containers, networks, volumes []string, err error) {
-	f, _ := mergeOwnerFilter("", pg.owner)
+	f, _ := isolation.MergeOwnerFilter("", pg.owner)
 	cs, err := orEmpty(pg.d.ListContainers(ctx, true, f))
 	if err != nil {
 		return nil, nil, nil, err

@@ -3,22 +3,22 @@ package broker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 
+	"github.com/sockguard/sockguard/broker/isolation"
 	"github.com/sockguard/sockguard/broker/pipeline"
 	"github.com/sockguard/sockguard/policy"
 )
 
 // The broker's implementations of the pipeline's stages for one tenant:
-// isolation over the isolator, images over the imageGuard, pins over the
+// isolation over the isolation.Isolator, images over the imageGuard, pins over the
 // pinner. Their errors are turned into the pipeline's vocabulary here
 // (pipelineError), the one place that knows both.
 
 // tenantStages serves one request of one tenant.
 type tenantStages struct {
-	iso    isolator
+	iso    isolation.Isolator
 	tenant *Tenant
 	log    interface {
 		Error(msg string, args ...any)
@@ -33,7 +33,7 @@ var (
 
 // stages are the pipeline's stages for tenant t.
 func (p *Proxy) stages(t *Tenant) pipeline.Stages {
-	ts := &tenantStages{iso: isolator{daemon: p.up, owners: p.owners, owner: t.ID}, tenant: t, log: p.log}
+	ts := &tenantStages{iso: isolation.New(p.up, p.owners, t.ID), tenant: t, log: p.log}
 	st := pipeline.Stages{Owners: ts}
 	if p.images != nil {
 		st.Images = tenantImages{ts, p.images}
@@ -52,47 +52,22 @@ func (p *Proxy) stages(t *Tenant) pipeline.Stages {
 }
 
 func (s *tenantStages) Resolve(ctx context.Context, k policy.ObjectKind, ref string) (string, error) {
-	kind, ok := kindOf(k)
-	if !ok {
-		return "", fmt.Errorf("no owner lookup for a %s", k)
-	}
-	id, err := s.iso.resolve(ctx, kind, ref)
+	id, err := s.iso.Resolve(ctx, k, ref)
 	return id, pipelineError(err)
 }
 
 func (s *tenantStages) IsolateQuery(ctx context.Context, req policy.Request) (policy.Request, error) {
-	r, err := s.iso.isolateQuery(ctx, req)
+	r, err := s.iso.IsolateQuery(ctx, req)
 	return r, pipelineError(err)
 }
 
 func (s *tenantStages) IsolateBody(ctx context.Context, req policy.Request, body []byte) ([]byte, []pipeline.Volume, error) {
-	var err error
-	var vols []pipeline.Volume
-	switch req.Route().Endpoint() {
-	case policy.EndpointContainerCreate:
-		iso := s.iso
-		iso.volumes = &vols
-		body, err = iso.isolateContainerCreate(ctx, body)
-	case policy.EndpointNetworkCreate:
-		body, err = s.iso.isolateNetworkCreate(ctx, body)
-	case policy.EndpointVolumeCreate:
-		body, err = s.iso.isolateVolumeCreate(ctx, body)
-	case policy.EndpointNetworkConnect, policy.EndpointNetworkDisconnect:
-		body, err = s.iso.isolateNetworkConnect(ctx, req, body)
-	case policy.EndpointContainerObject: // start: BodyIsolated
-		err = isolateContainerStart(body)
-	default:
-		// Fail closed: a route the isolation does not know is not forwarded.
-		err = errAmbiguous("no body isolation for " + req.Route().Endpoint().String())
-	}
-	if err != nil {
-		return nil, nil, pipelineError(err)
-	}
-	return body, vols, nil
+	body, vols, err := s.iso.IsolateBody(ctx, req, body)
+	return body, vols, pipelineError(err)
 }
 
 func (s *tenantStages) CreateVolumes(ctx context.Context, vols []pipeline.Volume) error {
-	return pipelineError(s.iso.createVolumes(ctx, vols))
+	return pipelineError(s.iso.CreateVolumes(ctx, vols))
 }
 
 // tenantImages is the imageGuard for one tenant.
@@ -168,9 +143,10 @@ func pipelineError(err error) error {
 	if err == nil {
 		return nil
 	}
-	var nf *errNoSuchObject
+	var nf *isolation.NoSuchObject
 	var amb errAmbiguous
-	var taken *errNameTaken
+	var malformed isolation.Malformed
+	var taken *isolation.NameTaken
 	var hidden *errImageHidden
 	var missing *errImageMissing
 	var pr *errPullRefused
@@ -187,15 +163,17 @@ func pipelineError(err error) error {
 	case errors.As(err, &taken):
 		return &pipeline.Refusal{Decision: policy.Decision{Status: http.StatusConflict, Code: policy.ReasonForeignObject,
 			Reason: taken.Error() + " by another tenant", Rule: "tenant isolation"}, Message: taken.Error()}
-	case errors.As(err, &nf) && nf.foreign:
-		return &pipeline.Refusal{Decision: policy.Decision{Status: nf.status(), Code: policy.ReasonForeignObject,
+	case errors.As(err, &nf) && nf.Foreign:
+		return &pipeline.Refusal{Decision: policy.Decision{Status: nf.Status(), Code: policy.ReasonForeignObject,
 			Reason: "not owned by this tenant: " + nf.Error(), Rule: "tenant isolation"}, Message: nf.Error()}
 	case errors.As(err, &nf):
 		// Missing: not a denial (compose and docker inspect probe names
 		// that do not exist yet).
-		return &pipeline.Missing{Status: nf.status(), Message: nf.Error()}
+		return &pipeline.Missing{Status: nf.Status(), Message: nf.Error()}
 	case errors.As(err, &amb):
 		return &pipeline.Refusal{Decision: policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed, Reason: string(amb), Rule: "tenant isolation"}}
+	case errors.As(err, &malformed):
+		return &pipeline.Refusal{Decision: policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed, Reason: string(malformed), Rule: "tenant isolation"}}
 	}
 	return err
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/sockguard/sockguard/broker/isolation"
 	"github.com/sockguard/sockguard/broker/pipeline"
 	"github.com/sockguard/sockguard/policy"
 )
@@ -25,12 +26,13 @@ func TestPipelineError(t *testing.T) {
 		code    policy.ReasonCode
 		message string // the whole answer, when dockerd's words
 	}{
-		{"foreign container", &errNoSuchObject{kind: kindContainer, ref: "web", foreign: true}, true, false, 404, policy.ReasonForeignObject, "No such container: web"},
-		{"foreign container in a body", &errNoSuchObject{kind: kindContainer, ref: "web", foreign: true, inBody: true}, true, false, 400, policy.ReasonForeignObject, "No such container: web"},
-		{"missing network", &errNoSuchObject{kind: kindNetwork, ref: "n"}, false, true, 404, 0, "network n not found"},
-		{"missing list reference, dockerd's answer", &errNoSuchObject{kind: kindContainer, ref: "c", answerStatus: 400, answer: "no such container c"}, false, true, 400, 0, "no such container c"},
+		{"foreign container", &isolation.NoSuchObject{Kind: policy.ObjectContainer, Ref: "web", Foreign: true}, true, false, 404, policy.ReasonForeignObject, "No such container: web"},
+		{"foreign container in a body", &isolation.NoSuchObject{Kind: policy.ObjectContainer, Ref: "web", Foreign: true, InBody: true}, true, false, 400, policy.ReasonForeignObject, "No such container: web"},
+		{"missing network", &isolation.NoSuchObject{Kind: policy.ObjectNetwork, Ref: "n"}, false, true, 404, 0, "network n not found"},
+		{"missing list reference, dockerd's answer", &isolation.NoSuchObject{Kind: policy.ObjectContainer, Ref: "c", AnswerStatus: 400, Answer: "no such container c"}, false, true, 400, 0, "no such container c"},
 		{"ambiguous", errAmbiguous("more than one filters parameter"), true, false, 400, policy.ReasonMalformed, ""},
-		{"name taken", &errNameTaken{"volume name \"v\" is already in use"}, true, false, 409, policy.ReasonForeignObject, "volume name \"v\" is already in use"},
+		{"malformed for isolation", isolation.Malformed("more than one filters parameter"), true, false, 400, policy.ReasonMalformed, ""},
+		{"name taken", &isolation.NameTaken{Message: "volume name \"v\" is already in use"}, true, false, 409, policy.ReasonForeignObject, "volume name \"v\" is already in use"},
 		{"hidden image", &errImageHidden{ref: "r/p:1", msg: "No such image: r/p:1"}, true, false, 404, policy.ReasonForeignObject, "No such image: r/p:1"},
 		{"missing image", &errImageMissing{status: 404, msg: "No such image: x"}, false, true, 404, 0, "No such image: x"},
 		{"pull refused", &errPullRefused{status: 503, msg: "sockguard: busy"}, true, false, 503, policy.ReasonMalformed, ""},
@@ -63,7 +65,8 @@ func TestPipelineError(t *testing.T) {
 // TestStagesIsolateBodyRefusesUnknownRoutes: a body isolation the broker
 // does not know for a route is refused, never forwarded as sent.
 func TestStagesIsolateBodyRefusesUnknownRoutes(t *testing.T) {
-	s := &tenantStages{iso: isolator{owner: "t-a", daemon: newFakeObjects()}, tenant: &Tenant{ID: "t-a"}}
+	// No daemon: refusing must not look anything up.
+	s := &tenantStages{iso: isolation.New(nil, nil, "t-a"), tenant: &Tenant{ID: "t-a"}}
 	_, _, err := s.IsolateBody(context.Background(), mustReq(t, http.MethodPost, "/auth"), []byte(`{}`))
 	var rf *pipeline.Refusal
 	if !errors.As(err, &rf) || rf.Decision.Code != policy.ReasonMalformed {

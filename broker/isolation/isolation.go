@@ -1,4 +1,4 @@
-package broker
+package isolation
 
 import (
 	"bytes"
@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/sockguard/sockguard/broker/docker"
 	"github.com/sockguard/sockguard/broker/pipeline"
@@ -23,122 +22,129 @@ import (
 // later tenant may reuse).
 const OwnerLabel = "io.sockguard.owner"
 
-// Tenant isolation. A tenant sees a daemon that holds only its own objects:
-//
-//   - per-object routes (/containers/{ref}/..., /exec/{id}/..., /networks/{ref},
-//     /volumes/{name}) resolve the reference upstream once and forward the
-//     resolved full id, so a rename between check and use cannot redirect
-//     the request. A missing object and another tenant's get the same
-//     answer, dockerd's own for a missing one; only another tenant's is a
-//     foreign-object denial (recorded and paced), so probes of names that
-//     do not exist yet (compose, docker inspect) leave no trace;
-//   - lists, events and prunes get the owner label added to their filters;
-//     the container references of a list's filters (since, before) are
-//     resolved like any other;
-//   - create bodies get the owner label stamped by the broker, overwriting
-//     whatever the client sent. Every object a body refers to (policy
-//     extracts them: policy.ContainerCreateRefs, NetworkConnectRefs,
-//     NetworkCreateRefs) is resolved the same way, at most
-//     policy.MaxBodyRefs distinct ones per body, and the body is forwarded
-//     with the full ids checked in place of the tenant's text: dockerd looks
-//     a reference up again at every start, so the text must never reach it.
-//
-// Only what never changes is cached: the owner of a full id (ownerCache).
-// A name or prefix is looked up at every request, so a rename or delete is
-// seen at once, and a "not found" is never remembered.
-
-type objectKind int
-
-const (
-	kindContainer objectKind = iota
-	kindExec
-	kindNetwork
-	kindVolume
-)
-
 // notFoundMessage is what dockerd 20.10+ answers for a missing object.
-func notFoundMessage(k objectKind, ref string) string {
+func notFoundMessage(k policy.ObjectKind, ref string) string {
 	switch k {
-	case kindExec:
+	case policy.ObjectExec:
 		return "No such exec instance: " + ref
-	case kindNetwork:
+	case policy.ObjectNetwork:
 		return "network " + ref + " not found"
-	case kindVolume:
+	case policy.ObjectVolume:
 		return "get " + ref + ": no such volume"
 	}
 	return "No such container: " + ref
 }
 
-// errNoSuchObject is a reference the tenant may not use: a missing object,
+// NoSuchObject is a reference the tenant may not use: a missing object,
 // or (foreign) an object that exists and is not the tenant's. Both get the
 // same answer, dockerd's own for a missing object, so the client learns
 // nothing about other tenants; only a foreign one is a denial that is
 // recorded and paced.
-type errNoSuchObject struct {
-	kind objectKind
-	ref  string
-	// foreign: the object exists and belongs to someone else.
-	foreign bool
-	// inBody is set for a reference inside a request body, which dockerd
+type NoSuchObject struct {
+	Kind policy.ObjectKind
+	Ref  string
+	// Foreign: the object exists and belongs to someone else.
+	Foreign bool
+	// InBody is set for a reference inside a request body, which dockerd
 	// answers with 400 rather than 404 (and a 404 on create would make the
 	// docker CLI try to pull the image).
-	inBody bool
-	// answerStatus and answer, when set, are dockerd's own answer for the
+	InBody bool
+	// AnswerStatus and Answer, when set, are dockerd's own answer for the
 	// request with a missing reference in place of this one.
-	answerStatus int
-	answer       string
+	AnswerStatus int
+	Answer       string
 }
 
-// status is the HTTP status dockerd uses for this missing object.
-func (e *errNoSuchObject) status() int {
-	if e.answerStatus != 0 {
-		return e.answerStatus
+// Status is the HTTP status dockerd uses for this missing object.
+func (e *NoSuchObject) Status() int {
+	if e.AnswerStatus != 0 {
+		return e.AnswerStatus
 	}
-	if e.inBody {
+	if e.InBody {
 		return http.StatusBadRequest
 	}
 	return http.StatusNotFound
 }
 
-func (e *errNoSuchObject) Error() string {
-	if e.answerStatus != 0 {
-		return e.answer
+func (e *NoSuchObject) Error() string {
+	if e.AnswerStatus != 0 {
+		return e.Answer
 	}
-	return notFoundMessage(e.kind, e.ref)
+	return notFoundMessage(e.Kind, e.Ref)
 }
 
-// kindOf is the isolation kind of a route's object kind; ok is false for
-// images (imageGuard's) and for no object.
-func kindOf(k policy.ObjectKind) (objectKind, bool) {
+// Isolated reports whether objects of kind k have owners here: images are
+// the image guard's, and a route without an object has none.
+func Isolated(k policy.ObjectKind) bool {
 	switch k {
-	case policy.ObjectContainer:
-		return kindContainer, true
-	case policy.ObjectExec:
-		return kindExec, true
-	case policy.ObjectNetwork:
-		return kindNetwork, true
-	case policy.ObjectVolume:
-		return kindVolume, true
+	case policy.ObjectContainer, policy.ObjectExec, policy.ObjectNetwork, policy.ObjectVolume:
+		return true
 	}
-	return 0, false
+	return false
 }
 
-// isolator resolves references against the upstream daemon for one tenant.
-type isolator struct {
+// Isolator resolves references against the upstream daemon for one
+// tenant. Its zero value is not usable: make one with New.
+type Isolator struct {
 	// daemon answers lookups: the upstream's client (tests set a fake).
-	daemon isolationDaemon
+	daemon Daemon
 	// owners is the daemon's owner cache, shared by every tenant; nil
 	// caches nothing.
-	owners *ownerCache
+	owners *OwnerCache
 	owner  string // tenant id
 	// volumes collects the named volumes a create body mounts that do not
-	// exist yet: they are created (createVolumes) only once the request is
+	// exist yet: they are created (CreateVolumes) only once the request is
 	// judged and will be forwarded, never while it is being judged.
 	volumes *[]pipeline.Volume
 }
 
-// isolationDaemon is what isolation asks of the daemon (*docker.Client).
-type isolationDaemon interface {
+// New is the isolator of tenant owner over daemon d. owners is the
+// daemon's owner cache, shared by every tenant (nil caches nothing: a
+// daemon whose owners are made up, as a dry run's, must not fill it).
+func New(d Daemon, owners *OwnerCache, owner string) Isolator {
+	return Isolator{daemon: d, owners: owners, owner: owner}
+}
+
+// Resolve returns the full id (name, for volumes) of an object of kind k
+// the tenant owns, or *NoSuchObject.
+func (iso Isolator) Resolve(ctx context.Context, k policy.ObjectKind, ref string) (string, error) {
+	if !Isolated(k) {
+		return "", fmt.Errorf("no owner lookup for a %s", k)
+	}
+	return iso.resolve(ctx, k, ref)
+}
+
+// IsolateBody isolates the body of a request whose route says its body
+// is isolated, and returns it with the named volumes that it mounts and
+// that do not exist yet (to be created with CreateVolumes only once the
+// request is to be forwarded). A route it does not know is refused.
+func (iso Isolator) IsolateBody(ctx context.Context, req policy.Request, body []byte) ([]byte, []pipeline.Volume, error) {
+	var err error
+	var vols []pipeline.Volume
+	switch req.Route().Endpoint() {
+	case policy.EndpointContainerCreate:
+		iso.volumes = &vols
+		body, err = iso.isolateContainerCreate(ctx, body)
+	case policy.EndpointNetworkCreate:
+		body, err = iso.isolateNetworkCreate(ctx, body)
+	case policy.EndpointVolumeCreate:
+		body, err = iso.isolateVolumeCreate(ctx, body)
+	case policy.EndpointNetworkConnect, policy.EndpointNetworkDisconnect:
+		body, err = iso.isolateNetworkConnect(ctx, req, body)
+	case policy.EndpointContainerObject: // start: BodyIsolated
+		err = isolateContainerStart(body)
+	default:
+		// Fail closed: a route the isolation does not know is not forwarded.
+		err = Malformed("no body isolation for " + req.Route().Endpoint().String())
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return body, vols, nil
+}
+
+// Daemon is what isolation asks of the daemon (*docker.Client).
+type Daemon interface {
 	InspectContainer(ctx context.Context, ref string) (docker.Container, error)
 	InspectExec(ctx context.Context, ref string) (docker.Exec, error)
 	InspectNetwork(ctx context.Context, ref string) (docker.Network, error)
@@ -158,17 +164,17 @@ type objectInfo struct {
 // inspect looks one object up the way dockerd resolves a reference (full
 // id, name, unique id prefix), uncached. found is false when dockerd
 // answers 4xx: not found, or an ambiguous prefix.
-func (iso isolator) inspect(ctx context.Context, k objectKind, ref string) (obj objectInfo, found bool, err error) {
+func (iso Isolator) inspect(ctx context.Context, k policy.ObjectKind, ref string) (obj objectInfo, found bool, err error) {
 	switch k {
-	case kindContainer:
+	case policy.ObjectContainer:
 		var c docker.Container
 		c, err = iso.daemon.InspectContainer(ctx, ref)
 		obj = objectInfo{ID: c.ID, Name: c.Name, Labels: c.Labels}
-	case kindExec:
+	case policy.ObjectExec:
 		var e docker.Exec
 		e, err = iso.daemon.InspectExec(ctx, ref)
 		obj = objectInfo{ID: e.ID, ContainerID: e.ContainerID}
-	case kindNetwork:
+	case policy.ObjectNetwork:
 		var n docker.Network
 		n, err = iso.daemon.InspectNetwork(ctx, ref)
 		obj = objectInfo{ID: n.ID, Name: n.Name, Labels: n.Labels}
@@ -189,7 +195,7 @@ func (iso isolator) inspect(ctx context.Context, k objectKind, ref string) (obj 
 // labels and the owner label. A create dockerd refuses is not an error
 // here: the check that follows it tells whether the tenant owns a volume
 // of that name.
-func (iso isolator) createVolume(ctx context.Context, name string, spec policy.VolumeSpec) error {
+func (iso Isolator) createVolume(ctx context.Context, name string, spec policy.VolumeSpec) error {
 	labels := make(map[string]string, len(spec.Labels)+1)
 	for k, v := range spec.Labels {
 		labels[k] = v
@@ -204,50 +210,50 @@ func (iso isolator) createVolume(ctx context.Context, name string, spec policy.V
 }
 
 // resolve returns the full id (name, for volumes) of an object the tenant
-// owns, or *errNoSuchObject. A full id whose owner is cached costs no
-// upstream call (see ownerCache); anything else is looked up.
-func (iso isolator) resolve(ctx context.Context, k objectKind, ref string) (string, error) {
+// owns, or *NoSuchObject. A full id whose owner is cached costs no
+// upstream call (see OwnerCache); anything else is looked up.
+func (iso Isolator) resolve(ctx context.Context, k policy.ObjectKind, ref string) (string, error) {
 	obj, owner, err := iso.ownerOf(ctx, k, ref)
 	if err != nil {
 		return "", err
 	}
 	if owner != iso.owner {
-		return "", &errNoSuchObject{kind: k, ref: ref, foreign: true}
+		return "", &NoSuchObject{Kind: k, Ref: ref, Foreign: true}
 	}
 	return obj.ID, nil
 }
 
 // resolveObject is resolve for callers that need more of the object than
 // its id (its name): it always asks the daemon. A missing object and
-// another tenant's are both *errNoSuchObject; foreign tells them apart for
+// another tenant's are both *NoSuchObject; foreign tells them apart for
 // the deny log only.
-func (iso isolator) resolveObject(ctx context.Context, k objectKind, ref string) (objectInfo, error) {
-	if !validRef(ref) {
-		return objectInfo{}, &errNoSuchObject{kind: k, ref: ref}
+func (iso Isolator) resolveObject(ctx context.Context, k policy.ObjectKind, ref string) (objectInfo, error) {
+	if !ValidRef(ref) {
+		return objectInfo{}, &NoSuchObject{Kind: k, Ref: ref}
 	}
 	obj, owner, err := iso.inspectOwner(ctx, k, ref)
 	if err != nil {
 		return objectInfo{}, err
 	}
 	if owner != iso.owner {
-		return objectInfo{}, &errNoSuchObject{kind: k, ref: ref, foreign: true}
+		return objectInfo{}, &NoSuchObject{Kind: k, Ref: ref, Foreign: true}
 	}
 	return obj, nil
 }
 
-// validRef reports whether ref can name an object at all: "" lists, '?'
+// ValidRef reports whether ref can name an object at all: "" lists, '?'
 // and '#' would change the lookup's URL, and a leading '/' would be a path
 // of its own.
-func validRef(ref string) bool {
+func ValidRef(ref string) bool {
 	return ref != "" && !strings.ContainsAny(ref, "?#") && !strings.HasPrefix(ref, "/")
 }
 
 // ownerOf returns the object ref names and its owner (the owner label's
 // value, "" for none). From the owner cache, obj holds only the id, which
 // is ref itself: the cache is consulted only for a full id.
-func (iso isolator) ownerOf(ctx context.Context, k objectKind, ref string) (obj objectInfo, owner string, err error) {
-	if !validRef(ref) {
-		return objectInfo{}, "", &errNoSuchObject{kind: k, ref: ref}
+func (iso Isolator) ownerOf(ctx context.Context, k policy.ObjectKind, ref string) (obj objectInfo, owner string, err error) {
+	if !ValidRef(ref) {
+		return objectInfo{}, "", &NoSuchObject{Kind: k, Ref: ref}
 	}
 	if owner, ok := iso.owners.get(k, ref); ok {
 		return objectInfo{ID: ref}, owner, nil
@@ -258,22 +264,22 @@ func (iso isolator) ownerOf(ctx context.Context, k objectKind, ref string) (obj 
 // inspectOwner asks the daemon for ref and its owner, and caches the owner
 // under the full id dockerd answered (the id's owner never changes, even
 // when ref is a name that may later name another object).
-func (iso isolator) inspectOwner(ctx context.Context, k objectKind, ref string) (objectInfo, string, error) {
+func (iso Isolator) inspectOwner(ctx context.Context, k policy.ObjectKind, ref string) (objectInfo, string, error) {
 	obj, found, err := iso.inspect(ctx, k, ref)
 	switch {
 	case err != nil:
 		return objectInfo{}, "", err
 	case !found || obj.ID == "":
-		return objectInfo{}, "", &errNoSuchObject{kind: k, ref: ref}
+		return objectInfo{}, "", &NoSuchObject{Kind: k, Ref: ref}
 	}
 	owner := obj.Labels[OwnerLabel]
-	if k == kindExec {
+	if k == policy.ObjectExec {
 		// An exec instance belongs to the tenant that owns its container.
-		_, owner, err = iso.ownerOf(ctx, kindContainer, obj.ContainerID)
+		_, owner, err = iso.ownerOf(ctx, policy.ObjectContainer, obj.ContainerID)
 		if err != nil {
-			var nf *errNoSuchObject
+			var nf *NoSuchObject
 			if errors.As(err, &nf) {
-				return objectInfo{}, "", &errNoSuchObject{kind: k, ref: ref}
+				return objectInfo{}, "", &NoSuchObject{Kind: k, Ref: ref}
 			}
 			return objectInfo{}, "", err
 		}
@@ -282,11 +288,11 @@ func (iso isolator) inspectOwner(ctx context.Context, k objectKind, ref string) 
 	return obj, owner, nil
 }
 
-// mergeOwnerFilter adds label=<OwnerLabel>=<owner> to a Docker filters
+// MergeOwnerFilter adds label=<OwnerLabel>=<owner> to a Docker filters
 // argument, accepting both encodings dockerd accepts: {"label":{"k=v":true}}
 // and the older {"label":["k=v"]}. The caller's own filters are kept; dockerd
 // ANDs label filters, so the result is the caller's view of its own objects.
-func mergeOwnerFilter(raw, owner string) (string, error) {
+func MergeOwnerFilter(raw, owner string) (string, error) {
 	args, err := parseFilterArgs(raw)
 	if err != nil {
 		return "", err
@@ -334,18 +340,18 @@ var containerListRefs = []string{"before", "since"}
 // missing or another tenant's gets dockerd's own answer for a missing one
 // (it differs between daemon versions, so dockerd is asked with a name
 // that cannot exist and the tenant's text is put back into the message).
-func (iso isolator) isolateListRefs(ctx context.Context, args map[string]map[string]bool) error {
+func (iso Isolator) isolateListRefs(ctx context.Context, args map[string]map[string]bool) error {
 	for _, key := range containerListRefs {
 		if len(args[key]) == 0 {
 			continue
 		}
 		if len(args[key]) > policy.MaxBodyRefs {
-			return errAmbiguous(fmt.Sprintf("filter %q names more than %d containers", key, policy.MaxBodyRefs))
+			return Malformed(fmt.Sprintf("filter %q names more than %d containers", key, policy.MaxBodyRefs))
 		}
 		ids := make(map[string]bool, len(args[key]))
 		for ref := range args[key] {
-			id, err := iso.resolve(ctx, kindContainer, ref)
-			var nf *errNoSuchObject
+			id, err := iso.resolve(ctx, policy.ObjectContainer, ref)
+			var nf *NoSuchObject
 			if errors.As(err, &nf) {
 				return iso.missingListAnswer(ctx, key, nf)
 			}
@@ -361,7 +367,7 @@ func (iso isolator) isolateListRefs(ctx context.Context, args map[string]map[str
 
 // missingListAnswer fills nf with what dockerd answers a container list
 // whose filter key names a container that does not exist.
-func (iso isolator) missingListAnswer(ctx context.Context, key string, nf *errNoSuchObject) error {
+func (iso Isolator) missingListAnswer(ctx context.Context, key string, nf *NoSuchObject) error {
 	var rnd [12]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return err
@@ -372,7 +378,7 @@ func (iso isolator) missingListAnswer(ctx context.Context, key string, nf *errNo
 	var se *docker.StatusError
 	switch {
 	case errors.As(err, &se) && se.Status >= 400 && se.Message != "":
-		nf.answerStatus, nf.answer = se.Status, strings.ReplaceAll(se.Message, probe, nf.ref)
+		nf.AnswerStatus, nf.Answer = se.Status, strings.ReplaceAll(se.Message, probe, nf.Ref)
 		return nf
 	case errors.Is(err, docker.ErrUnreachable):
 		return err
@@ -380,10 +386,10 @@ func (iso isolator) missingListAnswer(ctx context.Context, key string, nf *errNo
 	return nf // not the answer expected: say "no such container"
 }
 
-// isolateQuery rewrites the query of list, event and prune requests and of
+// IsolateQuery rewrites the query of list, event and prune requests and of
 // POST /build and POST /commit?container=. It returns the request with
 // the new query (the same request for every other route).
-func (iso isolator) isolateQuery(ctx context.Context, req policy.Request) (policy.Request, error) {
+func (iso Isolator) IsolateQuery(ctx context.Context, req policy.Request) (policy.Request, error) {
 	rt := req.Route()
 	if !rt.QueryIsolated() {
 		return req, nil
@@ -394,23 +400,23 @@ func (iso isolator) isolateQuery(ctx context.Context, req policy.Request) (polic
 	}
 	out, err := req.WithQuery(raw)
 	if err != nil {
-		return policy.Request{}, errAmbiguous(err.Error())
+		return policy.Request{}, Malformed(err.Error())
 	}
 	return out, nil
 }
 
-// isolatedQuery is the raw query isolateQuery forwards.
-func (iso isolator) isolatedQuery(ctx context.Context, req policy.Request) (string, error) {
+// isolatedQuery is the raw query IsolateQuery forwards.
+func (iso Isolator) isolatedQuery(ctx context.Context, req policy.Request) (string, error) {
 	rt := req.Route()
 	q := req.Query()
 	switch {
 	case rt.IsList():
 		if len(q["filters"]) > 1 {
-			return "", errAmbiguous("more than one filters parameter")
+			return "", Malformed("more than one filters parameter")
 		}
 		args, err := parseFilterArgs(q.Get("filters"))
 		if err != nil {
-			return "", errAmbiguous(err.Error())
+			return "", Malformed(err.Error())
 		}
 		if rt.Endpoint() == policy.EndpointContainerList {
 			if err := iso.isolateListRefs(ctx, args); err != nil {
@@ -429,12 +435,12 @@ func (iso isolator) isolatedQuery(ctx context.Context, req policy.Request) (stri
 		// the owner into the labels parameter (an image's labels are
 		// inherited by containers, so it must never carry another owner).
 		if len(q["labels"]) > 1 {
-			return "", errAmbiguous("more than one labels parameter")
+			return "", Malformed("more than one labels parameter")
 		}
 		labels := map[string]string{}
 		if raw := q.Get("labels"); raw != "" {
 			if err := json.Unmarshal([]byte(raw), &labels); err != nil {
-				return "", errAmbiguous("labels is not a JSON object of strings")
+				return "", Malformed("labels is not a JSON object of strings")
 			}
 			if labels == nil {
 				labels = map[string]string{}
@@ -446,16 +452,16 @@ func (iso isolator) isolatedQuery(ctx context.Context, req policy.Request) (stri
 		// The build's containers join networkmode: a container or a
 		// network, named like any reference.
 		if len(q["networkmode"]) > 1 {
-			return "", errAmbiguous("more than one networkmode parameter")
+			return "", Malformed("more than one networkmode parameter")
 		}
 		if nm := q.Get("networkmode"); strings.HasPrefix(nm, "container:") {
-			id, err := iso.resolve(ctx, kindContainer, strings.TrimPrefix(nm, "container:"))
+			id, err := iso.resolve(ctx, policy.ObjectContainer, strings.TrimPrefix(nm, "container:"))
 			if err != nil {
 				return "", err
 			}
 			q.Set("networkmode", "container:"+id)
 		} else if !buildNetworks[nm] {
-			id, err := iso.resolve(ctx, kindNetwork, nm)
+			id, err := iso.resolve(ctx, policy.ObjectNetwork, nm)
 			if err != nil {
 				return "", err
 			}
@@ -473,9 +479,9 @@ func (iso isolator) isolatedQuery(ctx context.Context, req policy.Request) (stri
 		return req.RawQuery, nil
 	case rt.Endpoint() == policy.EndpointCommit:
 		if len(q["container"]) != 1 {
-			return "", errAmbiguous("commit needs exactly one container parameter")
+			return "", Malformed("commit needs exactly one container parameter")
 		}
-		id, err := iso.resolve(ctx, kindContainer, q.Get("container"))
+		id, err := iso.resolve(ctx, policy.ObjectContainer, q.Get("container"))
 		if err != nil {
 			return "", err
 		}
@@ -488,16 +494,18 @@ func (iso isolator) isolatedQuery(ctx context.Context, req policy.Request) (stri
 // buildNetworks are the networkmode values of a build that name no object.
 var buildNetworks = map[string]bool{"": true, "default": true, "bridge": true, "none": true, "host": true}
 
-type errAmbiguous string
+// Malformed is a request isolation cannot read unambiguously; it is
+// refused as malformed.
+type Malformed string
 
-func (e errAmbiguous) Error() string { return string(e) }
+func (e Malformed) Error() string { return string(e) }
 
 // setTopLevel sets key (replacing any key equal under case folding, the
 // one dockerd would read) in a JSON object body.
 func setTopLevel(body []byte, key string, v any) ([]byte, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil || top == nil {
-		return nil, errAmbiguous("request body is not a JSON object")
+		return nil, Malformed("request body is not a JSON object")
 	}
 	for k := range top {
 		if strings.EqualFold(k, key) {
@@ -512,26 +520,26 @@ func setTopLevel(body []byte, key string, v any) ([]byte, error) {
 	return json.Marshal(top)
 }
 
-// errNameTaken is a create whose name belongs to another tenant's object.
+// NameTaken is a create whose name belongs to another tenant's object.
 // Names are one namespace on the daemon, so this cannot look like a
 // missing object; it says no more than that the name is taken.
-type errNameTaken struct{ msg string }
+type NameTaken struct{ Message string }
 
-func (e *errNameTaken) Error() string { return e.msg }
+func (e *NameTaken) Error() string { return e.Message }
 
 // isolateNetworkCreate stamps the owner and forces CheckDuplicate: without
 // it dockerd creates a second network of the same name and answers with a
 // warning that carries the other network's id.
 //
 // ConfigFrom names a config-only network, which must be the tenant's.
-func (iso isolator) isolateNetworkCreate(ctx context.Context, body []byte) ([]byte, error) {
+func (iso Isolator) isolateNetworkCreate(ctx context.Context, body []byte) ([]byte, error) {
 	refs, err := policy.NetworkCreateRefs(body)
 	if err != nil {
-		return nil, errAmbiguous(err.Error())
+		return nil, Malformed(err.Error())
 	}
 	name, ok := refs.StringMember("Name")
 	if !ok {
-		return nil, errAmbiguous("network create body: Name is not a string")
+		return nil, Malformed("network create body: Name is not a string")
 	}
 	// The owner cache relies on no network having a name of the form of a
 	// full id.
@@ -541,7 +549,7 @@ func (iso isolator) isolateNetworkCreate(ctx context.Context, body []byte) ([]by
 	// Stamped on the one decoded form the references are forwarded in:
 	// the body is encoded once.
 	if err := refs.SetLabel(OwnerLabel, iso.owner); err != nil {
-		return nil, errAmbiguous(err.Error())
+		return nil, Malformed(err.Error())
 	}
 	refs.SetMember("CheckDuplicate", true)
 	return iso.forwardRefs(ctx, refs, true)
@@ -550,20 +558,20 @@ func (iso isolator) isolateNetworkCreate(ctx context.Context, body []byte) ([]by
 // isolateVolumeCreate stamps the owner. dockerd answers a create of an
 // existing name with that volume, labels and mountpoint included: a name
 // owned by another tenant is refused instead.
-func (iso isolator) isolateVolumeCreate(ctx context.Context, body []byte) ([]byte, error) {
+func (iso Isolator) isolateVolumeCreate(ctx context.Context, body []byte) ([]byte, error) {
 	var v struct{ Name string }
 	if len(bytes.TrimSpace(body)) > 0 {
 		if err := json.Unmarshal(body, &v); err != nil {
-			return nil, errAmbiguous("volume create body: " + err.Error())
+			return nil, Malformed("volume create body: " + err.Error())
 		}
 	}
 	if v.Name != "" {
-		existing, found, err := iso.inspect(ctx, kindVolume, v.Name)
+		existing, found, err := iso.inspect(ctx, policy.ObjectVolume, v.Name)
 		if err != nil {
 			return nil, err
 		}
 		if found && existing.Labels[OwnerLabel] != iso.owner {
-			return nil, &errNameTaken{fmt.Sprintf("volume name %q is already in use", v.Name)}
+			return nil, &NameTaken{fmt.Sprintf("volume name %q is already in use", v.Name)}
 		}
 	}
 	return stampOwner(body, iso.owner)
@@ -573,9 +581,9 @@ func (iso isolator) isolateVolumeCreate(ctx context.Context, body []byte) ([]byt
 // create or rename whose name is taken.
 var conflictID = regexp.MustCompile(` by container "?[0-9a-f]{12,64}"?`)
 
-// scrubConflict removes the id of the container holding a name from a 409
+// ScrubConflict removes the id of the container holding a name from a 409
 // answer: it may be another tenant's.
-func scrubConflict(msg string) string {
+func ScrubConflict(msg string) string {
 	return conflictID.ReplaceAllString(msg, "")
 }
 
@@ -597,19 +605,20 @@ func setLabel(body []byte, key, value string) ([]byte, error) {
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil {
-		return nil, errAmbiguous("request body is not a JSON object")
+		return nil, Malformed("request body is not a JSON object")
 	}
 	if top == nil {
 		top = map[string]json.RawMessage{}
 	}
-	if err := setLabelTop(top, key, value); err != nil {
+	if err := SetLabelTop(top, key, value); err != nil {
 		return nil, err
 	}
 	return json.Marshal(top)
 }
 
-// setLabelTop is setLabel on a decoded top level.
-func setLabelTop(top map[string]json.RawMessage, key, value string) error {
+// SetLabelTop is setLabel on a decoded top level (the pins set theirs
+// on the body they decoded).
+func SetLabelTop(top map[string]json.RawMessage, key, value string) error {
 	lk := "Labels"
 	for k := range top {
 		if strings.EqualFold(k, "Labels") {
@@ -619,7 +628,7 @@ func setLabelTop(top map[string]json.RawMessage, key, value string) error {
 	labels := map[string]string{}
 	if raw, ok := top[lk]; ok {
 		if err := json.Unmarshal(raw, &labels); err != nil {
-			return errAmbiguous("Labels must be an object of strings")
+			return Malformed("Labels must be an object of strings")
 		}
 		if labels == nil {
 			labels = map[string]string{}
@@ -637,10 +646,10 @@ func setLabelTop(top map[string]json.RawMessage, key, value string) error {
 // isolateContainerCreate resolves every object a container-create body
 // names, forwards their full ids in place of the tenant's text, and stamps
 // the owner label.
-func (iso isolator) isolateContainerCreate(ctx context.Context, body []byte) ([]byte, error) {
+func (iso Isolator) isolateContainerCreate(ctx context.Context, body []byte) ([]byte, error) {
 	refs, err := policy.ContainerCreateRefs(body)
 	if err != nil {
-		return nil, errAmbiguous(err.Error())
+		return nil, Malformed(err.Error())
 	}
 	if body, err = iso.forwardRefs(ctx, refs, true); err != nil {
 		return nil, err
@@ -652,15 +661,15 @@ func (iso isolator) isolateContainerCreate(ctx context.Context, body []byte) ([]
 // them at policy.MaxBodyRefs) and returns the body with the resolved ids
 // in place of the references.
 // inBody: a missing object is answered 400, as dockerd answers a create.
-func (iso isolator) forwardRefs(ctx context.Context, refs *policy.BodyRefs, inBody bool) ([]byte, error) {
+func (iso Isolator) forwardRefs(ctx context.Context, refs *policy.BodyRefs, inBody bool) ([]byte, error) {
 	keys := refs.Distinct()
 	ids := make(map[policy.RefKey]string, len(keys))
 	for _, k := range keys {
 		id, err := iso.resolveRef(ctx, refs, k)
 		if err != nil {
-			var nf *errNoSuchObject
+			var nf *NoSuchObject
 			if errors.As(err, &nf) {
-				nf.inBody = inBody
+				nf.InBody = inBody
 			}
 			return nil, err
 		}
@@ -668,46 +677,46 @@ func (iso isolator) forwardRefs(ctx context.Context, refs *policy.BodyRefs, inBo
 	}
 	body, err := refs.Forward(ids)
 	if err != nil {
-		return nil, errAmbiguous(err.Error())
+		return nil, Malformed(err.Error())
 	}
 	return body, nil
 }
 
 // resolveRef resolves one body reference to what is forwarded for it.
-func (iso isolator) resolveRef(ctx context.Context, refs *policy.BodyRefs, k policy.RefKey) (string, error) {
+func (iso Isolator) resolveRef(ctx context.Context, refs *policy.BodyRefs, k policy.RefKey) (string, error) {
 	switch k.Kind {
 	case policy.RefContainer:
-		return iso.resolve(ctx, kindContainer, k.Ref)
+		return iso.resolve(ctx, policy.ObjectContainer, k.Ref)
 	case policy.RefNetwork:
 		if !k.ByName {
-			return iso.resolve(ctx, kindNetwork, k.Ref)
+			return iso.resolve(ctx, policy.ObjectNetwork, k.Ref)
 		}
-		obj, err := iso.resolveObject(ctx, kindNetwork, k.Ref)
+		obj, err := iso.resolveObject(ctx, policy.ObjectNetwork, k.Ref)
 		if err != nil {
 			return "", err
 		}
 		// dockerd looks this one up by exact name: an id or a prefix of
 		// the tenant's network names nothing there.
 		if obj.Name != k.Ref {
-			return "", &errNoSuchObject{kind: kindNetwork, ref: k.Ref}
+			return "", &NoSuchObject{Kind: policy.ObjectNetwork, Ref: k.Ref}
 		}
 		return obj.Name, nil
 	case policy.RefVolume:
 		return k.Ref, iso.ownVolume(ctx, k.Ref, refs.NewVolume(k.Ref))
 	}
-	return "", errAmbiguous(fmt.Sprintf("reference of unknown kind %v", k.Kind))
+	return "", Malformed(fmt.Sprintf("reference of unknown kind %v", k.Kind))
 }
 
 // ownVolume checks a named volume a container will mount. dockerd creates
 // a missing named volume on the fly, unlabelled; the broker creates it
 // first, labelled, so the tenant owns it like any volume it creates, with
 // the driver, options and labels the body gives it (judged by the rails).
-// A missing one is only noted in iso.volumes here: createVolumes creates
+// A missing one is only noted in iso.volumes here: CreateVolumes creates
 // it once the request's verdict is to forward it.
-func (iso isolator) ownVolume(ctx context.Context, name string, spec policy.VolumeSpec) error {
-	_, err := iso.resolve(ctx, kindVolume, name)
-	var nf *errNoSuchObject
-	if !errors.As(err, &nf) || nf.foreign {
+func (iso Isolator) ownVolume(ctx context.Context, name string, spec policy.VolumeSpec) error {
+	_, err := iso.resolve(ctx, policy.ObjectVolume, name)
+	var nf *NoSuchObject
+	if !errors.As(err, &nf) || nf.Foreign {
 		return err
 	}
 	if iso.volumes == nil {
@@ -717,18 +726,18 @@ func (iso isolator) ownVolume(ctx context.Context, name string, spec policy.Volu
 	return nil
 }
 
-// createVolumes creates the volumes a forwarded create mounts, labelled
+// CreateVolumes creates the volumes a forwarded create mounts, labelled
 // with the owner, and checks each again: another tenant may have won a
 // race for the name (then the create is refused as naming its volume).
-func (iso isolator) createVolumes(ctx context.Context, vols []pipeline.Volume) error {
+func (iso Isolator) CreateVolumes(ctx context.Context, vols []pipeline.Volume) error {
 	for _, v := range vols {
 		if err := iso.createVolume(ctx, v.Name, v.Spec); err != nil {
 			return err
 		}
-		if _, err := iso.resolve(ctx, kindVolume, v.Name); err != nil {
-			var nf *errNoSuchObject
+		if _, err := iso.resolve(ctx, policy.ObjectVolume, v.Name); err != nil {
+			var nf *NoSuchObject
 			if errors.As(err, &nf) {
-				nf.inBody = true // dockerd answers a create naming it with 400
+				nf.InBody = true // dockerd answers a create naming it with 400
 			}
 			return err
 		}
@@ -740,11 +749,11 @@ func (iso isolator) createVolumes(ctx context.Context, vols []pipeline.Volume) e
 // disconnect body names (and an endpoint NetworkID, which must be the
 // path's network) and forwards full ids. req's network was already
 // resolved to its full id.
-func (iso isolator) isolateNetworkConnect(ctx context.Context, req policy.Request, body []byte) ([]byte, error) {
+func (iso Isolator) isolateNetworkConnect(ctx context.Context, req policy.Request, body []byte) ([]byte, error) {
 	rt := req.Route()
 	refs, err := policy.NetworkConnectRefs(body, rt.Ref(), rt.Endpoint() == policy.EndpointNetworkConnect)
 	if err != nil {
-		return nil, errAmbiguous(err.Error())
+		return nil, Malformed(err.Error())
 	}
 	// dockerd answers a connect naming a missing container with 404.
 	return iso.forwardRefs(ctx, refs, false)
@@ -758,22 +767,5 @@ func isolateContainerStart(body []byte) error {
 	case "", "{}", "null":
 		return nil
 	}
-	return errAmbiguous("a request body on container start is not accepted (it could carry a HostConfig)")
-}
-
-// waitBacklog holds a missing-object answer for as long as a refusal
-// would wait right now, without taking a slot. A tenant that is not over
-// its deny rate is never held (compose and docker inspect probe missing
-// names); one that floods refusals cannot tell a missing object from
-// another tenant's (which is paced) by the answer's delay.
-func (p *pacer) waitBacklog(ctx context.Context) {
-	sleepCtx(ctx, p.backlog(time.Now().UnixNano()))
-}
-
-// backlog is how long a refusal at now would wait, without reserving.
-func (p *pacer) backlog(now int64) time.Duration {
-	if p.interval == 0 {
-		return 0
-	}
-	return max(0, min(time.Duration(p.tat.Load()-now), maxPace))
+	return Malformed("a request body on container start is not accepted (it could carry a HostConfig)")
 }

@@ -1,4 +1,4 @@
-package broker
+package isolation
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sockguard/sockguard/broker/docker"
 	"github.com/sockguard/sockguard/broker/pipeline"
@@ -21,40 +20,41 @@ func TestObjectRoute(t *testing.T) {
 	tests := []struct {
 		method, path string
 		ok           bool
-		kind         objectKind
+		kind         policy.ObjectKind
 		ref          string
 		rebuilt      string // prefix + "ID" + suffix
 	}{
 		{"GET", "/containers/json", false, 0, "", ""},
 		{"POST", "/containers/create", false, 0, "", ""},
 		{"POST", "/containers/prune", false, 0, "", ""},
-		{"GET", "/containers/abc/json", true, kindContainer, "abc", "/containers/ID/json"},
-		{"DELETE", "/containers/abc", true, kindContainer, "abc", "/containers/ID"},
-		{"DELETE", "/containers/json", true, kindContainer, "json", "/containers/ID"},
-		{"GET", "/containers/json/json", true, kindContainer, "json", "/containers/ID/json"},
-		{"POST", "/containers/abc/exec", true, kindContainer, "abc", "/containers/ID/exec"},
-		{"PUT", "/containers/abc/archive", true, kindContainer, "abc", "/containers/ID/archive"},
-		{"GET", "/containers/a/b/logs", true, kindContainer, "a/b", "/containers/ID/logs"},
-		{"POST", "/exec/e1/start", true, kindExec, "e1", "/exec/ID/start"},
+		{"GET", "/containers/abc/json", true, policy.ObjectContainer, "abc", "/containers/ID/json"},
+		{"DELETE", "/containers/abc", true, policy.ObjectContainer, "abc", "/containers/ID"},
+		{"DELETE", "/containers/json", true, policy.ObjectContainer, "json", "/containers/ID"},
+		{"GET", "/containers/json/json", true, policy.ObjectContainer, "json", "/containers/ID/json"},
+		{"POST", "/containers/abc/exec", true, policy.ObjectContainer, "abc", "/containers/ID/exec"},
+		{"PUT", "/containers/abc/archive", true, policy.ObjectContainer, "abc", "/containers/ID/archive"},
+		{"GET", "/containers/a/b/logs", true, policy.ObjectContainer, "a/b", "/containers/ID/logs"},
+		{"POST", "/exec/e1/start", true, policy.ObjectExec, "e1", "/exec/ID/start"},
 		{"GET", "/exec/e1", false, 0, "", ""},
 		{"GET", "/networks", false, 0, "", ""},
 		{"POST", "/networks/create", false, 0, "", ""},
 		{"POST", "/networks/prune", false, 0, "", ""},
-		{"GET", "/networks/n1", true, kindNetwork, "n1", "/networks/ID"},
-		{"DELETE", "/networks/n1", true, kindNetwork, "n1", "/networks/ID"},
-		{"POST", "/networks/n1/connect", true, kindNetwork, "n1", "/networks/ID/connect"},
-		{"POST", "/networks/n1/disconnect", true, kindNetwork, "n1", "/networks/ID/disconnect"},
+		{"GET", "/networks/n1", true, policy.ObjectNetwork, "n1", "/networks/ID"},
+		{"DELETE", "/networks/n1", true, policy.ObjectNetwork, "n1", "/networks/ID"},
+		{"POST", "/networks/n1/connect", true, policy.ObjectNetwork, "n1", "/networks/ID/connect"},
+		{"POST", "/networks/n1/disconnect", true, policy.ObjectNetwork, "n1", "/networks/ID/disconnect"},
 		{"GET", "/volumes", false, 0, "", ""},
 		{"POST", "/volumes/create", false, 0, "", ""},
-		{"GET", "/volumes/v1", true, kindVolume, "v1", "/volumes/ID"},
-		{"DELETE", "/volumes/v1", true, kindVolume, "v1", "/volumes/ID"},
+		{"GET", "/volumes/v1", true, policy.ObjectVolume, "v1", "/volumes/ID"},
+		{"DELETE", "/volumes/v1", true, policy.ObjectVolume, "v1", "/volumes/ID"},
 		{"GET", "/images/json", false, 0, "", ""},
 		{"GET", "/_ping", false, 0, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
 			req := mustReq(t, tt.method, tt.path)
-			k, ok := kindOf(req.Route().Object())
+			k := req.Route().Object()
+			ok := Isolated(k)
 			if ok != tt.ok {
 				t.Fatalf("ok = %v, want %v", ok, tt.ok)
 			}
@@ -96,7 +96,7 @@ func TestMergeOwnerFilter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, err := mergeOwnerFilter(tt.raw, "t-1")
+			out, err := MergeOwnerFilter(tt.raw, "t-1")
 			if (err != nil) != tt.err {
 				t.Fatalf("err = %v, want error %v", err, tt.err)
 			}
@@ -153,13 +153,13 @@ func TestStampOwner(t *testing.T) {
 func TestScrubConflict(t *testing.T) {
 	in := `Conflict. The container name "/job" is already in use by container "83ee47ccf22412345678901234567890123456789012345678901234567890ab". You have to remove (or rename) that container to be able to reuse that name.`
 	want := `Conflict. The container name "/job" is already in use. You have to remove (or rename) that container to be able to reuse that name.`
-	if got := scrubConflict(in); got != want {
+	if got := ScrubConflict(in); got != want {
 		t.Fatalf("got %q", got)
 	}
 }
 
 func TestIsolateQuery(t *testing.T) {
-	iso := isolator{owner: "t-1"}
+	iso := Isolator{owner: "t-1"}
 	own := OwnerLabel + "=t-1"
 	tests := []struct {
 		name, method, target string
@@ -230,18 +230,18 @@ func TestIsolateQuery(t *testing.T) {
 // fakeObjects is a small in-memory dockerd for isolation's lookups: objects
 // by kind, found by full id, name or unique id prefix, as dockerd finds them.
 type fakeObjects struct {
-	objs    map[objectKind][]objectInfo
+	objs    map[policy.ObjectKind][]objectInfo
 	lookups int                            // inspect calls
 	creates map[string]docker.VolumeCreate // volumes created, by name
 }
 
-var _ isolationDaemon = (*fakeObjects)(nil)
+var _ Daemon = (*fakeObjects)(nil)
 
 // notFound is the fake's answer for a missing object: dockerd's 404.
 var notFound = &docker.StatusError{Method: "GET", Status: http.StatusNotFound, StatusLine: "404 Not Found"}
 
 func (f *fakeObjects) InspectContainer(ctx context.Context, ref string) (docker.Container, error) {
-	o, ok, _ := f.inspect(ctx, kindContainer, ref)
+	o, ok, _ := f.inspect(ctx, policy.ObjectContainer, ref)
 	if !ok {
 		return docker.Container{}, notFound
 	}
@@ -249,7 +249,7 @@ func (f *fakeObjects) InspectContainer(ctx context.Context, ref string) (docker.
 }
 
 func (f *fakeObjects) InspectExec(ctx context.Context, ref string) (docker.Exec, error) {
-	o, ok, _ := f.inspect(ctx, kindExec, ref)
+	o, ok, _ := f.inspect(ctx, policy.ObjectExec, ref)
 	if !ok {
 		return docker.Exec{}, notFound
 	}
@@ -257,7 +257,7 @@ func (f *fakeObjects) InspectExec(ctx context.Context, ref string) (docker.Exec,
 }
 
 func (f *fakeObjects) InspectNetwork(ctx context.Context, ref string) (docker.Network, error) {
-	o, ok, _ := f.inspect(ctx, kindNetwork, ref)
+	o, ok, _ := f.inspect(ctx, policy.ObjectNetwork, ref)
 	if !ok {
 		return docker.Network{}, notFound
 	}
@@ -265,21 +265,21 @@ func (f *fakeObjects) InspectNetwork(ctx context.Context, ref string) (docker.Ne
 }
 
 func (f *fakeObjects) InspectVolume(ctx context.Context, name string) (docker.Volume, error) {
-	o, ok, _ := f.inspect(ctx, kindVolume, name)
+	o, ok, _ := f.inspect(ctx, policy.ObjectVolume, name)
 	if !ok {
 		return docker.Volume{}, notFound
 	}
 	return docker.Volume{Name: o.Name, Labels: o.Labels}, nil
 }
 
-func (f *fakeObjects) inspect(_ context.Context, k objectKind, ref string) (objectInfo, bool, error) {
+func (f *fakeObjects) inspect(_ context.Context, k policy.ObjectKind, ref string) (objectInfo, bool, error) {
 	f.lookups++
 	var byPrefix []objectInfo
 	for _, o := range f.objs[k] {
 		if o.ID == ref || o.Name == ref {
 			return o, true, nil
 		}
-		if k != kindVolume && strings.HasPrefix(o.ID, ref) {
+		if k != policy.ObjectVolume && strings.HasPrefix(o.ID, ref) {
 			byPrefix = append(byPrefix, o)
 		}
 	}
@@ -290,7 +290,7 @@ func (f *fakeObjects) inspect(_ context.Context, k objectKind, ref string) (obje
 }
 
 func (f *fakeObjects) CreateVolume(_ context.Context, v docker.VolumeCreate) error {
-	f.objs[kindVolume] = append(f.objs[kindVolume], objectInfo{ID: v.Name, Name: v.Name, Labels: v.Labels})
+	f.objs[policy.ObjectVolume] = append(f.objs[policy.ObjectVolume], objectInfo{ID: v.Name, Name: v.Name, Labels: v.Labels})
 	if f.creates == nil {
 		f.creates = map[string]docker.VolumeCreate{}
 	}
@@ -319,20 +319,20 @@ func owned(id, name, owner string) objectInfo {
 
 func newFakeObjects() *fakeObjects {
 	const a, b = "t-a", "t-b"
-	return &fakeObjects{objs: map[objectKind][]objectInfo{
-		kindContainer: {
+	return &fakeObjects{objs: map[policy.ObjectKind][]objectInfo{
+		policy.ObjectContainer: {
 			owned("aaaa0001", "job", a), owned("aaaa0002", "db", a),
 			owned("bbbb0001", "victim", b),
 			// A's decoy, named like the id prefix of B's container.
 			owned("aaaa0003", "bbbb", a),
 			{ID: "cccc0001", Name: "operator"}, // no owner label
 		},
-		kindNetwork: {
+		policy.ObjectNetwork: {
 			owned("aaaa1001", "anet", a), owned("aaaa1002", "anet2", a), owned("bbbb1001", "bnet", b),
 			owned("bbbb2002", "bcfg", b), owned("aaaa1003", "acfg", a),
 		},
-		kindVolume: {owned("avol", "avol", a), owned("bvol", "bvol", b)},
-		kindExec: {
+		policy.ObjectVolume: {owned("avol", "avol", a), owned("bvol", "bvol", b)},
+		policy.ObjectExec: {
 			{ID: "eeee0001", ContainerID: "aaaa0001"}, {ID: "eeee0002", ContainerID: "bbbb0001"},
 		},
 	}}
@@ -341,30 +341,30 @@ func newFakeObjects() *fakeObjects {
 func TestResolveMissingAndForeign(t *testing.T) {
 	tests := []struct {
 		name    string
-		kind    objectKind
+		kind    policy.ObjectKind
 		ref     string
 		id      string // "" : refused
 		foreign bool
 	}{
-		{"own by name", kindContainer, "job", "aaaa0001", false},
-		{"own by prefix", kindContainer, "aaaa0002", "aaaa0002", false},
-		{"missing", kindContainer, "nosuch", "", false},
-		{"ambiguous prefix is missing", kindContainer, "aaaa", "", false},
-		{"foreign by name", kindContainer, "victim", "", true},
-		{"foreign by prefix", kindContainer, "bbbb00", "", true},
-		{"unlabelled", kindContainer, "operator", "", true},
-		{"empty", kindContainer, "", "", false},
-		{"leading slash", kindContainer, "/job", "", false},
-		{"query characters", kindContainer, "job?x", "", false},
-		{"own exec", kindExec, "eeee0001", "eeee0001", false},
-		{"foreign exec", kindExec, "eeee0002", "", true},
-		{"missing exec", kindExec, "eeee9", "", false},
-		{"foreign network", kindNetwork, "bnet", "", true},
-		{"missing volume", kindVolume, "nosuch", "", false},
+		{"own by name", policy.ObjectContainer, "job", "aaaa0001", false},
+		{"own by prefix", policy.ObjectContainer, "aaaa0002", "aaaa0002", false},
+		{"missing", policy.ObjectContainer, "nosuch", "", false},
+		{"ambiguous prefix is missing", policy.ObjectContainer, "aaaa", "", false},
+		{"foreign by name", policy.ObjectContainer, "victim", "", true},
+		{"foreign by prefix", policy.ObjectContainer, "bbbb00", "", true},
+		{"unlabelled", policy.ObjectContainer, "operator", "", true},
+		{"empty", policy.ObjectContainer, "", "", false},
+		{"leading slash", policy.ObjectContainer, "/job", "", false},
+		{"query characters", policy.ObjectContainer, "job?x", "", false},
+		{"own exec", policy.ObjectExec, "eeee0001", "eeee0001", false},
+		{"foreign exec", policy.ObjectExec, "eeee0002", "", true},
+		{"missing exec", policy.ObjectExec, "eeee9", "", false},
+		{"foreign network", policy.ObjectNetwork, "bnet", "", true},
+		{"missing volume", policy.ObjectVolume, "nosuch", "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			iso := isolator{owner: "t-a", daemon: newFakeObjects()}
+			iso := Isolator{owner: "t-a", daemon: newFakeObjects()}
 			id, err := iso.resolve(context.Background(), tt.kind, tt.ref)
 			if tt.id != "" {
 				if err != nil || id != tt.id {
@@ -372,15 +372,15 @@ func TestResolveMissingAndForeign(t *testing.T) {
 				}
 				return
 			}
-			var nf *errNoSuchObject
+			var nf *NoSuchObject
 			if !errors.As(err, &nf) {
-				t.Fatalf("resolve = %q, %v; want *errNoSuchObject", id, err)
+				t.Fatalf("resolve = %q, %v; want *NoSuchObject", id, err)
 			}
-			if nf.foreign != tt.foreign {
-				t.Fatalf("foreign = %v, want %v", nf.foreign, tt.foreign)
+			if nf.Foreign != tt.foreign {
+				t.Fatalf("foreign = %v, want %v", nf.Foreign, tt.foreign)
 			}
-			if nf.status() != http.StatusNotFound || nf.Error() != notFoundMessage(tt.kind, tt.ref) {
-				t.Fatalf("answer %d %q: a foreign object must look exactly like a missing one", nf.status(), nf.Error())
+			if nf.Status() != http.StatusNotFound || nf.Error() != notFoundMessage(tt.kind, tt.ref) {
+				t.Fatalf("answer %d %q: a foreign object must look exactly like a missing one", nf.Status(), nf.Error())
 			}
 		})
 	}
@@ -439,7 +439,7 @@ func TestIsolateBodyRefs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var vols []pipeline.Volume
-			iso := isolator{owner: "t-a", daemon: newFakeObjects(), volumes: &vols}
+			iso := Isolator{owner: "t-a", daemon: newFakeObjects(), volumes: &vols}
 			ctx := context.Background()
 			var out []byte
 			var err error
@@ -451,8 +451,8 @@ func TestIsolateBodyRefs(t *testing.T) {
 			default:
 				out, err = iso.isolateNetworkConnect(ctx, mustReq(t, "POST", tt.path), []byte(tt.body))
 			}
-			var nf *errNoSuchObject
-			var amb errAmbiguous
+			var nf *NoSuchObject
+			var amb Malformed
 			switch {
 			case tt.want.body != "":
 				if err != nil {
@@ -479,8 +479,8 @@ func TestIsolateBodyRefs(t *testing.T) {
 					t.Fatalf("forwarded\n  %s\nwant\n  %s", out, tt.want.body)
 				}
 			case tt.want.foreign || tt.want.missing:
-				if !errors.As(err, &nf) || nf.foreign != tt.want.foreign {
-					t.Fatalf("err = %#v, want errNoSuchObject{foreign: %v}", err, tt.want.foreign)
+				if !errors.As(err, &nf) || nf.Foreign != tt.want.foreign {
+					t.Fatalf("err = %#v, want NoSuchObject{Foreign: %v}", err, tt.want.foreign)
 				}
 			case tt.want.bad:
 				if !errors.As(err, &amb) {
@@ -511,7 +511,7 @@ func TestBodyRefLookupsBounded(t *testing.T) {
 	}
 	body, _ := json.Marshal(map[string]any{"HostConfig": map[string]any{"VolumesFrom": same}})
 	d := newFakeObjects()
-	iso := isolator{owner: "t-a", daemon: d}
+	iso := Isolator{owner: "t-a", daemon: d}
 	if _, err := iso.isolateContainerCreate(context.Background(), body); err != nil {
 		t.Fatal(err)
 	}
@@ -520,7 +520,7 @@ func TestBodyRefLookupsBounded(t *testing.T) {
 	}
 	d.lookups = 0
 	_, err := iso.isolateContainerCreate(context.Background(), []byte(capBody(20000)))
-	var amb errAmbiguous
+	var amb Malformed
 	if !errors.As(err, &amb) || !strings.Contains(err.Error(), "more than 64") {
 		t.Fatalf("20000 distinct references: err = %v, want a 400 naming the cap", err)
 	}
@@ -552,24 +552,24 @@ func TestIsolateListRefs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			iso := isolator{owner: "t-a", daemon: newFakeObjects()}
+			iso := Isolator{owner: "t-a", daemon: newFakeObjects()}
 			req, err := policy.Canonicalize("GET", "/containers/json", "filters="+url.QueryEscape(tt.filters))
 			if err != nil {
 				t.Fatal(err)
 			}
 			raw, err := iso.isolatedQuery(context.Background(), req)
 			if tt.foreign || tt.missing {
-				var nf *errNoSuchObject
-				if !errors.As(err, &nf) || nf.foreign != tt.foreign {
-					t.Fatalf("err = %v, want errNoSuchObject{foreign: %v}", err, tt.foreign)
+				var nf *NoSuchObject
+				if !errors.As(err, &nf) || nf.Foreign != tt.foreign {
+					t.Fatalf("err = %v, want NoSuchObject{Foreign: %v}", err, tt.foreign)
 				}
 				ref := "victim"
 				if tt.missing {
 					ref = "nosuch"
 				}
 				// dockerd's own answer for a missing one, whatever it is.
-				if nf.status() != http.StatusInternalServerError || nf.Error() != "no such container "+ref {
-					t.Fatalf("answer %d %q", nf.status(), nf.Error())
+				if nf.Status() != http.StatusInternalServerError || nf.Error() != "no such container "+ref {
+					t.Fatalf("answer %d %q", nf.Status(), nf.Error())
 				}
 				return
 			}
@@ -603,15 +603,15 @@ func TestIsolateBuildNetworkMode(t *testing.T) {
 		{"bnet", "", true},
 		{"container:victim", "", true},
 	} {
-		iso := isolator{owner: "t-a", daemon: newFakeObjects()}
+		iso := Isolator{owner: "t-a", daemon: newFakeObjects()}
 		req, err := policy.Canonicalize("POST", "/build", "networkmode="+url.QueryEscape(tt.nm))
 		if err != nil {
 			t.Fatal(err)
 		}
 		raw, err := iso.isolatedQuery(context.Background(), req)
-		var nf *errNoSuchObject
+		var nf *NoSuchObject
 		switch {
-		case tt.foreign && (!errors.As(err, &nf) || !nf.foreign):
+		case tt.foreign && (!errors.As(err, &nf) || !nf.Foreign):
 			t.Errorf("networkmode %s: err = %v, want a foreign-object refusal", tt.nm, err)
 		case !tt.foreign && err != nil:
 			t.Errorf("networkmode %s: %v", tt.nm, err)
@@ -620,30 +620,6 @@ func TestIsolateBuildNetworkMode(t *testing.T) {
 				t.Errorf("networkmode %s forwarded as %q, want %q", tt.nm, q.Get("networkmode"), tt.want)
 			}
 		}
-	}
-}
-
-func TestPacerBacklog(t *testing.T) {
-	p := newPacer(1000)
-	now := time.Now().UnixNano()
-	if d := p.backlog(now); d != 0 {
-		t.Fatalf("an idle pacer holds a missing-object answer for %v", d)
-	}
-	// Over the rate: the backlog is what the next refusal would wait, and
-	// reading it takes no slot.
-	for i := 0; i < 1100; i++ {
-		p.delay(now)
-	}
-	tat := p.tat.Load()
-	next := p.backlog(now)
-	if next <= 0 || next != time.Duration(tat-now) {
-		t.Fatalf("backlog after 1100 refusals in an instant at 1000/s: %v, want %v", next, time.Duration(tat-now))
-	}
-	if p.tat.Load() != tat {
-		t.Fatal("backlog took a slot")
-	}
-	if d := p.delay(now); d != next {
-		t.Fatalf("the next refusal waits %v, the backlog said %v", d, next)
 	}
 }
 
@@ -669,14 +645,14 @@ func TestOwnVolumeKeepsTheBodysSpec(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			objs := newFakeObjects()
 			var vols []pipeline.Volume
-			iso := isolator{owner: "t-a", daemon: objs, volumes: &vols}
+			iso := Isolator{owner: "t-a", daemon: objs, volumes: &vols}
 			if _, err := iso.isolateContainerCreate(context.Background(), []byte(tt.body)); err != nil {
 				t.Fatal(err)
 			}
 			if _, ok := objs.creates["fresh"]; ok {
 				t.Fatal("the volume was created while the request was judged")
 			}
-			if err := iso.createVolumes(context.Background(), vols); err != nil {
+			if err := iso.CreateVolumes(context.Background(), vols); err != nil {
 				t.Fatal(err)
 			}
 			got, ok := objs.creates["fresh"]
@@ -686,11 +662,81 @@ func TestOwnVolumeKeepsTheBodysSpec(t *testing.T) {
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("spec %+v, want %+v", got, tt.want)
 			}
-			for _, o := range objs.objs[kindVolume] {
+			for _, o := range objs.objs[policy.ObjectVolume] {
 				if o.Name == "fresh" && o.Labels[OwnerLabel] != "t-a" {
 					t.Fatalf("owner %q", o.Labels[OwnerLabel])
 				}
 			}
 		})
+	}
+}
+
+func mustReq(t testing.TB, method, target string) policy.Request {
+	t.Helper()
+	p, q, _ := strings.Cut(target, "?")
+	req, err := policy.Canonicalize(method, p, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// pinLabel is the broker's pin label, stamped through SetLabelTop.
+const pinLabel = "io.sockguard.pin"
+
+func TestSetLabel(t *testing.T) {
+	tests := []struct {
+		name, body, value string
+		want              map[string]string // nil: no Labels key expected
+		same              bool              // the body comes back unchanged
+	}{
+		// An empty value is stamped, never left out: dockerd would give the
+		// container its image's label of that name.
+		{name: "empty value stamped", body: `{"Image":"x"}`, want: map[string]string{pinLabel: ""}},
+		{name: "empty body, empty value stamped", body: ``, want: map[string]string{pinLabel: ""}},
+		{name: "set", body: `{"Image":"x"}`, value: "p1", want: map[string]string{pinLabel: "p1"}},
+		{name: "tenant value replaced", body: `{"Labels":{"a":"b","` + pinLabel + `":"evil"}}`, value: "p1",
+			want: map[string]string{"a": "b", pinLabel: "p1"}},
+		{name: "tenant value emptied", body: `{"Labels":{"a":"b","` + pinLabel + `":"evil"}}`,
+			want: map[string]string{"a": "b", pinLabel: ""}},
+		{name: "case-folded key", body: `{"labels":{"` + pinLabel + `":"evil"}}`, value: "p1",
+			want: map[string]string{pinLabel: "p1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := setLabel([]byte(tc.body), pinLabel, tc.value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.same {
+				if string(out) != tc.body && !(tc.body == "" && string(out) == "{}") {
+					t.Fatalf("body changed: %s", out)
+				}
+				return
+			}
+			var top map[string]json.RawMessage
+			if err := json.Unmarshal(out, &top); err != nil {
+				t.Fatal(err)
+			}
+			var labels map[string]string
+			for k, v := range top {
+				if strings.EqualFold(k, "Labels") {
+					if err := json.Unmarshal(v, &labels); err != nil {
+						t.Fatalf("Labels: %v", err)
+					}
+				}
+			}
+			if len(labels) != len(tc.want) {
+				t.Fatalf("labels %v, want %v", labels, tc.want)
+			}
+			for k, v := range tc.want {
+				if labels[k] != v {
+					t.Fatalf("labels %v, want %v", labels, tc.want)
+				}
+			}
+		})
+	}
+	if _, err := setLabel([]byte(`{"Labels":["x"]}`), pinLabel, "p"); err == nil {
+		t.Fatal("Labels of the wrong type accepted")
 	}
 }

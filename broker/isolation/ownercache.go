@@ -1,13 +1,15 @@
-package broker
+package isolation
 
 import (
 	"encoding/hex"
 	"fmt"
 	"strings"
 	"sync"
+
+	"github.com/sockguard/sockguard/policy"
 )
 
-// ownerCache remembers who owns an object, by the object's full id, so an
+// OwnerCache remembers who owns an object, by the object's full id, so an
 // object route that names a full id costs no upstream lookup.
 //
 // Why an entry is never stale: a container's, network's and exec
@@ -45,8 +47,8 @@ import (
 // tenant that makes more distinct objects resolve (each one an upstream
 // lookup it waits for, within its socket's requests-in-flight limit) can
 // push other tenants' entries out; that costs them one upstream lookup
-// each, never a wrong answer. The zero of *ownerCache (nil) caches nothing.
-type ownerCache struct {
+// each, never a wrong answer. The zero of *OwnerCache (nil) caches nothing.
+type OwnerCache struct {
 	half int // entries per generation
 
 	mu sync.RWMutex
@@ -54,9 +56,9 @@ type ownerCache struct {
 	cur, prev map[ownerKey]string
 }
 
-// defaultOwnerCacheSize bounds the broker's owner cache: about 64k
+// DefaultOwnerCacheSize bounds the broker's owner cache: about 64k
 // objects, about 10 MiB of heap when full (BenchmarkOwnerCacheMemory).
-const defaultOwnerCacheSize = 1 << 16
+const DefaultOwnerCacheSize = 1 << 16
 
 // maxCachedOwner is the longest owner label value cached. Tenant ids are
 // far shorter; a longer value (set outside the broker) is never any
@@ -64,21 +66,21 @@ const defaultOwnerCacheSize = 1 << 16
 const maxCachedOwner = 256
 
 type ownerKey struct {
-	kind objectKind
+	kind policy.ObjectKind
 	id   [32]byte
 }
 
-func newOwnerCache(size int) *ownerCache {
+func NewOwnerCache(size int) *OwnerCache {
 	half := max(size/2, 1)
-	return &ownerCache{half: half, cur: make(map[ownerKey]string)}
+	return &OwnerCache{half: half, cur: make(map[ownerKey]string)}
 }
 
 // cacheKey is the key of a full id of a cached kind. ok is false for any
 // other reference: a name, a prefix, an id in upper case (dockerd's ids
 // are lower-case hex, so that is a name to dockerd), or a volume.
-func cacheKey(k objectKind, ref string) (key ownerKey, ok bool) {
+func cacheKey(k policy.ObjectKind, ref string) (key ownerKey, ok bool) {
 	switch k {
-	case kindContainer, kindNetwork, kindExec:
+	case policy.ObjectContainer, policy.ObjectNetwork, policy.ObjectExec:
 	default:
 		return ownerKey{}, false
 	}
@@ -98,7 +100,7 @@ func cacheKey(k objectKind, ref string) (key ownerKey, ok bool) {
 }
 
 // get returns the owner of the object of kind k whose full id is ref.
-func (c *ownerCache) get(k objectKind, ref string) (owner string, ok bool) {
+func (c *OwnerCache) get(k policy.ObjectKind, ref string) (owner string, ok bool) {
 	if c == nil {
 		return "", false
 	}
@@ -117,7 +119,7 @@ func (c *ownerCache) get(k objectKind, ref string) (owner string, ok bool) {
 // put records owner as the owner of the object of kind k with full id id,
 // as dockerd answered it ("" for an unlabelled object). An id that is not
 // a full id of a cached kind is ignored.
-func (c *ownerCache) put(k objectKind, id, owner string) {
+func (c *OwnerCache) put(k policy.ObjectKind, id, owner string) {
 	if c == nil || len(owner) > maxCachedOwner {
 		return
 	}
@@ -133,8 +135,8 @@ func (c *ownerCache) put(k objectKind, id, owner string) {
 	c.cur[key] = owner
 }
 
-// len is the number of entries held (for tests).
-func (c *ownerCache) len() int {
+// Len is the number of entries held.
+func (c *OwnerCache) Len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return len(c.cur) + len(c.prev)
@@ -148,8 +150,8 @@ func (c *ownerCache) len() int {
 // would forward a request meant for the id to the named object, whoever
 // owns it.
 func refuseIDShapedName(kind, name string) error {
-	if _, ok := cacheKey(kindContainer, strings.TrimPrefix(name, "/")); ok {
-		return errAmbiguous(fmt.Sprintf("%s name %q has the form of a full id: 64 hex digits are not accepted as a name", kind, name))
+	if _, ok := cacheKey(policy.ObjectContainer, strings.TrimPrefix(name, "/")); ok {
+		return Malformed(fmt.Sprintf("%s name %q has the form of a full id: 64 hex digits are not accepted as a name", kind, name))
 	}
 	return nil
 }

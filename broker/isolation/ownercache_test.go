@@ -1,4 +1,4 @@
-package broker
+package isolation
 
 import (
 	"context"
@@ -25,28 +25,28 @@ func TestOwnerCacheKey(t *testing.T) {
 	id := fullID(0xabc)
 	tests := []struct {
 		name string
-		kind objectKind
+		kind policy.ObjectKind
 		ref  string
 		ok   bool
 	}{
-		{"container full id", kindContainer, id, true},
-		{"network full id", kindNetwork, id, true},
-		{"exec full id", kindExec, id, true},
-		{"volume: a name that can be re-created", kindVolume, id, false},
-		{"short id", kindContainer, id[:12], false},
-		{"63 digits", kindContainer, id[:63], false},
-		{"65 digits", kindContainer, id + "0", false},
-		{"upper case is a name to dockerd", kindContainer, strings.ToUpper(id), false},
-		{"name", kindContainer, "job", false},
-		{"64 chars, not hex", kindContainer, strings.Repeat("g", 64), false},
-		{"empty", kindContainer, "", false},
+		{"container full id", policy.ObjectContainer, id, true},
+		{"network full id", policy.ObjectNetwork, id, true},
+		{"exec full id", policy.ObjectExec, id, true},
+		{"volume: a name that can be re-created", policy.ObjectVolume, id, false},
+		{"short id", policy.ObjectContainer, id[:12], false},
+		{"63 digits", policy.ObjectContainer, id[:63], false},
+		{"65 digits", policy.ObjectContainer, id + "0", false},
+		{"upper case is a name to dockerd", policy.ObjectContainer, strings.ToUpper(id), false},
+		{"name", policy.ObjectContainer, "job", false},
+		{"64 chars, not hex", policy.ObjectContainer, strings.Repeat("g", 64), false},
+		{"empty", policy.ObjectContainer, "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, ok := cacheKey(tt.kind, tt.ref); ok != tt.ok {
 				t.Fatalf("cacheKey(%v, %q) ok = %v, want %v", tt.kind, tt.ref, ok, tt.ok)
 			}
-			c := newOwnerCache(8)
+			c := NewOwnerCache(8)
 			c.put(tt.kind, tt.ref, "t-a")
 			if _, ok := c.get(tt.kind, tt.ref); ok != tt.ok {
 				t.Fatalf("cached = %v, want %v", ok, tt.ok)
@@ -59,50 +59,50 @@ func TestOwnerCacheKey(t *testing.T) {
 // held, the newest are kept, and a nil cache holds nothing.
 func TestOwnerCacheBounded(t *testing.T) {
 	const size = 8
-	c := newOwnerCache(size)
+	c := NewOwnerCache(size)
 	for i := range 1000 {
-		c.put(kindContainer, fullID(i), "t-a")
-		if n := c.len(); n > size {
+		c.put(policy.ObjectContainer, fullID(i), "t-a")
+		if n := c.Len(); n > size {
 			t.Fatalf("after %d puts the cache holds %d entries, want at most %d", i+1, n, size)
 		}
 	}
 	for i := 1000 - size/2; i < 1000; i++ {
-		if _, ok := c.get(kindContainer, fullID(i)); !ok {
+		if _, ok := c.get(policy.ObjectContainer, fullID(i)); !ok {
 			t.Errorf("recent id %d evicted", i)
 		}
 	}
-	if _, ok := c.get(kindContainer, fullID(0)); ok {
+	if _, ok := c.get(policy.ObjectContainer, fullID(0)); ok {
 		t.Error("the oldest id is still held")
 	}
 	// Writing an id held already does not start a new generation.
-	n := c.len()
+	n := c.Len()
 	for range 100 {
-		c.put(kindContainer, fullID(999), "t-a")
+		c.put(policy.ObjectContainer, fullID(999), "t-a")
 	}
-	if c.len() != n {
-		t.Errorf("re-putting one id changed the size from %d to %d", n, c.len())
+	if c.Len() != n {
+		t.Errorf("re-putting one id changed the size from %d to %d", n, c.Len())
 	}
 	// Kinds are apart: a network never answers for a container's id.
-	if _, ok := c.get(kindNetwork, fullID(999)); ok {
+	if _, ok := c.get(policy.ObjectNetwork, fullID(999)); ok {
 		t.Error("a container's entry answers for a network")
 	}
-	var none *ownerCache
-	none.put(kindContainer, fullID(1), "t-a")
-	if _, ok := none.get(kindContainer, fullID(1)); ok {
+	var none *OwnerCache
+	none.put(policy.ObjectContainer, fullID(1), "t-a")
+	if _, ok := none.get(policy.ObjectContainer, fullID(1)); ok {
 		t.Error("a nil cache answered")
 	}
-	if c.put(kindContainer, fullID(5000), strings.Repeat("x", maxCachedOwner+1)); true {
-		if _, ok := c.get(kindContainer, fullID(5000)); ok {
+	if c.put(policy.ObjectContainer, fullID(5000), strings.Repeat("x", maxCachedOwner+1)); true {
+		if _, ok := c.get(policy.ObjectContainer, fullID(5000)); ok {
 			t.Error("an owner longer than maxCachedOwner was cached")
 		}
 	}
 }
 
 // cacheFixture is a fake daemon with full-id objects of tenants t-a and t-b
-// and an isolator for each, sharing one owner cache as tenants do.
+// and an Isolator for each, sharing one owner cache as tenants do.
 type cacheFixture struct {
 	d    *fakeObjects
-	a, b isolator
+	a, b Isolator
 }
 
 var (
@@ -114,20 +114,20 @@ var (
 )
 
 func newCacheFixture() *cacheFixture {
-	d := &fakeObjects{objs: map[objectKind][]objectInfo{
-		kindContainer: {owned(aCtr, "ajob", "t-a"), owned(bCtr, "bjob", "t-b"), {ID: opCtr, Name: "operator"}},
-		kindNetwork:   {owned(aNet, "anet", "t-a"), owned(bNet, "bnet", "t-b")},
-		kindExec:      {{ID: aExec, ContainerID: aCtr}, {ID: bExec, ContainerID: bCtr}, {ID: orphanExec, ContainerID: fullID(0xdead)}},
-		kindVolume:    {owned("shared", "shared", "t-a")},
+	d := &fakeObjects{objs: map[policy.ObjectKind][]objectInfo{
+		policy.ObjectContainer: {owned(aCtr, "ajob", "t-a"), owned(bCtr, "bjob", "t-b"), {ID: opCtr, Name: "operator"}},
+		policy.ObjectNetwork:   {owned(aNet, "anet", "t-a"), owned(bNet, "bnet", "t-b")},
+		policy.ObjectExec:      {{ID: aExec, ContainerID: aCtr}, {ID: bExec, ContainerID: bCtr}, {ID: orphanExec, ContainerID: fullID(0xdead)}},
+		policy.ObjectVolume:    {owned("shared", "shared", "t-a")},
 	}}
-	owners := newOwnerCache(64)
+	owners := NewOwnerCache(64)
 	return &cacheFixture{d: d,
-		a: isolator{owners: owners, owner: "t-a", daemon: d},
-		b: isolator{owners: owners, owner: "t-b", daemon: d}}
+		a: Isolator{owners: owners, owner: "t-a", daemon: d},
+		b: Isolator{owners: owners, owner: "t-b", daemon: d}}
 }
 
 // resolveCount resolves and says how many daemon lookups it took.
-func (f *cacheFixture) resolveCount(iso isolator, k objectKind, ref string) (string, int, error) {
+func (f *cacheFixture) resolveCount(iso Isolator, k policy.ObjectKind, ref string) (string, int, error) {
 	before := f.d.lookups
 	id, err := iso.resolve(context.Background(), k, ref)
 	return id, f.d.lookups - before, err
@@ -141,32 +141,32 @@ func TestResolveCached(t *testing.T) {
 	tests := []struct {
 		name    string
 		warm    func(f *cacheFixture) // run first, by either tenant; its result shows in the case's answer
-		iso     func(f *cacheFixture) isolator
-		kind    objectKind
+		iso     func(f *cacheFixture) Isolator
+		kind    policy.ObjectKind
 		ref     string
 		want    string // resolved id; "" for a no-such-object answer
 		foreign bool
 		lookups int // on the second of two resolves
 	}{
-		{"own container by full id", nil, func(f *cacheFixture) isolator { return f.a }, kindContainer, aCtr, aCtr, false, 0},
-		{"own network by full id", nil, func(f *cacheFixture) isolator { return f.a }, kindNetwork, aNet, aNet, false, 0},
-		{"own exec by full id", nil, func(f *cacheFixture) isolator { return f.a }, kindExec, aExec, aExec, false, 0},
-		{"a name fills the full id", func(f *cacheFixture) { _, _ = f.a.resolve(context.Background(), kindContainer, "ajob") },
-			func(f *cacheFixture) isolator { return f.a }, kindContainer, aCtr, aCtr, false, 0},
-		{"another tenant's container, warmed by its owner", func(f *cacheFixture) { _, _ = f.a.resolve(context.Background(), kindContainer, aCtr) },
-			func(f *cacheFixture) isolator { return f.b }, kindContainer, aCtr, "", true, 0},
-		{"another tenant's network, warmed by its owner", func(f *cacheFixture) { _, _ = f.a.resolve(context.Background(), kindNetwork, aNet) },
-			func(f *cacheFixture) isolator { return f.b }, kindNetwork, aNet, "", true, 0},
-		{"another tenant's exec, warmed by its owner", func(f *cacheFixture) { _, _ = f.a.resolve(context.Background(), kindExec, aExec) },
-			func(f *cacheFixture) isolator { return f.b }, kindExec, aExec, "", true, 0},
-		{"an exec of another tenant's cached container", func(f *cacheFixture) { _, _ = f.b.resolve(context.Background(), kindContainer, bCtr) },
-			func(f *cacheFixture) isolator { return f.a }, kindExec, bExec, "", true, 0},
-		{"an unlabelled container", nil, func(f *cacheFixture) isolator { return f.a }, kindContainer, opCtr, "", true, 0},
-		{"own container by name: always asked", nil, func(f *cacheFixture) isolator { return f.a }, kindContainer, "ajob", aCtr, false, 1},
-		{"own container by prefix: always asked", nil, func(f *cacheFixture) isolator { return f.a }, kindContainer, aCtr[:12], aCtr, false, 1},
-		{"own volume: always asked", nil, func(f *cacheFixture) isolator { return f.a }, kindVolume, "shared", "shared", false, 1},
-		{"exec of a removed container: missing, never cached", nil, func(f *cacheFixture) isolator { return f.a }, kindExec, orphanExec, "", false, 2},
-		{"missing full id: never cached", nil, func(f *cacheFixture) isolator { return f.a }, kindContainer, fullID(0xdead), "", false, 1},
+		{"own container by full id", nil, func(f *cacheFixture) Isolator { return f.a }, policy.ObjectContainer, aCtr, aCtr, false, 0},
+		{"own network by full id", nil, func(f *cacheFixture) Isolator { return f.a }, policy.ObjectNetwork, aNet, aNet, false, 0},
+		{"own exec by full id", nil, func(f *cacheFixture) Isolator { return f.a }, policy.ObjectExec, aExec, aExec, false, 0},
+		{"a name fills the full id", func(f *cacheFixture) { _, _ = f.a.resolve(context.Background(), policy.ObjectContainer, "ajob") },
+			func(f *cacheFixture) Isolator { return f.a }, policy.ObjectContainer, aCtr, aCtr, false, 0},
+		{"another tenant's container, warmed by its owner", func(f *cacheFixture) { _, _ = f.a.resolve(context.Background(), policy.ObjectContainer, aCtr) },
+			func(f *cacheFixture) Isolator { return f.b }, policy.ObjectContainer, aCtr, "", true, 0},
+		{"another tenant's network, warmed by its owner", func(f *cacheFixture) { _, _ = f.a.resolve(context.Background(), policy.ObjectNetwork, aNet) },
+			func(f *cacheFixture) Isolator { return f.b }, policy.ObjectNetwork, aNet, "", true, 0},
+		{"another tenant's exec, warmed by its owner", func(f *cacheFixture) { _, _ = f.a.resolve(context.Background(), policy.ObjectExec, aExec) },
+			func(f *cacheFixture) Isolator { return f.b }, policy.ObjectExec, aExec, "", true, 0},
+		{"an exec of another tenant's cached container", func(f *cacheFixture) { _, _ = f.b.resolve(context.Background(), policy.ObjectContainer, bCtr) },
+			func(f *cacheFixture) Isolator { return f.a }, policy.ObjectExec, bExec, "", true, 0},
+		{"an unlabelled container", nil, func(f *cacheFixture) Isolator { return f.a }, policy.ObjectContainer, opCtr, "", true, 0},
+		{"own container by name: always asked", nil, func(f *cacheFixture) Isolator { return f.a }, policy.ObjectContainer, "ajob", aCtr, false, 1},
+		{"own container by prefix: always asked", nil, func(f *cacheFixture) Isolator { return f.a }, policy.ObjectContainer, aCtr[:12], aCtr, false, 1},
+		{"own volume: always asked", nil, func(f *cacheFixture) Isolator { return f.a }, policy.ObjectVolume, "shared", "shared", false, 1},
+		{"exec of a removed container: missing, never cached", nil, func(f *cacheFixture) Isolator { return f.a }, policy.ObjectExec, orphanExec, "", false, 2},
+		{"missing full id: never cached", nil, func(f *cacheFixture) Isolator { return f.a }, policy.ObjectContainer, fullID(0xdead), "", false, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,14 +193,14 @@ func TestResolveCached(t *testing.T) {
 				}
 				return
 			}
-			var nf *errNoSuchObject
-			if !errors.As(err, &nf) || nf.foreign != tt.foreign {
-				t.Fatalf("err = %#v, want errNoSuchObject{foreign: %v}", err, tt.foreign)
+			var nf *NoSuchObject
+			if !errors.As(err, &nf) || nf.Foreign != tt.foreign {
+				t.Fatalf("err = %#v, want NoSuchObject{Foreign: %v}", err, tt.foreign)
 			}
 			// What the tenant sees is a missing object's answer.
-			missing := &errNoSuchObject{kind: tt.kind, ref: tt.ref}
-			if nf.status() != missing.status() || nf.Error() != missing.Error() {
-				t.Fatalf("answer %d %q, a missing object's is %d %q", nf.status(), nf.Error(), missing.status(), missing.Error())
+			missing := &NoSuchObject{Kind: tt.kind, Ref: tt.ref}
+			if nf.Status() != missing.Status() || nf.Error() != missing.Error() {
+				t.Fatalf("answer %d %q, a missing object's is %d %q", nf.Status(), nf.Error(), missing.Status(), missing.Error())
 			}
 		})
 	}
@@ -213,19 +213,19 @@ func TestResolveCachedNoCrossTenant(t *testing.T) {
 	ctx := context.Background()
 	for round := range 3 {
 		for _, c := range []struct {
-			iso  isolator
+			iso  Isolator
 			ref  string
 			owns bool
 		}{
 			{f.b, aCtr, false}, {f.a, aCtr, true}, {f.a, bCtr, false}, {f.b, bCtr, true},
 			{f.b, aNet, false}, {f.a, aNet, true}, {f.a, bExec, false}, {f.b, bExec, true},
 		} {
-			k := kindContainer
+			k := policy.ObjectContainer
 			switch c.ref {
 			case aNet:
-				k = kindNetwork
+				k = policy.ObjectNetwork
 			case bExec:
-				k = kindExec
+				k = policy.ObjectExec
 			}
 			id, err := c.iso.resolve(ctx, k, c.ref)
 			if owns := err == nil && id == c.ref; owns != c.owns {
@@ -241,20 +241,20 @@ func TestResolveCachedNoCrossTenant(t *testing.T) {
 func TestResolveNameMoved(t *testing.T) {
 	f := newCacheFixture()
 	ctx := context.Background()
-	if id, err := f.a.resolve(ctx, kindContainer, "ajob"); err != nil || id != aCtr {
+	if id, err := f.a.resolve(ctx, policy.ObjectContainer, "ajob"); err != nil || id != aCtr {
 		t.Fatalf("ajob = %q, %v", id, err)
 	}
 	// A removes its container; B creates one under the same name.
-	f.d.objs[kindContainer] = []objectInfo{owned(bCtr, "ajob", "t-b")}
-	_, err := f.a.resolve(ctx, kindContainer, "ajob")
-	var nf *errNoSuchObject
-	if !errors.As(err, &nf) || !nf.foreign {
+	f.d.objs[policy.ObjectContainer] = []objectInfo{owned(bCtr, "ajob", "t-b")}
+	_, err := f.a.resolve(ctx, policy.ObjectContainer, "ajob")
+	var nf *NoSuchObject
+	if !errors.As(err, &nf) || !nf.Foreign {
 		t.Fatalf("ajob after rm + create by B: err = %v, want foreign", err)
 	}
 	// The deleted id still answers "owned" from the cache: the request is
 	// forwarded and dockerd answers 404 (it cannot name B's container: no
 	// tenant can give a container a name of the form of a full id).
-	if id, err := f.a.resolve(ctx, kindContainer, aCtr); err != nil || id != aCtr {
+	if id, err := f.a.resolve(ctx, policy.ObjectContainer, aCtr); err != nil || id != aCtr {
 		t.Fatalf("A's deleted full id = %q, %v; want it forwarded as itself", id, err)
 	}
 }
@@ -264,11 +264,11 @@ func TestResolveNameMoved(t *testing.T) {
 func TestResolveObjectAsksDaemon(t *testing.T) {
 	f := newCacheFixture()
 	ctx := context.Background()
-	if _, err := f.a.resolve(ctx, kindNetwork, aNet); err != nil {
+	if _, err := f.a.resolve(ctx, policy.ObjectNetwork, aNet); err != nil {
 		t.Fatal(err)
 	}
 	before := f.d.lookups
-	obj, err := f.a.resolveObject(ctx, kindNetwork, aNet)
+	obj, err := f.a.resolveObject(ctx, policy.ObjectNetwork, aNet)
 	if err != nil || obj.Name != "anet" || f.d.lookups != before+1 {
 		t.Fatalf("resolveObject = %+v, %v after %d lookups", obj, err, f.d.lookups-before)
 	}
@@ -277,8 +277,8 @@ func TestResolveObjectAsksDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = f.a.forwardRefs(ctx, refs, true)
-	var nf *errNoSuchObject
-	if !errors.As(err, &nf) || nf.foreign {
+	var nf *NoSuchObject
+	if !errors.As(err, &nf) || nf.Foreign {
 		t.Fatalf("ConfigFrom by a cached full id: err = %v, want missing (dockerd reads it as a name)", err)
 	}
 }
@@ -317,9 +317,9 @@ func TestRefuseIDShapedName(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				_, ierr = f.a.isolateQuery(context.Background(), req)
+				_, ierr = f.a.IsolateQuery(context.Background(), req)
 			}
-			var amb errAmbiguous
+			var amb Malformed
 			if refused := errors.As(ierr, &amb); refused != tt.refused || (!tt.refused && ierr != nil) {
 				t.Fatalf("err = %v, want refused %v", ierr, tt.refused)
 			}
@@ -330,7 +330,7 @@ func TestRefuseIDShapedName(t *testing.T) {
 // TestOwnerCacheConcurrent: tenants resolve at once through one cache (run
 // with -race); every answer is the id's true owner.
 func TestOwnerCacheConcurrent(t *testing.T) {
-	c := newOwnerCache(64)
+	c := NewOwnerCache(64)
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)
@@ -339,8 +339,8 @@ func TestOwnerCacheConcurrent(t *testing.T) {
 			for i := range 2000 {
 				n := (i*7 + g) % 200
 				owner := fmt.Sprintf("t-%d", n%3)
-				c.put(kindContainer, fullID(n), owner)
-				if got, ok := c.get(kindContainer, fullID(n)); ok && got != owner {
+				c.put(policy.ObjectContainer, fullID(n), owner)
+				if got, ok := c.get(policy.ObjectContainer, fullID(n)); ok && got != owner {
 					t.Errorf("id %d: owner %q, want %q", n, got, owner)
 					return
 				}
@@ -348,7 +348,7 @@ func TestOwnerCacheConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if n := c.len(); n > 64 {
+	if n := c.Len(); n > 64 {
 		t.Fatalf("%d entries, want at most 64", n)
 	}
 }
@@ -360,14 +360,14 @@ func BenchmarkOwnerCacheMemory(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		c := newOwnerCache(defaultOwnerCacheSize)
-		for i := range defaultOwnerCacheSize {
-			c.put(kindContainer, fullID(i), fmt.Sprintf("t-%024x", i%1000))
+		c := NewOwnerCache(DefaultOwnerCacheSize)
+		for i := range DefaultOwnerCacheSize {
+			c.put(policy.ObjectContainer, fullID(i), fmt.Sprintf("t-%024x", i%1000))
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB")
-		b.ReportMetric(float64(c.len()), "entries")
+		b.ReportMetric(float64(c.Len()), "entries")
 		runtime.KeepAlive(c)
 	}
 }
