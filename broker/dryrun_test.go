@@ -340,7 +340,7 @@ func TestCheckRequestHidesRealPaths(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var calls atomic.Int64
 	up := tripwireDaemon(t, &calls)
-	reg := &Registry{tenants: map[string]*tenantServer{}, proxy: &Proxy{up: up, owners: newOwnerCache(64), log: log, resolveBinds: true,
+	reg := &Registry{tenants: map[string]*tenantServer{}, proxy: &Proxy{up: up, owners: isolation.NewOwnerCache(64), log: log, resolveBinds: true,
 		pins: newPinner(PinMount, t.TempDir(), "", nil, up, log)}}
 	reg.catalog.Store(cat)
 	svc := &service{b: &Broker{reg: reg}}
