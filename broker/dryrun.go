@@ -39,7 +39,16 @@ type dryNotes struct {
 	// real paths followed to the sources as written (resolvePath).
 	linked bool
 	real   map[string]string
+	// mayRead tells which bind sources the dry run may look at on the
+	// host (policy.Policy.MayBindAsWritten: those under the socket's bind
+	// roots, and the sockets); nil: none. For any other source the answer
+	// must not depend on the host, or it would tell a viewer-role caller
+	// whether a path exists, is a file or is a link.
+	mayRead func(src string) bool
 }
+
+// readable reports whether the dry run may look at src on the host.
+func (n *dryNotes) readable(src string) bool { return n.mayRead != nil && n.mayRead(src) }
 
 func (n *dryNotes) add(s string) {
 	s = clipText(n.maskNote(s), maxDryUnknownLen)
@@ -112,6 +121,12 @@ func (p *Proxy) dryStages(t *Tenant, notes *dryNotes) pipeline.Stages {
 // about the broker's host. The links followed are remembered so that the
 // answer can leave their real paths out (mask).
 func (n *dryNotes) resolvePath(field, src string) (string, error) {
+	if !n.readable(src) {
+		// Judged as written: the rules refuse it as written, and the live
+		// socket refuses it too unless it is a link into a bind root.
+		n.add(fmt.Sprintf("whether bind source %s is a link into a bind root (a dry run reads no host path outside the bind roots)", quoteBounded(src)))
+		return path.Clean(src), nil
+	}
 	real, err := resolveHostPath(field, src)
 	if err != nil {
 		n.linked = true
@@ -285,6 +300,12 @@ func (d dryPins) Prepare(_ context.Context, body []byte) ([]byte, string, error)
 			d.notes.add(fmt.Sprintf("whether host path %s can be pinned (a dry run mounts nothing)", quoteBounded(src)))
 			return s.Source, nil
 		case PinRootOwned:
+			if s.ReadOnly && !d.notes.readable(src) {
+				// Only the audit mode gets here with such a source; every
+				// component's owner would tell about the host.
+				d.notes.add(fmt.Sprintf("whether host path %s is root-owned from / (a dry run reads no host path outside the bind roots)", quoteBounded(src)))
+				return s.Source, nil
+			}
 			return s.Source, checkRootOwned(src, s.ReadOnly)
 		default:
 			return "", errNoPins()

@@ -57,6 +57,8 @@ func (s *service) CheckRequest(ctx context.Context, req *sockguardv1.CheckReques
 	if req.GetMethod() == "" || req.GetTarget() == "" {
 		return nil, status.Error(codes.InvalidArgument, "method and target are required")
 	}
+	// Host paths are read only where the rules may allow a bind as written.
+	notes.mayRead = tenant.Policy.MayBindAsWritten
 	header, err := checkHeaders(req.GetHeaders())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
