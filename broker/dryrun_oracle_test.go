@@ -56,8 +56,8 @@ func TestCheckRequestIsNoHostOracle(t *testing.T) {
 		reg.tenants["aud"] = ts
 		svc := &service{b: &Broker{reg: reg}}
 		pairs := [][2]string{
-			{file + "/x", missing + "/x"}, // a file cannot be resolved through
-			{link, missing},               // a link is followed
+			{file + "/x", missing + "/x"},         // a file cannot be resolved through
+			{link, missing},                       // a link is followed
 			{"/etc", "/sockguard-attack-missing"}, // root-owned mode reads each component
 		}
 		for _, target := range []*sockguardv1.CheckRequestRequest{{Preset: "github-actions-runner"}, {Socket: "aud"}} {
