@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/sockguard/sockguard/broker/isolation"
 	"github.com/sockguard/sockguard/policy"
 	sockguardv1 "github.com/sockguard/sockguard/proto/sockguard/v1"
 	"google.golang.org/protobuf/encoding/prototext"
@@ -48,7 +49,7 @@ func TestCheckRequestIsNoHostOracle(t *testing.T) {
 	for _, mode := range []PinMode{PinMount, PinRootOwned} {
 		var calls atomic.Int64
 		up := tripwireDaemon(t, &calls)
-		reg := &Registry{tenants: map[string]*tenantServer{}, proxy: &Proxy{up: up, owners: newOwnerCache(64), log: log, resolveBinds: true,
+		reg := &Registry{tenants: map[string]*tenantServer{}, proxy: &Proxy{up: up, owners: isolation.NewOwnerCache(64), log: log, resolveBinds: true,
 			pins: newPinner(mode, t.TempDir(), "", nil, up, log)}}
 		reg.catalog.Store(cat)
 		ts := &tenantServer{}
