@@ -43,7 +43,20 @@ func checkBody(body []byte, root *fieldNode) error {
 	return walkBody(body, root, true)
 }
 
+// walkBody accepts at once what fastAccept accepts (the common case: no
+// encoding/json, no paths, few allocations) and otherwise runs walkSlow,
+// the token walk that decides and words every refusal. fastAccept never
+// accepts what walkSlow refuses, so the verdict is walkSlow's either way.
 func walkBody(body []byte, root *fieldNode, table bool) error {
+	if fastAccept(body, root, table) {
+		return nil
+	}
+	return walkSlow(body, root, table)
+}
+
+// walkSlow is the reference walk: encoding/json's tokens, the path of
+// every member kept for the message.
+func walkSlow(body []byte, root *fieldNode, table bool) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil
 	}
