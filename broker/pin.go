@@ -298,6 +298,10 @@ func (pn *pinner) judgeSource(self, src string) (exempt bool, err error) {
 	// Invariant: the broker's own files are never bound, whatever the
 	// policy mode; only the docker.sock rewrite (self) reaches them.
 	if pp, ok := policy.ProtectedOverlap(src, pn.guarded); ok {
+		if src == "/" || strings.HasPrefix(pp, src+"/") {
+			// Above the broker's path: not named (see checkBindSource).
+			return false, refusedf("the bind would contain one of the broker's own paths")
+		}
 		return false, refusedf("the bind would expose the broker's own path %s", pp)
 	}
 	return false, nil

@@ -479,13 +479,20 @@ func (p *Policy) checkBindSource(field, src string, readOnly, nonRecursiveRO boo
 	}
 	for _, s := range p.daemonSockets {
 		if isUnder(s, clean) {
-			return false, forbid(ReasonBindMount, rule, aboutValue(field, src, never()), "%s %s: the bind would expose the Docker daemon socket %s", field, q(src), s)
+			// The socket is not named: a source above it ("/", "/tmp")
+			// would otherwise tell the tenant where the daemon listens.
+			return false, forbid(ReasonBindMount, rule, aboutValue(field, src, never()), "%s %s: the bind would expose the Docker daemon socket", field, q(src))
 		}
 	}
 	if p.selfSocket != "" && isUnder(p.selfSocket, clean) {
 		return false, forbid(ReasonBindMount, rule, aboutValue(field, src, never()), "%s %s: the bind would expose the broker's sockets", field, q(src))
 	}
 	if pp, ok := protectedOverlap(clean, p.protected); ok {
+		if isUnder(pp, clean) {
+			// A source above the broker's path: naming it would tell the
+			// tenant where the broker keeps its state and sockets.
+			return false, forbid(ReasonBindMount, rule, aboutValue(field, src, never()), "%s %s: the bind would contain one of the broker's own paths", field, q(src))
+		}
 		return false, forbid(ReasonBindMount, rule, aboutValue(field, src, never()), "%s %s: the bind would expose the broker's own path %s", field, q(src), pp)
 	}
 	underRO := false

@@ -458,10 +458,12 @@ func (j *judge) body(ctx context.Context, req policy.Request, allowed bool) ([]b
 		return nil, false
 	}
 	j.v.Body, j.v.BodyRead = body, true
+	hp := &hostPaths{pol: pol, audit: j.in.Tenant.Audit, resolve: j.st.ResolvePath}
 	if rt.CreatesContainer() && j.st.ResolvePath != nil {
 		// Judge and forward the real paths, so a symlink under an
-		// allowed root cannot reach outside it.
-		rb, err := policy.ResolveBindSources(body, j.st.ResolvePath)
+		// allowed root cannot reach outside it (hostPaths: without
+		// telling the tenant about the host).
+		rb, err := policy.ResolveBindSources(body, hp.resolveSource)
 		switch {
 		case errors.Is(err, policy.ErrMalformed):
 			j.refuse(policy.Decision{Status: http.StatusBadRequest, Code: policy.ReasonMalformed, Reason: err.Error(), Rule: "strict body"})
@@ -478,6 +480,7 @@ func (j *judge) body(ctx context.Context, req policy.Request, allowed bool) ([]b
 		return body, true
 	}
 	d, nb := pol.InspectBody(req, j.in.Header, body)
+	d = hp.scrub(d)
 	if !d.Allow && (d.Code == policy.ReasonMalformed || d.Code == policy.ReasonBodyTooLarge) {
 		// An ambiguous body is never forwarded, even in audit mode.
 		j.refuse(d)
