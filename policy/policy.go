@@ -324,6 +324,9 @@ func (p *Policy) InspectBody(req Request, header http.Header, body []byte) (Deci
 	case epContainerUpdate:
 		return p.inspectContainerUpdate(body), nil
 	case epContainerStart:
+		if d := startQuery(req); !d.Allow {
+			return d, nil
+		}
 		return inspectContainerStart(body), nil
 	case epExecCreate:
 		return p.inspectExecCreate(body), nil
