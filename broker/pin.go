@@ -321,6 +321,15 @@ func (pn *pinner) prepare(ctx context.Context, tenantID, tenantName string, body
 	self := pn.selfSocket(tenantName)
 	var pinDir string
 	n := 0
+	if !policy.MayBindHostPaths(body) {
+		// No Binds or Mounts to pin: the body has passed policy's decoding,
+		// so the rewrite would call back for nothing and change nothing.
+		out, err := pn.labelPins(ctx, body, "")
+		if err != nil {
+			return nil, "", err
+		}
+		return out, "", nil
+	}
 	rb, err := policy.RewriteBindSources(body, func(s policy.BindSource) (string, error) {
 		src := path.Clean(s.Source)
 		if exempt, err := pn.judgeSource(self, src); exempt || err != nil {

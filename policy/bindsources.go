@@ -81,8 +81,14 @@ func RewriteBindSources(body []byte, fn func(BindSource) (string, error)) ([]byt
 		Mounts     []mountBindOptions
 		HostConfig *struct{ Mounts []mountBindOptions }
 	}
-	if err := decodeTyped(body, &opts); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	// Only Mounts entries read opts. With none at either level the decode
+	// cannot fail where the one above did not (it reads a subset of the
+	// same members with the same types, a Mounts that is null or []
+	// included), so it is skipped.
+	if len(b.Mounts) > 0 || (b.HostConfig != nil && len(b.HostConfig.Mounts) > 0) {
+		if err := decodeTyped(body, &opts); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
 	}
 	var rw rewrites
 	var hostMounts []mountBindOptions

@@ -385,3 +385,80 @@ func (s *fastScan) refusedZero(n *fieldNode) bool {
 	}
 	return false
 }
+
+// MayBindHostPaths reports false only when a container-create body
+// certainly names no bind source: every member dockerd reads as Binds or
+// Mounts (names compared as encoding/json compares them), at the top level
+// and in an object HostConfig, is null or []. Anything else, a body it
+// cannot read included, is true. With false, RewriteBindSources on a body
+// that decodes calls its callback for nothing and returns nil: a caller
+// whose body has already passed policy's decoding (the broker's pins) may
+// skip it.
+func MayBindHostPaths(body []byte) bool {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return false
+	}
+	s := fastScan{b: body}
+	s.ws()
+	if !s.eat('{') || !s.noBinds(true) {
+		return true
+	}
+	s.ws()
+	return s.i != len(s.b)
+}
+
+// noBinds reads the members of an object whose '{' was consumed and
+// reports whether none can name a bind source (top: HostConfig is read too).
+func (s *fastScan) noBinds(top bool) bool {
+	if s.peek() == '}' {
+		s.i++
+		return true
+	}
+	for {
+		s.ws()
+		start, ok := s.key(false)
+		if !ok {
+			return false
+		}
+		k := string(s.keys[start:])
+		s.keys = s.keys[:start]
+		if !s.eat(':') {
+			return false
+		}
+		s.ws()
+		switch {
+		case k == "BINDS" || k == "MOUNTS":
+			switch s.peek() {
+			case 'n':
+				if !s.literal("null") {
+					return false
+				}
+			case '[':
+				s.i++
+				if !s.eat(']') {
+					return false
+				}
+			default:
+				return false
+			}
+		case top && k == "HOSTCONFIG" && s.peek() == '{':
+			s.i++
+			if !s.noBinds(false) {
+				return false
+			}
+		default:
+			if !s.value(nil, 1, false) {
+				return false
+			}
+		}
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
+}

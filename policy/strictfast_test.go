@@ -118,3 +118,64 @@ func FuzzStrictFast(f *testing.F) {
 	}
 	f.Fuzz(checkFastAgrees)
 }
+
+func TestMayBindHostPaths(t *testing.T) {
+	for _, c := range []struct {
+		body string
+		may  bool
+	}{
+		{``, false},
+		{`{}`, false},
+		{`{"Image":"x","Binds":null,"Mounts":[],"HostConfig":{"Binds":null,"Mounts":[ ]}}`, false},
+		{`{"HostConfig":null,"Labels":{"Binds":"/x:/y"},"Env":["Binds=/x:/y"]}`, false},
+		{`{"Binds":["/x:/y"]}`, true},
+		{`{"binds":["/x:/y"]}`, true},
+		{`{"Bind\u017f":["/x:/y"]}`, true},
+		{`{"B\u0069nds":["/x:/y"]}`, true},
+		{`{"Mounts":[{"Type":"bind","Source":"/x","Target":"/y"}]}`, true},
+		{`{"HostConfig":{"Binds":["/x:/y"]}}`, true},
+		{`{"hostconfig":{"mounts":[{}]}}`, true},
+		{`{"Binds":null,"Binds":["/x:/y"]}`, true},
+		{`{"Binds":"/x:/y"}`, true},
+		{`{"Binds":{}}`, true},
+		{`{"Image":"x"`, true},
+		{`{"Image":"x"} {"Binds":["/x:/y"]}`, true},
+		{`[]`, true},
+		{dockerRunBody, false}, // what docker run sends without -v
+	} {
+		if got := MayBindHostPaths([]byte(c.body)); got != c.may {
+			t.Errorf("MayBindHostPaths(%q) = %v, want %v", c.body, got, c.may)
+		}
+	}
+}
+
+// checkNoBindsSkips fails when MayBindHostPaths says a body names no bind
+// source but RewriteBindSources, on a body it reads, finds one.
+func checkNoBindsSkips(t *testing.T, body []byte) {
+	t.Helper()
+	if MayBindHostPaths(body) {
+		return
+	}
+	called := false
+	out, err := RewriteBindSources(body, func(s BindSource) (string, error) {
+		called = true
+		return "/elsewhere", nil
+	})
+	if err != nil {
+		return // a body policy refuses never reaches the pins
+	}
+	if called || out != nil {
+		t.Fatalf("MayBindHostPaths(%q) = false, but RewriteBindSources found a source", body)
+	}
+}
+
+func FuzzMayBindHostPaths(f *testing.F) {
+	for _, s := range strictFastSeeds {
+		f.Add([]byte(s))
+	}
+	for _, b := range fuzzCorpus(f) {
+		f.Add(b)
+	}
+	f.Add([]byte(`{"HostConfig":{"Binds":["/var/run:/r"]},"Mounts":[{"Type":"bind","Source":"/x"}]}`))
+	f.Fuzz(checkNoBindsSkips)
+}
