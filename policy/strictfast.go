@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
+	"hash/maphash"
 	"strconv"
 	"unicode/utf8"
 )
@@ -22,7 +23,8 @@ func fastAccept(body []byte, root *fieldNode, table bool) bool {
 	if !utf8.Valid(body) {
 		return false
 	}
-	s := fastScan{b: body, table: table && root != nil}
+	s := fastScan{b: body, table: table && root != nil,
+		keys: make([]byte, 0, 1024), spans: make([][2]int, 0, 128)}
 	s.ws()
 	if !s.eat('{') {
 		return false
@@ -41,6 +43,7 @@ type fastScan struct {
 	table bool
 	keys  []byte   // folded (or, in data maps, raw) keys of the open objects
 	spans [][2]int // keys[span[0]:span[1]] per member of the open objects
+	seed  maphash.Seed
 }
 
 // fastManyKeys is the member count after which an object's duplicate check
@@ -218,7 +221,7 @@ func (s *fastScan) object(n *fieldNode, depth int) bool {
 	isData := n != nil && n.kind == kMap
 	keysAt, spansAt := len(s.keys), len(s.spans)
 	defer func() { s.keys, s.spans = s.keys[:keysAt], s.spans[:spansAt] }()
-	var many map[string]struct{}
+	var many map[uint64]struct{} // maphash of each key, past fastManyKeys members
 	if s.peek() == '}' {
 		s.i++
 		return true
@@ -231,10 +234,13 @@ func (s *fastScan) object(n *fieldNode, depth int) bool {
 		}
 		k := s.keys[start:]
 		if many != nil {
-			if _, dup := many[string(k)]; dup {
+			// Equal hashes are taken for a duplicate: a collision only
+			// sends the body to walkSlow.
+			h := maphash.Bytes(s.seed, k)
+			if _, dup := many[h]; dup {
 				return false
 			}
-			many[string(k)] = struct{}{}
+			many[h] = struct{}{}
 		} else {
 			for _, sp := range s.spans[spansAt:] {
 				if string(s.keys[sp[0]:sp[1]]) == string(k) {
@@ -243,9 +249,12 @@ func (s *fastScan) object(n *fieldNode, depth int) bool {
 			}
 			s.spans = append(s.spans, [2]int{start, len(s.keys)})
 			if len(s.spans)-spansAt > fastManyKeys {
-				many = make(map[string]struct{}, 2*fastManyKeys)
+				if s.seed == (maphash.Seed{}) {
+					s.seed = maphash.MakeSeed()
+				}
+				many = make(map[uint64]struct{}, 4*fastManyKeys)
 				for _, sp := range s.spans[spansAt:] {
-					many[string(s.keys[sp[0]:sp[1]])] = struct{}{}
+					many[maphash.Bytes(s.seed, s.keys[sp[0]:sp[1]])] = struct{}{}
 				}
 			}
 		}
@@ -398,7 +407,7 @@ func MayBindHostPaths(body []byte) bool {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return false
 	}
-	s := fastScan{b: body}
+	s := fastScan{b: body, keys: make([]byte, 0, 256), spans: make([][2]int, 0, 64)}
 	s.ws()
 	if !s.eat('{') || !s.noBinds(true) {
 		return true
@@ -420,14 +429,16 @@ func (s *fastScan) noBinds(top bool) bool {
 		if !ok {
 			return false
 		}
-		k := string(s.keys[start:])
+		k := s.keys[start:]
+		bindsOrMounts := string(k) == "BINDS" || string(k) == "MOUNTS"
+		hostConfig := string(k) == "HOSTCONFIG"
 		s.keys = s.keys[:start]
 		if !s.eat(':') {
 			return false
 		}
 		s.ws()
 		switch {
-		case k == "BINDS" || k == "MOUNTS":
+		case bindsOrMounts:
 			switch s.peek() {
 			case 'n':
 				if !s.literal("null") {
@@ -441,7 +452,7 @@ func (s *fastScan) noBinds(top bool) bool {
 			default:
 				return false
 			}
-		case top && k == "HOSTCONFIG" && s.peek() == '{':
+		case top && hostConfig && s.peek() == '{':
 			s.i++
 			if !s.noBinds(false) {
 				return false
