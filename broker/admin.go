@@ -32,7 +32,7 @@ type peerCredentials struct{}
 // peerAuthInfo carries the peer's credentials into the RPC context.
 type peerAuthInfo struct {
 	credentials.CommonAuthInfo
-	cred PeerCred
+	cred peerCred
 }
 
 func (peerAuthInfo) AuthType() string { return "peercred" }

@@ -94,7 +94,7 @@ func TestParseRoles(t *testing.T) {
 		{"bad glob", "bindings:\n- role: operator\n  identities: [cn:a]\n  sockets: [\"runner-[\"]\n", "syntax error"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseRoles([]byte(tc.src))
+			_, err := parseRoles([]byte(tc.src))
 			if tc.err == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -111,7 +111,7 @@ func TestParseRoles(t *testing.T) {
 // TestGrants: who gets what from the role file, the implicit admins and
 // name globs.
 func TestGrants(t *testing.T) {
-	roles, err := ParseRoles([]byte(`bindings:
+	roles, err := parseRoles([]byte(`bindings:
 - role: viewer
   identities: [uri:spiffe://fleet/viewer, ou:sre, uid:1000]
 - role: operator
@@ -209,7 +209,7 @@ func TestCertIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	roles, err := ParseRoles([]byte("bindings:\n- role: admin\n  identities: [ou:sre, \"cn:spiffe://fleet/admin\", uri:spiffe://fleet/admin]\n"))
+	roles, err := parseRoles([]byte("bindings:\n- role: admin\n  identities: [ou:sre, \"cn:spiffe://fleet/admin\", uri:spiffe://fleet/admin]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -627,7 +627,7 @@ func BenchmarkAdminTLS(b *testing.B) {
 // every socket and an admin may give any. Otherwise a runner-* operator
 // could allow /etc and be root on the host.
 func TestOperatorBindRoots(t *testing.T) {
-	roles, err := ParseRoles([]byte(`bindings:
+	roles, err := parseRoles([]byte(`bindings:
 - role: operator
   identities: [cn:narrow]
   sockets: [runner-*]
@@ -675,7 +675,7 @@ func TestOperatorBindRoots(t *testing.T) {
 		t.Fatalf("requestedBindRoots = %v", got)
 	}
 	for _, bad := range []string{"bind_roots: [/x]\n", "sockets: [r-*]\n  bind_roots: [etc]\n", "sockets: [r-*]\n  bind_roots: [/]\n", "sockets: [r-*]\n  bind_roots: [/a/../b]\n"} {
-		if _, err := ParseRoles([]byte("bindings:\n- role: operator\n  identities: [cn:x]\n  " + bad)); err == nil {
+		if _, err := parseRoles([]byte("bindings:\n- role: operator\n  identities: [cn:x]\n  " + bad)); err == nil {
 			t.Errorf("role file with %q accepted", bad)
 		}
 	}

@@ -225,7 +225,7 @@ func (a *auditor) refused(ctx context.Context, method string, req any, err error
 // it changed or started, with its preset file's old and new digests, so a
 // socket's own history shows a preset file that widened it. A failed
 // reload changed nothing and is one event with its error.
-func (b *Broker) auditReload(before, after *policy.Catalog, res ReloadResult, err error) {
+func (b *Broker) auditReload(before, after *policy.Catalog, res reloadResult, err error) {
 	ctx := context.Background()
 	signal := store.AuditCaller{Transport: "signal"} // SIGHUP: whoever may signal the broker
 	ev := store.AuditEvent{Action: AuditReload, Caller: signal}

@@ -73,7 +73,7 @@ func TestAuditRefusedCalls(t *testing.T) {
 	s := openTestStore(t)
 	au := &auditor{store: s, ret: DefaultAuditRetention, log: slog.New(slog.DiscardHandler)}
 	a := adminAuth{gid: -1, refused: au.refused}
-	ctx := peer.NewContext(context.Background(), &peer.Peer{AuthInfo: peerAuthInfo{cred: PeerCred{UID: 1000, GID: 1000, PID: 42}}})
+	ctx := peer.NewContext(context.Background(), &peer.Peer{AuthInfo: peerAuthInfo{cred: peerCred{UID: 1000, GID: 1000, PID: 42}}})
 	never := func(context.Context, any) (any, error) { t.Fatal("handler ran"); return nil, nil }
 	calls := []struct {
 		method string

@@ -105,7 +105,7 @@ type Config struct {
 	// changed presets, reopen AccessLogFile.
 	Reload <-chan os.Signal
 	// Notify, when set, gets systemd readiness messages (sd_notify).
-	Notify *Notifier
+	Notify *notifier
 	// HealthSocket, when set, is a unix socket (mode 0666) serving only
 	// the gRPC health service.
 	HealthSocket string
@@ -113,7 +113,7 @@ type Config struct {
 	pingInterval time.Duration
 	// BindPins chooses how judged bind sources are kept from being
 	// swapped (see PinMode); "" is PinAuto.
-	BindPins PinMode
+	BindPins pinMode
 	// PinSweepInterval is how often pins of containers that are gone are
 	// removed; 0 is one minute.
 	PinSweepInterval time.Duration
@@ -173,7 +173,7 @@ type Broker struct {
 	log      *slog.Logger
 	up       *docker.Client
 	store    serviceStore
-	notify   *Notifier
+	notify   *notifier
 	upMon    *upstreamMonitor
 	denials  *denylog.DenyLog
 	reg      *Registry
@@ -273,7 +273,7 @@ func Run(ctx context.Context, cfg Config) error {
 		adminGID, adminMode = cfg.AdminGroup, 0o660
 	}
 	adminLn, err := listenUnix(cfg.AdminSocket, 0, adminGID, adminMode)
-	if errors.Is(err, ErrSocketInUse) {
+	if errors.Is(err, errSocketInUse) {
 		return fmt.Errorf("another broker is already serving the admin socket %s: %w", cfg.AdminSocket, err)
 	}
 	if err != nil {
@@ -327,7 +327,7 @@ func Run(ctx context.Context, cfg Config) error {
 		gate:          newConnGate(budget),
 		locator:       newPeerLocator(up),
 		store:         st,
-		proxy:         NewProxy(up, b.denials, log, cfg.AccessLog),
+		proxy:         newProxy(up, b.denials, log, cfg.AccessLog),
 		denials:       b.denials,
 		log:           log,
 		tenants:       make(map[string]*tenantServer),

@@ -63,7 +63,7 @@ func TestAmbiguousCertNamesNobody(t *testing.T) {
 		}
 		return c
 	}
-	roles, err := ParseRoles([]byte("bindings:\n- role: operator\n  identities: [cn:ci-bot, uri:spiffe://fleet/ops]\n"))
+	roles, err := parseRoles([]byte("bindings:\n- role: operator\n  identities: [cn:ci-bot, uri:spiffe://fleet/ops]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,8 +42,8 @@ func (t DeleteTimes) orDefault(def DeleteTimes) DeleteTimes {
 	return t
 }
 
-// DeleteOptions say how a delete runs.
-type DeleteOptions struct {
+// deleteOptions say how a delete runs.
+type deleteOptions struct {
 	Purge bool
 	Times DeleteTimes
 	// Progress, when set, is called once per object a purge handles, in
@@ -56,11 +56,11 @@ type DeleteOptions struct {
 const deletingMessage = "being deleted: a purge did not remove every object; run sgctl delete-socket --purge again to finish"
 
 // Delete is DeleteWith with the broker's default time limits.
-func (r *Registry) Delete(ctx context.Context, name string, purge bool) (PurgeResult, error) {
-	return r.DeleteWith(ctx, name, DeleteOptions{Purge: purge})
+func (r *Registry) Delete(ctx context.Context, name string, purge bool) (purgeResult, error) {
+	return r.deleteWith(ctx, name, deleteOptions{Purge: purge})
 }
 
-// DeleteWith stops serving a socket and forgets it.
+// deleteWith stops serving a socket and forgets it.
 //
 // Without purge the tenant's objects are counted and left in place, and
 // the tenant is forgotten at once.
@@ -72,14 +72,14 @@ func (r *Registry) Delete(ctx context.Context, name string, purge bool) (PurgeRe
 // and only when all are gone is the tenant forgotten. When some removal
 // fails, the tenant stays in the deleting state, listed, and a later
 // delete with purge starts over from the objects still there.
-func (r *Registry) DeleteWith(ctx context.Context, name string, o DeleteOptions) (PurgeResult, error) {
+func (r *Registry) deleteWith(ctx context.Context, name string, o deleteOptions) (purgeResult, error) {
 	times := o.Times.orDefault(r.deleteTimes.orDefault(DefaultDeleteTimes))
 	ctx, cancel := context.WithTimeout(ctx, times.Total)
 	defer cancel()
 	if !o.Purge {
 		return r.deleteNow(ctx, name, times)
 	}
-	var res PurgeResult
+	var res purgeResult
 	s, err := r.beginPurge(name)
 	if err != nil {
 		return res, err
@@ -181,8 +181,8 @@ func (r *Registry) close(ctx context.Context, s *tenantServer, name string, drai
 
 // deleteNow forgets the tenant at once, leaving its objects in place (and
 // counted); its name stays reserved until the socket is drained.
-func (r *Registry) deleteNow(ctx context.Context, name string, times DeleteTimes) (PurgeResult, error) {
-	var res PurgeResult
+func (r *Registry) deleteNow(ctx context.Context, name string, times DeleteTimes) (purgeResult, error) {
+	var res purgeResult
 	r.mu.Lock()
 	s, ok := r.tenants[name]
 	if !ok {

@@ -46,7 +46,7 @@ func TestCheckRequestIsNoHostOracle(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	for _, mode := range []PinMode{PinMount, PinRootOwned} {
+	for _, mode := range []pinMode{PinMount, PinRootOwned} {
 		var calls atomic.Int64
 		up := tripwireDaemon(t, &calls)
 		reg := &Registry{tenants: map[string]*tenantServer{}, proxy: &Proxy{up: up, owners: isolation.NewOwnerCache(64), log: log, resolveBinds: true,

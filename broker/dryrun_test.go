@@ -129,7 +129,7 @@ func TestDryRunStages(t *testing.T) {
 		}},
 		{name: "bind in mount mode", notes: `whether host path "/srv/work" can be pinned`, run: func(p *Proxy, n *dryNotes) error {
 			out, id, err := p.dryStages(tenant, n).Pins.Prepare(ctx, []byte(`{"HostConfig":{"Binds":["/srv/work:/w"]}}`))
-			if id != "" || strings.Contains(string(out), PinLabel) {
+			if id != "" || strings.Contains(string(out), pinLabel) {
 				return fmt.Errorf("pinned: id %q, body %s", id, out)
 			}
 			return err

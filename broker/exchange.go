@@ -22,7 +22,7 @@ type exchange struct {
 	w     http.ResponseWriter
 	r     *http.Request
 	ctx   context.Context
-	cred  PeerCred
+	cred  peerCred
 	reqID string
 	start time.Time
 	sw    *statusWriter // nil without an access log
@@ -40,7 +40,7 @@ func (h *tenantHandler) begin(w http.ResponseWriter, r *http.Request) *exchange 
 		method: r.Method, outcome: "allow"}
 	x.cred, _ = credFrom(x.ctx)
 	x.reqID = p.reqBase + h.reqTag + "-" + strconv.FormatUint(h.reqSeq.Add(1), 36)
-	w.Header().Set(RequestIDHeader, x.reqID)
+	w.Header().Set(requestIDHeader, x.reqID)
 	if p.access != nil {
 		x.sw = &statusWriter{ResponseWriter: w}
 		w = x.sw

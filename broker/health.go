@@ -228,7 +228,7 @@ const (
 // At most maxHealthConns connections are open at once.
 func listenHealth(path string) (net.Listener, error) {
 	ln, err := listenUnix(path, os.Geteuid(), os.Getegid(), 0o666)
-	if errors.Is(err, ErrSocketInUse) {
+	if errors.Is(err, errSocketInUse) {
 		return nil, fmt.Errorf("another broker is already serving the health socket %s: %w", path, err)
 	}
 	if err != nil {

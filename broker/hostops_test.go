@@ -86,7 +86,7 @@ func TestNotifier(t *testing.T) {
 			t.Errorf("NewNotifier(%q) is not nil", s)
 		}
 	}
-	var none *Notifier
+	var none *notifier
 	if err := none.Notify("READY=1"); err != nil {
 		t.Fatalf("nil notifier: %v", err)
 	}

@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// ErrSocketInUse means a live process is already serving a socket path.
-var ErrSocketInUse = errors.New("socket is in use")
+// errSocketInUse means a live process is already serving a socket path.
+var errSocketInUse = errors.New("socket is in use")
 
 // ensureDir makes sure path is a directory the broker can trust: created by
 // the broker if missing, never a symlink (it is not followed), owned by the
@@ -89,7 +89,7 @@ func listenUnix(path string, uid, gid int, perm fs.FileMode) (*unixListener, err
 		}
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			c.Close()
-			return nil, fmt.Errorf("%w: another process is serving %s", ErrSocketInUse, path)
+			return nil, fmt.Errorf("%w: another process is serving %s", errSocketInUse, path)
 		}
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)

@@ -23,7 +23,7 @@ func TestListenUnix(t *testing.T) {
 	if fi, err := os.Lstat(p); err != nil || fi.Mode().Perm() != 0o640 || fi.Mode()&os.ModeSocket == 0 {
 		t.Fatalf("socket file: %v %v", fi.Mode(), err)
 	}
-	if _, err := listenUnix(p, os.Getuid(), os.Getgid(), 0o600); !errors.Is(err, ErrSocketInUse) {
+	if _, err := listenUnix(p, os.Getuid(), os.Getgid(), 0o600); !errors.Is(err, errSocketInUse) {
 		t.Fatalf("second listen on a live socket: %v, want ErrSocketInUse", err)
 	}
 	// A stale socket (bound, nobody listening) is replaced.

@@ -2,18 +2,18 @@ package broker
 
 import "fmt"
 
-// MaxNameLen is the longest tenant socket name accepted.
-const MaxNameLen = 63
+// maxNameLen is the longest tenant socket name accepted.
+const maxNameLen = 63
 
-// ValidateName checks a tenant socket name before it touches the
+// validateName checks a tenant socket name before it touches the
 // filesystem: 1-63 characters of [a-z0-9._-], starting with [a-z0-9]. The
 // rules exclude "/", "..", "." and anything a shell or path would interpret.
-func ValidateName(name string) error {
+func validateName(name string) error {
 	if name == "" {
 		return fmt.Errorf("%w: socket name is empty", ErrInvalidArgument)
 	}
-	if len(name) > MaxNameLen {
-		return fmt.Errorf("%w: socket name %s is longer than %d characters", ErrInvalidArgument, quoteBounded(name), MaxNameLen)
+	if len(name) > maxNameLen {
+		return fmt.Errorf("%w: socket name %s is longer than %d characters", ErrInvalidArgument, quoteBounded(name), maxNameLen)
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
@@ -21,7 +21,7 @@ func ValidateName(name string) error {
 		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
 		case (c == '-' || c == '_' || c == '.') && i > 0:
 		default:
-			return fmt.Errorf("%w: socket name %s is invalid: use 1-%d lowercase letters, digits, '-', '_' or '.', starting with a letter or digit", ErrInvalidArgument, quoteBounded(name), MaxNameLen)
+			return fmt.Errorf("%w: socket name %s is invalid: use 1-%d lowercase letters, digits, '-', '_' or '.', starting with a letter or digit", ErrInvalidArgument, quoteBounded(name), maxNameLen)
 		}
 	}
 	return nil

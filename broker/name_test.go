@@ -34,7 +34,7 @@ func TestValidateName(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%q", tt.name), func(t *testing.T) {
-			err := ValidateName(tt.name)
+			err := validateName(tt.name)
 			if (err == nil) != tt.ok {
 				t.Fatalf("ValidateName(%q) = %v, want ok=%v", tt.name, err, tt.ok)
 			}

@@ -244,7 +244,7 @@ func (l *peerLocator) owner(ctx context.Context, id string) (owner string, found
 //   - When the container cannot be determined, the peer is refused.
 //
 // reason is empty when the peer is allowed.
-func peerVerdict(t *Tenant, c PeerCred, place peerPlace, locateErr error) (reason string) {
+func peerVerdict(t *Tenant, c peerCred, place peerPlace, locateErr error) (reason string) {
 	if locateErr != nil {
 		return fmt.Sprintf("connection from uid %d gid %d pid %d refused: cannot tell whether it runs in a container: %v", c.UID, c.GID, c.PID, locateErr)
 	}

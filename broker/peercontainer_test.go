@@ -61,15 +61,15 @@ func TestPeerVerdict(t *testing.T) {
 	withUID := &Tenant{ID: "t-a", AllowUIDs: []uint32{1001}}
 	withGID := &Tenant{ID: "t-a", AllowGIDs: []uint32{2000}}
 	open := &Tenant{ID: "t-a"}
-	root := PeerCred{UID: 0, GID: 0, PID: 42}
-	runner := PeerCred{UID: 1001, GID: 1001, PID: 43}
+	root := peerCred{UID: 0, GID: 0, PID: 42}
+	runner := peerCred{UID: 1001, GID: 1001, PID: 43}
 	own := peerPlace{container: cidA, owner: "t-a"}
 	foreign := peerPlace{container: cidA, owner: "t-b"}
 	unowned := peerPlace{container: cidA}
 	for _, tc := range []struct {
 		name  string
 		t     *Tenant
-		c     PeerCred
+		c     peerCred
 		place peerPlace
 		err   error
 		ok    bool
@@ -85,7 +85,7 @@ func TestPeerVerdict(t *testing.T) {
 		{"host process on an open socket", open, root, peerPlace{}, nil, true, ""},
 		{"allowed uid in an unowned container", withUID, runner, unowned, nil, true, ""},
 		{"root in an unowned container", withUID, root, unowned, nil, false, "which no tenant owns"},
-		{"allowed gid", withGID, PeerCred{UID: 5, GID: 2000}, peerPlace{}, nil, true, ""},
+		{"allowed gid", withGID, peerCred{UID: 5, GID: 2000}, peerPlace{}, nil, true, ""},
 		{"lookup failed", open, root, peerPlace{}, errPeerGone, false, "exited"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,19 +11,19 @@ import (
 	"github.com/sockguard/sockguard/policy"
 )
 
-// PeerCred is the identity of the process at the other end of a unix
+// peerCred is the identity of the process at the other end of a unix
 // socket, read once with SO_PEERCRED when the connection is accepted. It is
 // never taken from anything the peer sends.
-type PeerCred struct {
+type peerCred struct {
 	UID, GID uint32
 	PID      int32
 }
 
 // readPeerCred reads the peer's credentials.
-func readPeerCred(c net.Conn) (PeerCred, error) {
+func readPeerCred(c net.Conn) (peerCred, error) {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
-		return PeerCred{}, errors.New("not a unix socket connection")
+		return peerCred{}, errors.New("not a unix socket connection")
 	}
 	cred, pidfd, err := readPeerCredPidfd(uc)
 	if pidfd >= 0 {
@@ -35,10 +35,10 @@ func readPeerCred(c net.Conn) (PeerCred, error) {
 // readPeerCredPidfd reads the peer's credentials and, where the kernel offers
 // it (Linux 6.5+, SO_PEERPIDFD), a pidfd of the peer as it was at connect
 // time; pidfd is -1 without one and must be closed by the caller otherwise.
-func readPeerCredPidfd(c *net.UnixConn) (cred PeerCred, pidfd int, err error) {
+func readPeerCredPidfd(c *net.UnixConn) (cred peerCred, pidfd int, err error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return PeerCred{}, -1, err
+		return peerCred{}, -1, err
 	}
 	var uc *unix.Ucred
 	var credErr error
@@ -51,12 +51,12 @@ func readPeerCredPidfd(c *net.UnixConn) (cred PeerCred, pidfd int, err error) {
 			}
 		}
 	}); err != nil {
-		return PeerCred{}, -1, err
+		return peerCred{}, -1, err
 	}
 	if credErr != nil {
-		return PeerCred{}, -1, credErr
+		return peerCred{}, -1, credErr
 	}
-	return PeerCred{UID: uc.Uid, GID: uc.Gid, PID: uc.Pid}, pidfd, nil
+	return peerCred{UID: uc.Uid, GID: uc.Gid, PID: uc.Pid}, pidfd, nil
 }
 
 // credConn is an accepted tenant connection with its peer's credentials.
@@ -65,7 +65,7 @@ func readPeerCredPidfd(c *net.UnixConn) (cred PeerCred, pidfd int, err error) {
 // until it ends.
 type credConn struct {
 	*net.UnixConn
-	cred    PeerCred
+	cred    peerCred
 	release func()
 }
 
@@ -77,12 +77,12 @@ func (c *credConn) Close() error {
 
 type credKey struct{}
 
-func withCred(ctx context.Context, c PeerCred) context.Context {
+func withCred(ctx context.Context, c peerCred) context.Context {
 	return context.WithValue(ctx, credKey{}, c)
 }
 
-func credFrom(ctx context.Context) (PeerCred, bool) {
-	c, ok := ctx.Value(credKey{}).(PeerCred)
+func credFrom(ctx context.Context) (peerCred, bool) {
+	c, ok := ctx.Value(credKey{}).(peerCred)
 	return c, ok
 }
 
@@ -97,7 +97,7 @@ type peerListener struct {
 	limit  int // connections per socket
 	locate func(ctx context.Context, pid int32, pidfd int) (peerPlace, error)
 	// refuse records a refused peer or connection.
-	refuse func(c PeerCred, code policy.ReasonCode, reason string)
+	refuse func(c peerCred, code policy.ReasonCode, reason string)
 	// overLimit records a connection refused by a limit.
 	overLimit func(msg string)
 }

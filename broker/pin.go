@@ -27,34 +27,34 @@ import (
 	"github.com/sockguard/sockguard/policy"
 )
 
-// PinMode says how the broker keeps a judged bind source from being
+// pinMode says how the broker keeps a judged bind source from being
 // swapped (a directory replaced by a symlink) before dockerd mounts it.
-type PinMode string
+type pinMode string
 
 const (
 	// PinAuto picks PinMount where the broker can mount in dockerd's mount
 	// namespace, else PinRootOwned where it sees the host's filesystem,
 	// else PinRefuse.
-	PinAuto PinMode = "auto"
+	PinAuto pinMode = "auto"
 	// PinMount opens each judged source without following any symlink,
 	// bind-mounts it (by file descriptor) under <state-dir>/pins, and
 	// forwards that path to dockerd: later changes under the tenant's bind
 	// roots cannot change what a start or restart mounts.
-	PinMount PinMode = "mount"
+	PinMount pinMode = "mount"
 	// PinRootOwned forwards a source only if it is bound read-only and every
 	// path component from / down to and including it is a root-owned
 	// directory or file that neither group nor others may write: no tenant
 	// can swap it. The runner's own (runner-owned) work directories are
 	// refused in this mode.
-	PinRootOwned PinMode = "root-owned"
+	PinRootOwned pinMode = "root-owned"
 	// PinRefuse refuses every host bind (the rewritten docker.sock bind
 	// excepted): the broker cannot see the filesystem dockerd mounts from.
-	PinRefuse PinMode = "refuse"
+	PinRefuse pinMode = "refuse"
 )
 
 // ParsePinMode checks a --bind-pins value.
-func ParsePinMode(s string) (PinMode, error) {
-	switch m := PinMode(s); m {
+func ParsePinMode(s string) (pinMode, error) {
+	switch m := pinMode(s); m {
 	case PinAuto, PinMount, PinRootOwned, PinRefuse:
 		return m, nil
 	case "":
@@ -63,14 +63,14 @@ func ParsePinMode(s string) (PinMode, error) {
 	return "", fmt.Errorf("%w: bind pin mode %q: use auto, mount, root-owned or refuse", ErrInvalidArgument, s)
 }
 
-// PinLabel is stamped on every container created through a tenant socket
+// pinLabel is stamped on every container created through a tenant socket
 // with the ids of the pin directories it mounts, comma-separated: its own
 // and those of the containers it takes VolumesFrom (empty when none, never
 // absent: dockerd gives a container the labels of its image where the
 // create sets none, and an image may carry this label with another
 // tenant's pin ids, read from the host's mountinfo). The sweep keeps
 // exactly the pins an existing container names.
-const PinLabel = "io.sockguard.pin"
+const pinLabel = "io.sockguard.pin"
 
 // pinRefused is a bind source the broker will not forward; the handler
 // refuses it in every policy mode (it guards the boundary, not a preference).
@@ -94,7 +94,7 @@ func refusedf(format string, args ...any) error {
 // entry is unmounted, then rmdir'd or unlinked, so a failed unmount can
 // never delete the tenant's files through the mount.
 type pinner struct {
-	mode PinMode
+	mode pinMode
 	dir  string // <state-dir>/pins
 	// guarded: the broker's own paths and the daemon sockets, as written
 	// and resolved. No pinned source may name, contain or lie inside one.
@@ -126,7 +126,7 @@ type pinDaemon interface {
 	ListContainers(ctx context.Context, all bool, filters string) ([]docker.ContainerSummary, error)
 }
 
-func newPinner(mode PinMode, dir, hostSocketDir string, guarded []string, up pinDaemon, log *slog.Logger) *pinner {
+func newPinner(mode pinMode, dir, hostSocketDir string, guarded []string, up pinDaemon, log *slog.Logger) *pinner {
 	return &pinner{
 		mode: mode, dir: dir, guarded: guarded, hostSocketDir: hostSocketDir, up: up, log: log,
 		kick: make(chan struct{}, 1), inflight: make(map[string]struct{}), counts: make(map[string]int),
@@ -137,7 +137,7 @@ func newPinner(mode PinMode, dir, hostSocketDir string, guarded []string, up pin
 // setup decides the mode (auto) and prepares the pin directory. reason says
 // why auto fell back; it is empty when the wanted mode was taken.
 // hostFS: the broker sees the filesystem dockerd mounts from.
-func (pn *pinner) setup(want PinMode, hostFS bool) (reason string, err error) {
+func (pn *pinner) setup(want pinMode, hostFS bool) (reason string, err error) {
 	if want != PinAuto && want != PinMount {
 		pn.mode = want
 		return "", nil
@@ -403,7 +403,7 @@ func (pn *pinner) labelPins(ctx context.Context, body []byte, pinID string) ([]b
 	if len(ids) > maxPinRefs {
 		return nil, refusedf("the container would hold %d pins through VolumesFrom (at most %d)", len(ids), maxPinRefs)
 	}
-	if err := isolation.SetLabelTop(top, PinLabel, strings.Join(ids, ",")); err != nil {
+	if err := isolation.SetLabelTop(top, pinLabel, strings.Join(ids, ",")); err != nil {
 		return nil, err
 	}
 	return json.Marshal(top)
@@ -449,7 +449,7 @@ func (pn *pinner) inherited(ctx context.Context, top map[string]json.RawMessage)
 		if err != nil {
 			return nil, fmt.Errorf("VolumesFrom %q: %w", ref, err)
 		}
-		if v := c.Labels[PinLabel]; v != "" {
+		if v := c.Labels[pinLabel]; v != "" {
 			ids = append(ids, strings.Split(v, ",")...)
 		}
 	}
@@ -713,7 +713,7 @@ func (pn *pinner) candidates() ([]pinRef, error) {
 // name. The label was stamped by the broker at create; dockerd offers no
 // way to change a container's labels later.
 func (pn *pinner) referenced(ctx context.Context) (map[string]bool, error) {
-	f, _ := json.Marshal(map[string][]string{"label": {PinLabel}})
+	f, _ := json.Marshal(map[string][]string{"label": {pinLabel}})
 	cs, err := pn.up.ListContainers(ctx, true, string(f))
 	if errors.Is(err, docker.ErrRejected) {
 		// Fail safe: without a list, every pin would look unreferenced.
@@ -724,7 +724,7 @@ func (pn *pinner) referenced(ctx context.Context) (map[string]bool, error) {
 	}
 	refs := make(map[string]bool, len(cs))
 	for _, c := range cs {
-		for _, id := range strings.Split(c.Labels[PinLabel], ",") {
+		for _, id := range strings.Split(c.Labels[pinLabel], ",") {
 			if id != "" {
 				refs[id] = true
 			}

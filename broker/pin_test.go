@@ -23,7 +23,7 @@ import (
 func TestParsePinMode(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
-		want PinMode
+		want pinMode
 		err  bool
 	}{
 		{"", PinAuto, false}, {"auto", PinAuto, false}, {"mount", PinMount, false},
@@ -121,7 +121,7 @@ func TestPinSurvivesSwapAndReleases(t *testing.T) {
 	}
 	dir := filepath.Join(pn.dir, "t-1", id)
 	if !strings.Contains(string(out), dir+"/0:/x") || !strings.Contains(string(out), dir+"/1:/m:ro") ||
-		!strings.Contains(string(out), `"`+PinLabel+`":"`+id+`"`) {
+		!strings.Contains(string(out), `"`+pinLabel+`":"`+id+`"`) {
 		t.Fatalf("forwarded body: %s", out)
 	}
 	// The tenant swaps the directory and the file for links to the host.
@@ -196,12 +196,12 @@ func fakeLister(t *testing.T, pins *atomic.Pointer[[]string], status *atomic.Int
 			w.WriteHeader(s)
 			return
 		}
-		if !strings.Contains(r.URL.Query().Get("filters"), PinLabel) || r.URL.Query().Get("all") != "1" {
+		if !strings.Contains(r.URL.Query().Get("filters"), pinLabel) || r.URL.Query().Get("all") != "1" {
 			t.Errorf("list query %q", r.URL.RawQuery)
 		}
 		var cs []map[string]any
 		for _, p := range *pins.Load() {
-			cs = append(cs, map[string]any{"Labels": map[string]string{PinLabel: p}})
+			cs = append(cs, map[string]any{"Labels": map[string]string{pinLabel: p}})
 		}
 		_ = json.NewEncoder(w).Encode(cs) // a failed write fails the client's read
 	})}
@@ -416,9 +416,9 @@ func TestPinSetupModes(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tests := []struct {
 		name     string
-		want     PinMode
+		want     pinMode
 		hostFS   bool
-		mode     PinMode
+		mode     pinMode
 		fallback bool // a reason is given
 		err      bool
 	}{

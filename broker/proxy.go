@@ -53,9 +53,9 @@ type Proxy struct {
 	reqBase    string
 }
 
-// NewProxy returns the proxy for upstream up. access, when not nil,
+// newProxy returns the proxy for upstream up. access, when not nil,
 // receives one record per request (never a body or a header value).
-func NewProxy(up *docker.Client, denials denyRecorder, log, access *slog.Logger) *Proxy {
+func newProxy(up *docker.Client, denials denyRecorder, log, access *slog.Logger) *Proxy {
 	p := &Proxy{
 		up: up, denials: denials, log: log, access: access,
 		owners:  isolation.NewOwnerCache(isolation.DefaultOwnerCacheSize),

@@ -15,8 +15,8 @@ type Owned struct {
 	Containers, Networks, Volumes int
 }
 
-// PurgeResult is what deleting a tenant found and, with purge, removed.
-type PurgeResult struct {
+// purgeResult is what deleting a tenant found and, with purge, removed.
+type purgeResult struct {
 	Owned  Owned
 	Purged bool
 	Errors []string
@@ -56,7 +56,7 @@ type purger struct {
 // with their anonymous volumes), then networks, then named volumes. Each
 // removal gets at most per; it keeps going past failures and reports
 // them, and progress (when set) hears of each object.
-func (pg purger) purge(ctx context.Context, per time.Duration, res *PurgeResult, progress func(PurgeProgress)) error {
+func (pg purger) purge(ctx context.Context, per time.Duration, res *purgeResult, progress func(PurgeProgress)) error {
 	cs, ns, vs, err := pg.ownedObjects(ctx)
 	if err != nil {
 		return err

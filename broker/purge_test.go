@@ -115,7 +115,7 @@ func TestPurge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var res PurgeResult
+			var res purgeResult
 			var progress []PurgeProgress
 			err := purger{d: tt.d, owner: "t-a"}.purge(context.Background(), time.Second, &res, func(p PurgeProgress) { progress = append(progress, p) })
 			if (err != nil) != tt.listFailed {

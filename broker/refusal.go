@@ -8,11 +8,11 @@ import (
 	"github.com/sockguard/sockguard/policy"
 )
 
-// RequestIDHeader carries the broker's request id on every answer of a
+// requestIDHeader carries the broker's request id on every answer of a
 // tenant socket, refused or not, so a job log, the access log and the deny
 // log can be matched. It is set on every answer alike: its presence says
 // nothing about the request's outcome or about another tenant's objects.
-const RequestIDHeader = "X-Sockguard-Request-Id"
+const requestIDHeader = "X-Sockguard-Request-Id"
 
 // refusalMessage is what a refused docker command prints: the reason (after
 // the fixed "sockguard: denied by policy: " prefix), where it happened

@@ -108,8 +108,8 @@ func (s *tenantServer) trackStream(client, upstream net.Conn) (untrack func()) {
 	}
 }
 
-// SocketInfo is a tenant with its live status.
-type SocketInfo struct {
+// socketInfo is a tenant with its live status.
+type socketInfo struct {
 	Tenant   Tenant
 	Path     string
 	Serving  bool
@@ -240,7 +240,7 @@ const maxPresetNameLen = 128
 // stored record (validateStored), so a stored record is held to exactly
 // the rules a new one is.
 func validate(t *Tenant) error {
-	if err := ValidateName(t.Name); err != nil {
+	if err := validateName(t.Name); err != nil {
 		return err
 	}
 	if t.Preset == "" {
@@ -408,11 +408,11 @@ func (r *Registry) checkBudgetLocked() {
 // not trusted either).
 func (r *Registry) invalidLocked(rec store.TenantRecord, err error) *tenantServer {
 	name := rec.Key
-	if ValidateName(name) != nil {
+	if validateName(name) != nil {
 		name = quoteBounded(name) // a damaged key: shown, and deleted, by this form
 	}
 	s := &tenantServer{served: make(chan struct{}), storeKey: rec.Key, invalid: true, failed: err.Error()}
-	if ValidateName(rec.Key) == nil {
+	if validateName(rec.Key) == nil {
 		s.path = r.socketPath(rec.Key)
 	}
 	close(s.served)
@@ -464,7 +464,7 @@ func (r *Registry) listenLocked(s *tenantServer) error {
 		gate:         r.gate,
 		limit:        r.limits.MaxConnsPerSocket,
 		locate:       r.locator.locate,
-		refuse: func(c PeerCred, code policy.ReasonCode, reason string) {
+		refuse: func(c peerCred, code policy.ReasonCode, reason string) {
 			t := s.state.Load().t
 			s.countDenial(code)
 			r.denials.Record(store.Denial{
@@ -531,25 +531,25 @@ func (r *Registry) recordConnRefused(s *tenantServer, msg string) {
 }
 
 // Create validates t, starts its socket and stores it.
-func (r *Registry) Create(t Tenant) (SocketInfo, error) {
+func (r *Registry) Create(t Tenant) (socketInfo, error) {
 	if err := validate(&t); err != nil {
-		return SocketInfo{}, err
+		return socketInfo{}, err
 	}
 	t.ID = newTenantID()
 	t.Created = time.Now().UTC().Truncate(time.Second)
 	if _, err := r.compile(&t); err != nil {
-		return SocketInfo{}, err
+		return socketInfo{}, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if old, ok := r.tenants[t.Name]; ok {
 		if old.state.Load().t.Deleting {
-			return SocketInfo{}, fmt.Errorf("%w: socket %q is still being deleted (a purge did not finish); finish it with sgctl delete-socket --purge %s", ErrAlreadyExists, t.Name, t.Name)
+			return socketInfo{}, fmt.Errorf("%w: socket %q is still being deleted (a purge did not finish); finish it with sgctl delete-socket --purge %s", ErrAlreadyExists, t.Name, t.Name)
 		}
-		return SocketInfo{}, fmt.Errorf("%w: socket %q already exists", ErrAlreadyExists, t.Name)
+		return socketInfo{}, fmt.Errorf("%w: socket %q already exists", ErrAlreadyExists, t.Name)
 	}
 	if _, ok := r.deleting[t.Name]; ok {
-		return SocketInfo{}, fmt.Errorf("%w: socket %q is still being deleted; try again when that finishes", ErrUnavailable, t.Name)
+		return socketInfo{}, fmt.Errorf("%w: socket %q is still being deleted; try again when that finishes", ErrUnavailable, t.Name)
 	}
 	_, statErr := os.Lstat(filepath.Dir(r.socketPath(t.Name)))
 	dirExisted := statErr == nil
@@ -565,7 +565,7 @@ func (r *Registry) Create(t Tenant) (SocketInfo, error) {
 		if !dirExisted {
 			os.Remove(filepath.Dir(s.path))
 		}
-		return SocketInfo{}, err
+		return socketInfo{}, err
 	}
 	r.tenants[t.Name] = s
 	r.checkBudgetLocked()
@@ -573,12 +573,12 @@ func (r *Registry) Create(t Tenant) (SocketInfo, error) {
 }
 
 // Get returns one socket.
-func (r *Registry) Get(name string) (SocketInfo, error) {
+func (r *Registry) Get(name string) (socketInfo, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s, ok := r.tenants[name]
 	if !ok {
-		return SocketInfo{}, fmt.Errorf("%w: socket %s", ErrNotFound, quoteBounded(name))
+		return socketInfo{}, fmt.Errorf("%w: socket %s", ErrNotFound, quoteBounded(name))
 	}
 	return s.info(), nil
 }
@@ -595,14 +595,14 @@ func (r *Registry) servers() []*tenantServer {
 }
 
 // List returns every socket ordered by name.
-func (r *Registry) List() []SocketInfo {
+func (r *Registry) List() []socketInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]SocketInfo, 0, len(r.tenants))
+	out := make([]socketInfo, 0, len(r.tenants))
 	for _, s := range r.tenants {
 		out = append(out, s.info())
 	}
-	slices.SortFunc(out, func(a, b SocketInfo) int {
+	slices.SortFunc(out, func(a, b socketInfo) int {
 		switch {
 		case a.Tenant.Name < b.Tenant.Name:
 			return -1
@@ -631,32 +631,32 @@ func (r *Registry) Policy(name string) (*policy.Policy, error) {
 // Update applies change to a copy of the tenant, validates, persists and
 // then swaps in the new policy. Requests already in flight finish under the
 // policy they started with.
-func (r *Registry) Update(name string, change func(*Tenant)) (SocketInfo, error) {
-	_, si, err := r.UpdateWithPrevious(name, change)
+func (r *Registry) Update(name string, change func(*Tenant)) (socketInfo, error) {
+	_, si, err := r.updateWithPrevious(name, change)
 	return si, err
 }
 
-// UpdateWithPrevious is Update that also returns the settings it replaced
+// updateWithPrevious is Update that also returns the settings it replaced
 // (nil when the socket was not found), for the audit trail.
-func (r *Registry) UpdateWithPrevious(name string, change func(*Tenant)) (*Tenant, SocketInfo, error) {
+func (r *Registry) updateWithPrevious(name string, change func(*Tenant)) (*Tenant, socketInfo, error) {
 	before, si, err := r.update(name, change)
 	return before, si, err
 }
 
-func (r *Registry) update(name string, change func(*Tenant)) (*Tenant, SocketInfo, error) {
+func (r *Registry) update(name string, change func(*Tenant)) (*Tenant, socketInfo, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s, ok := r.tenants[name]
 	if !ok {
-		return nil, SocketInfo{}, fmt.Errorf("%w: socket %s", ErrNotFound, quoteBounded(name))
+		return nil, socketInfo{}, fmt.Errorf("%w: socket %s", ErrNotFound, quoteBounded(name))
 	}
 	if s.invalid {
-		return nil, SocketInfo{}, fmt.Errorf("%w: socket %s has a stored record that cannot be trusted (%s): delete it and create it again, or restore the state from a backup",
+		return nil, socketInfo{}, fmt.Errorf("%w: socket %s has a stored record that cannot be trusted (%s): delete it and create it again, or restore the state from a backup",
 			ErrUnavailable, quoteBounded(name), s.failed)
 	}
 	prev := s.state.Load().t
 	if prev.Deleting || s.purging {
-		return prev, SocketInfo{}, fmt.Errorf("%w: socket %s is being deleted; finish with sgctl delete-socket --purge %s", ErrUnavailable, quoteBounded(name), name)
+		return prev, socketInfo{}, fmt.Errorf("%w: socket %s is being deleted; finish with sgctl delete-socket --purge %s", ErrUnavailable, quoteBounded(name), name)
 	}
 	t := *prev
 	t.AllowBinds = slices.Clone(t.AllowBinds)
@@ -666,14 +666,14 @@ func (r *Registry) update(name string, change func(*Tenant)) (*Tenant, SocketInf
 	t.Name, t.ID, t.Created = name, s.state.Load().t.ID, s.state.Load().t.Created
 	t.Deleting = false
 	if err := validate(&t); err != nil {
-		return prev, SocketInfo{}, err
+		return prev, socketInfo{}, err
 	}
 	pol, err := r.compile(&t)
 	if err != nil {
-		return prev, SocketInfo{}, err
+		return prev, socketInfo{}, err
 	}
 	if err := r.store.PutTenant(&t); err != nil {
-		return prev, SocketInfo{}, err
+		return prev, socketInfo{}, err
 	}
 	s.state.Store(&tenantState{t: &t, pol: pol})
 	return prev, s.info(), nil
@@ -721,8 +721,8 @@ func (r *Registry) shutdown(ctx context.Context) {
 	wg.Wait()
 }
 
-func (s *tenantServer) info() SocketInfo {
-	return SocketInfo{
+func (s *tenantServer) info() socketInfo {
+	return socketInfo{
 		Tenant:   *s.state.Load().t,
 		Path:     s.path,
 		Serving:  s.srv != nil,

@@ -102,8 +102,8 @@ func (l *LogFile) Close() error {
 	return l.f.Close()
 }
 
-// ReloadResult says what a preset reload changed.
-type ReloadResult struct {
+// reloadResult says what a preset reload changed.
+type reloadResult struct {
 	Added, Removed, Changed []string // preset names
 	Updated                 []string // sockets whose policy was recompiled
 	Started                 []string // failed sockets that now serve
@@ -136,7 +136,7 @@ func (b *Broker) reload() {
 		cat, err = LoadCatalog(b.cfg.PresetDir)
 	}
 	if err == nil {
-		var res ReloadResult
+		var res reloadResult
 		before := b.reg.catalog.Load()
 		res, err = b.reg.applyCatalog(cat)
 		if err == nil {
@@ -148,7 +148,7 @@ func (b *Broker) reload() {
 		}
 	}
 	b.log.Error("presets_reload_failed", "dir", b.cfg.PresetDir, "err", err, "kept", "the previous presets and policies")
-	b.auditReload(nil, nil, ReloadResult{}, err)
+	b.auditReload(nil, nil, reloadResult{}, err)
 }
 
 // maxLoggedNames bounds the names one reload log line lists.
@@ -167,11 +167,11 @@ func clipNames(names []string) string {
 // all or nothing. Sockets using a changed preset get their new policy the
 // way update-socket applies one (requests in flight finish under the old
 // one); failed sockets whose preset was added or changed are started.
-func (r *Registry) applyCatalog(cat *policy.Catalog) (ReloadResult, error) {
+func (r *Registry) applyCatalog(cat *policy.Catalog) (reloadResult, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.catalog.Load()
-	var res ReloadResult
+	var res reloadResult
 	oldBy := map[string]*policy.Preset{}
 	for _, p := range old.List() {
 		oldBy[p.Name] = p
@@ -228,7 +228,7 @@ func (r *Registry) applyCatalog(cat *policy.Catalog) (ReloadResult, error) {
 	}
 	if len(inUse) > 0 || compileErr != nil {
 		if compileErr != nil {
-			return ReloadResult{}, compileErr
+			return reloadResult{}, compileErr
 		}
 		var msgs []string
 		for _, p := range slices.Sorted(maps.Keys(inUse)) {
@@ -236,7 +236,7 @@ func (r *Registry) applyCatalog(cat *policy.Catalog) (ReloadResult, error) {
 			slices.Sort(names)
 			msgs = append(msgs, fmt.Sprintf("%s (sockets %s)", p, strings.Join(names, ", ")))
 		}
-		return ReloadResult{}, fmt.Errorf("%w: %s: move those sockets to another preset with update-socket first",
+		return reloadResult{}, fmt.Errorf("%w: %s: move those sockets to another preset with update-socket first",
 			errPresetInUse, strings.Join(msgs, "; "))
 	}
 	r.catalog.Store(cat)

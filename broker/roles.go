@@ -122,10 +122,10 @@ type Roles struct {
 	bindings []roleBinding
 }
 
-// LoadRoles reads and validates a role file strictly: unknown keys, an
+// loadRoles reads and validates a role file strictly: unknown keys, an
 // unknown role, a malformed identity or glob are errors, and nothing of a
 // bad file is used.
-func LoadRoles(file string) (*Roles, error) {
+func loadRoles(file string) (*Roles, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("admin roles: %w", err)
@@ -138,15 +138,15 @@ func LoadRoles(file string) (*Roles, error) {
 	if len(src) > maxRoleFileBytes {
 		return nil, fmt.Errorf("%w: admin roles %s: larger than %d bytes", ErrInvalidArgument, file, maxRoleFileBytes)
 	}
-	r, err := ParseRoles(src)
+	r, err := parseRoles(src)
 	if err != nil {
 		return nil, fmt.Errorf("admin roles %s: %w", file, err)
 	}
 	return r, nil
 }
 
-// ParseRoles parses a role file's contents.
-func ParseRoles(src []byte) (*Roles, error) {
+// parseRoles parses a role file's contents.
+func parseRoles(src []byte) (*Roles, error) {
 	var doc roleFile
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	dec.KnownFields(true)
@@ -196,8 +196,8 @@ func parseBinding(b roleBindingYAML) (roleBinding, error) {
 			return roleBinding{}, errors.New("sockets is empty: leave it out to allow every socket")
 		}
 		for _, g := range b.Sockets {
-			if g == "" || len(g) > MaxNameLen*2 {
-				return roleBinding{}, fmt.Errorf("socket glob %q: want 1-%d characters", g, MaxNameLen*2)
+			if g == "" || len(g) > maxNameLen*2 {
+				return roleBinding{}, fmt.Errorf("socket glob %q: want 1-%d characters", g, maxNameLen*2)
 			}
 			if _, err := path.Match(g, ""); err != nil {
 				return roleBinding{}, fmt.Errorf("socket glob %q: %w", g, err)
@@ -316,7 +316,7 @@ func (g grant) allowsSocket(name string) bool {
 	if g.role == RoleAdmin || (g.role == RoleOperator && g.opSockets == nil) {
 		return true
 	}
-	if g.role != RoleOperator || ValidateName(name) != nil {
+	if g.role != RoleOperator || validateName(name) != nil {
 		return false
 	}
 	for _, glob := range g.opSockets {

@@ -10,22 +10,22 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Notifier speaks systemd's readiness protocol (sd_notify(3)): one
+// notifier speaks systemd's readiness protocol (sd_notify(3)): one
 // datagram of newline-separated KEY=VALUE pairs to the unix socket named
 // by $NOTIFY_SOCKET, a path or, with a leading '@', an abstract name. A
-// nil Notifier (no $NOTIFY_SOCKET: not started by systemd) sends nothing.
+// nil notifier (no $NOTIFY_SOCKET: not started by systemd) sends nothing.
 //
 // The broker sends READY=1 once the admin socket, every tenant socket and
 // the metrics and health listeners accept connections; RELOADING=1 with
 // MONOTONIC_USEC when a SIGHUP reload begins and READY=1 when it ends;
 // STOPPING=1 when shutdown begins; STATUS= lines say what it is doing.
-type Notifier struct {
+type notifier struct {
 	addr *net.UnixAddr
 }
 
 // NewNotifier returns a Notifier for the $NOTIFY_SOCKET value socket, or
 // nil when it is empty or not a unix socket name.
-func NewNotifier(socket string) *Notifier {
+func NewNotifier(socket string) *notifier {
 	switch {
 	case socket == "":
 		return nil
@@ -35,11 +35,11 @@ func NewNotifier(socket string) *Notifier {
 	case !strings.HasPrefix(socket, "/"):
 		return nil // vsock and other forms are not for a host daemon
 	}
-	return &Notifier{addr: &net.UnixAddr{Name: socket, Net: "unixgram"}}
+	return &notifier{addr: &net.UnixAddr{Name: socket, Net: "unixgram"}}
 }
 
 // Notify sends one state message; the pairs are joined by newlines.
-func (n *Notifier) Notify(pairs ...string) error {
+func (n *notifier) Notify(pairs ...string) error {
 	if n == nil {
 		return nil
 	}

@@ -55,7 +55,7 @@ func toStatus(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, ErrAlreadyExists), errors.Is(err, ErrSocketInUse):
+	case errors.Is(err, ErrAlreadyExists), errors.Is(err, errSocketInUse):
 		code = codes.AlreadyExists
 	case errors.Is(err, ErrUnavailable):
 		code = codes.FailedPrecondition
@@ -91,7 +91,7 @@ func bindsFromProto(o *sockguardv1.SocketOverrides) []policy.BindRoot {
 	return out
 }
 
-func socketToProto(si SocketInfo) *sockguardv1.Socket {
+func socketToProto(si socketInfo) *sockguardv1.Socket {
 	t := si.Tenant
 	s := &sockguardv1.Socket{
 		Name:         t.Name,
@@ -195,7 +195,7 @@ func (s *service) updateSocket(req *sockguardv1.UpdateSocketRequest, ev *store.A
 		}
 	}
 	var asked *Tenant
-	before, si, err := s.b.reg.UpdateWithPrevious(in.GetName(), func(t *Tenant) {
+	before, si, err := s.b.reg.updateWithPrevious(in.GetName(), func(t *Tenant) {
 		for _, p := range paths {
 			switch p {
 			case "preset":
@@ -265,7 +265,7 @@ func (s *service) deleteSocket(ctx context.Context, name string, purge bool, tim
 	// The delete runs to its own time limit even when the caller goes
 	// away: a purge stopped half-way is kept (deleting), but finishing is
 	// better than leaving it for a retry.
-	res, err := s.b.reg.DeleteWith(context.WithoutCancel(ctx), name, DeleteOptions{Purge: purge, Times: times, Progress: progress})
+	res, err := s.b.reg.deleteWith(context.WithoutCancel(ctx), name, deleteOptions{Purge: purge, Times: times, Progress: progress})
 	owned := fmt.Sprintf("%d containers, %d networks, %d volumes", res.Owned.Containers, res.Owned.Networks, res.Owned.Volumes)
 	if err == nil && res.Kept {
 		err = fmt.Errorf("%w: the purge did not remove every object; the socket is kept (deleting, not served): %s",

@@ -285,7 +285,7 @@ func loadAdminFiles(t AdminTLSConfig, rolesFile string, allowShared bool, log *s
 			if err := checkAdminFile("--admin-roles", rolesFile, false, allowShared); err != nil {
 				return nil, err
 			}
-			return LoadRoles(rolesFile)
+			return loadRoles(rolesFile)
 		}
 		r, err := newReloadable("roles", load, log, rolesFile)
 		if err != nil {

@@ -37,8 +37,8 @@ func (s *Store) Backup(w io.Writer) (Snapshot, error) {
 	return snap, err
 }
 
-// TenantCheck is one tenant record as `broker state check` judged it.
-type TenantCheck struct {
+// tenantCheck is one tenant record as `broker state check` judged it.
+type tenantCheck struct {
 	Name string
 	ID   string
 	Err  error // nil: the record would be served
@@ -48,7 +48,7 @@ type TenantCheck struct {
 type CheckReport struct {
 	Report   *Report
 	MarkerID string
-	Tenants  []TenantCheck
+	Tenants  []tenantCheck
 	Problems []string // what would stop the broker or a tenant from starting
 }
 
@@ -86,7 +86,7 @@ func Check(dir string, judge func(*Tenant) error) (*CheckReport, error) {
 	}
 	RefuseSharedIDs(rep.Tenants)
 	for _, r := range rep.Tenants {
-		tc := TenantCheck{Name: r.Key, Err: r.Err}
+		tc := tenantCheck{Name: r.Key, Err: r.Err}
 		if r.Tenant != nil {
 			tc.ID = r.Tenant.ID
 			if tc.Err == nil && judge != nil {

@@ -42,13 +42,13 @@ func TestBackupRestoreCompact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := Compact(dir); !errors.Is(err, ErrLocked) {
+	if _, _, err := Compact(dir); !errors.Is(err, errLocked) {
 		t.Errorf("compact while locked: %v", err)
 	}
-	if _, _, err := Restore(dir, backup, nil); !errors.Is(err, ErrLocked) {
+	if _, _, err := Restore(dir, backup, nil); !errors.Is(err, errLocked) {
 		t.Errorf("restore while locked: %v", err)
 	}
-	if _, err := Check(dir, nil); !errors.Is(err, ErrLocked) {
+	if _, err := Check(dir, nil); !errors.Is(err, errLocked) {
 		t.Errorf("check while locked: %v", err)
 	}
 	lock.Close()
@@ -92,7 +92,7 @@ func TestBackupRestoreCompact(t *testing.T) {
 	bad := filepath.Join(root, "bad.db")
 	must(t, os.WriteFile(bad, buf.Bytes()[:buf.Len()/2], 0o600))
 	cur, _ := os.ReadFile(statePath(dir))
-	if _, _, err := Restore(dir, bad, nil); !errors.Is(err, ErrCorrupt) {
+	if _, _, err := Restore(dir, bad, nil); !errors.Is(err, errCorrupt) {
 		t.Errorf("restore of a cut snapshot: %v", err)
 	}
 	if now, _ := os.ReadFile(statePath(dir)); !bytes.Equal(cur, now) {

@@ -64,11 +64,11 @@ func inspect(path string, metaFallback bool) (*Report, error) {
 	if err != nil {
 		switch {
 		case errors.Is(err, berrors.ErrTimeout):
-			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
-		case errors.Is(err, ErrCorrupt):
+			return nil, fmt.Errorf("open %s: %w", path, errLocked)
+		case errors.Is(err, errCorrupt):
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: open %s: %w", ErrCorrupt, path, err)
+		return nil, fmt.Errorf("%w: open %s: %w", errCorrupt, path, err)
 	}
 	defer db.Close()
 	err = guard("check "+path, func() error {
@@ -76,7 +76,7 @@ func inspect(path string, metaFallback bool) (*Report, error) {
 			// Pages past the end of the file would fault when touched: a
 			// truncated file is refused before anything reads them.
 			if tx.Size() > fi.Size() {
-				return fmt.Errorf("%w: %s is %d bytes but its data needs %d: the file was truncated", ErrCorrupt, path, fi.Size(), tx.Size())
+				return fmt.Errorf("%w: %s is %d bytes but its data needs %d: the file was truncated", errCorrupt, path, fi.Size(), tx.Size())
 			}
 			// Touch every byte of every key and value, so a wild page
 			// reference faults here, under guard, before bbolt's check
@@ -100,7 +100,7 @@ func inspect(path string, metaFallback bool) (*Report, error) {
 				}
 			}
 			if n > 0 {
-				return fmt.Errorf("%w: %s failed the consistency check with %d problem(s): %w", ErrCorrupt, path, n, errors.Join(problems...))
+				return fmt.Errorf("%w: %s failed the consistency check with %d problem(s): %w", errCorrupt, path, n, errors.Join(problems...))
 			}
 			if meta := tx.Bucket(bucketMeta); meta != nil {
 				rep.Schema = string(meta.Get(keySchema))
@@ -119,7 +119,7 @@ func inspect(path string, metaFallback bool) (*Report, error) {
 		return nil, err
 	}
 	if rep.BrokerID != "" && !validBrokerID(rep.BrokerID) {
-		return nil, fmt.Errorf("%w: %s has an invalid broker id %s", ErrCorrupt, path, bounded.Quote(rep.BrokerID))
+		return nil, fmt.Errorf("%w: %s has an invalid broker id %s", errCorrupt, path, bounded.Quote(rep.BrokerID))
 	}
 	return rep, nil
 }
@@ -129,7 +129,7 @@ func inspect(path string, metaFallback bool) (*Report, error) {
 // log's per-tenant index).
 func touchBucket(b *bolt.Bucket, depth int) error {
 	if depth > 8 {
-		return fmt.Errorf("%w: buckets nested deeper than 8", ErrCorrupt)
+		return fmt.Errorf("%w: buckets nested deeper than 8", errCorrupt)
 	}
 	var sum uint32
 	err := b.ForEach(func(k, v []byte) error {
@@ -172,7 +172,7 @@ func checkMetaPages(path string) error {
 	defer f.Close()
 	page0 := make([]byte, metaChecksumOff+8)
 	if _, err := f.ReadAt(page0, 0); err != nil {
-		return fmt.Errorf("%w: %s: cannot read the first meta page: %v", ErrCorrupt, path, err)
+		return fmt.Errorf("%w: %s: cannot read the first meta page: %v", errCorrupt, path, err)
 	}
 	bad := []string{}
 	pageSize := int64(os.Getpagesize())
@@ -187,7 +187,7 @@ func checkMetaPages(path string) error {
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("%w: %s: meta page %s is damaged (bbolt would fall back to the other one, possibly the previous commit): %w",
-			ErrCorrupt, path, strings.Join(bad, " and "), errMetaPage)
+			errCorrupt, path, strings.Join(bad, " and "), errMetaPage)
 	}
 	return nil
 }

@@ -89,7 +89,7 @@ func openOutcome(t *testing.T, dir string, o Options) (outcome, error) {
 	t.Helper()
 	s, err := OpenWith(dir, o)
 	if err != nil {
-		if !errors.Is(err, ErrRefused) && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrLocked) {
+		if !errors.Is(err, ErrRefused) && !errors.Is(err, errCorrupt) && !errors.Is(err, errLocked) {
 			t.Fatalf("refusal without a state error class: %v", err)
 		}
 		if len(err.Error()) > 4096 {
@@ -131,7 +131,7 @@ func openOutcome(t *testing.T, dir string, o Options) (outcome, error) {
 		t.Fatalf("clean start with %d of %d tenants", seen, len(want))
 	}
 	// The deny log must be listable whatever happened to it.
-	if _, _, _, err := s.ListDenials(DenialFilter{}, 0, 1000); err != nil && !errors.Is(err, ErrCorrupt) {
+	if _, _, _, err := s.ListDenials(DenialFilter{}, 0, 1000); err != nil && !errors.Is(err, errCorrupt) {
 		t.Errorf("deny log listing after open: %v", err)
 	}
 	return got, nil

@@ -470,8 +470,8 @@ func (s *Store) CountDenials() (uint64, error) {
 	return n, err
 }
 
-// TenantDenialCounts returns how many records each tenant key holds.
-func (s *Store) TenantDenialCounts() (map[string]uint64, error) {
+// tenantDenialCounts returns how many records each tenant key holds.
+func (s *Store) tenantDenialCounts() (map[string]uint64, error) {
 	out := map[string]uint64{}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		_, counts, err := denialIndex(tx)

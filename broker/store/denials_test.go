@@ -171,7 +171,7 @@ func TestDenialRetentionGlobal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			counts, _ := s.TenantDenialCounts()
+			counts, _ := s.tenantDenialCounts()
 			total := 0
 			for i, w := range tt.want {
 				if got := int(counts["id-t"+fmt.Sprint(i)]); got != w {
@@ -217,7 +217,7 @@ func TestDenialIndexMigration(t *testing.T) {
 	}
 	appendAll(t, s, denialsOf("b", 1, time.Now()), DenialRetention{})
 	checkIndex(t, s)
-	counts, _ := s.TenantDenialCounts()
+	counts, _ := s.tenantDenialCounts()
 	if counts["id-0"] != 2 || counts["id-1"] != 1 || counts["id-b"] != 1 {
 		t.Fatalf("counts after migration: %v", counts)
 	}

@@ -6,9 +6,9 @@ import (
 	"runtime/debug"
 )
 
-// ErrCorrupt means the state database failed a consistency check or a
+// errCorrupt means the state database failed a consistency check or a
 // read of it hit a damaged page.
-var ErrCorrupt = errors.New("state database is damaged")
+var errCorrupt = errors.New("state database is damaged")
 
 // guard runs fn and turns a panic, including a memory fault on the
 // database's mapping (a truncated or damaged file), into an error wrapping
@@ -22,7 +22,7 @@ func guard(what string, fn func() error) (err error) {
 	defer func() {
 		debug.SetPanicOnFault(old)
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %s: %v", ErrCorrupt, what, r)
+			err = fmt.Errorf("%w: %s: %v", errCorrupt, what, r)
 		}
 	}()
 	return fn()

@@ -162,7 +162,7 @@ func openLocked(dir string, o Options, log *slog.Logger) (*Store, error) {
 
 	rep, err := inspectFile(p)
 	if err != nil {
-		if errors.Is(err, ErrLocked) {
+		if errors.Is(err, errLocked) {
 			return nil, err
 		}
 		also := ""
@@ -253,7 +253,7 @@ func openFile(p string, rep *Report, log *slog.Logger) (*Store, error) {
 	})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("open %s: %w (is another broker running on it?)", p, ErrLocked)
+			return nil, fmt.Errorf("open %s: %w (is another broker running on it?)", p, errLocked)
 		}
 		return nil, fmt.Errorf("open %s: %w", p, err)
 	}
@@ -492,7 +492,7 @@ func lockStateDir(dir string) (*os.File, error) {
 			holder = " (pid " + strings.TrimSpace(string(b)) + ")"
 		}
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is held by another broker or `broker state` command%s (is another broker running with --state-dir %s?)", ErrLocked, p, holder, dir)
+			return nil, fmt.Errorf("%w: %s is held by another broker or `broker state` command%s (is another broker running with --state-dir %s?)", errLocked, p, holder, dir)
 		}
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}

@@ -33,8 +33,8 @@ var (
 	keyBrokerID   = []byte("broker_id")
 )
 
-// ErrLocked means another process holds the state database.
-var ErrLocked = errors.New("state database is locked by another process")
+// errLocked means another process holds the state database.
+var errLocked = errors.New("state database is locked by another process")
 
 // Close closes the database and releases the state directory's lock.
 func (s *Store) Close() error {

@@ -32,7 +32,7 @@ func TestStoreTenants(t *testing.T) {
 	if err := s.DeleteTenant("b"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(dir); !errors.Is(err, ErrLocked) {
+	if _, err := Open(dir); !errors.Is(err, errLocked) {
 		t.Fatalf("second open: got %v, want ErrLocked", err)
 	}
 	s.Close()

@@ -8,17 +8,17 @@ import (
 	"unicode/utf8"
 )
 
-// MaxQuoted bounds how much of a caller's input an error message repeats.
-const MaxQuoted = 64
+// maxQuoted bounds how much of a caller's input an error message repeats.
+const maxQuoted = 64
 
 // Quote quotes at most the first MaxQuoted bytes of s, saying how long it
 // really was when it was cut: error messages and logs repeat bad input,
 // never all of it.
 func Quote(s string) string {
-	if len(s) <= MaxQuoted {
+	if len(s) <= maxQuoted {
 		return strconv.Quote(s)
 	}
-	return strconv.Quote(s[:MaxQuoted]) + "... (" + strconv.Itoa(len(s)) + " bytes)"
+	return strconv.Quote(s[:maxQuoted]) + "... (" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 // Clip returns s if it has at most n bytes, else a prefix of it cut at a
