@@ -49,7 +49,12 @@ cleanup() {
 	while IFS= read -r mp; do
 		umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || echo "could not unmount $mp" >&2
 	done < <(awk -v d="$WORK/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
-	rm -rf --one-file-system "$WORK"
+	# A pin is a read-write bind of a host path: never remove through one.
+	if awk -v d="$WORK/" 'index($5, d) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
+		echo "not removing $WORK: something is still mounted under it" >&2
+	else
+		rm -rf --one-file-system "$WORK"
+	fi
 	if ((status != 0)); then
 		echo "demo FAILED (status $status)" >&2
 	fi

@@ -375,6 +375,12 @@ cmd_stop() {
 	done < <(awk -v d="$dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
 	rm -f "$dir/dockerd.pid" "$dir/dockerd.launcher.pid" "$dir/docker.sock"
 	if [[ $purge == --rm ]]; then
+		# Never remove through a mount: a broker's pin is a read-write bind
+		# of a host path, and rm -rf would delete the host's files in it.
+		if awk -v d="$dir/" 'index($5, d) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
+			log "not removing $dir: something is still mounted under it"
+			return 1
+		fi
 		rm -rf "$dir"
 	fi
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"sort"
 	"strings"
@@ -19,6 +20,11 @@ func removeTemp(dir string) error {
 		if err := unix.Unmount(m, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil {
 			logf("unmounting %s: %v", m, err)
 		}
+	}
+	// Never remove through a mount: a pin is a read-write bind of a host
+	// path, and a recursive removal would delete the host's files.
+	if left := mountsUnder(dir); len(left) > 0 {
+		return fmt.Errorf("not removing %s: still mounted under it: %v", dir, left)
 	}
 	return os.RemoveAll(dir)
 }

@@ -63,7 +63,12 @@ func unescapeMountinfo(s string) string {
 // unmountUnder detaches every mount at or under dir, deepest first, so a
 // test's RemoveAll never walks into a bind pin (and so into the files it
 // pins).
-func unmountUnder(t testing.TB, dir string) {
+//
+// It reports whether nothing is mounted under dir any more. A caller must
+// not remove dir recursively otherwise: a pin is a read-write bind mount
+// of a host path (in audit mode any path a tenant named, /etc included),
+// and a recursive removal would delete the host's files through it.
+func unmountUnder(t testing.TB, dir string) bool {
 	mps := mountPoints(t, dir)
 	slices.SortFunc(mps, func(a, b string) int { return len(b) - len(a) })
 	for _, mp := range mps {
@@ -71,6 +76,11 @@ func unmountUnder(t testing.TB, dir string) {
 			t.Logf("unmounting %s: %v", mp, err)
 		}
 	}
+	if left := mountPoints(t, dir); len(left) > 0 {
+		t.Errorf("still mounted under %s, not removing it: %v", dir, left)
+		return false
+	}
+	return true
 }
 
 // isPinOf reports whether pin is a bind pin of src: the same file.
