@@ -330,7 +330,7 @@ func TestSettlePull(t *testing.T) {
 			}
 			g, s := newTestGuard(t, fd)
 			if tc.rec != nil {
-				s.UpdateImageRecord(id, time.Unix(1, 0), func(*store.ImageRecord) *store.ImageRecord { return tc.rec })
+				must(t, s.UpdateImageRecord(id, time.Unix(1, 0), func(*store.ImageRecord) *store.ImageRecord { return tc.rec }))
 			}
 			p := &pullPlan{g: g, tenant: "tb", creds: tc.creds, layers: tc.layers, digest: dg,
 				target: pullTarget{repo: pullRepo, tag: "v1"}, before: map[string]bool{}}
@@ -376,8 +376,8 @@ func TestImageVisibility(t *testing.T) {
 	fd := &fakeImageDaemon{}
 	g, s := newTestGuard(t, fd)
 	now := time.Unix(1, 0)
-	grantFor(s, "sha256:priv", "ta", "r.io/priv", now)
-	s.UpdateImageRecord("sha256:pub", now, func(*store.ImageRecord) *store.ImageRecord { return &store.ImageRecord{Public: true} })
+	must(t, grantFor(s, "sha256:priv", "ta", "r.io/priv", now))
+	must(t, s.UpdateImageRecord("sha256:pub", now, func(*store.ImageRecord) *store.ImageRecord { return &store.ImageRecord{Public: true} }))
 	imgs := []imageInfo{
 		{ID: "sha256:priv", RepoTags: []string{"r.io/priv:v1"}},
 		{ID: "sha256:pub"},
@@ -421,7 +421,7 @@ func TestCheckCreate(t *testing.T) {
 		"busybox:local": {ID: "sha256:op", RepoTags: []string{"busybox:local"}},
 	}}
 	g, s := newTestGuard(t, fd)
-	grantFor(s, "sha256:priv", "ta", "r.io/priv", time.Unix(1, 0))
+	must(t, grantFor(s, "sha256:priv", "ta", "r.io/priv", time.Unix(1, 0)))
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name, tenant, body, want string
@@ -482,7 +482,7 @@ func TestCheckCreate(t *testing.T) {
 
 func TestFilterList(t *testing.T) {
 	g, s := newTestGuard(t, &fakeImageDaemon{})
-	grantFor(s, "sha256:priv", "ta", "r.io/priv", time.Unix(1, 0))
+	must(t, grantFor(s, "sha256:priv", "ta", "r.io/priv", time.Unix(1, 0)))
 	in := `[{"Id":"sha256:priv","RepoTags":["r.io/priv:v1"],"Size":1},{"Id":"sha256:op","RepoTags":["busybox:local"],"Extra":{"k":1}}]`
 	out, err := g.filterList("tb", []byte(in))
 	if err != nil || string(out) != `[{"Id":"sha256:op","RepoTags":["busybox:local"],"Extra":{"k":1}}]` {
@@ -588,11 +588,13 @@ func TestPullBodyCutShortSettles(t *testing.T) {
 		{"error after the digest", `{"status":"Pull complete","id":"abc"}` + "\n" + `{"status":"Digest: ` + dg + `"}` + "\n" + `{"error":"x"}` + "\n", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s.SweepImageRecords(map[string]bool{})
+			_, err := s.SweepImageRecords(map[string]bool{})
+			must(t, err)
 			p := &pullPlan{g: g, tenant: "ta", creds: true, target: pullTarget{repo: "r.io/p", tag: "v1"}, before: map[string]bool{}}
 			body := &pullBody{ReadCloser: io.NopCloser(strings.NewReader(tc.stream)), ctx: context.Background(), p: p}
 			buf := make([]byte, len(tc.stream))
-			io.ReadFull(body, buf) // every byte, but no EOF seen yet
+			_, err = io.ReadFull(body, buf) // every byte, but no EOF seen yet
+			must(t, err)
 			body.Close()
 			recs, _ := s.ImageRecords([]string{id})
 			if got := recs[id] != nil; got != tc.private {

@@ -500,26 +500,6 @@ type Malformed string
 
 func (e Malformed) Error() string { return string(e) }
 
-// setTopLevel sets key (replacing any key equal under case folding, the
-// one dockerd would read) in a JSON object body.
-func setTopLevel(body []byte, key string, v any) ([]byte, error) {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil || top == nil {
-		return nil, Malformed("request body is not a JSON object")
-	}
-	for k := range top {
-		if strings.EqualFold(k, key) {
-			delete(top, k)
-		}
-	}
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	top[key] = raw
-	return json.Marshal(top)
-}
-
 // NameTaken is a create whose name belongs to another tenant's object.
 // Names are one namespace on the daemon, so this cannot look like a
 // missing object; it says no more than that the name is taken.

@@ -185,7 +185,9 @@ func TestIsolateQuery(t *testing.T) {
 		{"two filters parameters are ambiguous", "GET", "/networks?filters={}&filters={}", nil, true},
 		{"build labels get the owner", "POST", `/build?labels={"` + OwnerLabel + `":"t-2","a":"b"}`, func(t *testing.T, q url.Values) {
 			var l map[string]string
-			json.Unmarshal([]byte(q.Get("labels")), &l)
+			if err := json.Unmarshal([]byte(q.Get("labels")), &l); err != nil {
+				t.Fatal(err)
+			}
 			if l[OwnerLabel] != "t-1" || l["a"] != "b" {
 				t.Fatalf("labels %v", l)
 			}
