@@ -19,6 +19,8 @@ import (
 
 	"github.com/sockguard/sockguard/broker/denylog"
 	"github.com/sockguard/sockguard/broker/docker"
+	"github.com/sockguard/sockguard/broker/isolation"
+	"github.com/sockguard/sockguard/broker/nameindex"
 	"github.com/sockguard/sockguard/broker/store"
 	"github.com/sockguard/sockguard/policy"
 )
@@ -334,6 +336,15 @@ func Run(ctx context.Context, cfg Config) error {
 		deleting:      make(map[string]struct{}),
 	}
 	b.reg.catalog.Store(catalog)
+	// The container name index follows dockerd's events for as long as
+	// the broker runs (stopped with the upstream monitor).
+	b.reg.proxy.names = nameindex.New(up, isolation.OwnerLabel, nameindex.DefaultCap, log)
+	namesDone := make(chan struct{})
+	go func() {
+		defer close(namesDone)
+		b.reg.proxy.names.Run(monCtx)
+	}()
+	defer func() { stopMon(); <-namesDone }()
 	if p := up.SocketPath(); p != "" {
 		b.reg.daemonSockets = []string{p}
 		if real, err := filepath.EvalSymlinks(p); err == nil && real != p {

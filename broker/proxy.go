@@ -20,6 +20,7 @@ import (
 
 	"github.com/sockguard/sockguard/broker/docker"
 	"github.com/sockguard/sockguard/broker/isolation"
+	"github.com/sockguard/sockguard/broker/nameindex"
 	"github.com/sockguard/sockguard/broker/pipeline"
 	"github.com/sockguard/sockguard/policy"
 )
@@ -31,7 +32,10 @@ type Proxy struct {
 	up *docker.Client
 	// owners remembers object owners by full id for isolation: one cache
 	// per daemon, shared by every tenant (see isolation.OwnerCache).
-	owners  *isolation.OwnerCache
+	owners *isolation.OwnerCache
+	// names is the daemon's container name index (nil: none); it only
+	// chooses the refusal of requests refused whatever their object is.
+	names   *nameindex.Index
 	denials denyRecorder
 	log     *slog.Logger
 	access  *slog.Logger             // nil: no access log
@@ -273,6 +277,7 @@ func (h *tenantHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case pipeline.Failed:
 		h.p.upstreamError(x.w, r, v.Err)
 	default:
+		h.p.expectName(v.Req)
 		x.forward(v, release)
 	}
 }

@@ -19,6 +19,7 @@ import (
 // tenantStages serves one request of one tenant.
 type tenantStages struct {
 	iso    isolation.Isolator
+	names  nameLookup // nil: container names always resolve upstream
 	tenant *Tenant
 	log    interface {
 		Error(msg string, args ...any)
@@ -34,7 +35,10 @@ var (
 // stages are the pipeline's stages for tenant t.
 func (p *Proxy) stages(t *Tenant) pipeline.Stages {
 	ts := &tenantStages{iso: isolation.New(p.up, p.owners, t.ID), tenant: t, log: p.log}
-	st := pipeline.Stages{Owners: ts}
+	if p.names != nil {
+		ts.names = p.names
+	}
+	st := pipeline.Stages{Owners: ts, Peek: ts}
 	if p.images != nil {
 		st.Images = tenantImages{ts, p.images}
 	}

@@ -202,7 +202,8 @@ func (c *Client) InspectImage(ctx context.Context, ref string) (Image, error) {
 
 // ContainerSummary is one entry of a container list.
 type ContainerSummary struct {
-	ID     string `json:"Id"`
+	ID     string   `json:"Id"`
+	Names  []string // "/name" (and "/other/alias" for legacy links)
 	Labels map[string]string
 }
 

@@ -7,9 +7,10 @@
 //	  - canonical: policy.Canonicalize; a request with no canonical form,
 //	    or with a form-encoded body, is refused.
 //	  - route: the Route made by Canonicalize. An object route whose rules
-//	    refuse it whatever the object is refused here, before any upstream
-//	    call (policy.DecideAnyObject); so is any other route the rules
-//	    refuse from its text alone.
+//	    refuse it whatever the object is (policy.DecideAnyObject) is refused
+//	    here, before any upstream call, when Stages.Peek knows its object
+//	    (refuseAnyObject); so is any other route the rules refuse from its
+//	    text alone.
 //	  - owners: the object the path names is resolved to a full id of the
 //	    tenant's (Owners, Images), and the query narrowed to the tenant.
 //	  - rules: policy.Decide on the resolved request, when the route stage
@@ -109,6 +110,9 @@ type Stages struct {
 	Pins        Pins
 	Registries  HostResolver
 	ResolvePath func(field, src string) (string, error)
+	// Peek, when set, answers without an upstream call the object of a
+	// request the rules refuse whatever it is (see refuseAnyObject).
+	Peek Peeker
 }
 
 // Tenant is whom the request is judged for.
@@ -287,6 +291,13 @@ func (j *judge) run(ctx context.Context) {
 	rt := req.Route()
 	ownersFirst := rt.Object() != policy.ObjectNone && (rt.Object() != policy.ObjectImage || req.Method == http.MethodGet)
 	var d policy.Decision
+	if ownersFirst && j.st.Peek != nil {
+		// A refusal whatever the object is costs no upstream call when
+		// the object is already known (refuseAnyObject).
+		if ad, ok := pol.DecideAnyObject(req); ok && !ad.Allow && j.refuseAnyObject(ctx, req, ad) {
+			return
+		}
+	}
 	if !ownersFirst {
 		// The rules need no lookup: no object, or an image the rules judge
 		// by the tenant's own text (tag, push, delete). A refusal costs

@@ -34,6 +34,8 @@ type mockDocker struct {
 	// docs is the canned answers that carry the tenant's owner label; it
 	// is replaced whole by setOwner, never changed in place.
 	docs atomic.Pointer[mockDocs]
+	// stop ends the event streams (Close).
+	stop chan struct{}
 }
 
 var (
@@ -46,6 +48,7 @@ var (
 	imageListPath = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/images/json$`)
 	imagePath     = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/images/(.+)/json$`)
 	networkPath   = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/networks/([^/]+)$`)
+	eventsPath    = regexp.MustCompile(`^(/v[0-9]+\.[0-9]+)?/events$`)
 )
 
 const (
@@ -75,7 +78,7 @@ func startMock(path string) (*mockDocker, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &mockDocker{path: path, ln: ln}
+	m := &mockDocker{path: path, ln: ln, stop: make(chan struct{})}
 	m.setOwner("")
 	m.srv = &http.Server{
 		Handler:           m,
@@ -142,6 +145,16 @@ func (m *mockDocker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.Set("Content-Type", "application/json")
 		_, _ = w.Write(m.docs.Load().network)
+	case eventsPath.MatchString(p) && r.Method == http.MethodGet:
+		// The broker's name index follows the event stream: the mock's
+		// containers never change, so it stays open and silent.
+		h.Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_ = http.NewResponseController(w).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-m.stop:
+		}
 	case p == mockStatsPath && r.Method == http.MethodGet:
 		// For a mock in its own process (-storm): what it has seen. The
 		// broker never forwards this path (no Docker route matches it), and
@@ -185,6 +198,7 @@ func (m *mockDocker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *mockDocker) Close() {
+	close(m.stop)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := m.srv.Shutdown(ctx); err != nil {
