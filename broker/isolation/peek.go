@@ -24,7 +24,9 @@ func (iso Isolator) Peek(k policy.ObjectKind, ref string, names NameLookup) (id 
 	if owner, ok := iso.owners.get(k, ref); ok {
 		return iso.peeked(k, ref, ref, owner)
 	}
-	if k != policy.ObjectContainer || names == nil {
+	if _, full := cacheKey(k, ref); full || k != policy.ObjectContainer || names == nil {
+		// A full id not cached is the daemon's to resolve (it looks up a
+		// full id before a name).
 		return "", false, nil
 	}
 	id, owner, ownerOK, known := names.Lookup(ref)
