@@ -32,6 +32,9 @@ type EventStream struct {
 
 // maxEvent bounds one event message: a container event carries the
 // container's labels, which a tenant chooses (within its create body cap).
+// The bound is on bytes read per message, so a message may be up to
+// maxEvent plus what the decoder had read ahead for it; memory stays
+// within twice the bound.
 const maxEvent = 1 << 20
 
 // Events opens dockerd's event stream from now on, filtered by filters
