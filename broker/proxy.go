@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sockguard/sockguard/broker/docker"
+	"github.com/sockguard/sockguard/broker/internal/bounded"
 	"github.com/sockguard/sockguard/broker/isolation"
 	"github.com/sockguard/sockguard/broker/nameindex"
 	"github.com/sockguard/sockguard/broker/pipeline"
@@ -143,7 +144,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if f == nil || !f.req.Route().NamesContainerInConflict() {
 		return nil
 	}
-	buf, err := readCapped(resp.Body, 64<<10)
+	buf, err := bounded.ReadAll(resp.Body, 64<<10)
 	resp.Body.Close()
 	if err != nil {
 		return err
@@ -165,7 +166,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 
 // filterImageList drops the images tenant may not see from an image list.
 func (p *Proxy) filterImageList(resp *http.Response, tenant string) error {
-	buf, err := readCapped(resp.Body, imageListLimit)
+	buf, err := bounded.ReadAll(resp.Body, imageListLimit)
 	resp.Body.Close()
 	if err != nil {
 		return fmt.Errorf("image list: %w", err)
@@ -213,21 +214,6 @@ func writeDockerError(w http.ResponseWriter, status int, msg string) {
 	h.Set("Content-Length", strconv.Itoa(len(buf)+1))
 	w.WriteHeader(status)
 	w.Write(append(buf, '\n'))
-}
-
-// errTooLarge is returned by readCapped for a body over the cap.
-var errTooLarge = errors.New("body too large")
-
-// readCapped reads all of r but never more than limit bytes.
-func readCapped(r io.Reader, limit int64) ([]byte, error) {
-	buf, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(buf)) > limit {
-		return nil, errTooLarge
-	}
-	return buf, nil
 }
 
 // tenantHandler serves one tenant socket.

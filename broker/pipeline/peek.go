@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 
+	"github.com/sockguard/sockguard/broker/internal/bounded"
 	"github.com/sockguard/sockguard/policy"
 )
 
@@ -44,7 +45,7 @@ func (j *judge) refuseAnyObject(ctx context.Context, req policy.Request, d polic
 		return false
 	}
 	if err != nil {
-		return j.fail(rt.Object().String()+" "+clip(rt.Ref(), 128), err)
+		return j.fail(rt.Object().String()+" "+bounded.Clip(rt.Ref(), 128), err)
 	}
 	// As after Resolve: the refusal names the id that was checked.
 	if r, werr := req.WithObjectID(id); werr == nil {

@@ -41,6 +41,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/sockguard/sockguard/broker/internal/bounded"
 	"github.com/sockguard/sockguard/policy"
 )
 
@@ -348,7 +349,7 @@ func (j *judge) decideObject(req policy.Request) policy.Decision {
 	if d, ok := pol.DecideAnyObject(req); ok {
 		return d
 	}
-	j.v.Unknown = append(j.v.Unknown, "rules: they depend on which object "+clip(req.Route().Ref(), 128)+" is")
+	j.v.Unknown = append(j.v.Unknown, "rules: they depend on which object "+bounded.Clip(req.Route().Ref(), 128)+" is")
 	return pol.Decide(req)
 }
 
@@ -421,7 +422,7 @@ func (j *judge) object(ctx context.Context, req policy.Request) policy.Request {
 		id, err = j.st.Owners.Resolve(ctx, k, rt.Ref())
 	}
 	if err != nil {
-		if !j.fail(rt.Object().String()+" "+clip(rt.Ref(), 128), err) {
+		if !j.fail(rt.Object().String()+" "+bounded.Clip(rt.Ref(), 128), err) {
 			j.unresolved = true
 		}
 		return req
@@ -458,9 +459,9 @@ func (j *judge) body(ctx context.Context, req policy.Request, allowed bool) ([]b
 	}
 	// The body is read whatever Content-Length or Transfer-Encoding
 	// claim, and never beyond the cap.
-	body, err := readCapped(j.in.Body, limit)
+	body, err := bounded.ReadAll(j.in.Body, limit)
 	switch {
-	case errors.Is(err, errTooLarge):
+	case errors.Is(err, bounded.ErrTooLarge):
 		j.refuse(policy.TooLarge(limit))
 		return nil, false
 	case err != nil:
@@ -592,22 +593,4 @@ func (j *judge) undo() {
 		j.v.Pull.Done()
 		j.v.Pull = nil
 	}
-}
-
-// errTooLarge is returned by readCapped for a body over the cap.
-var errTooLarge = errors.New("body too large")
-
-// readCapped reads all of r but never more than limit bytes.
-func readCapped(r io.Reader, limit int64) ([]byte, error) {
-	if r == nil {
-		return nil, nil
-	}
-	buf, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(buf)) > limit {
-		return nil, errTooLarge
-	}
-	return buf, nil
 }

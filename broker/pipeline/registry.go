@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sockguard/sockguard/broker/internal/bounded"
 	"github.com/sockguard/sockguard/policy"
 )
 
@@ -47,7 +48,7 @@ func checkRegistryHost(ctx context.Context, res HostResolver, pol *policy.Policy
 	if errors.Is(err, ErrUnknown) {
 		// A dry run looks nothing up: the caller lists what it could not
 		// know.
-		return policy.Decision{}, true, fmt.Errorf("the address of registry host %q: %w", clip(host, 128), err)
+		return policy.Decision{}, true, fmt.Errorf("the address of registry host %q: %w", bounded.Clip(host, 128), err)
 	}
 	if err != nil {
 		return policy.Decision{}, true, nil
@@ -56,7 +57,7 @@ func checkRegistryHost(ctx context.Context, res HostResolver, pol *policy.Policy
 		if policy.LocalAddr(a.IP) {
 			return policy.Decision{
 				Status: http.StatusForbidden, Code: policy.ReasonBodyDenied, Rule: "images.allowed_registries",
-				Reason:  fmt.Sprintf("registry %q resolves to %s, an address on the broker's host: list it exactly in images.allowed_registries to allow it", clip(domain, 128), a.IP),
+				Reason:  fmt.Sprintf("registry %q resolves to %s, an address on the broker's host: list it exactly in images.allowed_registries to allow it", bounded.Clip(domain, 128), a.IP),
 				Subject: policy.RegistrySubject(domain),
 			}, false, nil
 		}

@@ -1,9 +1,11 @@
-// Package bounded owns the two ways the broker repeats input it did not
-// choose: Quote for error messages and logs, Clip for stored fields. Both
-// bound what they return, whatever the input's length.
+// Package bounded owns the bounds on input the broker did not choose:
+// Quote for error messages and logs, Clip for stored fields, ReadAll for
+// bodies. Each bounds what it returns, whatever the input's length.
 package bounded
 
 import (
+	"errors"
+	"io"
 	"strconv"
 	"unicode/utf8"
 )
@@ -34,4 +36,24 @@ func Clip(s string, n int) string {
 		cut--
 	}
 	return s[:cut] + mark
+}
+
+// ErrTooLarge is returned by ReadAll for input over its limit.
+var ErrTooLarge = errors.New("body too large")
+
+// ReadAll reads all of r but never more than limit bytes (a nil r reads as
+// empty): beyond the limit it returns ErrTooLarge, whatever Content-Length
+// or the sender claimed.
+func ReadAll(r io.Reader, limit int64) ([]byte, error) {
+	if r == nil {
+		return nil, nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(buf)) > limit {
+		return nil, ErrTooLarge
+	}
+	return buf, nil
 }
